@@ -1,0 +1,44 @@
+// Differentiable ops (the public math API). Each records a Node when an input requires grad.
+// Shapes follow PyTorch: conv3d on [N,C,D,H,W], linear on [N, in], softmax over the last dim.
+#pragma once
+#include <array>
+
+#include "engine/autograd.h"
+#include "engine/tensor.h"
+
+namespace mc {
+
+struct Conv3dOpts {
+  std::array<int64_t, 3> stride{1, 1, 1}, padding{0, 0, 0}, dilation{1, 1, 1};
+  int64_t groups = 1;
+};
+Tensor conv3d(const Tensor& x, const Tensor& w, const Tensor& bias, const Conv3dOpts& o = {});
+
+// training: batch statistics and running-stat update (momentum, unbiased running var);
+// otherwise the running statistics. weight/bias may be undefined (affine=False).
+Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& running_mean,
+                  Tensor& running_var, bool training, double momentum = 0.1, double eps = 1e-5);
+
+Tensor relu(const Tensor& x);
+Tensor add(const Tensor& a, const Tensor& b);
+Tensor mul(const Tensor& a, const Tensor& b);
+Tensor scale(const Tensor& x, double alpha);
+Tensor sum(const Tensor& x);
+Tensor mean(const Tensor& x);
+void add_(Tensor& y, const Tensor& x);  // in place, not recorded
+
+Tensor max_pool3d(const Tensor& x, std::array<int64_t, 3> kernel, std::array<int64_t, 3> stride,
+                  std::array<int64_t, 3> padding);
+Tensor global_avg_pool3d(const Tensor& x);  // [N,C,D,H,W] -> [N,C]
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias);
+Tensor reshape(const Tensor& x, const Shape& shape);
+Tensor flatten(const Tensor& x, int64_t start_dim = 1);
+Tensor softmax(const Tensor& x);
+Tensor log_softmax(const Tensor& x);
+
+// Mean (or sum) cross-entropy of logits [N,C] against int64 labels [N], with optional
+// per-class logit offset (logit adjustment) and per-class weights (weighted mean, as PyTorch).
+Tensor cross_entropy(const Tensor& logits, const Tensor& labels, const Tensor& weight = Tensor(),
+                     const Tensor& offset = Tensor(), bool mean = true);
+
+}  // namespace mc

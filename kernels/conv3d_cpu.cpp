@@ -1,0 +1,162 @@
+// CPU reference convolution: vol2col + GEMM per sample and group. 1x1x1 stride-1 unpadded
+// convolutions (most of a bottleneck ResNet) skip vol2col and multiply the input directly.
+#include <algorithm>
+#include <vector>
+
+#include "kernels/conv3d.h"
+#include "kernels/gemm.h"
+
+namespace mc::kernels::cpu {
+namespace {
+
+bool is_pointwise(const ConvGeom& g) {
+  for (int a = 0; a < 3; ++a)
+    if (g.k[a] != 1 || g.stride[a] != 1 || g.pad[a] != 0) return false;
+  return true;
+}
+
+// col[(c, a, b, e), (od, oh, ow)] = x[c, od*s - p + a*d, ...] (0 outside the volume)
+template <class T>
+void vol2col(const ConvGeom& g, int64_t Cg, const T* x, T* col) {
+  const int64_t oD = g.oD(), oH = g.oH(), oW = g.oW(), K = g.k[0] * g.k[1] * g.k[2];
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < Cg * K; ++r) {
+    const int64_t c = r / K, a = r / (g.k[1] * g.k[2]) % g.k[0], b = r / g.k[2] % g.k[1],
+                  e = r % g.k[2];
+    const T* xc = x + c * g.D * g.H * g.W;
+    T* out = col + r * oD * oH * oW;
+    for (int64_t od = 0; od < oD; ++od) {
+      const int64_t id = od * g.stride[0] - g.pad[0] + a * g.dil[0];
+      for (int64_t oh = 0; oh < oH; ++oh, out += oW) {
+        const int64_t ih = oh * g.stride[1] - g.pad[1] + b * g.dil[1];
+        if (id < 0 || id >= g.D || ih < 0 || ih >= g.H) {
+          std::fill(out, out + oW, T(0));
+          continue;
+        }
+        const T* xr = xc + (id * g.H + ih) * g.W;
+        for (int64_t ow = 0; ow < oW; ++ow) {
+          const int64_t iw = ow * g.stride[2] - g.pad[2] + e * g.dil[2];
+          out[ow] = iw >= 0 && iw < g.W ? xr[iw] : T(0);
+        }
+      }
+    }
+  }
+}
+
+// dx[c, ...] += col[(c, ...), ...]: the adjoint of vol2col. Parallel over channels only, so
+// each thread owns its channel's voxels (no races, deterministic order).
+template <class T>
+void col2vol(const ConvGeom& g, int64_t Cg, const T* col, T* dx) {
+  const int64_t oD = g.oD(), oH = g.oH(), oW = g.oW(), K = g.k[0] * g.k[1] * g.k[2];
+#pragma omp parallel for schedule(static)
+  for (int64_t c = 0; c < Cg; ++c) {
+    T* xc = dx + c * g.D * g.H * g.W;
+    for (int64_t kk = 0; kk < K; ++kk) {
+      const int64_t a = kk / (g.k[1] * g.k[2]), b = kk / g.k[2] % g.k[1], e = kk % g.k[2];
+      const T* in = col + (c * K + kk) * oD * oH * oW;
+      for (int64_t od = 0; od < oD; ++od) {
+        const int64_t id = od * g.stride[0] - g.pad[0] + a * g.dil[0];
+        for (int64_t oh = 0; oh < oH; ++oh, in += oW) {
+          const int64_t ih = oh * g.stride[1] - g.pad[1] + b * g.dil[1];
+          if (id < 0 || id >= g.D || ih < 0 || ih >= g.H) continue;
+          T* xr = xc + (id * g.H + ih) * g.W;
+          for (int64_t ow = 0; ow < oW; ++ow) {
+            const int64_t iw = ow * g.stride[2] - g.pad[2] + e * g.dil[2];
+            if (iw >= 0 && iw < g.W) xr[iw] += in[ow];
+          }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+template <class T>
+void conv3d_forward(const ConvGeom& g, const T* x, const T* w, const T* b, T* y) {
+  const int64_t Cg = g.C / g.groups, Og = g.O / g.groups, K = g.k[0] * g.k[1] * g.k[2];
+  const int64_t S = g.oD() * g.oH() * g.oW(), inS = g.D * g.H * g.W;
+  const bool pw = is_pointwise(g);
+  std::vector<T> col(pw ? 0 : size_t(Cg * K * S));
+  for (int64_t n = 0; n < g.N; ++n) {
+    for (int64_t gr = 0; gr < g.groups; ++gr) {
+      const T* xg = x + (n * g.C + gr * Cg) * inS;
+      const T* src = xg;
+      if (!pw) {
+        vol2col(g, Cg, xg, col.data());
+        src = col.data();
+      }
+      gemm<T>(false, false, Og, S, Cg * K, T(1), w + gr * Og * Cg * K, Cg * K, src, S, T(0),
+              y + (n * g.O + gr * Og) * S, S);
+    }
+    if (b) {
+      T* yn = y + n * g.O * S;
+#pragma omp parallel for schedule(static)
+      for (int64_t o = 0; o < g.O; ++o)
+        for (int64_t s = 0; s < S; ++s) yn[o * S + s] += b[o];
+    }
+  }
+}
+
+template <class T>
+void conv3d_backward_data(const ConvGeom& g, const T* dy, const T* w, T* dx) {
+  const int64_t Cg = g.C / g.groups, Og = g.O / g.groups, K = g.k[0] * g.k[1] * g.k[2];
+  const int64_t S = g.oD() * g.oH() * g.oW(), inS = g.D * g.H * g.W;
+  const bool pw = is_pointwise(g);
+  std::vector<T> col(pw ? 0 : size_t(Cg * K * S));
+  for (int64_t n = 0; n < g.N; ++n) {
+    for (int64_t gr = 0; gr < g.groups; ++gr) {
+      T* dxg = dx + (n * g.C + gr * Cg) * inS;
+      const T* dyg = dy + (n * g.O + gr * Og) * S;
+      const T* wg = w + gr * Og * Cg * K;
+      if (pw) {
+        gemm<T>(true, false, Cg, S, Og, T(1), wg, Cg, dyg, S, T(0), dxg, S);
+        continue;
+      }
+      gemm<T>(true, false, Cg * K, S, Og, T(1), wg, Cg * K, dyg, S, T(0), col.data(), S);
+      std::fill(dxg, dxg + Cg * inS, T(0));
+      col2vol(g, Cg, col.data(), dxg);
+    }
+  }
+}
+
+template <class T>
+void conv3d_backward_weight(const ConvGeom& g, const T* x, const T* dy, T* dw, T* db) {
+  const int64_t Cg = g.C / g.groups, Og = g.O / g.groups, K = g.k[0] * g.k[1] * g.k[2];
+  const int64_t S = g.oD() * g.oH() * g.oW(), inS = g.D * g.H * g.W;
+  const bool pw = is_pointwise(g);
+  std::vector<T> col(pw ? 0 : size_t(Cg * K * S));
+  for (int64_t n = 0; n < g.N; ++n) {
+    for (int64_t gr = 0; gr < g.groups; ++gr) {
+      const T* xg = x + (n * g.C + gr * Cg) * inS;
+      const T* src = xg;
+      if (!pw) {
+        vol2col(g, Cg, xg, col.data());
+        src = col.data();
+      }
+      gemm<T>(false, true, Og, Cg * K, S, T(1), dy + (n * g.O + gr * Og) * S, S, src, S,
+              n == 0 ? T(0) : T(1), dw + gr * Og * Cg * K, Cg * K);
+    }
+  }
+  if (db) {
+#pragma omp parallel for schedule(static)
+    for (int64_t o = 0; o < g.O; ++o) {
+      double acc = 0;
+      for (int64_t n = 0; n < g.N; ++n) {
+        const T* p = dy + (n * g.O + o) * S;
+        for (int64_t s = 0; s < S; ++s) acc += p[s];
+      }
+      db[o] = T(acc);
+    }
+  }
+}
+
+#define MC_INST(T)                                                                          \
+  template void conv3d_forward<T>(const ConvGeom&, const T*, const T*, const T*, T*);       \
+  template void conv3d_backward_data<T>(const ConvGeom&, const T*, const T*, T*);           \
+  template void conv3d_backward_weight<T>(const ConvGeom&, const T*, const T*, T*, T*);
+MC_INST(float)
+MC_INST(double)
+#undef MC_INST
+
+}  // namespace mc::kernels::cpu
