@@ -20,4 +20,11 @@ template <class T>
 void cross_entropy_fused(const T* logits, const int64_t* labels, const T* offset, const T* weight,
                          int64_t N, int64_t C, bool mean, T* loss, T* dlogits, T dloss);
 }  // namespace cpu
+namespace cuda {
+// Same contract on device pointers; dloss is a device scalar (no host sync, graph capturable).
+// A label outside [0, C) sets *bad_label to 1 (device int, may be null) and contributes nothing.
+void cross_entropy_fused(const float* logits, const int64_t* labels, const float* offset,
+                         const float* weight, int64_t N, int64_t C, bool mean, float* loss,
+                         float* dlogits, const float* dloss, int* bad_label, Stream s);
+}  // namespace cuda
 }  // namespace mc::kernels
