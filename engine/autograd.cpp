@@ -74,19 +74,19 @@ void Tensor::backward(const Tensor& grad_out) const {
   MC_CHECK(seed.shape() == shape_, "backward(): gradient shape ", shape_str(seed.shape()),
            " does not match ", shape_str(shape_));
 
-  // Topological order of the metas reachable from this one (iterative DFS, post-order).
-  std::vector<AutogradMeta*> order;
-  std::unordered_set<AutogradMeta*> seen;
-  std::vector<std::pair<AutogradMeta*, size_t>> stack{{ag_.get(), 0}};
-  seen.insert(ag_.get());
+  // Topological order of the metas reachable from this one (iterative DFS, post-order). The
+  // order holds owning pointers: freeing each node as we go must not free metas still ahead.
+  std::vector<std::shared_ptr<AutogradMeta>> order;
+  std::unordered_set<AutogradMeta*> seen{ag_.get()};
+  std::vector<std::pair<std::shared_ptr<AutogradMeta>, size_t>> stack{{ag_, 0}};
   while (!stack.empty()) {
     auto& [m, i] = stack.back();
     Node* n = m->grad_fn.get();
     if (n && i < n->inputs.size()) {
-      AutogradMeta* child = n->inputs[i++].get();
-      if (child && seen.insert(child).second) stack.push_back({child, 0});
+      const std::shared_ptr<AutogradMeta>& child = n->inputs[i++];
+      if (child && seen.insert(child.get()).second) stack.emplace_back(child, 0);
     } else {
-      order.push_back(m);
+      order.push_back(std::move(m));
       stack.pop_back();
     }
   }
@@ -95,7 +95,7 @@ void Tensor::backward(const Tensor& grad_out) const {
   std::unordered_map<AutogradMeta*, Tensor> pending;
   pending[ag_.get()] = seed;
   for (auto it = order.rbegin(); it != order.rend(); ++it) {
-    AutogradMeta* m = *it;
+    AutogradMeta* m = it->get();
     auto found = pending.find(m);
     if (found == pending.end()) continue;  // nothing flowed here
     Tensor g = std::move(found->second);

@@ -1,0 +1,120 @@
+#include "engine/optim.h"
+
+#include "engine/autograd.h"
+
+namespace mc {
+
+Optimizer::Optimizer(std::vector<Tensor*> params) : params_(std::move(params)) {
+  MC_CHECK(!params_.empty(), "optimizer: no parameters");
+  device_ = params_[0]->device();
+  for (Tensor* p : params_) {
+    MC_CHECK(p->dtype() == DType::F32, "optimizer: parameters must be f32, got ", p->str());
+    MC_CHECK(p->device() == device_, "optimizer: parameters on ", p->device().str(), " and ",
+             device_.str());
+    offsets_.push_back(total_);
+    total_ += p->numel();
+  }
+}
+
+template <class F>
+void Optimizer::for_each_run(F&& f) {
+  // A run: consecutive parameters whose data (and gradients) are adjacent in memory.
+  size_t i = 0;
+  while (i < params_.size()) {
+    Tensor p0 = *params_[i], g0 = p0.grad();
+    size_t j = i + 1;
+    int64_t n = p0.numel();
+    if (g0.defined()) {
+      auto* pend = static_cast<char*>(p0.raw()) + p0.nbytes();
+      auto* gend = static_cast<char*>(g0.raw()) + g0.nbytes();
+      while (j < params_.size()) {
+        Tensor pj = *params_[j], gj = pj.grad();
+        if (!gj.defined() || pj.raw() != pend || gj.raw() != gend) break;
+        pend += pj.nbytes();
+        gend += gj.nbytes();
+        n += pj.numel();
+        ++j;
+      }
+    }
+    if (g0.defined()) f(static_cast<float*>(p0.raw()), static_cast<const float*>(g0.raw()), offsets_[i], n);
+    i = j;  // parameters without a gradient are skipped, as PyTorch does
+  }
+}
+
+// ---------------- AdamW ----------------
+
+AdamW::AdamW(std::vector<Tensor*> params, const AdamWOptions& o) : Optimizer(std::move(params)), o_(o) {
+  lr_ = o.lr;
+  m_ = Tensor::zeros({total_}, DType::F32, device_);
+  v_ = Tensor::zeros({total_}, DType::F32, device_);
+}
+
+void AdamW::step() {
+  NoGradGuard ng;
+  ++step_;
+  kernels::AdamWArgs a{lr_, o_.beta1, o_.beta2, o_.eps, o_.weight_decay, step_};
+  float *m = m_.data<float>(), *v = v_.data<float>();
+  for_each_run([&](float* p, const float* g, int64_t off, int64_t n) {
+    if (device_.is_cuda()) {
+#ifdef MC_HAVE_CUDA
+      kernels::cuda::adamw_step(p, g, m + off, v + off, n, a, nullptr);
+#endif
+    } else {
+      kernels::cpu::adamw_step(p, g, m + off, v + off, n, a);
+    }
+  });
+}
+
+StateDict AdamW::state() {
+  return {{"exp_avg", m_}, {"exp_avg_sq", v_}, {"step", Tensor::from<int64_t>({step_}, {})}};
+}
+
+void AdamW::load_state(const StateDict& s) {
+  for (const auto& [k, t] : s) {
+    if (k == "exp_avg") m_.copy_(t);
+    else if (k == "exp_avg_sq") v_.copy_(t);
+    else if (k == "step") step_ = int64_t(t.item());
+    else MC_FAIL("AdamW state: unexpected key '", k, "'");
+  }
+}
+
+// ---------------- SGD ----------------
+
+SGD::SGD(std::vector<Tensor*> params, const SGDOptions& o) : Optimizer(std::move(params)), o_(o) {
+  lr_ = o.lr;
+  MC_CHECK(!o.nesterov || (o.momentum > 0 && o.dampening == 0),
+           "SGD: Nesterov momentum requires a momentum and zero dampening");
+  if (o.momentum != 0) buf_ = Tensor::zeros({total_}, DType::F32, device_);
+}
+
+void SGD::step() {
+  NoGradGuard ng;
+  kernels::SGDArgs a{lr_, o_.momentum, o_.dampening, o_.weight_decay, o_.nesterov, step_ == 0};
+  ++step_;
+  float* buf = buf_.defined() ? buf_.data<float>() : nullptr;
+  for_each_run([&](float* p, const float* g, int64_t off, int64_t n) {
+    if (device_.is_cuda()) {
+#ifdef MC_HAVE_CUDA
+      kernels::cuda::sgd_step(p, g, buf ? buf + off : nullptr, n, a, nullptr);
+#endif
+    } else {
+      kernels::cpu::sgd_step(p, g, buf ? buf + off : nullptr, n, a);
+    }
+  });
+}
+
+StateDict SGD::state() {
+  StateDict s{{"step", Tensor::from<int64_t>({step_}, {})}};
+  if (buf_.defined()) s.emplace_back("momentum_buffer", buf_);
+  return s;
+}
+
+void SGD::load_state(const StateDict& s) {
+  for (const auto& [k, t] : s) {
+    if (k == "momentum_buffer" && buf_.defined()) buf_.copy_(t);
+    else if (k == "step") step_ = int64_t(t.item());
+    else MC_FAIL("SGD state: unexpected key '", k, "'");
+  }
+}
+
+}  // namespace mc

@@ -1,0 +1,158 @@
+#include "models/resnet3d.h"
+
+#include <regex>
+
+namespace mc::models {
+namespace {
+
+using nn::BatchNorm3d;
+using nn::Conv3d;
+using nn::Sequential;
+
+class BasicBlock : public nn::Module {
+ public:
+  static constexpr int64_t expansion = 1;
+  BasicBlock(int64_t in, int64_t planes, int64_t stride, std::unique_ptr<Sequential> down) {
+    conv1_ = &register_module("conv1", std::make_unique<Conv3d>(in, planes, 3, stride, 1));
+    bn1_ = &register_module("bn1", std::make_unique<BatchNorm3d>(planes));
+    conv2_ = &register_module("conv2", std::make_unique<Conv3d>(planes, planes, 3, 1, 1));
+    bn2_ = &register_module("bn2", std::make_unique<BatchNorm3d>(planes));
+    if (down) down_ = &register_module("downsample", std::move(down));
+  }
+  Tensor forward(const Tensor& x) override {
+    Tensor y = relu(bn1_->forward(conv1_->forward(x)));
+    y = bn2_->forward(conv2_->forward(y));
+    return relu(add(y, down_ ? down_->forward(x) : x));
+  }
+  BatchNorm3d& last_bn() { return *bn2_; }
+
+ private:
+  Conv3d *conv1_, *conv2_;
+  BatchNorm3d *bn1_, *bn2_;
+  Sequential* down_ = nullptr;
+};
+
+class Bottleneck : public nn::Module {
+ public:
+  static constexpr int64_t expansion = 4;
+  Bottleneck(int64_t in, int64_t planes, int64_t stride, std::unique_ptr<Sequential> down) {
+    conv1_ = &register_module("conv1", std::make_unique<Conv3d>(in, planes, 1));
+    bn1_ = &register_module("bn1", std::make_unique<BatchNorm3d>(planes));
+    conv2_ = &register_module("conv2", std::make_unique<Conv3d>(planes, planes, 3, stride, 1));
+    bn2_ = &register_module("bn2", std::make_unique<BatchNorm3d>(planes));
+    conv3_ = &register_module("conv3", std::make_unique<Conv3d>(planes, planes * 4, 1));
+    bn3_ = &register_module("bn3", std::make_unique<BatchNorm3d>(planes * 4));
+    if (down) down_ = &register_module("downsample", std::move(down));
+  }
+  Tensor forward(const Tensor& x) override {
+    Tensor y = relu(bn1_->forward(conv1_->forward(x)));
+    y = relu(bn2_->forward(conv2_->forward(y)));
+    y = bn3_->forward(conv3_->forward(y));
+    return relu(add(y, down_ ? down_->forward(x) : x));
+  }
+  BatchNorm3d& last_bn() { return *bn3_; }
+
+ private:
+  Conv3d *conv1_, *conv2_, *conv3_;
+  BatchNorm3d *bn1_, *bn2_, *bn3_;
+  Sequential* down_ = nullptr;
+};
+
+template <class Block>
+std::unique_ptr<Sequential> make_stage(int64_t& in, int64_t planes, int blocks, int64_t stride) {
+  auto stage = std::make_unique<Sequential>();
+  for (int i = 0; i < blocks; ++i) {
+    const int64_t s = i == 0 ? stride : 1, out = planes * Block::expansion;
+    std::unique_ptr<Sequential> down;
+    if (i == 0 && (s != 1 || in != out)) {
+      down = std::make_unique<Sequential>();
+      down->add(std::make_unique<Conv3d>(in, out, 1, s));
+      down->add(std::make_unique<BatchNorm3d>(out));
+    }
+    stage->add(std::make_unique<Block>(in, planes, s, std::move(down)));
+    in = out;
+  }
+  return stage;
+}
+
+}  // namespace
+
+ResNetSpec resnet_spec(const std::string& name) {
+  if (name == "resnet10") return {false, {1, 1, 1, 1}};
+  if (name == "resnet18") return {false, {2, 2, 2, 2}};
+  if (name == "resnet34") return {false, {3, 4, 6, 3}};
+  if (name == "resnet50" || name == "medconv") return {true, {3, 4, 6, 3}};
+  if (name == "resnet101") return {true, {3, 4, 23, 3}};
+  if (name == "resnet152") return {true, {3, 8, 36, 3}};
+  std::string known;
+  for (const auto& n : model_names()) known += (known.empty() ? "" : ", ") + n;
+  MC_FAIL("unknown model '", name, "'; known models: ", known);
+}
+
+std::vector<std::string> model_names() {
+  return {"resnet10", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "medconv"};
+}
+
+ResNet3d::ResNet3d(const ResNetSpec& spec, int64_t in_chans, int64_t num_classes)
+    : bottleneck_(spec.bottleneck) {
+  MC_CHECK(in_chans >= 1 && num_classes >= 1, "ResNet3d: in_chans ", in_chans, " and num_classes ",
+           num_classes, " must be >= 1");
+  MC_CHECK(spec.layers.size() == 4, "ResNet3d: four stages expected");
+  conv1_ = &register_module("conv1", std::make_unique<Conv3d>(in_chans, 64, 7, 2, 3));
+  bn1_ = &register_module("bn1", std::make_unique<BatchNorm3d>(64));
+  pool_ = &register_module("maxpool", std::make_unique<nn::MaxPool3d>(3, 2, 1));
+  int64_t in = 64;
+  const int64_t planes[4] = {64, 128, 256, 512}, strides[4] = {1, 2, 2, 2};
+  for (int s = 0; s < 4; ++s) {
+    auto stage = spec.bottleneck ? make_stage<Bottleneck>(in, planes[s], spec.layers[s], strides[s])
+                                 : make_stage<BasicBlock>(in, planes[s], spec.layers[s], strides[s]);
+    stages_.push_back(&register_module("layer" + std::to_string(s + 1), std::move(stage)));
+  }
+  num_features_ = in;
+  fc_ = &register_module("fc", std::make_unique<nn::Linear>(in, num_classes));
+}
+
+Tensor ResNet3d::forward_features(const Tensor& x) {
+  MC_CHECK(x.dim() == 5, "ResNet3d: input must be [N, C, D, H, W], got ", x.str());
+  Tensor y = pool_->forward(relu(bn1_->forward(conv1_->forward(x))));
+  for (nn::Module* s : stages_) y = s->forward(y);
+  return y;
+}
+
+Tensor ResNet3d::forward(const Tensor& x) {
+  return fc_->forward(global_avg_pool3d(forward_features(x)));
+}
+
+void ResNet3d::init_weights(uint64_t seed, bool zero_init_last) {
+  Generator g(seed);
+  for (auto& [name, t] : named_parameters()) {
+    const bool is_fc = name.rfind("fc.", 0) == 0;
+    if (t->dim() == 5) {
+      kaiming_normal_fan_out_(*t, g);
+    } else if (is_fc && t->dim() == 2) {
+      Tensor* bias = nullptr;
+      for (auto& [n2, t2] : named_parameters())
+        if (n2 == "fc.bias") bias = t2;
+      nn::default_init_(*t, bias, g);
+    } else if (!is_fc) {  // batch norm affine
+      const bool is_weight = name.size() > 7 && name.compare(name.size() - 7, 7, ".weight") == 0;
+      t->fill_(is_weight ? 1.0 : 0.0);
+    }
+  }
+  if (!zero_init_last) return;
+  // The last BN of each residual branch starts at zero so every block starts as identity.
+  const std::regex last_bn(bottleneck_ ? R"(layer\d\.\d+\.bn3\.weight)" : R"(layer\d\.\d+\.bn2\.weight)");
+  for (auto& [name, t] : named_parameters())
+    if (std::regex_match(name, last_bn)) t->fill_(0.0);
+}
+
+}  // namespace mc::models
+
+namespace mc::models {
+std::unique_ptr<ResNet3d> create(const std::string& name, int64_t in_chans, int64_t num_classes,
+                                 uint64_t seed) {
+  auto m = std::make_unique<ResNet3d>(resnet_spec(name), in_chans, num_classes);
+  m->init_weights(seed);
+  return m;
+}
+}  // namespace mc::models
