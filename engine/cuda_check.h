@@ -1,0 +1,80 @@
+// Check macros for the CUDA libraries (DESIGN: "One error header"). Each throws mc::Error with
+// the failing expression, file:line, the current device and the library's own message:
+//
+//   MC_CUDA_CHECK(cudaMemcpyAsync(...));
+//   MC_CUDNN_CHECK(cudnnConvolutionForward(...));
+//   MC_CUBLAS_CHECK(cublasGemmEx(...));
+//   MC_NCCL_CHECK(ncclAllReduce(...));
+//   MC_CUDA_LAUNCHED("relu");        // after a kernel launch: launch errors; with MC_SYNC_CHECK=1
+//                                    // also waits for the stream so async faults name this line
+//   MC_CUDA_CHECK_NOTHROW(cudaFree(p));  // destructors: reports on stderr, never throws
+//
+// Only *_cuda.cpp / *.cu files include this (it pulls in the CUDA headers).
+#pragma once
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+#include <cudnn.h>
+#include <nccl.h>
+
+#include <string>
+
+#include "engine/check.h"
+
+namespace mc::cuda {
+
+// "cudaMemcpyAsync(...) failed on cuda:0: an illegal memory access was encountered (700)"
+[[noreturn]] void throw_cuda_error(const char* lib, const char* expr, const char* file, int line,
+                                   const std::string& what);
+void report_cuda_error(const char* lib, const char* expr, const char* file, int line,
+                       const std::string& what) noexcept;  // stderr, for destructors
+// MC_SYNC_CHECK=1 in the environment (read once).
+bool sync_check_enabled();
+// cudaGetLastError, and with MC_SYNC_CHECK a stream synchronise; throws naming `what`.
+void check_launch(const char* what, const char* file, int line);
+
+inline std::string message(cudaError_t e) {
+  return std::string(cudaGetErrorName(e)) + ": " + cudaGetErrorString(e);
+}
+inline std::string message(cudnnStatus_t s) {
+  char detail[512] = {0};
+  cudnnGetLastErrorString(detail, sizeof(detail));  // cuDNN 9: why, not just what
+  std::string m = cudnnGetErrorString(s);
+  if (detail[0]) m += std::string(" (") + detail + ")";
+  return m;
+}
+inline std::string message(cublasStatus_t s) {
+  return std::string(cublasGetStatusName(s)) + ": " + cublasGetStatusString(s);
+}
+inline std::string message(ncclResult_t r) { return ncclGetErrorString(r); }
+
+}  // namespace mc::cuda
+
+#define MC_CUDA_LIB_CHECK_(lib, ok, expr)                                                  \
+  do {                                                                                     \
+    auto mc_status_ = (expr);                                                              \
+    if (mc_status_ != (ok))                                                                \
+      ::mc::cuda::throw_cuda_error(lib, #expr, __FILE__, __LINE__,                         \
+                                   ::mc::cuda::message(mc_status_));                       \
+  } while (0)
+
+#define MC_CUDA_CHECK(expr) MC_CUDA_LIB_CHECK_("CUDA", cudaSuccess, expr)
+#define MC_CUDNN_CHECK(expr) MC_CUDA_LIB_CHECK_("cuDNN", CUDNN_STATUS_SUCCESS, expr)
+#define MC_CUBLAS_CHECK(expr) MC_CUDA_LIB_CHECK_("cuBLAS", CUBLAS_STATUS_SUCCESS, expr)
+#define MC_NCCL_CHECK(expr) MC_CUDA_LIB_CHECK_("NCCL", ncclSuccess, expr)
+
+#define MC_CUDA_CHECK_NOTHROW(expr)                                                        \
+  do {                                                                                     \
+    cudaError_t mc_status_ = (expr);                                                       \
+    if (mc_status_ != cudaSuccess)                                                         \
+      ::mc::cuda::report_cuda_error("CUDA", #expr, __FILE__, __LINE__,                     \
+                                    ::mc::cuda::message(mc_status_));                      \
+  } while (0)
+#define MC_CUDNN_CHECK_NOTHROW(expr)                                                       \
+  do {                                                                                     \
+    cudnnStatus_t mc_status_ = (expr);                                                     \
+    if (mc_status_ != CUDNN_STATUS_SUCCESS)                                                \
+      ::mc::cuda::report_cuda_error("cuDNN", #expr, __FILE__, __LINE__,                    \
+                                    cudnnGetErrorString(mc_status_));                      \
+  } while (0)
+
+#define MC_CUDA_LAUNCHED(what) ::mc::cuda::check_launch(what, __FILE__, __LINE__)

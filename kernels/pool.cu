@@ -1,0 +1,242 @@
+// CUDA twins of kernels/pool_cpu.cpp (contract in kernels/pool.h), NCDHW or NDHWC, f32 or bf16.
+//
+// Max pool forward: one thread per output element, first maximum wins, NaN propagates (as the
+// CPU twin and PyTorch). Backward: one thread per input element sums, in output order, the
+// gradients of the windows whose argmax is that element; the CPU twin scatters in the same
+// output order, so f32 results are bitwise equal, and no atomics are needed.
+// Global average pool: fixed-order tree reductions in float; backward broadcasts dy / S.
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+
+#include "kernels/pool.h"
+
+namespace mc::kernels::cuda {
+namespace {
+
+using bf16 = __nv_bfloat16;
+constexpr int kThreads = 256;
+
+void check(const char* what) {
+  const cudaError_t e = cudaGetLastError();
+  if (e != cudaSuccess)
+    throw std::runtime_error(std::string("kernels/pool.cu: ") + what + ": " + cudaGetErrorString(e));
+}
+
+int grid_for(int64_t n) {
+  const int64_t b = (n + kThreads - 1) / kThreads;
+  return int(b < 1 ? 1 : (b > (1 << 20) ? (1 << 20) : b));
+}
+
+__device__ __forceinline__ float to_f(float v) { return v; }
+__device__ __forceinline__ float to_f(bf16 v) { return __bfloat162float(v); }
+template <class T> __device__ __forceinline__ T from_f(float v);
+template <> __device__ __forceinline__ float from_f<float>(float v) { return v; }
+template <> __device__ __forceinline__ bf16 from_f<bf16>(float v) { return __float2bfloat16_rn(v); }
+
+// Geometry in plain ints for the device (PoolGeom's std::array is host-only in spirit).
+struct G {
+  int64_t N, C, D, H, W, oD, oH, oW;
+  int kd, kh, kw, sd, sh, sw, pd, ph, pw;
+};
+G make(const PoolGeom& g) {
+  return {g.N, g.C, g.D, g.H, g.W, g.out(0), g.out(1), g.out(2),
+          int(g.k[0]), int(g.k[1]), int(g.k[2]), int(g.stride[0]), int(g.stride[1]),
+          int(g.stride[2]), int(g.pad[0]), int(g.pad[1]), int(g.pad[2])};
+}
+
+// Element (n, c, plane index p) of a [N, C, P] or [N, P, C] buffer.
+template <bool CL> __device__ __forceinline__ int64_t at(int64_t n, int64_t c, int64_t p, int64_t C,
+                                                          int64_t P) {
+  return CL ? (n * P + p) * C + c : (n * C + c) * P + p;
+}
+
+template <class T, bool CL>
+__global__ void maxpool_fwd_kernel(G g, const T* __restrict__ x, T* __restrict__ y,
+                                   int32_t* __restrict__ argmax) {
+  const int64_t oP = g.oD * g.oH * g.oW, iP = g.D * g.H * g.W, total = g.N * g.C * oP;
+  const int64_t stride = int64_t(gridDim.x) * blockDim.x;
+  for (int64_t o = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; o < total; o += stride) {
+    int64_t n, c, op;
+    if (CL) { c = o % g.C; op = (o / g.C) % oP; n = o / (g.C * oP); }
+    else { op = o % oP; c = (o / oP) % g.C; n = o / (oP * g.C); }
+    const int64_t ow = op % g.oW, oh = (op / g.oW) % g.oH, od = op / (g.oW * g.oH);
+    float best = 0.f;
+    int64_t arg = -1;
+    bool nan = false;
+    for (int a = 0; a < g.kd && !nan; ++a) {
+      const int64_t id = od * g.sd - g.pd + a;
+      if (id < 0 || id >= g.D) continue;
+      for (int b = 0; b < g.kh && !nan; ++b) {
+        const int64_t ih = oh * g.sh - g.ph + b;
+        if (ih < 0 || ih >= g.H) continue;
+        for (int e = 0; e < g.kw; ++e) {
+          const int64_t iw = ow * g.sw - g.pw + e;
+          if (iw < 0 || iw >= g.W) continue;
+          const int64_t p = (id * g.H + ih) * g.W + iw;
+          const float v = to_f(x[at<CL>(n, c, p, g.C, iP)]);
+          if (arg < 0 || v > best || isnan(v)) {
+            best = v;
+            arg = p;
+            if (isnan(v)) { nan = true; break; }
+          }
+        }
+      }
+    }
+    y[o] = from_f<T>(best);  // an input value: exact in T
+    argmax[o] = int32_t(arg);
+  }
+}
+
+// Output windows along one axis that contain input index i: [lo, hi].
+__device__ __forceinline__ void cover(int64_t i, int k, int s, int p, int64_t out, int64_t& lo,
+                                      int64_t& hi) {
+  const int64_t first = i + p - k + 1;  // smallest o*s that still reaches i
+  lo = first <= 0 ? 0 : (first + s - 1) / s;
+  hi = (i + p) / s;
+  if (hi > out - 1) hi = out - 1;
+}
+
+template <class T, bool CL>
+__global__ void maxpool_bwd_kernel(G g, const T* __restrict__ dy, const int32_t* __restrict__ argmax,
+                                   T* __restrict__ dx) {
+  const int64_t oP = g.oD * g.oH * g.oW, iP = g.D * g.H * g.W, total = g.N * g.C * iP;
+  const int64_t stride = int64_t(gridDim.x) * blockDim.x;
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += stride) {
+    int64_t n, c, p;
+    if (CL) { c = i % g.C; p = (i / g.C) % iP; n = i / (g.C * iP); }
+    else { p = i % iP; c = (i / iP) % g.C; n = i / (iP * g.C); }
+    const int64_t iw = p % g.W, ih = (p / g.W) % g.H, id = p / (g.W * g.H);
+    int64_t d0, d1, h0, h1, w0, w1;
+    cover(id, g.kd, g.sd, g.pd, g.oD, d0, d1);
+    cover(ih, g.kh, g.sh, g.ph, g.oH, h0, h1);
+    cover(iw, g.kw, g.sw, g.pw, g.oW, w0, w1);
+    float acc = 0.f;
+    for (int64_t od = d0; od <= d1; ++od)
+      for (int64_t oh = h0; oh <= h1; ++oh)
+        for (int64_t ow = w0; ow <= w1; ++ow) {
+          const int64_t o = at<CL>(n, c, (od * g.oH + oh) * g.oW + ow, g.C, oP);
+          if (argmax[o] == p) acc += to_f(dy[o]);
+        }
+    dx[i] = from_f<T>(acc);
+  }
+}
+
+__device__ float block_sum(float v, float* smem) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  if (lane == 0) smem[warp] = v;
+  __syncthreads();
+  v = threadIdx.x < blockDim.x / 32 ? smem[threadIdx.x] : 0.f;
+  if (warp == 0)
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
+  return v;  // valid in thread 0
+}
+
+// NCDHW: one block per (n, c) row of S contiguous values.
+template <class T>
+__global__ void gap_fwd_rows_kernel(const T* __restrict__ x, T* __restrict__ y, int64_t S) {
+  __shared__ float smem[kThreads / 32];
+  const T* row = x + int64_t(blockIdx.x) * S;
+  float acc = 0.f;
+  for (int64_t s = threadIdx.x; s < S; s += blockDim.x) acc += to_f(row[s]);
+  acc = block_sum(acc, smem);
+  if (threadIdx.x == 0) y[blockIdx.x] = from_f<T>(acc / float(S));
+}
+
+// NDHWC: block (32 channels x 8 rows of the spatial axis) per (channel tile, n).
+template <class T>
+__global__ void gap_fwd_cl_kernel(const T* __restrict__ x, T* __restrict__ y, int64_t C, int64_t S) {
+  __shared__ float part[8][33];
+  const int64_t n = blockIdx.y, c = int64_t(blockIdx.x) * 32 + threadIdx.x;
+  float acc = 0.f;
+  if (c < C)
+    for (int64_t s = threadIdx.y; s < S; s += 8) acc += to_f(x[(n * S + s) * C + c]);
+  part[threadIdx.y][threadIdx.x] = acc;
+  __syncthreads();
+  if (threadIdx.y == 0 && c < C) {
+    float t = 0.f;
+    for (int r = 0; r < 8; ++r) t += part[r][threadIdx.x];
+    y[n * C + c] = from_f<T>(t / float(S));
+  }
+}
+
+template <class T, bool CL>
+__global__ void gap_bwd_kernel(const T* __restrict__ dy, T* __restrict__ dx, int64_t C, int64_t S,
+                               int64_t total) {
+  const int64_t stride = int64_t(gridDim.x) * blockDim.x;
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += stride) {
+    const int64_t nc = CL ? (i / (S * C)) * C + i % C : i / S;
+    dx[i] = from_f<T>(float(double(to_f(dy[nc])) / double(S)));
+  }
+}
+
+template <class F> void by_type(int dt, bool cl, const char* what, F&& f) {
+  if (dt == F32) cl ? f(float{}, std::true_type{}) : f(float{}, std::false_type{});
+  else if (dt == BF16) cl ? f(bf16{}, std::true_type{}) : f(bf16{}, std::false_type{});
+  else throw std::invalid_argument(std::string("kernels/pool.cu: ") + what + " takes f32 or bf16");
+}
+
+}  // namespace
+
+void maxpool3d_forward(const PoolGeom& pg, const void* x, void* y, int32_t* argmax, int dt,
+                       bool channels_last, Stream s) {
+  const G g = make(pg);
+  const int64_t total = g.N * g.C * g.oD * g.oH * g.oW;
+  if (total == 0) return;
+  if (g.D * g.H * g.W > 0x7fffffff) throw std::invalid_argument("max_pool3d: plane too large for i32 argmax");
+  by_type(dt, channels_last, "max_pool3d", [&](auto t, auto cl) {
+    using T = decltype(t);
+    maxpool_fwd_kernel<T, decltype(cl)::value><<<grid_for(total), kThreads, 0, s>>>(
+        g, static_cast<const T*>(x), static_cast<T*>(y), argmax);
+  });
+  check("max_pool3d");
+}
+
+void maxpool3d_backward(const PoolGeom& pg, const void* dy, const int32_t* argmax, void* dx,
+                        int dt, bool channels_last, Stream s) {
+  const G g = make(pg);
+  const int64_t total = g.N * g.C * g.D * g.H * g.W;
+  if (total == 0) return;
+  by_type(dt, channels_last, "max_pool3d backward", [&](auto t, auto cl) {
+    using T = decltype(t);
+    maxpool_bwd_kernel<T, decltype(cl)::value><<<grid_for(total), kThreads, 0, s>>>(
+        g, static_cast<const T*>(dy), argmax, static_cast<T*>(dx));
+  });
+  check("max_pool3d backward");
+}
+
+void avgpool_global_forward(const void* x, void* y, int dt, int64_t N, int64_t C, int64_t S,
+                            bool channels_last, Stream s) {
+  if (N * C == 0) return;
+  if (S == 0) throw std::invalid_argument("global_avg_pool: empty spatial extent");
+  by_type(dt, channels_last, "global_avg_pool", [&](auto t, auto cl) {
+    using T = decltype(t);
+    if constexpr (decltype(cl)::value) {
+      if (N > 65535) throw std::invalid_argument("global_avg_pool: batch too large for the grid");
+      gap_fwd_cl_kernel<T><<<dim3(unsigned((C + 31) / 32), unsigned(N)), dim3(32, 8), 0, s>>>(
+          static_cast<const T*>(x), static_cast<T*>(y), C, S);
+    } else {
+      gap_fwd_rows_kernel<T><<<unsigned(N * C), kThreads, 0, s>>>(static_cast<const T*>(x),
+                                                                 static_cast<T*>(y), S);
+    }
+  });
+  check("global_avg_pool");
+}
+
+void avgpool_global_backward(const void* dy, void* dx, int dt, int64_t N, int64_t C, int64_t S,
+                             bool channels_last, Stream s) {
+  const int64_t total = N * C * S;
+  if (total == 0) return;
+  by_type(dt, channels_last, "global_avg_pool backward", [&](auto t, auto cl) {
+    using T = decltype(t);
+    gap_bwd_kernel<T, decltype(cl)::value><<<grid_for(total), kThreads, 0, s>>>(
+        static_cast<const T*>(dy), static_cast<T*>(dx), C, S, total);
+  });
+  check("global_avg_pool backward");
+}
+
+}  // namespace mc::kernels::cuda
