@@ -227,6 +227,9 @@ struct Loader::State {
     for (int64_t j = 0; j < slot.b; ++j) cache.read_f32(slot.indices[size_t(j)], dst + j * vn);
     if (cpu_augment)
       kernels::cpu::augment(dst, slot.images, slot.params.data(), slot.b, vs[0], vs[1], vs[2], vs[3]);
+    if (o.sample_hook)
+      for (int64_t j = 0; j < slot.b; ++j)
+        o.sample_hook(cache.record(slot.indices[size_t(j)]), slot.images + j * vn, vn);
   }
 
   void worker() {

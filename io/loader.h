@@ -22,6 +22,7 @@
 // split evenly, so every rank runs the same number of steps (collectives need that).
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -59,6 +60,11 @@ struct LoaderOptions {
   // augment_on_device, augmented there by kernels::cuda::augment (same params as the CPU path).
   Device device = Device::cpu();
   bool augment_on_device = true;
+
+  // Optional per-sample hook, run in the worker threads (so it must be thread-safe) on each f32
+  // volume after CPU augmentation (before it on the GPU path): extra preprocessing or checks.
+  // An exception it throws reaches the caller of next() for that batch.
+  std::function<void(const CacheRecord&, float* volume, int64_t numel)> sample_hook;
 };
 
 struct Batch {
