@@ -1,0 +1,707 @@
+// Loading, validating, saving and describing a run configuration (schema in config_schema.cpp).
+#include "io/config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <optional>
+#include <set>
+#include <sstream>
+
+#include "engine/check.h"
+
+namespace mc {
+namespace {
+
+// ---- formatting ----
+
+// Shortest text that reads back to the same double. A '.' is always present so that YAML 1.1
+// readers (PyYAML) also take the value as a float: they need "1.0e-08", not "1e-08".
+std::string fmt_float(double d) {
+  char buf[64];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, d);
+  std::string s(buf, end);
+  if (s.find_first_of(".ni") != std::string::npos) return s;  // has '.', or is inf / nan
+  auto e = s.find('e');
+  if (e == std::string::npos) return s + ".0";
+  return s.insert(e, ".0");
+}
+
+// Range bounds and values in messages: integers without a fraction, the rest shortest.
+std::string fmt_plain(double d) {
+  if (std::isfinite(d) && d == std::floor(d) && std::fabs(d) < 1e15)
+    return std::to_string(static_cast<long long>(d));
+  char buf[64];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, d);
+  return std::string(buf, end);
+}
+
+std::string quote(const std::string& s) {
+  std::string q = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') q += '\\';
+    if (c == '\n') { q += "\\n"; continue; }
+    if (c == '\t') { q += "\\t"; continue; }
+    q += c;
+  }
+  return q + "\"";
+}
+
+std::string join(const std::vector<std::string>& v, const std::string& sep) {
+  std::string out;
+  for (size_t i = 0; i < v.size(); ++i) out += (i ? sep : "") + v[i];
+  return out;
+}
+
+// A value in YAML flow style, as to_yaml writes it.
+std::string fmt_value(const ConfigKey& k, const ConfigValue& v) {
+  switch (k.type) {
+    case KeyType::Bool: return std::get<bool>(v) ? "true" : "false";
+    case KeyType::Int: return std::to_string(std::get<int64_t>(v));
+    case KeyType::Float: return fmt_float(std::get<double>(v));
+    case KeyType::String: return quote(std::get<std::string>(v));
+    case KeyType::Enum: return std::get<std::string>(v);
+    case KeyType::FloatList: {
+      std::vector<std::string> parts;
+      for (double d : std::get<std::vector<double>>(v)) parts.push_back(fmt_float(d));
+      return "[" + join(parts, ", ") + "]";
+    }
+    case KeyType::StringList: {
+      std::vector<std::string> parts;
+      for (const auto& s : std::get<std::vector<std::string>>(v)) parts.push_back(quote(s));
+      return "[" + join(parts, ", ") + "]";
+    }
+    case KeyType::WindowList: {
+      std::vector<std::string> parts;
+      for (const auto& w : std::get<std::vector<Config::Window>>(v))
+        parts.push_back("[" + fmt_float(w.level) + ", " + fmt_float(w.width) + "]");
+      return "[" + join(parts, ", ") + "]";
+    }
+  }
+  return "";
+}
+
+bool has_range(const ConfigKey& k) { return std::isfinite(k.lo) || std::isfinite(k.hi); }
+
+// "in [0, 1)", ">= 1", "> 0", "<= 10", or "" when unbounded.
+std::string range_text(const ConfigKey& k) {
+  bool lo = std::isfinite(k.lo), hi = std::isfinite(k.hi);
+  if (lo && hi)
+    return "in " + std::string(k.lo_open ? "(" : "[") + fmt_plain(k.lo) + ", " + fmt_plain(k.hi) +
+           (k.hi_open ? ")" : "]");
+  if (lo) return (k.lo_open ? "> " : ">= ") + fmt_plain(k.lo);
+  if (hi) return (k.hi_open ? "< " : "<= ") + fmt_plain(k.hi);
+  return "";
+}
+
+bool in_range(const ConfigKey& k, double v) {
+  if (k.lo_open ? !(v > k.lo) : !(v >= k.lo)) return false;
+  if (k.hi_open ? !(v < k.hi) : !(v <= k.hi)) return false;
+  return true;
+}
+
+std::string len_text(const ConfigKey& k) {
+  if (k.min_len == k.max_len) return std::to_string(k.min_len);
+  if (k.max_len == std::numeric_limits<size_t>::max()) return "at least " + std::to_string(k.min_len);
+  return std::to_string(k.min_len) + " to " + std::to_string(k.max_len);
+}
+
+// "float > 0", "one of adamw|sgd", "list of 2 floats in [0, 1)": the type line of --help.
+std::string type_text(const ConfigKey& k) {
+  std::string r = has_range(k) ? " " + range_text(k) : "";
+  bool any_len = k.min_len == 0 && k.max_len == std::numeric_limits<size_t>::max();
+  std::string n = any_len ? "" : len_text(k) + " ";
+  switch (k.type) {
+    case KeyType::Bool: return "bool";
+    case KeyType::Int: return "int" + r;
+    case KeyType::Float: return "float" + r;
+    case KeyType::String: return "string";
+    case KeyType::Enum: return "one of " + join(k.choices, "|");
+    case KeyType::FloatList:
+      return "list of " + n + (k.increasing ? "increasing " : "") + "floats" + r;
+    case KeyType::StringList: return "list of " + n + "strings";
+    case KeyType::WindowList: return "list of " + n + "[level, width] pairs in HU, width > 0";
+  }
+  return "";
+}
+
+// ---- lookups and suggestions ----
+
+struct Index {
+  std::map<std::string, const ConfigKey*> keys;
+  std::set<std::string> groups;
+  Index() {
+    for (const auto& k : config_schema()) keys[k.path] = &k;
+    for (const auto& g : config_groups()) groups.insert(g.path);
+  }
+  const ConfigKey* key(const std::string& p) const {
+    auto it = keys.find(p);
+    return it == keys.end() ? nullptr : it->second;
+  }
+  bool is_group(const std::string& p) const { return groups.count(p) > 0; }
+  // Direct children of a group ("" = the top level), in schema order.
+  std::vector<std::string> children(const std::string& group) const {
+    std::vector<std::string> out;
+    auto add = [&](const std::string& path) {
+      auto dot = path.rfind('.');
+      std::string parent = dot == std::string::npos ? "" : path.substr(0, dot);
+      std::string leaf = dot == std::string::npos ? path : path.substr(dot + 1);
+      if (parent == group && std::find(out.begin(), out.end(), leaf) == out.end())
+        out.push_back(leaf);
+    };
+    for (const auto& k : config_schema()) {
+      // A key deeper down makes its intermediate group a child too (data.raw under data).
+      std::string p = k.path;
+      while (true) {
+        add(p);
+        auto dot = p.rfind('.');
+        if (dot == std::string::npos) break;
+        p = p.substr(0, dot);
+      }
+    }
+    return out;
+  }
+};
+
+const Index& index() {
+  static const Index idx;
+  return idx;
+}
+
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diag = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] != b[j - 1])});
+      diag = up;
+    }
+  }
+  return row[b.size()];
+}
+
+std::string leaf_of(const std::string& p) {
+  auto dot = p.rfind('.');
+  return dot == std::string::npos ? p : p.substr(dot + 1);
+}
+
+enum class Want { Key, Group, Either };
+
+// The known key or group closest to an unknown path. A key with the same leaf in another group
+// counts as close ("train.lr" -> "optim.lr"): a key put in the wrong group is a common slip.
+// An unknown name holding a mapping is compared with groups only, one holding a value with keys.
+std::string suggest(const std::string& path, Want want) {
+  std::string best;
+  size_t best_d = std::numeric_limits<size_t>::max(), best_full = best_d;
+  auto consider = [&](const std::string& cand) {
+    size_t full = edit_distance(path, cand);
+    size_t d = std::min(full, edit_distance(leaf_of(path), leaf_of(cand)) + 2);
+    if (d < best_d || (d == best_d && full < best_full)) {
+      best = cand;
+      best_d = d;
+      best_full = full;
+    }
+  };
+  if (want != Want::Group)
+    for (const auto& [p, k] : index().keys) consider(p);
+  if (want != Want::Key)
+    for (const auto& g : index().groups) consider(g);
+  size_t limit = std::max<size_t>(2, leaf_of(path).size() * 2 / 5 + 1);
+  return best_d <= limit ? best : "";
+}
+
+std::string suggest_choice(const std::string& v, const std::vector<std::string>& choices) {
+  std::string lower = v;
+  std::transform(lower.begin(), lower.end(), lower.begin(), ::tolower);
+  std::string best;
+  size_t best_d = std::numeric_limits<size_t>::max();
+  for (const auto& c : choices) {
+    size_t d = edit_distance(lower, c);
+    if (d < best_d) best = c, best_d = d;
+  }
+  return best_d <= std::max<size_t>(2, v.size() / 3) ? best : "";
+}
+
+// ---- scalar parsing ----
+
+std::optional<double> parse_float(std::string s) {
+  if (!s.empty() && s[0] == '+') s.erase(0, 1);
+  double d;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), d);
+  if (s.empty() || ec != std::errc() || end != s.data() + s.size()) return std::nullopt;
+  return d;
+}
+
+std::optional<int64_t> parse_int(std::string s) {
+  if (!s.empty() && s[0] == '+') s.erase(0, 1);
+  int64_t i;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), i);
+  if (s.empty() || ec != std::errc() || end != s.data() + s.size()) return std::nullopt;
+  return i;
+}
+
+std::optional<bool> parse_bool(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(), ::tolower);
+  if (s == "true" || s == "yes" || s == "on") return true;
+  if (s == "false" || s == "no" || s == "off") return false;
+  return std::nullopt;
+}
+
+bool finite_number(const YAML::Node& n, double& out) {
+  auto d = n.IsScalar() ? parse_float(n.Scalar()) : std::nullopt;
+  if (!d || !std::isfinite(*d)) return false;
+  out = *d;
+  return true;
+}
+
+// What a node holds, for "got ..." in messages.
+std::string describe(const YAML::Node& n) {
+  if (!n.IsDefined() || n.IsNull()) return "no value";
+  if (n.IsScalar()) return "'" + n.Scalar() + "'";
+  YAML::Emitter e;
+  e << YAML::Flow << n;
+  std::string s = e.c_str();
+  if (s.size() > 60) s = s.substr(0, 57) + "...";
+  return (n.IsSequence() ? "the list " : "the mapping ") + s;
+}
+
+// ---- the parser ----
+
+class Parser {
+ public:
+  Config cfg;
+  std::vector<std::string> errors;
+  std::map<std::string, std::string> origin;  // key -> where its value was set
+
+  void apply_document(const std::string& text, const std::string& src) {
+    YAML::Node root;
+    try {
+      root = YAML::Load(text);
+    } catch (const YAML::ParserException& e) {
+      MC_FAIL("invalid configuration: ", src, ":", e.mark.line + 1, ":", e.mark.column + 1,
+              ": malformed YAML: ", e.msg);
+    } catch (const YAML::Exception& e) {
+      MC_FAIL("invalid configuration: ", src, ": malformed YAML: ", e.what());
+    }
+    if (root.IsNull()) return;
+    if (!root.IsMap()) {
+      error(src, root, true, "",
+            "the top level must be a mapping of groups (" + join(index().children(""), ", ") +
+                "), got " + describe(root));
+      return;
+    }
+    walk(root, "", src, true);
+  }
+
+  void apply_override(const std::string& arg) {
+    const std::string src = "command line ('" + arg + "')";
+    auto eq = arg.find('=');
+    if (eq == std::string::npos) {
+      errors.push_back("command line: override '" + arg +
+                       "' has no '=': write key=value, e.g. optim.lr=3e-4");
+      return;
+    }
+    std::string path = arg.substr(0, eq), text = arg.substr(eq + 1);
+    path.erase(0, path.find_first_not_of(" \t"));
+    path.erase(path.find_last_not_of(" \t") + 1);
+    if (path.empty()) {
+      errors.push_back("command line: override '" + arg + "' has no key before '='");
+      return;
+    }
+    const ConfigKey* k = index().key(path);
+    if (!k && !index().is_group(path)) {
+      YAML::Node v;
+      try {
+        v = YAML::Load(text);
+      } catch (const YAML::Exception&) {
+        v = YAML::Node(text);  // unparseable: a value, so compare with keys
+      }
+      unknown(src + ": ", path, v);
+      return;
+    }
+    YAML::Node value;
+    try {
+      value = YAML::Load(text);
+    } catch (const YAML::Exception& e) {
+      // A string key takes the text as it is (a path may hold characters YAML dislikes).
+      if (k && k->type == KeyType::String) {
+        set(*k, ConfigValue(text), src);
+        return;
+      }
+      errors.push_back(src + ": " + path + ": malformed YAML value '" + text + "' (column " +
+                       std::to_string(e.mark.column + 1) + ": " + e.msg + ")");
+      return;
+    }
+    if (k && k->type == KeyType::String && !value.IsScalar() && !value.IsNull()) {
+      set(*k, ConfigValue(text), src);
+      return;
+    }
+    if (k)
+      apply_value(*k, value, src);
+    else
+      walk(value, path, src, false);
+  }
+
+  void check_consistency();
+
+ private:
+  void error(const std::string& src, const YAML::Node& n, bool from_file, const std::string& path,
+             const std::string& msg) {
+    std::string where = src;
+    if (from_file && n.Mark().line >= 0)
+      where += ":" + std::to_string(n.Mark().line + 1) + ":" + std::to_string(n.Mark().column + 1);
+    errors.push_back(where + ": " + (path.empty() ? "" : path + ": ") + msg);
+  }
+
+  void unknown(const std::string& where, const std::string& path, const YAML::Node& value) {
+    std::string msg = where + "unknown key '" + path + "'";
+    Want want = value.IsMap() ? Want::Group : value.IsNull() ? Want::Either : Want::Key;
+    std::string s = suggest(path, want);
+    auto dot = path.rfind('.');
+    std::string parent = dot == std::string::npos ? "" : path.substr(0, dot);
+    if (!s.empty())
+      msg += " (did you mean '" + s + "'?)";
+    else if (index().is_group(parent))
+      msg += "; the keys of " + parent + " are " + join(index().children(parent), ", ");
+    else
+      msg += "; the groups are " + join(index().children(""), ", ") + " (see --help)";
+    errors.push_back(msg);
+  }
+
+  // A mapping of keys under group `prefix` ("" = top level).
+  void walk(const YAML::Node& node, const std::string& prefix, const std::string& src,
+            bool from_file) {
+    if (node.IsNull()) return;  // "augment:" with nothing under it changes nothing
+    if (!node.IsMap()) {
+      error(src, node, from_file, prefix,
+            "is a group of keys (" + join(index().children(prefix), ", ") +
+                "), expected a mapping of them, got " + describe(node));
+      return;
+    }
+    std::set<std::string> seen;
+    for (const auto& kv : node) {
+      if (!kv.first.IsScalar()) {
+        error(src, kv.first, from_file, prefix, "keys must be plain names, got " + describe(kv.first));
+        continue;
+      }
+      const std::string name = kv.first.Scalar();
+      const std::string path = prefix.empty() ? name : prefix + "." + name;
+      if (!seen.insert(name).second) {
+        error(src, kv.first, from_file, path, "is given twice");
+        continue;
+      }
+      if (index().is_group(path)) {
+        walk(kv.second, path, src, from_file);
+      } else if (const ConfigKey* k = index().key(path)) {
+        std::string where = src;
+        if (from_file && kv.second.Mark().line >= 0)
+          where += ":" + std::to_string(kv.second.Mark().line + 1) + ":" +
+                   std::to_string(kv.second.Mark().column + 1);
+        apply_value(*k, kv.second, where);
+      } else {
+        std::string where = src;
+        if (from_file && kv.first.Mark().line >= 0)
+          where += ":" + std::to_string(kv.first.Mark().line + 1) + ":" +
+                   std::to_string(kv.first.Mark().column + 1);
+        unknown(where + ": ", path, kv.second);
+      }
+    }
+  }
+
+  void set(const ConfigKey& k, const ConfigValue& v, const std::string& where) {
+    k.set(cfg, v);
+    origin[k.path] = where;
+  }
+
+  void bad(const std::string& where, const std::string& path, const std::string& msg) {
+    errors.push_back(where + ": " + path + ": " + msg);
+  }
+
+  // A number of a Float key or FloatList element, range-checked; nullopt after an error.
+  std::optional<double> number(const ConfigKey& k, const YAML::Node& n, const std::string& where,
+                               const std::string& path) {
+    if (!n.IsScalar()) {
+      bad(where, path, "expected a number, got " + describe(n));
+      return std::nullopt;
+    }
+    auto d = parse_float(n.Scalar());
+    if (!d) {
+      bad(where, path, "expected a number, got " + describe(n));
+      return std::nullopt;
+    }
+    if (!std::isfinite(*d)) {
+      bad(where, path, "expected a finite number, got " + describe(n));
+      return std::nullopt;
+    }
+    if (!in_range(k, *d)) {
+      bad(where, path, n.Scalar() + " is out of range, must be " + range_text(k));
+      return std::nullopt;
+    }
+    return d;
+  }
+
+  bool check_len(const ConfigKey& k, size_t n, const std::string& where, const std::string& what) {
+    if (n >= k.min_len && n <= k.max_len) return true;
+    bad(where, k.path, "expected " + len_text(k) + " " + what + ", got " + std::to_string(n));
+    return false;
+  }
+
+  void apply_value(const ConfigKey& k, const YAML::Node& n, const std::string& where) {
+    const std::string& path = k.path;
+    switch (k.type) {
+      case KeyType::Bool: {
+        auto b = n.IsScalar() ? parse_bool(n.Scalar()) : std::nullopt;
+        if (!b) return bad(where, path, "expected true or false, got " + describe(n));
+        return set(k, ConfigValue(*b), where);
+      }
+      case KeyType::Int: {
+        auto i = n.IsScalar() ? parse_int(n.Scalar()) : std::nullopt;
+        if (!i) return bad(where, path, "expected an integer, got " + describe(n));
+        if (!in_range(k, static_cast<double>(*i)))
+          return bad(where, path, n.Scalar() + " is out of range, must be " + range_text(k));
+        if (*i < k.int_min || *i > k.int_max)
+          return bad(where, path, n.Scalar() + " is out of range, must be in [" +
+                                      std::to_string(k.int_min) + ", " + std::to_string(k.int_max) + "]");
+        return set(k, ConfigValue(*i), where);
+      }
+      case KeyType::Float: {
+        auto d = number(k, n, where, path);
+        if (d) set(k, ConfigValue(*d), where);
+        return;
+      }
+      case KeyType::String: {
+        if (n.IsNull()) return set(k, ConfigValue(std::string()), where);
+        if (!n.IsScalar()) return bad(where, path, "expected a string, got " + describe(n));
+        return set(k, ConfigValue(n.Scalar()), where);
+      }
+      case KeyType::Enum: {
+        std::string v = n.IsScalar() ? n.Scalar() : "";
+        if (std::find(k.choices.begin(), k.choices.end(), v) != k.choices.end())
+          return set(k, ConfigValue(v), where);
+        std::string msg = (n.IsScalar() ? "'" + v + "'" : describe(n)) + " is not one of " +
+                          join(k.choices, ", ");
+        std::string s = n.IsScalar() ? suggest_choice(v, k.choices) : "";
+        if (!s.empty()) msg += " (did you mean '" + s + "'?)";
+        return bad(where, path, msg);
+      }
+      case KeyType::FloatList: {
+        if (!n.IsSequence() && !n.IsNull())
+          return bad(where, path, "expected a list of numbers like [1.0, 0.5], got " + describe(n));
+        std::vector<double> v;
+        bool ok = true;
+        for (size_t i = 0; n.IsSequence() && i < n.size(); ++i) {
+          auto d = number(k, n[i], where, path + "[" + std::to_string(i) + "]");
+          if (d) v.push_back(*d);
+          ok = ok && d.has_value();
+        }
+        if (!ok || !check_len(k, v.size(), where, "numbers")) return;
+        if (k.increasing)
+          for (size_t i = 1; i < v.size(); ++i)
+            if (!(v[i] > v[i - 1]))
+              return bad(where, path, "values must strictly increase, got " + describe(n));
+        return set(k, ConfigValue(v), where);
+      }
+      case KeyType::StringList: {
+        if (!n.IsSequence() && !n.IsNull())
+          return bad(where, path, "expected a list of strings like [\"a\", \"b\"], got " + describe(n));
+        std::vector<std::string> v;
+        for (size_t i = 0; n.IsSequence() && i < n.size(); ++i) {
+          if (!n[i].IsScalar())
+            return bad(where, path + "[" + std::to_string(i) + "]",
+                       "expected a string, got " + describe(n[i]));
+          v.push_back(n[i].Scalar());
+        }
+        if (!check_len(k, v.size(), where, "strings")) return;
+        return set(k, ConfigValue(v), where);
+      }
+      case KeyType::WindowList: {
+        const std::string eg = "a list of [level, width] pairs like [[400, 2000], [40, 400]]";
+        if (!n.IsSequence()) return bad(where, path, "expected " + eg + ", got " + describe(n));
+        std::vector<Config::Window> v;
+        for (size_t i = 0; i < n.size(); ++i) {
+          const std::string item = path + "[" + std::to_string(i) + "]";
+          const YAML::Node& w = n[i];
+          if (!w.IsSequence() || w.size() != 2)
+            return bad(where, item, "expected a [level, width] pair, got " + describe(w) +
+                                        " (the whole value must be " + eg + ")");
+          double level = 0, width = 0;
+          if (!finite_number(w[0], level))
+            return bad(where, item, "level: expected a number in HU, got " + describe(w[0]));
+          if (!finite_number(w[1], width))
+            return bad(where, item, "width: expected a number in HU, got " + describe(w[1]));
+          if (!(width > 0))
+            return bad(where, item, "width " + w[1].Scalar() + " is out of range, must be > 0");
+          v.push_back({level, width});
+        }
+        if (!check_len(k, v.size(), where, "windows")) return;
+        return set(k, ConfigValue(v), where);
+      }
+    }
+  }
+
+  // "train.epochs (3, from command line ('train.epochs=3'))"
+  std::string show(const std::string& path) {
+    const ConfigKey* k = index().key(path);
+    auto it = origin.find(path);
+    return path + " (" + fmt_value(*k, k->get(cfg)) + ", " +
+           (it == origin.end() ? std::string("the default") : "from " + it->second) + ")";
+  }
+};
+
+// Rules that involve more than one key. Each message names every key involved, its value and
+// where that value came from, since the fix may be in either place.
+void Parser::check_consistency() {
+  const Config& c = cfg;
+  auto fail = [&](const std::string& msg) { errors.push_back(msg); };
+  double ratio_sum = 0;
+  for (double r : c.data.split.ratios) ratio_sum += r;
+  if (std::fabs(ratio_sum - 1.0) > 1e-6)
+    fail(show("data.split.ratios") + ": the fractions must sum to 1, they sum to " +
+         (std::ostringstream() << ratio_sum).str());
+  if (c.data.split.ratios.size() == 3 && !(c.data.split.ratios[0] > 0))
+    fail(show("data.split.ratios") + ": the training fraction must be > 0");
+  if (c.data.split.fold >= c.data.split.folds)
+    fail(show("data.split.fold") + " must be less than " + show("data.split.folds") +
+         " (folds count from 0)");
+  if (c.data.split.mode == Config::Split::Mode::File && c.data.split.file.empty())
+    fail(show("data.split.mode") + " needs data.split.file, the CSV of subject,split");
+  if (static_cast<size_t>(c.model.in_chans) != c.data.windows.size())
+    fail(show("model.in_chans") + " must equal the number of data.windows, " +
+         std::to_string(c.data.windows.size()) + " (" + show("data.windows") +
+         "): each HU window is one input channel");
+  if (static_cast<size_t>(c.model.num_classes) != c.data.tscore_thresholds.size() + 1)
+    fail(show("model.num_classes") + " must be one more than the number of " +
+         show("data.tscore_thresholds") + ": n thresholds make n + 1 classes");
+  if (c.schedule.warmup_epochs >= c.train.epochs)
+    fail(show("schedule.warmup_epochs") + " must be less than " + show("train.epochs"));
+  if (c.schedule.min_lr > c.optim.lr)
+    fail(show("schedule.min_lr") + " must be <= " + show("optim.lr"));
+  if (c.optim.name == Config::Optim::Name::SGD && c.optim.nesterov && c.optim.momentum == 0)
+    fail(show("optim.nesterov") + " needs " + show("optim.momentum") + " > 0");
+  if (c.model.inflate_2d && c.model.pretrained.empty())
+    fail(show("model.inflate_2d") + " needs " + show("model.pretrained") +
+         ", the 2D weights to inflate");
+}
+
+}  // namespace
+
+// ---- public API ----
+
+Config parse_config(const std::string& yaml_text, const std::string& source_name,
+                    const std::vector<std::string>& overrides) {
+  Parser p;
+  p.apply_document(yaml_text, source_name);
+  for (const auto& o : overrides) p.apply_override(o);
+  if (p.errors.empty()) p.check_consistency();
+  if (p.errors.size() == 1) MC_FAIL("invalid configuration: ", p.errors[0]);
+  if (!p.errors.empty())
+    MC_FAIL("invalid configuration, ", p.errors.size(), " problems:\n  ", join(p.errors, "\n  "),
+            "\n");
+  return p.cfg;
+}
+
+Config load_config(const std::string& yaml_path, const std::vector<std::string>& overrides) {
+  std::ifstream f(yaml_path, std::ios::binary);
+  MC_CHECK(f, "cannot read config file '", yaml_path, "'");
+  std::stringstream text;
+  text << f.rdbuf();
+  MC_CHECK(!f.bad(), "error reading config file '", yaml_path, "'");
+  return parse_config(text.str(), yaml_path, overrides);
+}
+
+std::string split_cache_path(const Config::Data& d, std::string_view split) {
+  const std::string* explicit_path = split == "train" ? &d.train_cache
+                                     : split == "val" ? &d.val_cache
+                                     : split == "test" ? &d.test_cache
+                                                       : nullptr;
+  MC_CHECK(explicit_path, "split_cache_path: unknown split '", split, "' (train, val or test)");
+  if (!explicit_path->empty()) return *explicit_path;
+  return (std::filesystem::path(d.cache_dir) / (std::string(split) + ".mcc")).string();
+}
+
+std::vector<std::pair<std::string, std::string>> config_flat(const Config& c) {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& k : config_schema()) out.emplace_back(k.path, fmt_value(k, k.get(c)));
+  return out;
+}
+
+std::string to_yaml(const Config& c) {
+  std::map<std::string, std::string> group_meaning;
+  for (const auto& g : config_groups()) group_meaning[g.path] = g.meaning;
+  std::ostringstream out;
+  out << "# MedConv run configuration, resolved: every key with the value in effect.\n";
+  std::vector<std::string> open;  // the groups the current line is nested in
+  std::set<std::string> closed;   // groups left already: re-opening one would duplicate its key
+  for (const auto& k : config_schema()) {
+    std::vector<std::string> parts;
+    for (size_t b = 0, e; (e = k.path.find('.', b)) != std::string::npos; b = e + 1)
+      parts.push_back(k.path.substr(0, e));
+    size_t common = 0;
+    while (common < open.size() && common < parts.size() && open[common] == parts[common]) ++common;
+    while (open.size() > common) {
+      closed.insert(open.back());
+      open.pop_back();
+    }
+    for (size_t i = common; i < parts.size(); ++i) {
+      MC_CHECK(!closed.count(parts[i]), "config schema: the keys of ", parts[i],
+               " are not contiguous");
+      std::string indent(2 * i, ' ');
+      if (i == 0) out << "\n";
+      out << indent << "# " << group_meaning[parts[i]] << "\n"
+          << indent << leaf_of(parts[i]) << ":\n";
+      open.push_back(parts[i]);
+    }
+    std::string line = std::string(2 * parts.size(), ' ') + leaf_of(k.path) + ": " +
+                       fmt_value(k, k.get(c));
+    if (line.size() < 40) line.resize(40, ' ');
+    out << line << "  # " << k.meaning << "\n";
+  }
+  return out.str();
+}
+
+namespace {
+// Words of `text` in lines of at most `width` columns (a longer word gets a line of its own).
+std::string wrap(const std::string& text, const std::string& indent, size_t width) {
+  std::istringstream words(text);
+  std::string out, line, w;
+  while (words >> w) {
+    if (!line.empty() && indent.size() + line.size() + 1 + w.size() > width) {
+      out += indent + line + "\n";
+      line.clear();
+    }
+    line += (line.empty() ? "" : " ") + w;
+  }
+  return out + indent + line + "\n";
+}
+}  // namespace
+
+std::string config_help() {
+  std::ostringstream out;
+  out << "Configuration keys. Set them in the YAML file given to --config, or on the command\n"
+         "line as key=value with the value written in YAML, e.g.\n"
+         "  optim.lr=3e-4  train.epochs=50  data.windows=[[400,2000],[40,400]]\n"
+         "Later settings win: defaults, then the file, then overrides from left to right.\n";
+  const Config defaults;
+  std::string group;
+  for (const auto& k : config_schema()) {
+    std::string g = k.path.substr(0, k.path.rfind('.'));
+    if (g != group) {
+      group = g;
+      for (const auto& cg : config_groups())
+        if (cg.path == g) out << "\n" << g << ": " << cg.meaning << "\n";
+    }
+    out << "  " << k.path << " = " << fmt_value(k, k.get(defaults)) << "\n"
+        << wrap(type_text(k) + ": " + k.meaning, "      ", 100);
+  }
+  return out.str();
+}
+
+}  // namespace mc

@@ -1,0 +1,278 @@
+// The table of every configuration key: type, range, meaning and the Config field it fills.
+// Defaults are not written here: they are read from a default-constructed Config.
+#include <type_traits>
+
+#include "engine/check.h"
+#include "io/config.h"
+
+namespace mc {
+namespace {
+
+template <class T> struct is_vector : std::false_type {};
+template <class T> struct is_vector<std::vector<T>> : std::true_type {};
+
+template <class T>
+constexpr KeyType key_type_of() {
+  if constexpr (std::is_same_v<T, bool>) return KeyType::Bool;
+  else if constexpr (ConfigEnum<T>) return KeyType::Enum;
+  else if constexpr (std::is_integral_v<T>) return KeyType::Int;
+  else if constexpr (std::is_same_v<T, double>) return KeyType::Float;
+  else if constexpr (std::is_same_v<T, std::string>) return KeyType::String;
+  else if constexpr (std::is_same_v<T, std::vector<double>>) return KeyType::FloatList;
+  else if constexpr (std::is_same_v<T, std::vector<std::string>>) return KeyType::StringList;
+  else if constexpr (std::is_same_v<T, std::vector<Config::Window>>) return KeyType::WindowList;
+  else static_assert(!sizeof(T), "no KeyType for this field type");
+}
+
+// Fluent construction of one key: key("optim.lr", field, "meaning").gt(0).
+class KeyBuilder {
+ public:
+  explicit KeyBuilder(ConfigKey k) : k_(std::move(k)) {}
+  KeyBuilder& ge(double v) { k_.lo = v; k_.lo_open = false; return *this; }
+  KeyBuilder& gt(double v) { k_.lo = v; k_.lo_open = true; return *this; }
+  KeyBuilder& le(double v) { k_.hi = v; k_.hi_open = false; return *this; }
+  KeyBuilder& lt(double v) { k_.hi = v; k_.hi_open = true; return *this; }
+  KeyBuilder& len(size_t lo, size_t hi) { k_.min_len = lo; k_.max_len = hi; return *this; }
+  KeyBuilder& increasing() { k_.increasing = true; return *this; }
+  KeyBuilder& prob() { return ge(0).le(1); }
+  operator ConfigKey() && { return std::move(k_); }
+
+ private:
+  ConfigKey k_;
+};
+
+// field: a captureless lambda Config& -> T& naming the member the key fills.
+template <class Field>
+KeyBuilder key(std::string path, Field field, std::string meaning) {
+  using T = std::remove_reference_t<decltype(field(std::declval<Config&>()))>;
+  ConfigKey k;
+  k.path = std::move(path);
+  k.type = key_type_of<T>();
+  k.meaning = std::move(meaning);
+  if constexpr (ConfigEnum<T>) {
+    for (auto n : EnumNames<T>::names) k.choices.emplace_back(n);
+    k.set = [field](Config& c, const ConfigValue& v) {
+      const auto& s = std::get<std::string>(v);
+      const auto& names = EnumNames<T>::names;
+      for (size_t i = 0; i < std::size(names); ++i)
+        if (names[i] == s) {
+          field(c) = static_cast<T>(i);
+          return;
+        }
+      MC_FAIL("config: '", s, "' is not a value of this enum");  // the parser checked already
+    };
+    k.get = [field](const Config& c) {
+      // The accessor takes Config&; reading through it does not modify c.
+      return ConfigValue(std::string(to_string(field(const_cast<Config&>(c)))));
+    };
+  } else if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+    k.int_min = std::numeric_limits<T>::min();
+    k.int_max = static_cast<int64_t>(std::numeric_limits<T>::max());
+    k.set = [field](Config& c, const ConfigValue& v) { field(c) = static_cast<T>(std::get<int64_t>(v)); };
+    k.get = [field](const Config& c) {
+      return ConfigValue(static_cast<int64_t>(field(const_cast<Config&>(c))));
+    };
+  } else {
+    k.set = [field](Config& c, const ConfigValue& v) { field(c) = std::get<T>(v); };
+    k.get = [field](const Config& c) { return ConfigValue(field(const_cast<Config&>(c))); };
+  }
+  return KeyBuilder(std::move(k));
+}
+
+#define F(expr) [](Config& c) -> auto& { return c.expr; }
+
+std::vector<ConfigKey> build_schema() {
+  std::vector<ConfigKey> s;
+  auto add = [&](KeyBuilder b) { s.push_back(std::move(b)); };
+
+  // data
+  add(key("data.cache_dir", F(data.cache_dir),
+          "folder of the preprocessed per-split cache files that mc_prep writes"));
+  add(key("data.train_cache", F(data.train_cache),
+          "training cache file; \"\" = <cache_dir>/train.mcc"));
+  add(key("data.val_cache", F(data.val_cache),
+          "validation cache file; \"\" = <cache_dir>/val.mcc"));
+  add(key("data.test_cache", F(data.test_cache), "test cache file; \"\" = <cache_dir>/test.mcc"));
+  add(key("data.volume", F(data.volume), "edge of the cubic network input in voxels")
+          .ge(8).le(512));
+  add(key("data.spacing_mm", F(data.spacing_mm),
+          "voxel size of the cube in resize mode pad (field of view = volume x spacing_mm)")
+          .gt(0).le(20));
+  add(key("data.margin_mm", F(data.margin_mm), "margin added around the L1 bounding box")
+          .ge(0).le(200));
+  add(key("data.resize", F(data.resize),
+          "how the crop becomes the cube: pad: spacing_mm voxels, centred and padded or cropped "
+          "to the cube; fit: the longest side fills the cube; stretch: each axis to the cube"));
+  add(key("data.windows", F(data.windows),
+          "HU windows as [level, width] pairs, one input channel each, mapped to [0, 1]")
+          .len(1, 8));
+  add(key("data.mask_outside", F(data.mask_outside),
+          "zero the voxels outside the L1 mask (after windowing)"));
+  add(key("data.tscore_thresholds", F(data.tscore_thresholds),
+          "T-score band edges, increasing; class i = band i from the lowest (WHO: <= -2.5 "
+          "osteoporosis, < -1 osteopenia, else normal)")
+          .len(1, 16).increasing().ge(-10).le(10));
+  add(key("data.num_workers", F(data.num_workers),
+          "loader threads for sampling and augmentation (0 = in the training thread)")
+          .ge(0).le(256));
+  add(key("data.raw.ct_dir", F(data.raw.ct_dir),
+          "folder of CT volumes, one <subject>.nii.gz each (read by mc_prep only)"));
+  add(key("data.raw.seg_dir", F(data.raw.seg_dir),
+          "folder of segmentations, <subject>.nii.gz on the CT's grid (unused when precropped)"));
+  add(key("data.raw.labels_csv", F(data.raw.labels_csv),
+          "CSV with a header row: subject id, and a T-score and/or class column"));
+  add(key("data.raw.label_id", F(data.raw.label_id),
+          "segmentation label of L1: TotalSegmentator v2 31, v1 22, VerSe 20")
+          .ge(1).le(65535));
+  add(key("data.raw.mask_mode", F(data.raw.mask_mode),
+          "multilabel: pick label_id from a multi-label map; binary: segmentation is the L1 "
+          "mask; precropped: CTs are already L1 crops"));
+  add(key("data.split.mode", F(data.split.mode),
+          "ratio: random stratified split by ratios; kfold: stratified folds, fold <fold> is "
+          "test, fold <fold>+1 (mod folds) validation, the rest train; file: read from split.file"));
+  add(key("data.split.ratios", F(data.split.ratios),
+          "train, val, test fractions of the subjects for mode ratio; sum to 1")
+          .prob().len(3, 3));
+  add(key("data.split.folds", F(data.split.folds), "number of folds for mode kfold")
+          .ge(2).le(100));
+  add(key("data.split.fold", F(data.split.fold), "which fold is the test fold (0-based)").ge(0));
+  add(key("data.split.file", F(data.split.file),
+          "CSV of subject,split (split = train|val|test) for mode file"));
+
+  // model
+  add(key("model.name", F(model.name), "network; medconv is the paper's name for resnet50"));
+  add(key("model.in_chans", F(model.in_chans),
+          "input channels; must equal the number of data.windows").ge(1).le(64));
+  add(key("model.num_classes", F(model.num_classes),
+          "output classes; must equal the number of T-score bands").ge(2).le(1000));
+  add(key("model.pretrained", F(model.pretrained),
+          "safetensors weights to start from, in PyTorch key names; \"\" = random init"));
+  add(key("model.inflate_2d", F(model.inflate_2d),
+          "the pretrained weights are 2D (ImageNet): inflate k x k kernels to k x k x k and sum "
+          "RGB filters"));
+  add(key("model.pretrained_skip", F(model.pretrained_skip),
+          "key prefixes of the pretrained weights not loaded (the classifier, whose shape "
+          "differs)"));
+
+  // loss
+  add(key("loss.type", F(loss.type),
+          "ce; logit_adjusted: CE(logits + tau1 log prior) (the paper's Bal-CE); weighted: "
+          "inverse-frequency class weights; balanced_softmax: CE(logits + log n_y); "
+          "class_balanced: Cui et al. effective-number weights"));
+  add(key("loss.tau1", F(loss.tau1), "logit-adjustment strength during training").ge(0).le(10));
+  add(key("loss.beta", F(loss.beta),
+          "class_balanced: weight (1 - beta) / (1 - beta^n_y)").gt(0).lt(1));
+
+  // posthoc
+  add(key("posthoc.tau2", F(posthoc.tau2),
+          "evaluation scores = logits - tau2 log prior (0 = off)").ge(0).le(10));
+  add(key("posthoc.sweep", F(posthoc.sweep),
+          "tau2 values also evaluated and reported, as in the paper's table").ge(0).le(10).len(0, 100));
+
+  // optim
+  add(key("optim.name", F(optim.name), "optimiser"));
+  add(key("optim.lr", F(optim.lr), "peak learning rate (reached after warm-up)").gt(0).le(10));
+  add(key("optim.weight_decay", F(optim.weight_decay),
+          "decoupled (adamw) or L2 (sgd) weight decay").ge(0).le(10));
+  add(key("optim.betas", F(optim.betas), "adamw: moment decay rates [beta1, beta2]")
+          .ge(0).lt(1).len(2, 2));
+  add(key("optim.eps", F(optim.eps), "adamw: denominator epsilon").gt(0).le(1));
+  add(key("optim.momentum", F(optim.momentum), "sgd: momentum").ge(0).lt(1));
+  add(key("optim.nesterov", F(optim.nesterov), "sgd: Nesterov momentum (needs momentum > 0)"));
+
+  // schedule
+  add(key("schedule.name", F(schedule.name),
+          "learning-rate schedule after warm-up: cosine to min_lr over the remaining epochs, "
+          "step (x gamma every step_size epochs) or constant"));
+  add(key("schedule.warmup_epochs", F(schedule.warmup_epochs),
+          "epochs of linear warm-up from 0 to optim.lr; less than train.epochs").ge(0));
+  add(key("schedule.step_size", F(schedule.step_size), "step: epochs between decays").ge(1));
+  add(key("schedule.gamma", F(schedule.gamma), "step: decay factor").gt(0).le(1));
+  add(key("schedule.min_lr", F(schedule.min_lr), "cosine: final learning rate; <= optim.lr")
+          .ge(0));
+
+  // train
+  add(key("train.epochs", F(train.epochs), "passes over the training set").ge(1));
+  add(key("train.batch_size", F(train.batch_size),
+          "volumes per optimiser step (over all GPUs)").ge(1).le(4096));
+  add(key("train.precision", F(train.precision),
+          "compute precision; weights, batch-norm statistics and loss stay fp32"));
+  add(key("train.sampling", F(train.sampling),
+          "shuffle: each volume once per epoch; balanced: classes drawn equally often"));
+  add(key("train.seed", F(train.seed),
+          "seed of every random draw (init, split, sampling, augmentation)").ge(0));
+  add(key("train.device", F(train.device), "auto: CUDA when a GPU is present, else CPU"));
+  add(key("train.deterministic", F(train.deterministic),
+          "bit-reproducible GPU runs (deterministic algorithms, maybe slower)"));
+  add(key("train.grad_clip", F(train.grad_clip),
+          "clip the global gradient L2 norm to this (0 = off)").ge(0));
+  add(key("train.sync_bn", F(train.sync_bn),
+          "synchronise batch-norm statistics over GPUs (matches one GPU's batch)"));
+
+  // augment
+  add(key("augment.enabled", F(augment.enabled), "augment training volumes"));
+  add(key("augment.flip_prob", F(augment.flip_prob), "probability of a flip, for each axis on its own").prob());
+  add(key("augment.rot90_prob", F(augment.rot90_prob),
+          "probability of a random 90-degree rotation").prob());
+  add(key("augment.rotate_deg", F(augment.rotate_deg),
+          "small rotations are drawn from [-rotate_deg, rotate_deg] degrees").ge(0).le(180));
+  add(key("augment.rotate_prob", F(augment.rotate_prob),
+          "probability of a small rotation").prob());
+  add(key("augment.intensity_prob", F(augment.intensity_prob),
+          "probability of an intensity scale and shift").prob());
+  add(key("augment.intensity_scale", F(augment.intensity_scale),
+          "intensities multiplied by 1 + U(-s, s)").ge(0).le(1));
+  add(key("augment.intensity_shift", F(augment.intensity_shift),
+          "U(-s, s) added to the [0, 1] intensities").ge(0).le(1));
+  add(key("augment.noise_prob", F(augment.noise_prob), "probability of added Gaussian noise")
+          .prob());
+  add(key("augment.noise_std", F(augment.noise_std),
+          "the noise's standard deviation is drawn from U(0, noise_std) (0 = none)").ge(0).le(1));
+  add(key("augment.balaug", F(augment.balaug),
+          "the paper's balaug: rarer classes are augmented with higher probability"));
+
+  // eval
+  add(key("eval.select_by", F(eval.select_by),
+          "validation metric that picks the best checkpoint (loss: lowest)"));
+  add(key("eval.bootstrap", F(eval.bootstrap),
+          "bootstrap resamples for 95% confidence intervals (0 = none)").ge(0).le(1000000));
+  add(key("eval.every_epochs", F(eval.every_epochs), "validate every this many epochs").ge(1));
+
+  // output
+  add(key("output.dir", F(output.dir),
+          "run folder: resolved config, log, metrics, plots, checkpoints"));
+  add(key("output.checkpoint_every", F(output.checkpoint_every),
+          "save a checkpoint every this many epochs (0 = only best and last)").ge(0));
+  add(key("output.keep_last", F(output.keep_last),
+          "keep only the newest periodic checkpoint (the best one is always kept)"));
+  return s;
+}
+
+#undef F
+
+}  // namespace
+
+const std::vector<ConfigKey>& config_schema() {
+  static const std::vector<ConfigKey> schema = build_schema();
+  return schema;
+}
+
+const std::vector<ConfigGroup>& config_groups() {
+  static const std::vector<ConfigGroup> groups{
+      {"data", "what to train on and how it is preprocessed"},
+      {"data.raw", "the source files mc_prep turns into caches"},
+      {"data.split", "how subjects are divided into train, validation and test"},
+      {"model", "the network"},
+      {"loss", "training loss (long-tail aware)"},
+      {"posthoc", "post-hoc logit adjustment at evaluation"},
+      {"optim", "optimiser"},
+      {"schedule", "learning-rate schedule"},
+      {"train", "the training loop"},
+      {"augment", "training-time augmentation"},
+      {"eval", "validation and test"},
+      {"output", "where results go"},
+  };
+  return groups;
+}
+
+}  // namespace mc
