@@ -1,4 +1,5 @@
-// Loading, validating, saving and describing a run configuration (schema in config_schema.cpp).
+// Loading and validating a run configuration: YAML text and key=value overrides against the
+// schema of config_schema.cpp.
 #include "io/config.h"
 
 #include <yaml-cpp/yaml.h>
@@ -18,116 +19,10 @@
 namespace mc {
 namespace {
 
-// ---- formatting ----
-
-// Shortest text that reads back to the same double. A '.' is always present so that YAML 1.1
-// readers (PyYAML) also take the value as a float: they need "1.0e-08", not "1e-08".
-std::string fmt_float(double d) {
-  char buf[64];
-  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, d);
-  std::string s(buf, end);
-  if (s.find_first_of(".ni") != std::string::npos) return s;  // has '.', or is inf / nan
-  auto e = s.find('e');
-  if (e == std::string::npos) return s + ".0";
-  return s.insert(e, ".0");
-}
-
-// Range bounds and values in messages: integers without a fraction, the rest shortest.
-std::string fmt_plain(double d) {
-  if (std::isfinite(d) && d == std::floor(d) && std::fabs(d) < 1e15)
-    return std::to_string(static_cast<long long>(d));
-  char buf[64];
-  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, d);
-  return std::string(buf, end);
-}
-
-std::string quote(const std::string& s) {
-  std::string q = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') q += '\\';
-    if (c == '\n') { q += "\\n"; continue; }
-    if (c == '\t') { q += "\\t"; continue; }
-    q += c;
-  }
-  return q + "\"";
-}
-
 std::string join(const std::vector<std::string>& v, const std::string& sep) {
   std::string out;
   for (size_t i = 0; i < v.size(); ++i) out += (i ? sep : "") + v[i];
   return out;
-}
-
-// A value in YAML flow style, as to_yaml writes it.
-std::string fmt_value(const ConfigKey& k, const ConfigValue& v) {
-  switch (k.type) {
-    case KeyType::Bool: return std::get<bool>(v) ? "true" : "false";
-    case KeyType::Int: return std::to_string(std::get<int64_t>(v));
-    case KeyType::Float: return fmt_float(std::get<double>(v));
-    case KeyType::String: return quote(std::get<std::string>(v));
-    case KeyType::Enum: return std::get<std::string>(v);
-    case KeyType::FloatList: {
-      std::vector<std::string> parts;
-      for (double d : std::get<std::vector<double>>(v)) parts.push_back(fmt_float(d));
-      return "[" + join(parts, ", ") + "]";
-    }
-    case KeyType::StringList: {
-      std::vector<std::string> parts;
-      for (const auto& s : std::get<std::vector<std::string>>(v)) parts.push_back(quote(s));
-      return "[" + join(parts, ", ") + "]";
-    }
-    case KeyType::WindowList: {
-      std::vector<std::string> parts;
-      for (const auto& w : std::get<std::vector<Config::Window>>(v))
-        parts.push_back("[" + fmt_float(w.level) + ", " + fmt_float(w.width) + "]");
-      return "[" + join(parts, ", ") + "]";
-    }
-  }
-  return "";
-}
-
-bool has_range(const ConfigKey& k) { return std::isfinite(k.lo) || std::isfinite(k.hi); }
-
-// "in [0, 1)", ">= 1", "> 0", "<= 10", or "" when unbounded.
-std::string range_text(const ConfigKey& k) {
-  bool lo = std::isfinite(k.lo), hi = std::isfinite(k.hi);
-  if (lo && hi)
-    return "in " + std::string(k.lo_open ? "(" : "[") + fmt_plain(k.lo) + ", " + fmt_plain(k.hi) +
-           (k.hi_open ? ")" : "]");
-  if (lo) return (k.lo_open ? "> " : ">= ") + fmt_plain(k.lo);
-  if (hi) return (k.hi_open ? "< " : "<= ") + fmt_plain(k.hi);
-  return "";
-}
-
-bool in_range(const ConfigKey& k, double v) {
-  if (k.lo_open ? !(v > k.lo) : !(v >= k.lo)) return false;
-  if (k.hi_open ? !(v < k.hi) : !(v <= k.hi)) return false;
-  return true;
-}
-
-std::string len_text(const ConfigKey& k) {
-  if (k.min_len == k.max_len) return std::to_string(k.min_len);
-  if (k.max_len == std::numeric_limits<size_t>::max()) return "at least " + std::to_string(k.min_len);
-  return std::to_string(k.min_len) + " to " + std::to_string(k.max_len);
-}
-
-// "float > 0", "one of adamw|sgd", "list of 2 floats in [0, 1)": the type line of --help.
-std::string type_text(const ConfigKey& k) {
-  std::string r = has_range(k) ? " " + range_text(k) : "";
-  bool any_len = k.min_len == 0 && k.max_len == std::numeric_limits<size_t>::max();
-  std::string n = any_len ? "" : len_text(k) + " ";
-  switch (k.type) {
-    case KeyType::Bool: return "bool";
-    case KeyType::Int: return "int" + r;
-    case KeyType::Float: return "float" + r;
-    case KeyType::String: return "string";
-    case KeyType::Enum: return "one of " + join(k.choices, "|");
-    case KeyType::FloatList:
-      return "list of " + n + (k.increasing ? "increasing " : "") + "floats" + r;
-    case KeyType::StringList: return "list of " + n + "strings";
-    case KeyType::WindowList: return "list of " + n + "[level, width] pairs in HU, width > 0";
-  }
-  return "";
 }
 
 // ---- lookups and suggestions ----
@@ -441,8 +336,8 @@ class Parser {
       bad(where, path, "expected a finite number, got " + describe(n));
       return std::nullopt;
     }
-    if (!in_range(k, *d)) {
-      bad(where, path, n.Scalar() + " is out of range, must be " + range_text(k));
+    if (!k.in_range(*d)) {
+      bad(where, path, n.Scalar() + " is out of range, must be " + k.range_text());
       return std::nullopt;
     }
     return d;
@@ -450,7 +345,7 @@ class Parser {
 
   bool check_len(const ConfigKey& k, size_t n, const std::string& where, const std::string& what) {
     if (n >= k.min_len && n <= k.max_len) return true;
-    bad(where, k.path, "expected " + len_text(k) + " " + what + ", got " + std::to_string(n));
+    bad(where, k.path, "expected " + k.length_text() + " " + what + ", got " + std::to_string(n));
     return false;
   }
 
@@ -465,8 +360,8 @@ class Parser {
       case KeyType::Int: {
         auto i = n.IsScalar() ? parse_int(n.Scalar()) : std::nullopt;
         if (!i) return bad(where, path, "expected an integer, got " + describe(n));
-        if (!in_range(k, static_cast<double>(*i)))
-          return bad(where, path, n.Scalar() + " is out of range, must be " + range_text(k));
+        if (!k.in_range(static_cast<double>(*i)))
+          return bad(where, path, n.Scalar() + " is out of range, must be " + k.range_text());
         if (*i < k.int_min || *i > k.int_max)
           return bad(where, path, n.Scalar() + " is out of range, must be in [" +
                                       std::to_string(k.int_min) + ", " + std::to_string(k.int_max) + "]");
@@ -551,7 +446,7 @@ class Parser {
   std::string show(const std::string& path) {
     const ConfigKey* k = index().key(path);
     auto it = origin.find(path);
-    return path + " (" + fmt_value(*k, k->get(cfg)) + ", " +
+    return path + " (" + k->format(k->get(cfg)) + ", " +
            (it == origin.end() ? std::string("the default") : "from " + it->second) + ")";
   }
 };
@@ -625,83 +520,6 @@ std::string split_cache_path(const Config::Data& d, std::string_view split) {
   MC_CHECK(explicit_path, "split_cache_path: unknown split '", split, "' (train, val or test)");
   if (!explicit_path->empty()) return *explicit_path;
   return (std::filesystem::path(d.cache_dir) / (std::string(split) + ".mcc")).string();
-}
-
-std::vector<std::pair<std::string, std::string>> config_flat(const Config& c) {
-  std::vector<std::pair<std::string, std::string>> out;
-  for (const auto& k : config_schema()) out.emplace_back(k.path, fmt_value(k, k.get(c)));
-  return out;
-}
-
-std::string to_yaml(const Config& c) {
-  std::map<std::string, std::string> group_meaning;
-  for (const auto& g : config_groups()) group_meaning[g.path] = g.meaning;
-  std::ostringstream out;
-  out << "# MedConv run configuration, resolved: every key with the value in effect.\n";
-  std::vector<std::string> open;  // the groups the current line is nested in
-  std::set<std::string> closed;   // groups left already: re-opening one would duplicate its key
-  for (const auto& k : config_schema()) {
-    std::vector<std::string> parts;
-    for (size_t b = 0, e; (e = k.path.find('.', b)) != std::string::npos; b = e + 1)
-      parts.push_back(k.path.substr(0, e));
-    size_t common = 0;
-    while (common < open.size() && common < parts.size() && open[common] == parts[common]) ++common;
-    while (open.size() > common) {
-      closed.insert(open.back());
-      open.pop_back();
-    }
-    for (size_t i = common; i < parts.size(); ++i) {
-      MC_CHECK(!closed.count(parts[i]), "config schema: the keys of ", parts[i],
-               " are not contiguous");
-      std::string indent(2 * i, ' ');
-      if (i == 0) out << "\n";
-      out << indent << "# " << group_meaning[parts[i]] << "\n"
-          << indent << leaf_of(parts[i]) << ":\n";
-      open.push_back(parts[i]);
-    }
-    std::string line = std::string(2 * parts.size(), ' ') + leaf_of(k.path) + ": " +
-                       fmt_value(k, k.get(c));
-    if (line.size() < 40) line.resize(40, ' ');
-    out << line << "  # " << k.meaning << "\n";
-  }
-  return out.str();
-}
-
-namespace {
-// Words of `text` in lines of at most `width` columns (a longer word gets a line of its own).
-std::string wrap(const std::string& text, const std::string& indent, size_t width) {
-  std::istringstream words(text);
-  std::string out, line, w;
-  while (words >> w) {
-    if (!line.empty() && indent.size() + line.size() + 1 + w.size() > width) {
-      out += indent + line + "\n";
-      line.clear();
-    }
-    line += (line.empty() ? "" : " ") + w;
-  }
-  return out + indent + line + "\n";
-}
-}  // namespace
-
-std::string config_help() {
-  std::ostringstream out;
-  out << "Configuration keys. Set them in the YAML file given to --config, or on the command\n"
-         "line as key=value with the value written in YAML, e.g.\n"
-         "  optim.lr=3e-4  train.epochs=50  data.windows=[[400,2000],[40,400]]\n"
-         "Later settings win: defaults, then the file, then overrides from left to right.\n";
-  const Config defaults;
-  std::string group;
-  for (const auto& k : config_schema()) {
-    std::string g = k.path.substr(0, k.path.rfind('.'));
-    if (g != group) {
-      group = g;
-      for (const auto& cg : config_groups())
-        if (cg.path == g) out << "\n" << g << ": " << cg.meaning << "\n";
-    }
-    out << "  " << k.path << " = " << fmt_value(k, k.get(defaults)) << "\n"
-        << wrap(type_text(k) + ": " + k.meaning, "      ", 100);
-  }
-  return out.str();
 }
 
 }  // namespace mc

@@ -15,6 +15,8 @@
 #include <variant>
 #include <vector>
 
+#include "engine/precision.h"
+
 namespace mc {
 
 // ---- the resolved configuration ----
@@ -120,12 +122,11 @@ struct Config {
   };
 
   struct Train {
-    enum class Precision { FP32, TF32, BF16 };
     enum class Sampling { Shuffle, Balanced };
     enum class Device { Auto, CPU, CUDA };
     int epochs = 200;
     int batch_size = 8;
-    Precision precision = Precision::FP32;
+    Precision precision = Precision::FP32;  // the engine's own enum: set_precision() takes it
     Sampling sampling = Sampling::Shuffle;
     int64_t seed = 0;
     Device device = Device::Auto;
@@ -194,7 +195,7 @@ MC_CONFIG_ENUM(Config::Loss::Type, "ce", "logit_adjusted", "weighted", "balanced
                "class_balanced")
 MC_CONFIG_ENUM(Config::Optim::Name, "adamw", "sgd")
 MC_CONFIG_ENUM(Config::Schedule::Name, "cosine", "step", "constant")
-MC_CONFIG_ENUM(Config::Train::Precision, "fp32", "tf32", "bf16")
+MC_CONFIG_ENUM(Precision, "fp32", "tf32", "bf16")  // as precision_name()
 MC_CONFIG_ENUM(Config::Train::Sampling, "shuffle", "balanced")
 MC_CONFIG_ENUM(Config::Train::Device, "auto", "cpu", "cuda")
 MC_CONFIG_ENUM(Config::Eval::SelectBy, "macro_auc", "balanced_accuracy", "accuracy", "loss")
@@ -265,6 +266,13 @@ struct ConfigKey {
   // Enum values carried as their spelling (std::string), the rest as their variant type.
   std::function<void(Config&, const ConfigValue&)> set;
   std::function<ConfigValue(const Config&)> get;
+
+  // A value in YAML flow style: 0.001, "runs/x", adamw, [0.9, 0.999], [[400.0, 2000.0]].
+  std::string format(const ConfigValue& v) const;
+  bool in_range(double v) const;
+  std::string range_text() const;   // "in [0, 1)", ">= 1", "" when unbounded
+  std::string length_text() const;  // "2", "1 to 8", "at least 1"
+  std::string type_text() const;    // "float in (0, 10]", "one of adamw|sgd", "list of 2 floats"
 };
 
 struct ConfigGroup {

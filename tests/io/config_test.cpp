@@ -61,6 +61,10 @@ TEST(ConfigDefaults, EnumSpellings) {
   EXPECT_EQ(to_string(Config::Loss::Type::BalancedSoftmax), "balanced_softmax");
   EXPECT_EQ(to_string(Config::Train::Device::Auto), "auto");
   EXPECT_EQ(to_string(Config::Eval::SelectBy::MacroAUC), "macro_auc");
+  // train.precision is the engine's enum, spelt as the engine spells it.
+  for (Precision p : {Precision::FP32, Precision::TF32, Precision::BF16})
+    EXPECT_EQ(to_string(p), precision_name(p));
+  EXPECT_EQ(parse_config("", "x", {"train.precision=bf16"}).train.precision, Precision::BF16);
   EXPECT_EQ(model_arch(Config::Model::Name::MedConv), "resnet50");
   EXPECT_EQ(model_arch(Config::Model::Name::ResNet18), "resnet18");
   EXPECT_EQ(parse_config("model: {name: medconv}", "x").model.name, Config::Model::Name::MedConv);
@@ -216,6 +220,8 @@ TEST(ConfigErrors, OutOfRange) {
   EXPECT_TRUE(contains_all(m, {"data.tscore_thresholds", "strictly increase", "-1.0"}));
   m = error_of("data:\n  windows: [[400, -5]]\n");
   EXPECT_TRUE(contains_all(m, {"data.windows[0]", "width -5", "must be > 0"}));
+  m = error_of("", {"data.split.folds=2"});
+  EXPECT_TRUE(contains_all(m, {"data.split.folds", "2 is out of range", "must be in [3, 100]"}));
   m = error_of("", {"train.seed=-1"});
   EXPECT_TRUE(contains_all(m, {"command line", "train.seed", "-1 is out of range", ">= 0"}));
   // Beyond what the C++ field holds, though no documented bound is passed.
