@@ -1,0 +1,76 @@
+// safetensors (https://github.com/huggingface/safetensors): the weight format MedConv reads and
+// writes, so checkpoints move to and from PyTorch / timm_3d / MONAI without conversion code.
+//
+// File: u64 little-endian header length N; N bytes of JSON (an object, padded with spaces);
+// then the data buffer. Each JSON entry is
+//   "name": {"dtype": "F32", "shape": [2, 3], "data_offsets": [begin, end]}
+// with offsets relative to the buffer, plus an optional "__metadata__" (string -> string).
+//
+// The reader trusts nothing in the file: every rule of the format (header size, JSON syntax,
+// entry types, dtypes, sizes, contiguous offsets from 0, full coverage, unique names) is checked
+// before any tensor is touched, and each violation is an mc::Error naming the file, the tensor
+// and what was expected. Dtypes map to mc::DType as F32 F64 BF16 F16 I64 I32 U8 -> same, BOOL -> U8;
+// the other valid ones (I8 I16 U16 U32 U64 F8_*) open fine but reading such a tensor fails.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/state_dict.h"
+
+namespace mc {
+
+using SafeTensorsMetadata = std::map<std::string, std::string>;
+
+// One header entry, as validated.
+struct SafeTensorInfo {
+  std::string name;
+  std::string dtype;  // as written in the file: "F32", "BOOL", "U16", ...
+  Shape shape;
+  uint64_t begin = 0, end = 0;  // byte range within the data buffer
+};
+
+// The safetensors dtype string of an mc::DType ("F32", "BF16", ...).
+const char* safetensors_dtype(DType t);
+
+// A validated, memory-mapped safetensors file. Copies share the mapping; tensors returned by
+// view() keep it alive after every SafeTensorsFile is gone.
+class SafeTensorsFile {
+ public:
+  static SafeTensorsFile open(const std::string& path);  // throws mc::Error on any malformation
+
+  const std::string& path() const;
+  std::vector<std::string> names() const;  // sorted by name
+  bool contains(const std::string& name) const;
+  const SafeTensorInfo& info(const std::string& name) const;  // throws if absent
+  const SafeTensorsMetadata& metadata() const;
+  size_t size() const;  // number of tensors
+
+  // Zero-copy CPU tensor over the mapping. The mapping is private copy-on-write: writing into a
+  // view never reaches the file and never faults. Data that is not aligned for its dtype (old
+  // writers sorted by name only) comes back as an owned copy instead, so views are always safe
+  // to read through typed pointers.
+  Tensor view(const std::string& name) const;
+  Tensor copy(const std::string& name) const;  // owned CPU tensor
+  StateDict views() const;   // every tensor, sorted by name
+  StateDict copies() const;  // every tensor, sorted by name
+
+ private:
+  struct Impl;
+  std::shared_ptr<const Impl> impl_;
+};
+
+// Every tensor of the file, copied into owned CPU tensors (sorted by name).
+StateDict load_safetensors(const std::string& path);
+
+// Writes tensors (any device; CUDA ones are copied to the CPU one at a time) and metadata.
+// Layout matches the reference writer (safetensors' serialize): data ordered by descending dtype
+// alignment then by name, so every tensor is aligned for zero-copy reads; compact JSON padded
+// with spaces to a multiple of 8. The write is atomic: a temporary file in the same directory,
+// fsync, rename, fsync of the directory; on any error the target is left as it was.
+void save_safetensors(const std::string& path, const StateDict& tensors,
+                      const SafeTensorsMetadata& metadata = {});
+
+}  // namespace mc
