@@ -248,12 +248,15 @@ class Parser {
   void check_consistency();
 
  private:
+  // "run.yaml:12:7" for a node of a file; an override's nodes have no useful position.
+  static std::string at(const std::string& src, const YAML::Node& n, bool from_file) {
+    if (!from_file || n.Mark().line < 0) return src;
+    return src + ":" + std::to_string(n.Mark().line + 1) + ":" + std::to_string(n.Mark().column + 1);
+  }
+
   void error(const std::string& src, const YAML::Node& n, bool from_file, const std::string& path,
              const std::string& msg) {
-    std::string where = src;
-    if (from_file && n.Mark().line >= 0)
-      where += ":" + std::to_string(n.Mark().line + 1) + ":" + std::to_string(n.Mark().column + 1);
-    errors.push_back(where + ": " + (path.empty() ? "" : path + ": ") + msg);
+    errors.push_back(at(src, n, from_file) + ": " + (path.empty() ? "" : path + ": ") + msg);
   }
 
   void unknown(const std::string& where, const std::string& path, const YAML::Node& value) {
@@ -296,17 +299,9 @@ class Parser {
       if (index().is_group(path)) {
         walk(kv.second, path, src, from_file);
       } else if (const ConfigKey* k = index().key(path)) {
-        std::string where = src;
-        if (from_file && kv.second.Mark().line >= 0)
-          where += ":" + std::to_string(kv.second.Mark().line + 1) + ":" +
-                   std::to_string(kv.second.Mark().column + 1);
-        apply_value(*k, kv.second, where);
+        apply_value(*k, kv.second, at(src, kv.second, from_file));
       } else {
-        std::string where = src;
-        if (from_file && kv.first.Mark().line >= 0)
-          where += ":" + std::to_string(kv.first.Mark().line + 1) + ":" +
-                   std::to_string(kv.first.Mark().column + 1);
-        unknown(where + ": ", path, kv.second);
+        unknown(at(src, kv.first, from_file) + ": ", path, kv.second);
       }
     }
   }
