@@ -24,6 +24,8 @@
 #include "engine/random.h"
 #ifdef MC_HAVE_CUDA
 #include <cuda_runtime.h>
+
+#include "engine/cuda_runtime.h"
 #endif
 
 namespace mc {
@@ -413,10 +415,11 @@ std::optional<Batch> Loader::next() {
   images = Tensor();                  // the slot is free again
   out.images = Tensor::empty(shape, DType::F32, dev);
   const Shape& vs = s.cache.volume_shape();
-  // The legacy default stream orders against every blocking stream, so the engine's stream
-  // sees the finished batch without the loader knowing which stream that is.
+  // On the engine's stream: what follows sees the finished batch, and `raw` may be released
+  // while the kernel still reads it (the allocator reuses blocks in that stream's order).
+  cuda::DeviceGuard guard(dev.index);
   kernels::cuda::augment(raw.data<float>(), out.images.data<float>(), params.data(), shape[0],
-                         vs[0], vs[1], vs[2], vs[3], nullptr);
+                         vs[0], vs[1], vs[2], vs[3], cuda::stream(dev.index));
 #endif
   return out;
 }

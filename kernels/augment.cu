@@ -27,7 +27,12 @@ __global__ void augment_kernel(const float* __restrict__ x, float* __restrict__ 
   const int h = hw / W, w = hw - h * W;
   const int64_t vol = int64_t(D) * H * W, v = int64_t(d) * H * W + hw;
   const AugmentParams& p = pc.p[b];
-  float val = p.scale * augment_detail::sample(x + int64_t(bc) * vol, p, D, H, W, d, h, w) + p.shift;
+  const float cd = 0.5f * float(D - 1), ch = 0.5f * float(H - 1), cw = 0.5f * float(W - 1);
+  const float qd = float(d) - cd, qh = float(h) - ch, qw = float(w) - cw;
+  const float sd = augment_detail::source(p, 0, cd, qd, qh, qw);
+  const float sh = augment_detail::source(p, 1, ch, qd, qh, qw);
+  const float sw = augment_detail::source(p, 2, cw, qd, qh, qw);
+  float val = p.scale * augment_detail::read(x + int64_t(bc) * vol, p, D, H, W, sd, sh, sw) + p.shift;
   if (p.noise_std > 0.f) {
     const uint64_t idx = uint64_t(c * vol + v);  // flat index within the sample, as on the CPU
     val += p.noise_std * augment_detail::normal_from(philox4x32(idx >> 2, p.noise_key), int(idx & 3));

@@ -102,27 +102,42 @@ MC_HD float fetch(const float* x, int64_t D, int64_t H, int64_t W, int64_t d, in
 
 MC_HD float clampf(float v, float lo, float hi) { return v < lo ? lo : (v > hi ? hi : v); }
 
-// Reads channel volume x [D, H, W] at the source of output voxel (od, oh, ow).
-MC_HD float sample(const float* x, const AugmentParams& p, int64_t D, int64_t H, int64_t W,
-                   int64_t od, int64_t oh, int64_t ow) {
-  const float cd = 0.5f * float(D - 1), ch = 0.5f * float(H - 1), cw = 0.5f * float(W - 1);
-  const float qd = float(od) - cd, qh = float(oh) - ch, qw = float(ow) - cw;
-  float sd = cd + p.A[0] * qd + p.A[1] * qh + p.A[2] * qw;
-  float sh = ch + p.A[3] * qd + p.A[4] * qh + p.A[5] * qw;
-  float sw = cw + p.A[6] * qd + p.A[7] * qh + p.A[8] * qw;
+// floor() for |v| < 2^62 without a libm call (x86-64 without SSE4.1 has no floor instruction).
+MC_HD int64_t floor_i(float v) {
+  const int64_t i = int64_t(v);
+  return float(i) > v ? i - 1 : i;
+}
+
+// Source coordinate of output voxel o along one axis: row r of c + A (o - c). The sum runs in
+// this order on both backends, so a caller may hoist the first two terms out of a row.
+MC_HD float source(const AugmentParams& p, int r, float c, float qd, float qh, float qw) {
+  return c + p.A[r * 3] * qd + p.A[r * 3 + 1] * qh + p.A[r * 3 + 2] * qw;
+}
+
+// Reads channel volume x [D, H, W] at the continuous source (sd, sh, sw): Border and
+// interpolation as the header says.
+MC_HD float read(const float* x, const AugmentParams& p, int64_t D, int64_t H, int64_t W, float sd,
+                 float sh, float sw) {
   if (p.border == int32_t(Border::Edge)) {
     sd = clampf(sd, 0.f, float(D - 1));
     sh = clampf(sh, 0.f, float(H - 1));
     sw = clampf(sw, 0.f, float(W - 1));
   }
   if (!p.interpolate)
-    return fetch(x, D, H, W, int64_t(floorf(sd + 0.5f)), int64_t(floorf(sh + 0.5f)),
-                 int64_t(floorf(sw + 0.5f)));
-  const float fd = floorf(sd), fh = floorf(sh), fw = floorf(sw);
-  const float td = sd - fd, th = sh - fh, tw = sw - fw;
-  const int64_t d0 = int64_t(fd), h0 = int64_t(fh), w0 = int64_t(fw);
-  // A weight of exactly 0 skips its neighbour, so an edge voxel clamped to n-1 reads nothing
-  // beyond it and a grid-aligned read is exact.
+    return fetch(x, D, H, W, floor_i(sd + 0.5f), floor_i(sh + 0.5f), floor_i(sw + 0.5f));
+  const int64_t d0 = floor_i(sd), h0 = floor_i(sh), w0 = floor_i(sw);
+  const float td = sd - float(d0), th = sh - float(h0), tw = sw - float(w0);
+  if (d0 >= 0 && h0 >= 0 && w0 >= 0 && d0 + 1 < D && h0 + 1 < H && w0 + 1 < W) {
+    const float* q = x + (d0 * H + h0) * W + w0;  // all eight neighbours inside: no checks
+    const int64_t sH = W, sD = H * W;
+    const float c00 = q[0] + tw * (q[1] - q[0]), c01 = q[sH] + tw * (q[sH + 1] - q[sH]);
+    const float c10 = q[sD] + tw * (q[sD + 1] - q[sD]);
+    const float c11 = q[sD + sH] + tw * (q[sD + sH + 1] - q[sD + sH]);
+    const float c0 = c00 + th * (c01 - c00), c1 = c10 + th * (c11 - c10);
+    return c0 + td * (c1 - c0);
+  }
+  // At the border a weight of exactly 0 skips its neighbour, so an edge voxel clamped to n-1
+  // reads nothing beyond it and a grid-aligned read is exact.
   float acc = 0.f;
   for (int i = 0; i < 2; ++i) {
     const float wd = i ? td : 1.f - td;
@@ -140,13 +155,20 @@ MC_HD float sample(const float* x, const AugmentParams& p, int64_t D, int64_t H,
   return acc;
 }
 
-// Standard normal number `lane` (0..3) of the group of four from one Philox draw.
-MC_HD float normal_from(const U4& r, int lane) {
-  const uint32_t a = lane < 2 ? r.x : r.z, b = lane < 2 ? r.y : r.w;
+// Box-Muller on one Philox draw: lanes (x, y) give normals 0 and 1, lanes (z, w) 2 and 3.
+MC_HD void normal_pair(uint32_t a, uint32_t b, float& n0, float& n1) {
   const float u1 = 1.f - float(a >> 8) * (1.f / 16777216.f);  // (0, 1]: log is finite
   const float u2 = float(b >> 8) * (1.f / 16777216.f);
   const float rad = sqrtf(-2.f * logf(u1)), th = 6.2831853071795864f * u2;
-  return (lane & 1) ? rad * sinf(th) : rad * cosf(th);
+  n0 = rad * cosf(th);
+  n1 = rad * sinf(th);
+}
+
+MC_HD float normal_from(const U4& r, int lane) {
+  float n0, n1;
+  if (lane < 2) normal_pair(r.x, r.y, n0, n1);
+  else normal_pair(r.z, r.w, n0, n1);
+  return (lane & 1) ? n1 : n0;
 }
 
 }  // namespace augment_detail

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
+#include <vector>
 
 #include "kernels/augment.h"
 
@@ -119,29 +120,102 @@ AugmentParams augment_params(const AugmentDraw& d, int64_t D, int64_t H, int64_t
 
 namespace cpu {
 
+namespace {
+
+// When A only permutes and flips axes, output voxel o reads the voxel M o + off (integers), so
+// a row is a constant-stride walk: the same voxels the per-voxel float path reads, found faster.
+struct IntegerMap {
+  bool ok = false;
+  int64_t start[3] = {0, 0, 0};  // source index of output voxel (0, 0, 0) per source axis
+  int M[3][3] = {};
+};
+
+IntegerMap integer_map(const AugmentParams& p, int64_t D, int64_t H, int64_t W) {
+  IntegerMap m;
+  if (p.interpolate) return m;
+  const int64_t n[3] = {D, H, W};
+  for (int r = 0; r < 3; ++r) {
+    int nonzero = 0;
+    double off = 0.5 * double(n[r] - 1);
+    for (int k = 0; k < 3; ++k) {
+      const float a = p.A[r * 3 + k];
+      if (a != 0.f && a != 1.f && a != -1.f) return m;
+      m.M[r][k] = int(a);
+      nonzero += a != 0.f;
+      off -= double(a) * 0.5 * double(n[k] - 1);
+    }
+    if (nonzero != 1 || off != std::floor(off)) return m;
+    m.start[r] = int64_t(off);
+  }
+  // Affine, so the source box is spanned by the images of the output box's corners.
+  for (int corner = 0; corner < 8; ++corner)
+    for (int r = 0; r < 3; ++r) {
+      int64_t s = m.start[r];
+      for (int k = 0; k < 3; ++k) s += m.M[r][k] * ((corner >> k & 1) ? n[k] - 1 : 0);
+      if (s < 0 || s >= n[r]) return m;
+    }
+  m.ok = true;
+  return m;
+}
+
+void add_noise(float* y, int64_t n, uint64_t first, float stddev, uint64_t key) {
+  for (int64_t v = 0; v < n;) {
+    const uint64_t idx = first + uint64_t(v);
+    const U4 r = philox4x32(idx >> 2, key);
+    float z[4];  // all four normals of the draw at once (the GPU picks its lane)
+    augment_detail::normal_pair(r.x, r.y, z[0], z[1]);
+    augment_detail::normal_pair(r.z, r.w, z[2], z[3]);
+    for (int lane = int(idx & 3); lane < 4 && v < n; ++lane, ++v) y[v] += stddev * z[lane];
+  }
+}
+
+// Output depth slice d of one channel.
+void slice(const float* x, float* y, const AugmentParams& p, const IntegerMap& im, int64_t D,
+           int64_t H, int64_t W, int64_t d) {
+  if (im.ok) {
+    const int64_t stride[3] = {H * W, W, 1};
+    int64_t step = 0;
+    for (int r = 0; r < 3; ++r) step += im.M[r][2] * stride[r];
+    for (int64_t h = 0; h < H; ++h) {
+      int64_t at = 0;
+      for (int r = 0; r < 3; ++r) at += (im.start[r] + im.M[r][0] * d + im.M[r][1] * h) * stride[r];
+      float* yr = y + h * W;
+      for (int64_t w = 0; w < W; ++w, at += step) yr[w] = p.scale * x[at] + p.shift;
+    }
+    return;
+  }
+  const float cd = 0.5f * float(D - 1), ch = 0.5f * float(H - 1), cw = 0.5f * float(W - 1);
+  const float qd = float(d) - cd;
+  for (int64_t h = 0; h < H; ++h) {
+    // The first two terms of augment_detail::source, in its order: bit-identical when hoisted.
+    const float qh = float(h) - ch;
+    const float pd = cd + p.A[0] * qd + p.A[1] * qh, ph = ch + p.A[3] * qd + p.A[4] * qh,
+                pw = cw + p.A[6] * qd + p.A[7] * qh;
+    float* yr = y + h * W;
+    for (int64_t w = 0; w < W; ++w) {
+      const float qw = float(w) - cw;
+      const float v = augment_detail::read(x, p, D, H, W, pd + p.A[2] * qw, ph + p.A[5] * qw,
+                                           pw + p.A[8] * qw);
+      yr[w] = p.scale * v + p.shift;
+    }
+  }
+}
+
+}  // namespace
+
 void augment(const float* x, float* y, const AugmentParams* params, int64_t B, int64_t C,
              int64_t D, int64_t H, int64_t W) {
-  const int64_t vol = D * H * W;
+  const int64_t vol = D * H * W, plane = H * W;
+  std::vector<IntegerMap> maps;
+  for (int64_t b = 0; b < B; ++b) maps.push_back(integer_map(params[b], D, H, W));
 #pragma omp parallel for collapse(3) schedule(static)
   for (int64_t b = 0; b < B; ++b)
     for (int64_t c = 0; c < C; ++c)
       for (int64_t d = 0; d < D; ++d) {
         const AugmentParams& p = params[b];
-        const float* xc = x + (b * C + c) * vol;
-        float* yrow = y + (b * C + c) * vol + d * H * W;
-        const uint64_t base = uint64_t(c * vol + d * H * W);  // flat index within the sample
-        uint64_t group = ~0ull;
-        U4 r{};
-        for (int64_t h = 0; h < H; ++h)
-          for (int64_t w = 0; w < W; ++w) {
-            float v = p.scale * augment_detail::sample(xc, p, D, H, W, d, h, w) + p.shift;
-            if (p.noise_std > 0.f) {
-              const uint64_t idx = base + uint64_t(h * W + w);
-              if ((idx >> 2) != group) r = philox4x32(group = idx >> 2, p.noise_key);
-              v += p.noise_std * augment_detail::normal_from(r, int(idx & 3));
-            }
-            yrow[h * W + w] = v;
-          }
+        float* ys = y + (b * C + c) * vol + d * plane;
+        slice(x + (b * C + c) * vol, ys, p, maps[size_t(b)], D, H, W, d);
+        if (p.noise_std > 0.f) add_noise(ys, plane, uint64_t(c * vol + d * plane), p.noise_std, p.noise_key);
       }
 }
 
