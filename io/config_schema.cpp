@@ -115,9 +115,9 @@ std::vector<ConfigKey> build_schema() {
   add(key("data.mask_outside", F(data.mask_outside),
           "zero the voxels outside the L1 mask (after windowing)"));
   add(key("data.tscore_thresholds", F(data.tscore_thresholds),
-          "T-score band edges, increasing; class i = band i from the lowest (WHO: <= -2.5 "
-          "osteoporosis, < -1 osteopenia, else normal)")
-          .len(1, 16).increasing().ge(-10).le(10));
+          "the two T-score band edges (io/labels.h's three classes): T <= first osteoporosis, "
+          "T >= second normal, osteopenia between (WHO: -2.5, -1)")
+          .len(2, 2).increasing().ge(-10).le(10));
   add(key("data.num_workers", F(data.num_workers),
           "loader threads for sampling and augmentation (0 = in the training thread)")
           .ge(0).le(256));

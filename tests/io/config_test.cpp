@@ -216,6 +216,8 @@ TEST(ConfigErrors, OutOfRange) {
   EXPECT_TRUE(contains_all(m, {"optim.betas[1]", "1.0 is out of range", "must be in [0, 1)"}));
   m = error_of("optim:\n  betas: [0.9, 0.99, 0.999]\n");
   EXPECT_TRUE(contains_all(m, {"optim.betas", "expected 2 numbers, got 3"}));
+  m = error_of("data:\n  tscore_thresholds: [-2.5]\n");
+  EXPECT_TRUE(contains_all(m, {"data.tscore_thresholds", "expected 2 numbers, got 1"}));
   m = error_of("data:\n  tscore_thresholds: [-1.0, -2.5]\n");
   EXPECT_TRUE(contains_all(m, {"data.tscore_thresholds", "strictly increase", "-1.0"}));
   m = error_of("data:\n  windows: [[400, -5]]\n");
@@ -287,8 +289,8 @@ TEST(ConfigErrors, RulesAcrossKeysNameEveryKeyAndOrigin) {
   EXPECT_TRUE(contains_all(m, {"data.split.ratios", "sum to 1", "0.9"}));
   m = error_of("", {"data.windows=[[400,2000],[40,400]]"});
   EXPECT_TRUE(contains_all(m, {"model.in_chans (1, the default)", "number of data.windows, 2"}));
-  m = error_of("", {"data.tscore_thresholds=[-2.5]"});
-  EXPECT_TRUE(contains_all(m, {"model.num_classes (3", "data.tscore_thresholds ([-2.5]"}));
+  m = error_of("", {"model.num_classes=4"});
+  EXPECT_TRUE(contains_all(m, {"model.num_classes (4, from command line", "data.tscore_thresholds ([-2.5, -1.0]"}));
   m = error_of("", {"data.split.folds=5", "data.split.fold=5"});
   EXPECT_TRUE(contains_all(m, {"data.split.fold (5", "data.split.folds (5", "less than"}));
   m = error_of("", {"data.split.mode=file"});
@@ -314,7 +316,7 @@ TEST(ConfigRoundTrip, ToYamlParsesBackEqual) {
        "loss.type=class_balanced", "data.windows=[[400,2000],[-600,1500.5],[40,400]]",
        "model.in_chans=3", "model.name=medconv", "train.seed=123456789012",
        "output.dir=runs/with \"quotes\" and: colon #hash", "posthoc.sweep=[0.123456789, 0.1]",
-       "model.pretrained_skip=[]", "data.tscore_thresholds=[-3, -2.5, -1]", "model.num_classes=4",
+       "model.pretrained_skip=[]", "data.tscore_thresholds=[-3, -0.5]",
        "train.precision=bf16", "augment.enabled=false", "schedule.min_lr=1e-6"});
   ASSERT_NE(c, Config{});
   std::string y = to_yaml(c);
