@@ -305,6 +305,7 @@ Preprocessed preprocess(const Volume& ct, const Volume* seg, const PreprocessOpt
   }
   const Volume hu = resample(crop_ct, {V, V, V}, origin, step, Interp::Linear, o.pad_hu);
   r.cube = apply_windows(hu, o.windows);
+  r.cube_affine = hu.affine;
   if (o.mask_outside) {
     const Volume m = resample(crop(cmask, box), {V, V, V}, origin, step, Interp::Nearest, 0.0);
     const int64_t n = m.numel();

@@ -61,6 +61,7 @@ struct SubjectStats {
 
 struct Preprocessed {
   Tensor cube;  // f32 [C, V, V, V] in [0, 1]
+  Affine cube_affine = identity_affine();  // cube voxel (W, H, D index) -> world mm
   SubjectStats stats;
   std::string note;  // e.g. "crop 130 mm > field 120 mm: centre-cropped"
 };
