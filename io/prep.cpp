@@ -1,0 +1,434 @@
+#include "io/prep.h"
+
+#include <algorithm>
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "io/cache.h"
+#include "io/progress.h"
+
+namespace mc {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string first_existing(std::initializer_list<fs::path> candidates) {
+  for (const auto& p : candidates)
+    if (fs::is_regular_file(p)) return p.string();
+  return {};
+}
+
+std::string strip_nifti_ext(const std::string& name) {
+  for (const char* ext : {".nii.gz", ".nii"}) {
+    const std::string e = ext;
+    if (name.size() > e.size() && name.compare(name.size() - e.size(), e.size(), e) == 0)
+      return name.substr(0, name.size() - e.size());
+  }
+  return {};
+}
+
+// Our errors end in " [file.cpp:123]": useful in a log, noise in a manifest.
+std::string clean_reason(std::string msg) {
+  if (!msg.empty() && msg.back() == ']') {
+    const size_t open = msg.rfind(" [");
+    if (open != std::string::npos) msg.resize(open);
+  }
+  std::replace(msg.begin(), msg.end(), '\n', ' ');
+  return msg;
+}
+
+std::string fmt(double x, int digits) {
+  if (!std::isfinite(x)) return "";
+  std::ostringstream s;
+  s.precision(digits);
+  s << std::fixed << x;
+  return s.str();
+}
+
+std::string windows_str(const std::vector<HUWindow>& ws) {
+  std::string s;
+  for (const auto& w : ws) s += (s.empty() ? "" : ";") + fmt(w.level, 1) + "," + fmt(w.width, 1);
+  return s;
+}
+
+}  // namespace
+
+std::vector<std::string> list_ct_subjects(const std::string& ct_dir) {
+  MC_CHECK(fs::is_directory(ct_dir), ct_dir, ": CT directory not found");
+  std::set<std::string> ids;
+  for (const auto& e : fs::directory_iterator(ct_dir)) {
+    const std::string name = e.path().filename().string();
+    if (e.is_regular_file()) {
+      const std::string id = strip_nifti_ext(name);
+      if (!id.empty()) ids.insert(id);
+    } else if (e.is_directory() &&
+               !first_existing({e.path() / "ct.nii.gz", e.path() / "ct.nii"}).empty()) {
+      ids.insert(name);
+    }
+  }
+  return {ids.begin(), ids.end()};
+}
+
+SubjectFiles find_subject_files(const PrepOptions& o, const std::string& id) {
+  SubjectFiles f;
+  f.id = id;
+  const fs::path ct_dir = o.ct_dir;
+  const fs::path flat = first_existing({ct_dir / (id + ".nii.gz"), ct_dir / (id + ".nii")});
+  f.ct = flat.empty() ? first_existing({ct_dir / id / "ct.nii.gz", ct_dir / id / "ct.nii"})
+                      : flat.string();
+  if (o.preprocess.precropped) return f;
+  const fs::path seg_dir = o.seg_dir.empty() ? ct_dir : fs::path(o.seg_dir);
+  const bool same_dir = fs::exists(seg_dir) && fs::exists(ct_dir) && fs::equivalent(seg_dir, ct_dir);
+  if (!same_dir) f.seg = first_existing({seg_dir / (id + ".nii.gz"), seg_dir / (id + ".nii")});
+  if (f.seg.empty())
+    f.seg = first_existing({seg_dir / id / "segmentations.nii.gz", seg_dir / id / "segmentations.nii"});
+  if (f.seg.empty()) {
+    const std::string m = o.mask_name;
+    f.seg = first_existing({seg_dir / id / "segmentations" / (m + ".nii.gz"),
+                            seg_dir / id / "segmentations" / (m + ".nii"),
+                            seg_dir / id / (m + ".nii.gz"), seg_dir / id / (m + ".nii")});
+    f.binary_mask = !f.seg.empty();
+  }
+  return f;
+}
+
+std::map<std::string, std::string> cache_meta(const PrepOptions& o, const std::string& split) {
+  const PreprocessOptions& p = o.preprocess;
+  return {{"source", "mc_prep"},
+          {"split", split},
+          {"class_names", class_names_csv()},
+          {"tscore_bands", fmt(o.bands.osteoporosis_max, 2) + "," + fmt(o.bands.normal_min, 2)},
+          {"label_id", p.precropped ? "precropped" : std::to_string(p.label_id)},
+          {"volume", std::to_string(p.volume)},
+          {"spacing_mm", fmt(p.spacing_mm, 4)},
+          {"margin_mm", fmt(p.margin_mm, 4)},
+          {"resize", resize_mode_name(p.resize)},
+          {"windows", windows_str(p.windows)},
+          {"mask_outside", p.mask_outside ? "true" : "false"},
+          {"orientation", "RAS canonical; cube axes D=I->S, H=P->A, W=L->R"},
+          {"seed", std::to_string(o.seed)},
+          {"ct_dir", o.ct_dir},
+          {"seg_dir", o.seg_dir},
+          {"labels", o.labels_csv}};
+}
+
+void write_manifest(const std::string& path, const std::vector<ManifestRow>& rows) {
+  const std::string tmp = path + ".part";
+  {
+    std::ofstream out(tmp);
+    MC_CHECK(out, path, ": cannot write manifest");
+    out << "id,label,tscore,split,voxels,volume_ml,mean_hu,median_hu,status,reason\n";
+    for (const auto& r : rows) {
+      const bool stats = r.status == "ok";
+      out << csv_escape(r.id) << "," << r.label << "," << fmt(r.tscore, 2) << "," << r.split << ","
+          << (stats ? std::to_string(r.stats.voxels) : "") << ","
+          << (stats ? fmt(r.stats.volume_ml, 3) : "") << "," << (stats ? fmt(r.stats.mean_hu, 2) : "")
+          << "," << (stats ? fmt(r.stats.median_hu, 1) : "") << "," << r.status << ","
+          << csv_escape(r.reason) << "\n";
+    }
+    out.close();
+    MC_CHECK(out, path, ": write failed");
+  }
+  fs::rename(tmp, path);
+}
+
+PrepResult run_prep(const PrepOptions& o) {
+  MC_CHECK(!o.ct_dir.empty() && !o.out_dir.empty(), "prep: --ct-dir and --out are required");
+  MC_CHECK(o.workers >= 1, "prep: workers must be at least 1, got ", o.workers);
+  fs::create_directories(o.out_dir);
+
+  // Who is there: every id with a scan or a label.
+  LabelTable labels;
+  if (!o.labels_csv.empty()) labels = read_labels(o.labels_csv, o.bands);
+  std::set<std::string> ids;
+  for (const auto& id : list_ct_subjects(o.ct_dir)) ids.insert(id);
+  for (const auto& e : labels.entries) ids.insert(e.id);
+
+  PrepResult res;
+  std::vector<SubjectFiles> files;
+  std::vector<size_t> usable;  // rows that can be processed
+  for (const std::string& id : ids) {
+    ManifestRow row;
+    row.id = id;
+    const SubjectFiles f = find_subject_files(o, id);
+    row.ct = f.ct, row.seg = f.seg;
+    const LabelEntry* e = labels.find(id);
+    if (e) row.label = e->label, row.tscore = e->tscore;
+    if (f.ct.empty()) {
+      row.reason = "missing scan: no " + (fs::path(o.ct_dir) / (id + ".nii.gz")).string() +
+                   " or " + (fs::path(o.ct_dir) / id / "ct.nii.gz").string();
+    } else if (!o.preprocess.precropped && f.seg.empty()) {
+      row.reason = "missing segmentation for " + id + " in " +
+                   (o.seg_dir.empty() ? o.ct_dir : o.seg_dir);
+    } else if (!o.labels_csv.empty() && !e) {
+      row.reason = "no label: subject not in " + o.labels_csv;
+    } else if (!o.labels_csv.empty() && e->label < 0) {
+      row.reason = "no label: empty T-score/class on line " + std::to_string(e->line) + " of " +
+                   o.labels_csv;
+    }
+    row.status = row.reason.empty() ? "" : "skipped";
+    if (row.reason.empty()) usable.push_back(res.rows.size());
+    res.rows.push_back(row);
+    files.push_back(f);
+  }
+
+  // Splits, decided before any file is decoded.
+  if (!o.split_file.empty()) {
+    const auto fixed = read_split_file(o.split_file);
+    for (size_t i : usable) {
+      auto it = fixed.find(res.rows[i].id);
+      if (it != fixed.end()) res.rows[i].split = it->second;
+      else res.rows[i].status = "skipped", res.rows[i].reason = "not in split file " + o.split_file;
+    }
+  } else {
+    std::vector<std::string> uid;
+    std::vector<int64_t> ulabel;
+    for (size_t i : usable) uid.push_back(res.rows[i].id), ulabel.push_back(res.rows[i].label);
+    if (o.folds >= 2) {
+      const auto fold = stratified_folds(uid, ulabel, o.folds, o.seed);
+      for (size_t n = 0; n < usable.size(); ++n) res.rows[usable[n]].split = "fold" + std::to_string(fold[n]);
+    } else {
+      const auto split = stratified_split(uid, ulabel, o.ratios, o.seed);
+      for (size_t n = 0; n < usable.size(); ++n) res.rows[usable[n]].split = split[n];
+    }
+  }
+  std::map<std::string, std::vector<size_t>> by_split;
+  for (size_t i : usable)
+    if (res.rows[i].status.empty()) by_split[res.rows[i].split].push_back(i);
+
+  // Decode and preprocess one split at a time: only that split's cubes are in memory.
+  int64_t todo = 0;
+  for (const auto& [s, rows] : by_split) todo += int64_t(rows.size());
+  std::optional<Progress> bar;
+  if (o.progress) bar.emplace("prep", todo);
+  Progress* progress = bar ? &*bar : nullptr;
+  std::atomic<int64_t> failures{0};
+  if (o.save_crops) fs::create_directories(fs::path(o.out_dir) / "crops");
+  for (const auto& [split, rows] : by_split) {
+    std::vector<Tensor> cubes(rows.size());
+    parallel_for(int64_t(rows.size()), o.workers, [&](int64_t n) {
+      ManifestRow& row = res.rows[rows[size_t(n)]];
+      const SubjectFiles& f = files[rows[size_t(n)]];
+      PreprocessOptions p = o.preprocess;
+      if (f.binary_mask) p.label_id = -1;
+      try {
+        Preprocessed r = preprocess_files(f.ct, f.seg, p);
+        row.stats = r.stats;
+        row.reason = r.note;
+        row.status = "ok";
+        if (o.save_crops) {
+          Volume crop = make_volume(p.volume, p.volume, p.volume, r.cube_affine);
+          crop.data = r.cube.flat_slice(0, {p.volume, p.volume, p.volume}).clone();
+          write_nifti((fs::path(o.out_dir) / "crops" / (row.id + ".nii.gz")).string(), crop);
+        }
+        cubes[size_t(n)] = r.cube;
+      } catch (const std::exception& e) {
+        row.status = "failed";
+        row.reason = clean_reason(e.what());
+        if (progress) progress->set_note(std::to_string(++failures) + " failed");
+      }
+    }, progress);
+    std::vector<CacheRecord> records;
+    std::vector<Tensor> volumes;
+    for (size_t n = 0; n < rows.size(); ++n) {
+      if (!cubes[n].defined()) continue;
+      const ManifestRow& row = res.rows[rows[n]];
+      records.push_back({row.id, row.label, row.tscore});
+      volumes.push_back(cubes[n]);
+    }
+    res.split_counts[split] = int64_t(records.size());
+    if (records.empty()) continue;
+    const std::string path = (fs::path(o.out_dir) / (split + ".safetensors")).string();
+    write_cache(path, records, volumes, cache_meta(o, split));
+    res.caches[split] = path;
+  }
+  if (progress) progress->finish();
+
+  for (const auto& r : res.rows) {
+    if (r.status == "ok") ++res.ok;
+    else if (r.status == "failed") ++res.failed;
+    else ++res.skipped;
+  }
+  res.manifest = (fs::path(o.out_dir) / "manifest.csv").string();
+  write_manifest(res.manifest, res.rows);
+  return res;
+}
+
+std::string prep_summary(const PrepResult& r) {
+  std::ostringstream s;
+  s << "prep: " << r.ok << " ok, " << r.skipped << " skipped, " << r.failed << " failed of "
+    << r.rows.size() << " subjects\n";
+  for (const auto& [split, n] : r.split_counts) {
+    std::array<int64_t, kNumClasses + 1> per{};
+    for (const auto& row : r.rows)
+      if (row.split == split && row.status == "ok") ++per[size_t(row.label < 0 ? kNumClasses : row.label)];
+    s << "  " << split << ": " << n;
+    for (int c = 0; c < kNumClasses; ++c) s << "  " << kClassNames[size_t(c)] << " " << per[size_t(c)];
+    if (per[kNumClasses]) s << "  unknown " << per[kNumClasses];
+    auto it = r.caches.find(split);
+    s << "  -> " << (it == r.caches.end() ? "(no cache: nothing usable)" : it->second) << "\n";
+  }
+  int shown = 0;
+  for (const auto& row : r.rows) {
+    if (row.status == "ok") continue;
+    if (shown++ == 20) {
+      s << "  ... (see the manifest)\n";
+      break;
+    }
+    s << "  " << row.status << " " << row.id << ": " << row.reason << "\n";
+  }
+  s << "manifest: " << r.manifest << "\n";
+  return s.str();
+}
+
+}  // namespace mc
+
+namespace mc {
+namespace {
+
+int64_t to_int(const std::string& opt, const std::string& v) {
+  size_t used = 0;
+  int64_t x = 0;
+  try {
+    x = std::stoll(v, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  MC_CHECK(used == v.size() && !v.empty(), opt, ": \"", v, "\" is not an integer");
+  return x;
+}
+
+double to_double(const std::string& opt, const std::string& v) {
+  size_t used = 0;
+  double x = 0;
+  try {
+    x = std::stod(v, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  MC_CHECK(used == v.size() && !v.empty() && std::isfinite(x), opt, ": \"", v, "\" is not a number");
+  return x;
+}
+
+}  // namespace
+
+std::string prep_usage() {
+  return R"(mc_prep: CT scans + segmentations + T-scores -> preprocessed L1 cubes, one cache per split
+
+usage: mc_prep --ct-dir DIR [--seg-dir DIR] [--labels CSV] --out DIR [options]
+       mc_prep --synthetic N --out DIR [--seed S] [--size 64] [--workers N]
+
+data (pairing: <ct-dir>/<id>.nii.gz with <seg-dir>/<id>.nii.gz, or TotalSegmentator style
+<ct-dir>/<id>/ct.nii.gz with <seg-dir>/<id>/segmentations.nii.gz or
+<seg-dir>/<id>/segmentations/<mask-name>.nii.gz):
+  --ct-dir DIR          CT scans
+  --seg-dir DIR         segmentations (default: the CT directory, per-subject layout)
+  --labels CSV          id + tscore (or class name/index); WHO bands give the class
+  --label-id N          label of L1 in the segmentation (default 31 = TotalSegmentator v2;
+                        v1: 22, VerSe: 20; -1: any non-zero voxel)
+  --mask-name NAME      per-structure mask file stem (default vertebrae_L1)
+  --precropped          the CT files are already L1 crops: no segmentation
+  --tscore-bands A,B    osteoporosis T <= A, normal T >= B (default -2.5,-1)
+preprocessing:
+  --volume V            cube side in voxels (default 96)
+  --spacing MM          voxel size in pad mode (default 1.25)
+  --margin MM           margin around the L1 bounding box (default 5)
+  --resize MODE         pad (keep spacing, pad/crop to V; default), fit (longest side = V),
+                        stretch (each axis to V)
+  --window L,W          HU window level,width; repeat for more channels (default 400,2000)
+  --mask-outside        zero everything outside the L1 mask
+  --no-antialias        no Gaussian prefilter when shrinking
+splits:
+  --split-ratios A,B,C  stratified train,val,test (default 0.8,0.1,0.1)
+  --folds K             stratified K folds (fold0..foldK-1) instead
+  --split-file CSV      fixed assignment: id,split
+  --seed S              seed of the split and of --synthetic (default 0)
+run:
+  --out DIR             writes <split>.safetensors (io/cache.h format) and manifest.csv
+  --workers N           threads (default: all cores, at least 2)
+  --save-crops          also write <out>/crops/<id>.nii.gz (first channel) to inspect
+  --no-progress         no progress bar
+  --synthetic N         generate N CT-like subjects (ct/, seg/, labels.csv) into --out
+  --size N              voxels per side of synthetic scans (default 64)
+  --help
+Exit status: 0 when at least one subject was prepared, 1 when none, 2 on a usage error.
+)";
+}
+
+PrepCommand parse_prep_command(const std::vector<std::string>& args) {
+  PrepCommand c;
+  PrepOptions& o = c.prep;
+  o.workers = std::max(2, int(std::thread::hardware_concurrency()));
+  bool windows_given = false;
+  for (size_t i = 0; i < args.size(); ++i) {
+    std::string opt = args[i], value;
+    const size_t eq = opt.find('=');
+    const bool inline_value = opt.rfind("--", 0) == 0 && eq != std::string::npos;
+    if (inline_value) value = opt.substr(eq + 1), opt = opt.substr(0, eq);
+    auto flag = [&] {
+      MC_CHECK(!inline_value, opt, " takes no value");
+    };
+    auto val = [&]() -> const std::string& {
+      if (!inline_value) {
+        MC_CHECK(i + 1 < args.size(), opt, " needs a value");
+        value = args[++i];
+      }
+      return value;
+    };
+    if (opt == "--help" || opt == "-h") flag(), c.help = true;
+    else if (opt == "--ct-dir") o.ct_dir = val();
+    else if (opt == "--seg-dir") o.seg_dir = val();
+    else if (opt == "--labels") o.labels_csv = val();
+    else if (opt == "--out") o.out_dir = val();
+    else if (opt == "--label-id") o.preprocess.label_id = to_int(opt, val());
+    else if (opt == "--mask-name") o.mask_name = val();
+    else if (opt == "--precropped") flag(), o.preprocess.precropped = true;
+    else if (opt == "--volume") o.preprocess.volume = to_int(opt, val());
+    else if (opt == "--spacing") o.preprocess.spacing_mm = to_double(opt, val());
+    else if (opt == "--margin") o.preprocess.margin_mm = to_double(opt, val());
+    else if (opt == "--resize") o.preprocess.resize = parse_resize_mode(val());
+    else if (opt == "--window") {
+      if (!windows_given) o.preprocess.windows.clear(), windows_given = true;
+      o.preprocess.windows.push_back(parse_window(val()));
+    } else if (opt == "--mask-outside") flag(), o.preprocess.mask_outside = true;
+    else if (opt == "--no-antialias") flag(), o.preprocess.antialias = false;
+    else if (opt == "--tscore-bands") {
+      const std::string v = val();
+      const size_t comma = v.find(',');
+      MC_CHECK(comma != std::string::npos, opt, ": expected A,B (e.g. -2.5,-1)");
+      o.bands.osteoporosis_max = to_double(opt, v.substr(0, comma));
+      o.bands.normal_min = to_double(opt, v.substr(comma + 1));
+      MC_CHECK(o.bands.osteoporosis_max < o.bands.normal_min, opt, ": A must be below B");
+    } else if (opt == "--split-ratios") o.ratios = parse_split_ratios(val());
+    else if (opt == "--folds") o.folds = int(to_int(opt, val()));
+    else if (opt == "--split-file") o.split_file = val();
+    else if (opt == "--seed") o.seed = uint64_t(to_int(opt, val()));
+    else if (opt == "--workers") o.workers = int(to_int(opt, val()));
+    else if (opt == "--save-crops") flag(), o.save_crops = true;
+    else if (opt == "--no-progress") flag(), o.progress = false;
+    else if (opt == "--synthetic") c.synthetic = to_int(opt, val());
+    else if (opt == "--size") c.synthetic_size = to_int(opt, val());
+    else MC_FAIL("unknown option \"", args[i], "\" (see --help)");
+  }
+  if (c.help) return c;
+  MC_CHECK(!o.out_dir.empty(), "--out is required (see --help)");
+  MC_CHECK(o.workers >= 1, "--workers must be at least 1");
+  if (c.synthetic != 0) {
+    MC_CHECK(c.synthetic > 0, "--synthetic must be positive");
+    MC_CHECK(c.synthetic_size >= 16, "--size must be at least 16");
+    return c;
+  }
+  MC_CHECK(!o.ct_dir.empty(), "--ct-dir is required (see --help)");
+  MC_CHECK(o.folds == 0 || o.folds >= 2, "--folds must be at least 2");
+  MC_CHECK(o.preprocess.volume >= 8, "--volume must be at least 8");
+  MC_CHECK(o.preprocess.spacing_mm > 0, "--spacing must be positive");
+  MC_CHECK(o.preprocess.margin_mm >= 0, "--margin must not be negative");
+  return c;
+}
+
+}  // namespace mc

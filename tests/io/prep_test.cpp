@@ -1,0 +1,357 @@
+// mc_prep's library: labels, splits, pairing, progress, the command line, and whole runs on
+// real scans and on generated data with broken subjects.
+#include <yaml-cpp/yaml.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <span>
+#include <sstream>
+
+#include "io/cache.h"
+#include "io/prep.h"
+#include "io/progress.h"
+#include "io/synthetic.h"
+#include "test_util.h"
+
+namespace mc {
+namespace {
+
+namespace fs = std::filesystem;
+
+template <class F>
+void expect_error(F fn, std::initializer_list<std::string> fragments) {
+  try {
+    fn();
+    ADD_FAILURE() << "no error thrown";
+  } catch (const Error& e) {
+    for (const auto& f : fragments)
+      EXPECT_NE(std::string(e.what()).find(f), std::string::npos)
+          << "message \"" << e.what() << "\" lacks \"" << f << "\"";
+  }
+}
+
+void write_text(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
+
+const ManifestRow& row_of(const PrepResult& r, const std::string& id) {
+  for (const auto& row : r.rows)
+    if (row.id == id) return row;
+  throw Error("no manifest row " + id);
+}
+
+// ------------------------------------------------------------------ labels
+
+TEST(PrepLabels, WhoBandsAndClassNamesInOnePlace) {
+  EXPECT_EQ(classify_tscore(-2.5), 0);
+  EXPECT_EQ(classify_tscore(-3.7), 0);
+  EXPECT_EQ(classify_tscore(-2.49), 1);
+  EXPECT_EQ(classify_tscore(-1.01), 1);
+  EXPECT_EQ(classify_tscore(-1.0), 2);
+  EXPECT_EQ(classify_tscore(1.2), 2);
+  EXPECT_EQ(classify_tscore(-2.0, {-2.0, 0.0}), 0);  // configurable
+  EXPECT_EQ(classify_tscore(-0.5, {-2.0, 0.0}), 1);
+  EXPECT_STREQ(class_name(0), "osteoporosis");
+  EXPECT_STREQ(class_name(2), "normal");
+  EXPECT_STREQ(class_name(-1), "unknown");
+  EXPECT_EQ(class_index("Osteopenia"), 1);
+  EXPECT_EQ(class_index("2"), 2);
+  EXPECT_EQ(class_index("fracture"), -1);
+}
+
+TEST(PrepLabels, TScoresClassesAndMissingValues) {
+  std::istringstream in(
+      "# DXA results\nSubject ID;T-score;Class\n"
+      "a;-2.7;\nb;-1.2;\nc; 0.4 ;\nd;NA;\ne;;osteoporosis\nf;-0.5;0\n");
+  const LabelTable t = parse_labels(in, "t.csv");
+  ASSERT_EQ(t.entries.size(), 6u);
+  EXPECT_EQ(t.find("a")->label, 0);
+  EXPECT_EQ(t.find("b")->label, 1);
+  EXPECT_EQ(t.find("c")->label, 2);
+  EXPECT_EQ(t.find("c")->tscore, 0.4);
+  EXPECT_EQ(t.find("d")->label, -1);  // no value: no label
+  EXPECT_TRUE(std::isnan(t.find("d")->tscore));
+  EXPECT_EQ(t.find("e")->label, 0);
+  EXPECT_EQ(t.find("f")->label, 0);   // an explicit class wins over the T-score
+  EXPECT_EQ(t.find("f")->line, 8);
+  EXPECT_EQ(t.find("zz"), nullptr);
+}
+
+TEST(PrepLabels, ErrorsNameFileLineAndValue) {
+  auto parse = [](const std::string& text) {
+    std::istringstream in(text);
+    return parse_labels(in, "labels.csv");
+  };
+  expect_error([&] { parse("id,tscore\na,-1.0\nb,-2,1\n"); }, {"labels.csv:3", "3 fields"});
+  expect_error([&] { parse("id,tscore\na,-1.0\nb,low\n"); },
+               {"labels.csv:3", "\"low\"", "subject b", "not a number"});
+  expect_error([&] { parse("id,tscore\na,-1.0\na,-2.0\n"); },
+               {"labels.csv:3", "duplicate subject a", "line 2"});
+  expect_error([&] { parse("patient,bmd\na,0.9\n"); }, {"labels.csv", "missing column", "bmd"});
+  expect_error([&] { parse("tscore\n-1\n"); }, {"labels.csv", "missing column", "subject id"});
+  expect_error([&] { parse("id,class\na,fracture\n"); }, {"labels.csv:2", "\"fracture\""});
+}
+
+// ------------------------------------------------------------------ splits
+
+TEST(PrepSplit, StratifiedDeterministicAndOrderFree) {
+  std::vector<std::string> ids;
+  std::vector<int64_t> labels;
+  for (int i = 0; i < 100; ++i) {
+    ids.push_back("s" + std::to_string(i));
+    labels.push_back(i < 12 ? 0 : i < 47 ? 1 : 2);
+  }
+  const auto a = stratified_split(ids, labels, {0.8, 0.1, 0.1}, 5);
+  EXPECT_EQ(a, stratified_split(ids, labels, {0.8, 0.1, 0.1}, 5));
+  EXPECT_NE(a, stratified_split(ids, labels, {0.8, 0.1, 0.1}, 6));
+  std::map<std::string, std::array<int, 3>> per;
+  for (size_t i = 0; i < ids.size(); ++i) ++per[a[i]][size_t(labels[i])];
+  EXPECT_EQ(per["test"][0], 1);  // round(1.2) = 1
+  EXPECT_EQ(per["test"][1], 4);  // round(3.5) = 4
+  EXPECT_EQ(per["test"][2], 5);  // round(5.3) = 5
+  EXPECT_EQ(per["val"], per["test"]);
+  EXPECT_EQ(per["train"][0] + per["train"][1] + per["train"][2], 80);
+  // listing the subjects in another order changes nothing
+  std::vector<std::string> rid(ids.rbegin(), ids.rend());
+  std::vector<int64_t> rl(labels.rbegin(), labels.rend());
+  const auto b = stratified_split(rid, rl, {0.8, 0.1, 0.1}, 5);
+  for (size_t i = 0; i < ids.size(); ++i) EXPECT_EQ(b[ids.size() - 1 - i], a[i]);
+  // a rare class still reaches val and test
+  const auto c = stratified_split({"x", "y", "z", "w"}, {0, 0, 0, 1}, {0.8, 0.1, 0.1}, 1);
+  EXPECT_EQ(std::count(c.begin(), c.begin() + 3, "train"), 1);
+  EXPECT_EQ(parse_split_ratios("80,10,10").train, 0.8);
+  expect_error([] { parse_split_ratios("0.8,0.2"); }, {"0.8,0.2", "TRAIN,VAL,TEST"});
+}
+
+TEST(PrepSplit, FoldsAreBalancedAndSplitFilesChecked) {
+  std::vector<std::string> ids;
+  std::vector<int64_t> labels;
+  for (int i = 0; i < 23; ++i) ids.push_back("s" + std::to_string(i)), labels.push_back(i % 3);
+  const auto f = stratified_folds(ids, labels, 5, 3);
+  std::array<int, 5> size{};
+  for (int x : f) ++size[size_t(x)];
+  EXPECT_LE(*std::max_element(size.begin(), size.end()) - *std::min_element(size.begin(), size.end()), 1);
+  EXPECT_EQ(f, stratified_folds(ids, labels, 5, 3));
+
+  const std::string dir = test::temp_dir();
+  write_text(dir + "/split.csv", "id,split\na,train\nb,test\n");
+  EXPECT_EQ(read_split_file(dir + "/split.csv").at("b"), "test");
+  write_text(dir + "/dup.csv", "a,train\nb,val\na,test\n");
+  expect_error([&] { read_split_file(dir + "/dup.csv"); }, {"dup.csv:3", "duplicate subject a"});
+}
+
+// ------------------------------------------------------------------ progress
+
+TEST(PrepProgress, RendersRateAndEtaAndDegradesToLines) {
+  EXPECT_EQ(Progress::render("prep", 30, 120, 10.0, ""),
+            "prep 30/120 [######------------------] 25% 3.00/s ETA 0:30");
+  EXPECT_EQ(Progress::format_duration(3725), "1:02:05");
+  EXPECT_EQ(Progress::render("x", 5, 0, 2.0, "2 failed"), "x 5 2.50/s 2 failed");
+  std::ostringstream log;
+  {
+    Progress p("work", 100, log, false, 1e9);
+    for (int i = 0; i < 100; ++i) p.tick();
+  }
+  const std::string text = log.str();
+  EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 11);  // the first tick, every 10%, the end
+  EXPECT_EQ(text.find('\r'), std::string::npos);
+  EXPECT_NE(text.find("100/100"), std::string::npos);
+  EXPECT_NE(text.find("total)"), std::string::npos);
+}
+
+TEST(PrepProgress, ParallelForVisitsEveryIndexAndRethrows) {
+  std::vector<std::atomic<int>> seen(1000);
+  std::ostringstream sink;
+  Progress p("pf", 1000, sink, true);
+  parallel_for(1000, 4, [&](int64_t i) { ++seen[size_t(i)]; }, &p);
+  for (auto& s : seen) ASSERT_EQ(s.load(), 1);
+  EXPECT_EQ(p.done(), 1000);
+  expect_error([] { parallel_for(50, 3, [](int64_t i) { MC_CHECK(i != 17, "boom at ", i); }); },
+               {"boom at 17"});
+}
+
+// ------------------------------------------------------------------ command line
+
+TEST(PrepCommandLine, ParsesOptionsAndRejectsUnknownOnes) {
+  const PrepCommand c = parse_prep_command(
+      {"--ct-dir", "c", "--seg-dir=s", "--labels", "l.csv", "--out", "o", "--label-id", "20",
+       "--window", "400,2000", "--window=40,400", "--volume", "64", "--spacing", "1.5",
+       "--margin", "3", "--resize", "fit", "--folds", "5", "--seed", "9", "--workers", "3",
+       "--mask-outside"});
+  EXPECT_EQ(c.prep.seg_dir, "s");
+  EXPECT_EQ(c.prep.preprocess.label_id, 20);
+  ASSERT_EQ(c.prep.preprocess.windows.size(), 2u);
+  EXPECT_EQ(c.prep.preprocess.windows[1].width, 400);
+  EXPECT_EQ(c.prep.preprocess.volume, 64);
+  EXPECT_EQ(c.prep.preprocess.resize, ResizeMode::Fit);
+  EXPECT_EQ(c.prep.folds, 5);
+  EXPECT_EQ(c.prep.workers, 3);
+  EXPECT_TRUE(c.prep.preprocess.mask_outside);
+  EXPECT_TRUE(parse_prep_command({"--help"}).help);
+  EXPECT_NE(prep_usage().find("--split-ratios"), std::string::npos);
+  EXPECT_EQ(parse_prep_command({"--synthetic", "10", "--out", "d", "--size", "48"}).synthetic_size, 48);
+  expect_error([] { parse_prep_command({"--ct-dir", "c", "--out", "o", "--colour", "red"}); },
+               {"unknown option \"--colour\""});
+  expect_error([] { parse_prep_command({"--ct-dir", "c", "--out", "o", "--volume", "big"}); },
+               {"--volume", "\"big\""});
+  expect_error([] { parse_prep_command({"--ct-dir", "c"}); }, {"--out is required"});
+}
+
+// ------------------------------------------------------------------ whole runs
+
+TEST(PrepReal, ManifestOfTheTotalSegmentatorExample) {
+  const std::string data = test::shared_data("totalsegmentator_example");
+  if (data.empty()) GTEST_SKIP() << "no ../shared/data";
+  const std::string root = test::temp_dir();
+  fs::create_directories(root + "/ct"), fs::create_directories(root + "/seg");
+  auto link = [&](const std::string& src, const std::string& dst) { fs::create_symlink(data + "/" + src, root + "/" + dst); };
+  link("example_ct.nii.gz", "ct/ex.nii.gz");
+  link("spine_report/example_ct_vertebrae_seg.nii.gz", "seg/ex.nii.gz");
+  link("example_ct.nii.gz", "ct/grid.nii.gz");
+  link("example_seg.nii.gz", "seg/grid.nii.gz");  // the small scan's segmentation
+  link("example_ct_sm.nii.gz", "ct/nolabel.nii.gz");
+  link("example_seg.nii.gz", "seg/nolabel.nii.gz");
+  write_text(root + "/labels.csv", "id,tscore\nex,-1.5\ngrid,0.3\nabsent,-2.8\n");
+  PrepOptions o;
+  o.ct_dir = root + "/ct", o.seg_dir = root + "/seg", o.labels_csv = root + "/labels.csv";
+  o.out_dir = root + "/out";
+  o.progress = false;
+  o.preprocess.volume = 48, o.preprocess.spacing_mm = 2.5;
+  const PrepResult r = run_prep(o);
+  EXPECT_EQ(r.ok, 1);
+  EXPECT_EQ(r.failed, 1);
+  EXPECT_EQ(r.skipped, 2);
+
+  const YAML::Node ref =
+      YAML::LoadFile(std::string(MC_SOURCE_DIR) + "/tests/fixtures/nifti/nibabel_reference.json");
+  const ManifestRow& ex = row_of(r, "ex");
+  EXPECT_EQ(ex.status, "ok");
+  EXPECT_EQ(ex.stats.voxels, 2143);                         // SOURCES.md
+  EXPECT_NEAR(ex.stats.mean_hu, 195.8, 0.05);               // SOURCES.md
+  EXPECT_NEAR(ex.stats.mean_hu, ref["l1"][0]["mean_hu"].as<double>(), 1e-9);  // nibabel
+  EXPECT_EQ(ex.stats.median_hu, ref["l1"][0]["median_hu"].as<double>());
+  EXPECT_EQ(ex.label, 1);
+  EXPECT_NE(row_of(r, "grid").reason.find("not on the same grid"), std::string::npos);
+  EXPECT_NE(row_of(r, "grid").reason.find("seg/grid.nii.gz"), std::string::npos);
+  EXPECT_NE(row_of(r, "nolabel").reason.find("no label"), std::string::npos);
+  EXPECT_NE(row_of(r, "absent").reason.find("missing scan"), std::string::npos);
+
+  std::ifstream manifest(r.manifest);
+  std::string header, line, ex_line;
+  std::getline(manifest, header);
+  EXPECT_EQ(header, "id,label,tscore,split,voxels,volume_ml,mean_hu,median_hu,status,reason");
+  while (std::getline(manifest, line))
+    if (line.rfind("ex,", 0) == 0) ex_line = line;
+  EXPECT_EQ(ex_line, "ex,1,-1.50," + ex.split + ",2143,57.861,195.78,157.0,ok,");
+
+  const Cache cache = Cache::open(r.caches.at(ex.split));
+  ASSERT_EQ(cache.size(), 1);
+  EXPECT_EQ(cache.record(0).id, "ex");
+  EXPECT_EQ(cache.record(0).label, 1);
+  EXPECT_EQ(cache.record(0).tscore, -1.5);
+  EXPECT_EQ(cache.volume_shape(), (Shape{1, 48, 48, 48}));
+  EXPECT_EQ(cache.meta().at("label_id"), "31");
+}
+
+// Builds a small generated data set with one broken subject of each kind.
+std::string broken_data_set(int64_t count) {
+  const std::string root = test::temp_dir();
+  SyntheticOptions s;
+  s.count = count, s.size = 32, s.seed = 4;
+  write_synthetic_dataset(root, s);
+  const std::string ct0 = root + "/ct/syn00000.nii.gz";
+  const auto size = fs::file_size(ct0);
+  fs::resize_file(ct0, size / 2);                                   // truncated gzip
+  Volume seg = read_volume(root + "/seg/syn00001.nii.gz");          // no L1 in the mask
+  for (float& v : std::span(seg.ptr(), size_t(seg.numel()))) v = v == 31 ? 30 : v;
+  write_nifti(root + "/seg/syn00001.nii.gz", seg, NiftiType::U8);
+  fs::remove(root + "/seg/syn00002.nii.gz");                        // no segmentation
+  std::ifstream in(root + "/labels.csv");
+  std::string text((std::istreambuf_iterator<char>(in)), {}), line;
+  text.replace(text.find("syn00003,"), 9, "syn00003_renamed,");      // label of a missing scan
+  write_text(root + "/labels.csv", text);                           // and a scan without label
+  return root;
+}
+
+TEST(PrepSynthetic, BrokenSubjectsAreReportedAndSkipped) {
+  const std::string root = broken_data_set(14);
+  PrepOptions o;
+  o.ct_dir = root + "/ct", o.seg_dir = root + "/seg", o.labels_csv = root + "/labels.csv";
+  o.out_dir = root + "/out", o.progress = false, o.workers = 3, o.save_crops = true;
+  o.preprocess.volume = 24, o.preprocess.spacing_mm = 3;
+  const PrepResult r = run_prep(o);
+  EXPECT_EQ(r.rows.size(), 15u);
+  EXPECT_EQ(r.ok, 10);
+  EXPECT_EQ(row_of(r, "syn00000").status, "failed");
+  EXPECT_NE(row_of(r, "syn00000").reason.find("syn00000.nii.gz: truncated gzip"), std::string::npos);
+  EXPECT_NE(row_of(r, "syn00001").reason.find("empty mask"), std::string::npos);
+  EXPECT_NE(row_of(r, "syn00002").reason.find("missing segmentation"), std::string::npos);
+  EXPECT_NE(row_of(r, "syn00003").reason.find("no label"), std::string::npos);
+  EXPECT_NE(row_of(r, "syn00003_renamed").reason.find("missing scan"), std::string::npos);
+  int64_t cached = 0;
+  for (const auto& [split, path] : r.caches) {
+    const Cache c = Cache::open(path);
+    cached += c.size();
+    EXPECT_EQ(c.volume_shape(), (Shape{1, 24, 24, 24}));
+    for (const auto& rec : c.records()) EXPECT_EQ(row_of(r, rec.id).split, split);
+  }
+  EXPECT_EQ(cached, 10);
+  EXPECT_TRUE(fs::exists(root + "/out/crops/syn00004.nii.gz"));
+  const std::string summary = prep_summary(r);
+  EXPECT_NE(summary.find("10 ok, 3 skipped, 2 failed of 15"), std::string::npos) << summary;
+
+  // the same run again gives the same splits (deterministic from the seed)
+  o.out_dir = root + "/again", o.save_crops = false, o.workers = 2;
+  const PrepResult again = run_prep(o);
+  for (const auto& row : r.rows) EXPECT_EQ(row_of(again, row.id).split, row.split);
+}
+
+TEST(PrepSynthetic, NothingUsableMeansNoOkSubjects) {
+  const std::string root = test::temp_dir();
+  SyntheticOptions s;
+  s.count = 2, s.size = 24;
+  write_synthetic_dataset(root, s);
+  PrepOptions o;
+  o.ct_dir = root + "/ct", o.seg_dir = root + "/seg", o.labels_csv = root + "/labels.csv";
+  o.out_dir = root + "/out", o.progress = false;
+  o.preprocess.label_id = 22;  // not in these segmentations
+  const PrepResult r = run_prep(o);
+  EXPECT_EQ(r.ok, 0);
+  EXPECT_EQ(r.failed, 2);
+  EXPECT_TRUE(r.caches.empty());
+  EXPECT_TRUE(fs::exists(r.manifest));
+  write_text(root + "/bad.csv", "id,tscore\nsyn00000,-1..2\n");
+  o.labels_csv = root + "/bad.csv";
+  expect_error([&] { run_prep(o); }, {"bad.csv:2", "\"-1..2\"", "not a number"});
+}
+
+TEST(PrepPairing, TotalSegmentatorLayouts) {
+  const std::string root = test::temp_dir();
+  SyntheticOptions s;
+  s.count = 2, s.size = 24;
+  const auto subjects = write_synthetic_dataset(root + "/gen", s);
+  // a/ct.nii.gz + a/segmentations.nii.gz (multi-label); b/ct.nii.gz + b/segmentations/vertebrae_L1.nii.gz
+  fs::create_directories(root + "/data/a"), fs::create_directories(root + "/data/b/segmentations");
+  fs::copy(root + "/gen/ct/syn00000.nii.gz", root + "/data/a/ct.nii.gz");
+  fs::copy(root + "/gen/seg/syn00000.nii.gz", root + "/data/a/segmentations.nii.gz");
+  fs::copy(root + "/gen/ct/syn00001.nii.gz", root + "/data/b/ct.nii.gz");
+  Volume seg = read_volume(root + "/gen/seg/syn00001.nii.gz");
+  write_nifti(root + "/data/b/segmentations/vertebrae_L1.nii.gz", select_label(seg, 31), NiftiType::U8);
+  PrepOptions o;
+  o.ct_dir = root + "/data", o.out_dir = root + "/out", o.progress = false;
+  EXPECT_EQ(list_ct_subjects(o.ct_dir), (std::vector<std::string>{"a", "b"}));
+  const SubjectFiles a = find_subject_files(o, "a"), b = find_subject_files(o, "b");
+  EXPECT_EQ(a.seg, root + "/data/a/segmentations.nii.gz");
+  EXPECT_FALSE(a.binary_mask);
+  EXPECT_EQ(b.seg, root + "/data/b/segmentations/vertebrae_L1.nii.gz");
+  EXPECT_TRUE(b.binary_mask);
+  const PrepResult r = run_prep(o);  // no labels table: labels unknown, still prepared
+  EXPECT_EQ(r.ok, 2);
+  EXPECT_EQ(row_of(r, "a").label, -1);
+  // the binary mask and the multi-label map give the same L1
+  const Volume full = read_volume(root + "/gen/seg/syn00001.nii.gz");
+  EXPECT_EQ(row_of(r, "b").stats.voxels, mask_stats(read_volume(root + "/data/b/ct.nii.gz"), select_label(full, 31)).voxels);
+}
+
+}  // namespace
+}  // namespace mc
