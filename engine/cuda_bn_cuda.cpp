@@ -6,6 +6,8 @@
 // unbiased batch variance in running_var; cuDNN's exponentialAverageFactor is that m (PyTorch
 // hands it its momentum the same way). Channels-last uses SPATIAL_PERSISTENT, cuDNN's fast NHWC
 // path; NCDHW uses plain SPATIAL.
+#include <atomic>
+
 #include "engine/cuda_prims.h"
 #include "engine/cuda_util.h"
 #include "kernels/elementwise.h"
@@ -57,6 +59,20 @@ struct Descs {
 
 const float kOne = 1.f, kZero = 0.f;
 
+// Whether this cuDNN runs batch norm on bf16 activations itself. If a call answers NOT_SUPPORTED
+// for bf16 (library-version dependent), the op is redone in f32 (widen, normalise, narrow) and
+// every later call goes that way: slower, never wrong.
+std::atomic<bool> g_bf16_native{true};
+bool native(const Tensor& x) { return x.dtype() != DType::BF16 || g_bf16_native; }
+bool fall_back(cudnnStatus_t st, const Tensor& x) {
+  if (st == CUDNN_STATUS_SUCCESS || x.dtype() != DType::BF16) return false;
+  if (st != CUDNN_STATUS_NOT_SUPPORTED && st != CUDNN_STATUS_BAD_PARAM) return false;
+  g_bf16_native = false;
+  return true;
+}
+Tensor widen(const Tensor& t) { return to_layout(t, t.layout(), DType::F32); }
+Tensor narrow(const Tensor& t, DType dt) { return to_layout(t, t.layout(), dt); }
+
 }  // namespace
 
 Tensor batchnorm_forward_train(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& rm,
@@ -71,6 +87,9 @@ Tensor batchnorm_forward_train(const Tensor& x, const Tensor& w, const Tensor& b
     param(d, rm, C, 0, "batch_norm", "running_mean");
     param(d, rv, C, 1, "batch_norm", "running_var");
   }
+  if (!native(x))
+    return narrow(cuda_prims::batchnorm_forward_train(widen(x), w, b, rm, rv, momentum, eps, saved),
+                  x.dtype());
   const Tensor wc = param(d, w, C, 1, "batch_norm", "weight");
   const Tensor bc = param(d, b, C, 0, "batch_norm", "bias");
   const cudnnBatchNormMode_t mode = train_mode(x);
@@ -78,10 +97,13 @@ Tensor batchnorm_forward_train(const Tensor& x, const Tensor& w, const Tensor& b
   Tensor y = d.empty(x.shape(), x.dtype(), x.layout());
   saved.mean = d.empty({C}, DType::F32);
   saved.invstd = d.empty({C}, DType::F32);
-  MC_CUDNN_CHECK(cudnnBatchNormalizationForwardTraining(
+  const cudnnStatus_t st = cudnnBatchNormalizationForwardTraining(
       cuda::cudnn(d.dev), mode, &kOne, &kZero, ds.x, x.raw(), ds.x, y.raw(), ds.bn, wc.raw(),
       bc.raw(), momentum, rm.defined() ? rm.raw() : nullptr, rv.defined() ? rv.raw() : nullptr, eps,
-      saved.mean.raw(), saved.invstd.raw()));
+      saved.mean.raw(), saved.invstd.raw());
+  if (fall_back(st, x))
+    return cuda_prims::batchnorm_forward_train(x, w, b, rm, rv, momentum, eps, saved);
+  MC_CUDNN_CHECK_STATUS(st, "cudnnBatchNormalizationForwardTraining");
   MC_CUDA_LAUNCHED("batch_norm forward");
   return y;
 }
@@ -93,13 +115,17 @@ Tensor batchnorm_forward_eval(const Tensor& x, const Tensor& w, const Tensor& b,
   const int64_t C = x.size(1);
   param(d, rm, C, 0, "batch_norm", "running_mean");
   param(d, rv, C, 1, "batch_norm", "running_var");
+  if (!native(x))
+    return narrow(cuda_prims::batchnorm_forward_eval(widen(x), w, b, rm, rv, eps), x.dtype());
   const Tensor wc = param(d, w, C, 1, "batch_norm", "weight");
   const Tensor bc = param(d, b, C, 0, "batch_norm", "bias");
   Descs ds(x, CUDNN_BATCHNORM_SPATIAL);
   Tensor y = d.empty(x.shape(), x.dtype(), x.layout());
-  MC_CUDNN_CHECK(cudnnBatchNormalizationForwardInference(
+  const cudnnStatus_t st = cudnnBatchNormalizationForwardInference(
       cuda::cudnn(d.dev), CUDNN_BATCHNORM_SPATIAL, &kOne, &kZero, ds.x, x.raw(), ds.x, y.raw(),
-      ds.bn, wc.raw(), bc.raw(), rm.raw(), rv.raw(), eps));
+      ds.bn, wc.raw(), bc.raw(), rm.raw(), rv.raw(), eps);
+  if (fall_back(st, x)) return cuda_prims::batchnorm_forward_eval(x, w, b, rm, rv, eps);
+  MC_CUDNN_CHECK_STATUS(st, "cudnnBatchNormalizationForwardInference");
   MC_CUDA_LAUNCHED("batch_norm forward (eval)");
   return y;
 }
@@ -109,6 +135,9 @@ Tensor batchnorm_backward_train(const Tensor& x, const Tensor& dy_in, const Tens
   OnDevice d(x, "batch_norm backward");
   check_activation(x, "batch_norm backward");
   const int64_t C = x.size(1);
+  if (!native(x))
+    return narrow(cuda_prims::batchnorm_backward_train(widen(x), widen(dy_in), w, saved, dw, db),
+                  x.dtype());
   const Tensor dy = to_layout(dy_in, x.layout(), x.dtype());  // cuDNN: one descriptor for x, dy, dx
   const Tensor wc = param(d, w, C, 1, "batch_norm backward", "weight");
   param(d, saved.mean, C, 0, "batch_norm backward", "saved mean");
@@ -118,10 +147,12 @@ Tensor batchnorm_backward_train(const Tensor& x, const Tensor& dy_in, const Tens
   Tensor dx = d.empty(x.shape(), x.dtype(), x.layout());
   dw = d.empty({C}, DType::F32);
   db = d.empty({C}, DType::F32);
-  MC_CUDNN_CHECK(cudnnBatchNormalizationBackward(
+  const cudnnStatus_t st = cudnnBatchNormalizationBackward(
       cuda::cudnn(d.dev), mode, &kOne, &kZero, &kOne, &kZero, ds.x, x.raw(), ds.x, dy.raw(), ds.x,
       dx.raw(), ds.bn, wc.raw(), dw.raw(), db.raw(), kBackwardEps, saved.mean.raw(),
-      saved.invstd.raw()));
+      saved.invstd.raw());
+  if (fall_back(st, x)) return cuda_prims::batchnorm_backward_train(x, dy_in, w, saved, dw, db);
+  MC_CUDNN_CHECK_STATUS(st, "cudnnBatchNormalizationBackward");
   MC_CUDA_LAUNCHED("batch_norm backward");
   return dx;
 }
@@ -148,18 +179,16 @@ Tensor batchnorm_backward_eval(const Tensor& x, const Tensor& dy_in, const Tenso
   Descs ds(xf, CUDNN_BATCHNORM_SPATIAL);
 
   Tensor dxf = d.empty(x.shape(), DType::F32, x.layout());
-  MC_CUDNN_CHECK(cudnnBatchNormalizationForwardInference(h, CUDNN_BATCHNORM_SPATIAL, &kOne, &kZero,
-                                                         ds.x, dyf.raw(), ds.x, dxf.raw(), ds.bn,
-                                                         wc.raw(), zeros.raw(), zeros.raw(),
-                                                         rv.raw(), eps));
+  MC_CUDNN_CHECK(cudnnBatchNormalizationForwardInference(
+      h, CUDNN_BATCHNORM_SPATIAL, &kOne, &kZero, ds.x, dyf.raw(), ds.x, dxf.raw(), ds.bn, wc.raw(),
+      zeros.raw(), zeros.raw(), rv.raw(), eps));
   Tensor prod = d.empty(x.shape(), DType::F32, x.layout());  // x_hat, then dy * x_hat
-  MC_CUDNN_CHECK(cudnnBatchNormalizationForwardInference(h, CUDNN_BATCHNORM_SPATIAL, &kOne, &kZero,
-                                                         ds.x, xf.raw(), ds.x, prod.raw(), ds.bn,
-                                                         ones.raw(), zeros.raw(), rm.raw(),
-                                                         rv.raw(), eps));
+  MC_CUDNN_CHECK(cudnnBatchNormalizationForwardInference(
+      h, CUDNN_BATCHNORM_SPATIAL, &kOne, &kZero, ds.x, xf.raw(), ds.x, prod.raw(), ds.bn,
+      ones.raw(), zeros.raw(), rm.raw(), rv.raw(), eps));
   cuda::OpTensorDesc mul;
-  MC_CUDNN_CHECK(cudnnSetOpTensorDescriptor(mul, CUDNN_OP_TENSOR_MUL, CUDNN_DATA_FLOAT,
-                                            CUDNN_PROPAGATE_NAN));
+  MC_CUDNN_CHECK(
+      cudnnSetOpTensorDescriptor(mul, CUDNN_OP_TENSOR_MUL, CUDNN_DATA_FLOAT, CUDNN_PROPAGATE_NAN));
   MC_CUDNN_CHECK(cudnnOpTensor(h, mul, &kOne, ds.x, prod.raw(), &kOne, ds.x, dyf.raw(), &kZero,
                                ds.x, prod.raw()));
 

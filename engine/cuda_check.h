@@ -49,12 +49,21 @@ inline std::string message(ncclResult_t r) { return ncclGetErrorString(r); }
 
 }  // namespace mc::cuda
 
-#define MC_CUDA_LIB_CHECK_(lib, ok, expr)                                                  \
-  do {                                                                                     \
-    auto mc_status_ = (expr);                                                              \
-    if (mc_status_ != (ok))                                                                \
-      ::mc::cuda::throw_cuda_error(lib, #expr, __FILE__, __LINE__,                         \
-                                   ::mc::cuda::message(mc_status_));                       \
+#define MC_CUDA_LIB_CHECK_(lib, ok, expr)                            \
+  do {                                                               \
+    auto mc_status_ = (expr);                                        \
+    if (mc_status_ != (ok))                                          \
+      ::mc::cuda::throw_cuda_error(lib, #expr, __FILE__, __LINE__,   \
+                                   ::mc::cuda::message(mc_status_)); \
+  } while (0)
+
+// A status already in hand (when a caller first looks at it, e.g. to fall back), with the call's
+// name.
+#define MC_CUDNN_CHECK_STATUS(status, call)                           \
+  do {                                                                \
+    if ((status) != CUDNN_STATUS_SUCCESS)                             \
+      ::mc::cuda::throw_cuda_error("cuDNN", call, __FILE__, __LINE__, \
+                                   ::mc::cuda::message(status));      \
   } while (0)
 
 #define MC_CUDA_CHECK(expr) MC_CUDA_LIB_CHECK_("CUDA", cudaSuccess, expr)
@@ -62,19 +71,19 @@ inline std::string message(ncclResult_t r) { return ncclGetErrorString(r); }
 #define MC_CUBLAS_CHECK(expr) MC_CUDA_LIB_CHECK_("cuBLAS", CUBLAS_STATUS_SUCCESS, expr)
 #define MC_NCCL_CHECK(expr) MC_CUDA_LIB_CHECK_("NCCL", ncclSuccess, expr)
 
-#define MC_CUDA_CHECK_NOTHROW(expr)                                                        \
-  do {                                                                                     \
-    cudaError_t mc_status_ = (expr);                                                       \
-    if (mc_status_ != cudaSuccess)                                                         \
-      ::mc::cuda::report_cuda_error("CUDA", #expr, __FILE__, __LINE__,                     \
-                                    ::mc::cuda::message(mc_status_));                      \
+#define MC_CUDA_CHECK_NOTHROW(expr)                                    \
+  do {                                                                 \
+    cudaError_t mc_status_ = (expr);                                   \
+    if (mc_status_ != cudaSuccess)                                     \
+      ::mc::cuda::report_cuda_error("CUDA", #expr, __FILE__, __LINE__, \
+                                    ::mc::cuda::message(mc_status_));  \
   } while (0)
-#define MC_CUDNN_CHECK_NOTHROW(expr)                                                       \
-  do {                                                                                     \
-    cudnnStatus_t mc_status_ = (expr);                                                     \
-    if (mc_status_ != CUDNN_STATUS_SUCCESS)                                                \
-      ::mc::cuda::report_cuda_error("cuDNN", #expr, __FILE__, __LINE__,                    \
-                                    cudnnGetErrorString(mc_status_));                      \
+#define MC_CUDNN_CHECK_NOTHROW(expr)                                    \
+  do {                                                                  \
+    cudnnStatus_t mc_status_ = (expr);                                  \
+    if (mc_status_ != CUDNN_STATUS_SUCCESS)                             \
+      ::mc::cuda::report_cuda_error("cuDNN", #expr, __FILE__, __LINE__, \
+                                    cudnnGetErrorString(mc_status_));   \
   } while (0)
 
 #define MC_CUDA_LAUNCHED(what) ::mc::cuda::check_launch(what, __FILE__, __LINE__)

@@ -69,7 +69,11 @@ DType compute_dtype(const Tensor& t) {
 Layout compute_layout(const Tensor& t) { return channels_last() ? Layout::NDHWC : t.layout(); }
 
 Key make_key(Dir dir, DType dt, Layout l, const ConvGeom& g) {
-  return {dir, dt, l, math_for(dt), deterministic(),
+  return {dir,
+          dt,
+          l,
+          math_for(dt),
+          deterministic(),
           {g.N, g.C, g.D, g.H, g.W, g.O, g.k[0], g.k[1], g.k[2], g.stride[0], g.stride[1],
            g.stride[2], g.pad[0], g.pad[1], g.pad[2], g.dil[0], g.dil[1], g.dil[2], g.groups}};
 }
@@ -80,8 +84,8 @@ void describe_plan(Plan& p, const Key& k, const ConvGeom& g) {
   cuda::describe_channels(p.bias, k.dt, g.O, 5);
   const int wdim[5] = {int(g.O), int(g.C / g.groups), int(g.k[0]), int(g.k[1]), int(g.k[2])};
   MC_CUDNN_CHECK(cudnnSetFilterNdDescriptor(
-      p.w, cuda::cudnn_dtype(k.dt), k.layout == Layout::NDHWC ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW,
-      5, wdim));
+      p.w, cuda::cudnn_dtype(k.dt),
+      k.layout == Layout::NDHWC ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW, 5, wdim));
   const int pad[3] = {int(g.pad[0]), int(g.pad[1]), int(g.pad[2])};
   const int str[3] = {int(g.stride[0]), int(g.stride[1]), int(g.stride[2])};
   const int dil[3] = {int(g.dil[0]), int(g.dil[1]), int(g.dil[2])};
@@ -97,8 +101,7 @@ void describe_plan(Plan& p, const Key& k, const ConvGeom& g) {
 
 // Picks from cudnnFind*'s results (fastest first): status OK, an allowed math type, and a
 // deterministic algorithm when asked for.
-template <class Perf>
-const Perf* choose(const Perf* r, int n, const Key& k) {
+template <class Perf> const Perf* choose(const Perf* r, int n, const Key& k) {
   for (int i = 0; i < n; ++i) {
     if (r[i].status != CUDNN_STATUS_SUCCESS) continue;
     if (r[i].mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION) continue;
@@ -112,8 +115,7 @@ const Perf* choose(const Perf* r, int n, const Key& k) {
 
 // Workspace for the search: the largest any algorithm asks for, within a budget (FFT variants
 // can ask for many GiB on 3-D volumes; they are never the ones we want).
-template <class SizeOf>
-size_t search_workspace(int count, SizeOf&& size_of) {
+template <class SizeOf> size_t search_workspace(int count, SizeOf&& size_of) {
   size_t want = 0;
   for (int a = 0; a < count; ++a) {
     size_t s = 0;
@@ -137,6 +139,9 @@ Plan& plan_for(const OnDevice& d, const Key& k, const ConvGeom& g, Search&& run_
   auto p = std::make_unique<Plan>();
   describe_plan(*p, k, g);
   run_search(*p);  // sets algo and workspace
+  // The search's workspace (up to GiBs, once per shape) would otherwise sit in the cache in a
+  // size class nothing else uses. Only the first step searches, so the sync costs nothing later.
+  cuda::allocator(d.dev).empty_cache();
   std::lock_guard<std::mutex> lk(g_plans_mu);
   auto& slot = g_plans[d.dev][k];
   if (!slot) slot = std::move(p);
@@ -161,20 +166,22 @@ Tensor conv3d_forward(const Tensor& x_in, const Tensor& w_in, const Tensor& b, c
   cudnnHandle_t h = cuda::cudnn(d.dev);
   const Key k = make_key(Dir::Fwd, dt, lay, g);
   Plan& p = plan_for(d, k, g, [&](Plan& q) {
-    const size_t ws_bytes = search_workspace(CUDNN_CONVOLUTION_FWD_ALGO_COUNT, [&](int a, size_t* s) {
-      return cudnnGetConvolutionForwardWorkspaceSize(h, q.x, q.w, q.conv, q.y,
-                                                     cudnnConvolutionFwdAlgo_t(a), s);
-    });
+    const size_t ws_bytes =
+        search_workspace(CUDNN_CONVOLUTION_FWD_ALGO_COUNT, [&](int a, size_t* s) {
+          return cudnnGetConvolutionForwardWorkspaceSize(h, q.x, q.w, q.conv, q.y,
+                                                         cudnnConvolutionFwdAlgo_t(a), s);
+        });
     Tensor ws = workspace(d, ws_bytes);
     cudnnConvolutionFwdAlgoPerf_t r[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
     int n = 0;
-    MC_CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithmEx(h, q.x, x.raw(), q.w, w.raw(), q.conv, q.y,
-                                                          y.raw(), CUDNN_CONVOLUTION_FWD_ALGO_COUNT,
-                                                          &n, r, ptr(ws), ws_bytes));
+    MC_CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithmEx(
+        h, q.x, x.raw(), q.w, w.raw(), q.conv, q.y, y.raw(), CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &n,
+        r, ptr(ws), ws_bytes));
     const auto* best = choose(r, n, k);
     q.algo = int(best->algo);
     q.workspace = best->memory;
-    if (k.math != CUDNN_FMA_MATH) MC_CUDNN_CHECK(cudnnSetConvolutionMathType(q.conv, best->mathType));
+    if (k.math != CUDNN_FMA_MATH)
+      MC_CUDNN_CHECK(cudnnSetConvolutionMathType(q.conv, best->mathType));
   });
   Tensor ws = workspace(d, p.workspace);
   const float one = 1.f, zero = 0.f;
@@ -199,20 +206,22 @@ Tensor conv3d_backward_data(const Tensor& dy_in, const Tensor& w_in, const ConvG
   cudnnHandle_t h = cuda::cudnn(d.dev);
   const Key k = make_key(Dir::Data, dt, lay, g);
   Plan& p = plan_for(d, k, g, [&](Plan& q) {
-    const size_t ws_bytes = search_workspace(CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, [&](int a, size_t* s) {
-      return cudnnGetConvolutionBackwardDataWorkspaceSize(h, q.w, q.y, q.conv, q.x,
-                                                          cudnnConvolutionBwdDataAlgo_t(a), s);
-    });
+    const size_t ws_bytes =
+        search_workspace(CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, [&](int a, size_t* s) {
+          return cudnnGetConvolutionBackwardDataWorkspaceSize(h, q.w, q.y, q.conv, q.x,
+                                                              cudnnConvolutionBwdDataAlgo_t(a), s);
+        });
     Tensor ws = workspace(d, ws_bytes);
     cudnnConvolutionBwdDataAlgoPerf_t r[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
     int n = 0;
     MC_CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithmEx(
-        h, q.w, w.raw(), q.y, dy.raw(), q.conv, q.x, dx.raw(), CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT,
-        &n, r, ptr(ws), ws_bytes));
+        h, q.w, w.raw(), q.y, dy.raw(), q.conv, q.x, dx.raw(),
+        CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &n, r, ptr(ws), ws_bytes));
     const auto* best = choose(r, n, k);
     q.algo = int(best->algo);
     q.workspace = best->memory;
-    if (k.math != CUDNN_FMA_MATH) MC_CUDNN_CHECK(cudnnSetConvolutionMathType(q.conv, best->mathType));
+    if (k.math != CUDNN_FMA_MATH)
+      MC_CUDNN_CHECK(cudnnSetConvolutionMathType(q.conv, best->mathType));
   });
   Tensor ws = workspace(d, p.workspace);
   const float one = 1.f, zero = 0.f;
@@ -235,10 +244,11 @@ Tensor conv3d_backward_weight(const Tensor& x_in, const Tensor& dy_in, const Con
   cudnnHandle_t h = cuda::cudnn(d.dev);
   const Key k = make_key(Dir::Filter, dt, lay, g);
   Plan& p = plan_for(d, k, g, [&](Plan& q) {
-    const size_t ws_bytes = search_workspace(CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, [&](int a, size_t* s) {
-      return cudnnGetConvolutionBackwardFilterWorkspaceSize(h, q.x, q.y, q.conv, q.w,
-                                                            cudnnConvolutionBwdFilterAlgo_t(a), s);
-    });
+    const size_t ws_bytes =
+        search_workspace(CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, [&](int a, size_t* s) {
+          return cudnnGetConvolutionBackwardFilterWorkspaceSize(
+              h, q.x, q.y, q.conv, q.w, cudnnConvolutionBwdFilterAlgo_t(a), s);
+        });
     Tensor ws = workspace(d, ws_bytes);
     cudnnConvolutionBwdFilterAlgoPerf_t r[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
     int n = 0;
@@ -248,7 +258,8 @@ Tensor conv3d_backward_weight(const Tensor& x_in, const Tensor& dy_in, const Con
     const auto* best = choose(r, n, k);
     q.algo = int(best->algo);
     q.workspace = best->memory;
-    if (k.math != CUDNN_FMA_MATH) MC_CUDNN_CHECK(cudnnSetConvolutionMathType(q.conv, best->mathType));
+    if (k.math != CUDNN_FMA_MATH)
+      MC_CUDNN_CHECK(cudnnSetConvolutionMathType(q.conv, best->mathType));
   });
   Tensor ws = workspace(d, p.workspace);
   const float one = 1.f, zero = 0.f;

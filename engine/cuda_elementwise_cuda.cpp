@@ -17,6 +17,9 @@ void relu_forward(const void* x, void* y, int dt, int64_t n, Stream s);
 void relu_backward(const void* y, const void* dy, void* dx, int dt, int64_t n, Stream s);
 // y[0] = scale * sum(x), fixed-order (deterministic) double accumulation; f32 | bf16.
 void sum(const void* x, int xdt, int64_t n, double scale, void* y, int ydt, Stream s);
+// y[i] = alpha * scalar[0] (device scalar; f32 | bf16 each).
+void broadcast_scalar(const void* scalar, int sdt, float alpha, void* y, int ydt, int64_t n,
+                      Stream s);
 // [B, R, Q] -> [B, Q, R] with a dtype change (f32 | bf16).
 void transpose(const void* x, int xdt, void* y, int ydt, int64_t B, int64_t R, int64_t Q, Stream s);
 }  // namespace mc::kernels::cuda
@@ -131,6 +134,17 @@ Tensor sum_all(const Tensor& x) {
   return y;
 }
 
+Tensor broadcast_scalar(const Tensor& s, const Shape& shape, double alpha) {
+  OnDevice d(s, "broadcast_scalar");
+  f32_or_bf16(s, "broadcast_scalar");
+  MC_CHECK(s.numel() == 1, "broadcast_scalar: needs a one-element tensor, got ", s.str());
+  Tensor y = d.empty(shape, s.dtype());
+  kc::broadcast_scalar(s.raw(), kdt(s.dtype()), float(alpha), y.raw(), kdt(y.dtype()), y.numel(),
+                       d.stream);
+  after_launch("broadcast_scalar");
+  return y;
+}
+
 // ---------------- softmax ----------------
 
 Tensor softmax_forward(const Tensor& x, bool log) {
@@ -147,7 +161,8 @@ Tensor softmax_forward(const Tensor& x, bool log) {
 
 Tensor softmax_backward(const Tensor& y, const Tensor& dy, bool log) {
   OnDevice d(y, "softmax backward");
-  MC_CHECK(y.dtype() == DType::F32, "softmax backward: the CUDA path computes in f32, got ", y.str());
+  MC_CHECK(y.dtype() == DType::F32, "softmax backward: the CUDA path computes in f32, got ",
+           y.str());
   const int64_t C = y.size(-1), R = C ? y.numel() / C : 0;
   Tensor dx = d.empty(y.shape(), y.dtype());
   kc::softmax_backward(static_cast<const float*>(y.raw()), static_cast<const float*>(dy.raw()),
@@ -161,8 +176,10 @@ Tensor softmax_backward(const Tensor& y, const Tensor& dy, bool log) {
 Tensor cross_entropy(const Tensor& logits, const Tensor& labels, const Tensor& offset,
                      const Tensor& weight, bool mean, Tensor* dlogits, const Tensor& dloss) {
   OnDevice d(logits, "cross_entropy");
-  MC_CHECK(logits.dtype() == DType::F32, "cross_entropy: logits must be f32 on the GPU (the loss "
-           "is computed in f32 in every precision), got ", logits.str());
+  MC_CHECK(logits.dtype() == DType::F32,
+           "cross_entropy: logits must be f32 on the GPU (the loss "
+           "is computed in f32 in every precision), got ",
+           logits.str());
   cuda::same_device(d, labels, "cross_entropy", "labels");
   cuda::same_device(d, offset, "cross_entropy", "offset");
   cuda::same_device(d, weight, "cross_entropy", "weight");
@@ -173,12 +190,13 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& labels, const Tensor& o
   const int64_t N = logits.size(0), C = logits.size(1);
   Tensor loss = d.empty({}, DType::F32);
   if (dlogits) *dlogits = d.empty(logits.shape(), DType::F32);
-  auto f = [](const Tensor& t) { return t.defined() ? static_cast<const float*>(t.raw()) : nullptr; };
-  kc::cross_entropy_fused(f(logits), static_cast<const int64_t*>(labels.raw()), f(offset),
-                          f(weight), N, C, mean, static_cast<float*>(loss.raw()),
-                          dlogits ? static_cast<float*>(dlogits->raw()) : nullptr,
-                          dlogits ? f(dloss) : nullptr,
-                          cuda::device_flag(d.dev, cuda::DeviceFlag::BadLabel), d.stream);
+  auto f = [](const Tensor& t) {
+    return t.defined() ? static_cast<const float*>(t.raw()) : nullptr;
+  };
+  kc::cross_entropy_fused(
+      f(logits), static_cast<const int64_t*>(labels.raw()), f(offset), f(weight), N, C, mean,
+      static_cast<float*>(loss.raw()), dlogits ? static_cast<float*>(dlogits->raw()) : nullptr,
+      dlogits ? f(dloss) : nullptr, cuda::device_flag(d.dev, cuda::DeviceFlag::BadLabel), d.stream);
   after_launch("cross_entropy");
   if (cuda::sync_check_enabled()) cuda::check_device_flags(d.dev);
   return loss;

@@ -22,13 +22,15 @@ namespace {
 using cuda::OnDevice;
 
 cublasComputeType_t compute_type() {
-  return precision() == Precision::TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F_PEDANTIC;
+  return precision() == Precision::TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32
+                                        : CUBLAS_COMPUTE_32F_PEDANTIC;
 }
 
 // C (m x n, ld ldc) = op(A) op(B), column-major, all f32.
 void gemm(const OnDevice& d, bool ta, bool tb, int64_t m, int64_t n, int64_t k, const void* A,
           int64_t lda, const void* B, int64_t ldb, void* C, int64_t ldc) {
-  MC_CHECK(m <= 0x7fffffff && n <= 0x7fffffff && k <= 0x7fffffff, "linear: matrix too large for cuBLAS");
+  MC_CHECK(m <= 0x7fffffff && n <= 0x7fffffff && k <= 0x7fffffff,
+           "linear: matrix too large for cuBLAS");
   const float one = 1.f, zero = 0.f;
   MC_CUBLAS_CHECK(cublasGemmEx(cuda::cublas(d.dev), ta ? CUBLAS_OP_T : CUBLAS_OP_N,
                                tb ? CUBLAS_OP_T : CUBLAS_OP_N, int(m), int(n), int(k), &one, A,

@@ -67,6 +67,9 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& labels, const Tensor& o
                      const Tensor& weight, bool mean, Tensor* dlogits, const Tensor& dloss);
 
 // ---- beyond prims.h ----
+// alpha * s[0] in every element of a new tensor of `shape` (s: one element, on the device):
+// the backward of sum/mean without reading the gradient on the host.
+Tensor broadcast_scalar(const Tensor& s, const Shape& shape, double alpha);
 // A copy of x (5-D) in the given memory layout and dtype (cast and transpose in one pass).
 Tensor to_layout(const Tensor& x, Layout layout, DType dt);
 inline Tensor to_layout(const Tensor& x, Layout layout) { return to_layout(x, layout, x.dtype()); }

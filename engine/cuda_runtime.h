@@ -31,7 +31,7 @@ class CachingAllocator {
   void release(void* p, size_t bytes) noexcept;
   void empty_cache();  // returns cached blocks to the driver (cudaFree synchronises the device)
   size_t cached_bytes() const;
-  size_t reserved_bytes() const;     // everything obtained from cudaMalloc and not yet freed
+  size_t reserved_bytes() const;      // everything obtained from cudaMalloc and not yet freed
   size_t device_allocations() const;  // cudaMalloc calls so far (a warm step must add none)
   void reset_peak();
 
@@ -74,6 +74,7 @@ class DeviceGuard {
   ~DeviceGuard();
   DeviceGuard(const DeviceGuard&) = delete;
   DeviceGuard& operator=(const DeviceGuard&) = delete;
+
  private:
   int prev_ = -1;
 };

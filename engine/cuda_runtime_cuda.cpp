@@ -1,10 +1,9 @@
-#include "engine/cuda_runtime.h"
-
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
 
 #include "engine/cuda_check.h"
+#include "engine/cuda_runtime.h"
 
 namespace mc::cuda {
 
@@ -20,8 +19,9 @@ int current_device_or(int fallback) {
 
 void throw_cuda_error(const char* lib, const char* expr, const char* file, int line,
                       const std::string& what) {
-  mc::throw_error(file, line, detail::cat(lib, " call ", expr, " failed on cuda:",
-                                          current_device_or(-1), ": ", what));
+  mc::throw_error(
+      file, line,
+      detail::cat(lib, " call ", expr, " failed on cuda:", current_device_or(-1), ": ", what));
 }
 
 void report_cuda_error(const char* lib, const char* expr, const char* file, int line,
@@ -42,8 +42,9 @@ void check_launch(const char* what, const char* file, int line) {
   cudaError_t e = cudaGetLastError();
   if (e == cudaSuccess && sync_check_enabled()) e = cudaDeviceSynchronize();
   if (e != cudaSuccess)
-    mc::throw_error(file, line, detail::cat("CUDA error after ", what, " on cuda:",
-                                            current_device_or(-1), ": ", message(e)));
+    mc::throw_error(file, line,
+                    detail::cat("CUDA error after ", what, " on cuda:", current_device_or(-1), ": ",
+                                message(e)));
 }
 
 // ---------------- allocator ----------------
@@ -195,7 +196,8 @@ DeviceState& state(int device) {
   return *s;
 }
 
-constexpr size_t kCublasWorkspace = 32ull << 20;  // NVIDIA's advice for Hopper; fixed, so graphs can hold it
+constexpr size_t kCublasWorkspace =
+    32ull << 20;  // NVIDIA's advice for Hopper; fixed, so graphs can hold it
 
 }  // namespace
 
@@ -203,8 +205,10 @@ CachingAllocator& allocator(int device) { return state(device).alloc; }
 
 DeviceGuard::DeviceGuard(int device) {
   MC_CUDA_CHECK(cudaGetDevice(&prev_));
-  if (prev_ != device) MC_CUDA_CHECK(cudaSetDevice(device));
-  else prev_ = -1;
+  if (prev_ != device)
+    MC_CUDA_CHECK(cudaSetDevice(device));
+  else
+    prev_ = -1;
 }
 DeviceGuard::~DeviceGuard() {
   if (prev_ >= 0) MC_CUDA_CHECK_NOTHROW(cudaSetDevice(prev_));

@@ -10,8 +10,7 @@
 namespace mc::cuda {
 
 // A cuDNN descriptor owned for a scope (or cached in a plan); movable, not copyable.
-template <class H, cudnnStatus_t (*Create)(H*), cudnnStatus_t (*Destroy)(H)>
-class Desc {
+template <class H, cudnnStatus_t (*Create)(H*), cudnnStatus_t (*Destroy)(H)> class Desc {
  public:
   Desc() { MC_CUDNN_CHECK(Create(&h_)); }
   ~Desc() {
@@ -29,12 +28,14 @@ class Desc {
  private:
   H h_ = nullptr;
 };
-using TensorDesc = Desc<cudnnTensorDescriptor_t, cudnnCreateTensorDescriptor, cudnnDestroyTensorDescriptor>;
-using FilterDesc = Desc<cudnnFilterDescriptor_t, cudnnCreateFilterDescriptor, cudnnDestroyFilterDescriptor>;
+using TensorDesc =
+    Desc<cudnnTensorDescriptor_t, cudnnCreateTensorDescriptor, cudnnDestroyTensorDescriptor>;
+using FilterDesc =
+    Desc<cudnnFilterDescriptor_t, cudnnCreateFilterDescriptor, cudnnDestroyFilterDescriptor>;
 using ConvDesc = Desc<cudnnConvolutionDescriptor_t, cudnnCreateConvolutionDescriptor,
                       cudnnDestroyConvolutionDescriptor>;
-using OpTensorDesc = Desc<cudnnOpTensorDescriptor_t, cudnnCreateOpTensorDescriptor,
-                          cudnnDestroyOpTensorDescriptor>;
+using OpTensorDesc =
+    Desc<cudnnOpTensorDescriptor_t, cudnnCreateOpTensorDescriptor, cudnnDestroyOpTensorDescriptor>;
 using ReduceDesc = Desc<cudnnReduceTensorDescriptor_t, cudnnCreateReduceTensorDescriptor,
                         cudnnDestroyReduceTensorDescriptor>;
 

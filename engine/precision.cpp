@@ -36,7 +36,8 @@ bool channels_last() { return g_channels_last; }
 void set_deterministic(bool on) { g_deterministic = on; }
 bool deterministic() { return g_deterministic; }
 
-PrecisionScope::PrecisionScope(Precision p, bool cl) : prev_(precision()), prev_cl_(channels_last()) {
+PrecisionScope::PrecisionScope(Precision p, bool cl)
+    : prev_(precision()), prev_cl_(channels_last()) {
   set_precision(p);
   set_channels_last(cl);
 }

@@ -16,7 +16,7 @@ enum class Precision : uint8_t { FP32, TF32, BF16 };
 
 void set_precision(Precision p);
 Precision precision();
-const char* precision_name(Precision p);      // "fp32", "tf32", "bf16"
+const char* precision_name(Precision p);          // "fp32", "tf32", "bf16"
 Precision parse_precision(const std::string& s);  // throws naming the allowed values
 // The dtype activations take on the GPU in the current mode (BF16 in bf16, else F32).
 DType activation_dtype();
@@ -37,6 +37,7 @@ class PrecisionScope {
   ~PrecisionScope();
   PrecisionScope(const PrecisionScope&) = delete;
   PrecisionScope& operator=(const PrecisionScope&) = delete;
+
  private:
   Precision prev_;
   bool prev_cl_;

@@ -44,8 +44,12 @@ template <> __device__ __forceinline__ bf16 from_f<bf16>(float v) { return __flo
 
 // ---- elementwise maps: y[i] = op(a[i]) or op(a[i], b[i]), vectorised by 16 bytes ----
 
-struct Add { __device__ float operator()(float a, float b) const { return __fadd_rn(a, b); } };
-struct Mul { __device__ float operator()(float a, float b) const { return __fmul_rn(a, b); } };
+struct Add {
+  __device__ float operator()(float a, float b) const { return __fadd_rn(a, b); }
+};
+struct Mul {
+  __device__ float operator()(float a, float b) const { return __fmul_rn(a, b); }
+};
 struct Axpy {  // a = x, b = y: y + alpha x, rounded as the CPU's y += alpha * x
   float alpha;
   __device__ float operator()(float x, float y) const { return __fadd_rn(y, __fmul_rn(alpha, x)); }
@@ -57,7 +61,9 @@ struct Scale {
   float alpha;
   __device__ float operator()(float x) const { return __fmul_rn(alpha, x); }
 };
-struct Relu { __device__ float operator()(float x) const { return x > 0.f ? x : 0.f; } };
+struct Relu {
+  __device__ float operator()(float x) const { return x > 0.f ? x : 0.f; }
+};
 
 template <class T, int V> struct alignas(sizeof(T) * V) Pack { T v[V]; };
 
@@ -128,13 +134,15 @@ void map2_dt(int dt, Op op, const void* a, const void* b, void* y, int64_t n, St
              const char* what) {
   if (dt == F32) return map2<float>(op, a, b, y, n, s, what);
   if (dt == BF16) return map2<bf16>(op, a, b, y, n, s, what);
-  throw std::invalid_argument(std::string("kernels/elementwise.cu: ") + what + " takes f32 or bf16");
+  throw std::invalid_argument(std::string("kernels/elementwise.cu: ") + what +
+                              " takes f32 or bf16");
 }
 template <class Op>
 void map1_dt(int dt, Op op, const void* a, void* y, int64_t n, Stream s, const char* what) {
   if (dt == F32) return map1<float>(op, a, y, n, s, what);
   if (dt == BF16) return map1<bf16>(op, a, y, n, s, what);
-  throw std::invalid_argument(std::string("kernels/elementwise.cu: ") + what + " takes f32 or bf16");
+  throw std::invalid_argument(std::string("kernels/elementwise.cu: ") + what +
+                              " takes f32 or bf16");
 }
 
 // ---- fill and cast over all seven dtypes ----
@@ -237,6 +245,15 @@ template <class Y> __global__ void sum_final_kernel(int blocks, double scale, Y*
   if (threadIdx.x == 0) y[0] = from_f<Y>(float(acc * scale));
 }
 
+// ---- y[i] = alpha * s[0], s a device scalar (autograd's broadcast of d(sum) without a sync) ----
+
+template <class S, class Y>
+__global__ void broadcast_kernel(const S* s, float alpha, Y* y, int64_t n) {
+  const Y v = from_f<Y>(__fmul_rn(alpha, to_f(s[0])));
+  const int64_t stride = int64_t(gridDim.x) * blockDim.x;
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) y[i] = v;
+}
+
 // ---- batched transpose [B, R, Q] -> [B, Q, R] with a dtype change, 32x32 tiles ----
 
 constexpr int kTile = 32;
@@ -245,7 +262,8 @@ __global__ void transpose_kernel(const X* __restrict__ x, Y* __restrict__ y, int
                                  int64_t tiles_q) {
   __shared__ float tile[kTile][kTile + 1];  // +1: no bank conflicts on the transposed read
   const int64_t b = blockIdx.y;
-  const int64_t r0 = int64_t(blockIdx.x) / tiles_q * kTile, q0 = int64_t(blockIdx.x) % tiles_q * kTile;
+  const int64_t r0 = int64_t(blockIdx.x) / tiles_q * kTile,
+                q0 = int64_t(blockIdx.x) % tiles_q * kTile;
   const X* xb = x + b * R * Q;
   Y* yb = y + b * R * Q;
   for (int i = threadIdx.y; i < kTile; i += blockDim.y) {
@@ -283,13 +301,15 @@ void fill(void* y, int dt, double v, int64_t n, Stream s) {
     case I64: return fill_as<int64_t>(y, int64_t(v), n, s);
     case U8: return fill_as<uint8_t>(y, uint8_t(v), n, s);
   }
-  throw std::invalid_argument("kernels/elementwise.cu: fill: unknown dtype code " + std::to_string(dt));
+  throw std::invalid_argument("kernels/elementwise.cu: fill: unknown dtype code " +
+                              std::to_string(dt));
 }
 
 void cast(const void* x, int xdt, void* y, int ydt, int64_t n, Stream s) {
   if (n <= 0) return;
   if (xdt == ydt) {
-    const cudaError_t e = cudaMemcpyAsync(y, x, size_t(n) * size_of(xdt), cudaMemcpyDeviceToDevice, s);
+    const cudaError_t e =
+        cudaMemcpyAsync(y, x, size_t(n) * size_of(xdt), cudaMemcpyDeviceToDevice, s);
     if (e != cudaSuccess) throw std::runtime_error(std::string("cast: ") + cudaGetErrorString(e));
     return;
   }
@@ -297,8 +317,8 @@ void cast(const void* x, int xdt, void* y, int ydt, int64_t n, Stream s) {
     with_type(ydt, [&](auto yt) {
       using X = decltype(xt);
       using Y = decltype(yt);
-      cast_kernel<X, Y><<<grid_for(n), kThreads, 0, s>>>(static_cast<const X*>(x),
-                                                          static_cast<Y*>(y), n);
+      cast_kernel<X, Y>
+          <<<grid_for(n), kThreads, 0, s>>>(static_cast<const X*>(x), static_cast<Y*>(y), n);
     });
   });
   check("cast");
@@ -343,24 +363,59 @@ void relu_backward(const void* y, const void* dy, void* dx, int dt, int64_t n, S
 
 void sum(const void* x, int xdt, int64_t n, double scale, void* y, int ydt, Stream s) {
   const int blocks = grid_for(n) < kSumBlocks ? grid_for(n) : kSumBlocks;
-  if (xdt == F32) sum_partial_kernel<float><<<blocks, kThreads, 0, s>>>(static_cast<const float*>(x), n);
-  else if (xdt == BF16) sum_partial_kernel<bf16><<<blocks, kThreads, 0, s>>>(static_cast<const bf16*>(x), n);
-  else throw std::invalid_argument("kernels/elementwise.cu: sum takes f32 or bf16");
+  if (xdt == F32)
+    sum_partial_kernel<float><<<blocks, kThreads, 0, s>>>(static_cast<const float*>(x), n);
+  else if (xdt == BF16)
+    sum_partial_kernel<bf16><<<blocks, kThreads, 0, s>>>(static_cast<const bf16*>(x), n);
+  else
+    throw std::invalid_argument("kernels/elementwise.cu: sum takes f32 or bf16");
   check("sum");
-  if (ydt == F32) sum_final_kernel<float><<<1, kThreads, 0, s>>>(blocks, scale, static_cast<float*>(y));
-  else if (ydt == BF16) sum_final_kernel<bf16><<<1, kThreads, 0, s>>>(blocks, scale, static_cast<bf16*>(y));
-  else throw std::invalid_argument("kernels/elementwise.cu: sum writes f32 or bf16");
+  if (ydt == F32)
+    sum_final_kernel<float><<<1, kThreads, 0, s>>>(blocks, scale, static_cast<float*>(y));
+  else if (ydt == BF16)
+    sum_final_kernel<bf16><<<1, kThreads, 0, s>>>(blocks, scale, static_cast<bf16*>(y));
+  else
+    throw std::invalid_argument("kernels/elementwise.cu: sum writes f32 or bf16");
   check("sum");
 }
 
-void transpose(const void* x, int xdt, void* y, int ydt, int64_t B, int64_t R, int64_t Q, Stream s) {
+void broadcast_scalar(const void* scalar, int sdt, float alpha, void* y, int ydt, int64_t n,
+                      Stream s) {
+  if (n <= 0) return;
+  const int g = grid_for(n);
+  if (sdt == F32 && ydt == F32)
+    broadcast_kernel<<<g, kThreads, 0, s>>>(static_cast<const float*>(scalar), alpha,
+                                            static_cast<float*>(y), n);
+  else if (sdt == F32 && ydt == BF16)
+    broadcast_kernel<<<g, kThreads, 0, s>>>(static_cast<const float*>(scalar), alpha,
+                                            static_cast<bf16*>(y), n);
+  else if (sdt == BF16 && ydt == BF16)
+    broadcast_kernel<<<g, kThreads, 0, s>>>(static_cast<const bf16*>(scalar), alpha,
+                                            static_cast<bf16*>(y), n);
+  else if (sdt == BF16 && ydt == F32)
+    broadcast_kernel<<<g, kThreads, 0, s>>>(static_cast<const bf16*>(scalar), alpha,
+                                            static_cast<float*>(y), n);
+  else
+    throw std::invalid_argument("kernels/elementwise.cu: broadcast_scalar takes f32 or bf16");
+  check("broadcast_scalar");
+}
+
+void transpose(const void* x, int xdt, void* y, int ydt, int64_t B, int64_t R, int64_t Q,
+               Stream s) {
   if (B * R * Q == 0) return;
-  auto bad = [] { throw std::invalid_argument("kernels/elementwise.cu: transpose takes f32 or bf16"); };
-  if (xdt == F32 && ydt == F32) transpose_as<float, float>(x, y, B, R, Q, s);
-  else if (xdt == F32 && ydt == BF16) transpose_as<float, bf16>(x, y, B, R, Q, s);
-  else if (xdt == BF16 && ydt == F32) transpose_as<bf16, float>(x, y, B, R, Q, s);
-  else if (xdt == BF16 && ydt == BF16) transpose_as<bf16, bf16>(x, y, B, R, Q, s);
-  else bad();
+  auto bad = [] {
+    throw std::invalid_argument("kernels/elementwise.cu: transpose takes f32 or bf16");
+  };
+  if (xdt == F32 && ydt == F32)
+    transpose_as<float, float>(x, y, B, R, Q, s);
+  else if (xdt == F32 && ydt == BF16)
+    transpose_as<float, bf16>(x, y, B, R, Q, s);
+  else if (xdt == BF16 && ydt == F32)
+    transpose_as<bf16, float>(x, y, B, R, Q, s);
+  else if (xdt == BF16 && ydt == BF16)
+    transpose_as<bf16, bf16>(x, y, B, R, Q, s);
+  else
+    bad();
 }
 
 }  // namespace mc::kernels::cuda

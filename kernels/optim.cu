@@ -82,11 +82,14 @@ void launch(const Op& op, float* p, const float* g, float* m, float* v, int64_t 
   const bool vec = aligned16(p) && aligned16(g) && (!m || aligned16(m)) && (!v || aligned16(v));
   int64_t blocks = (n / (vec ? 4 : 1) + kThreads - 1) / kThreads;
   blocks = blocks < 1 ? 1 : (blocks > 4096 ? 4096 : blocks);
-  if (vec) step_kernel<Op, true><<<int(blocks), kThreads, 0, s>>>(op, p, g, m, v, n);
-  else step_kernel<Op, false><<<int(blocks), kThreads, 0, s>>>(op, p, g, m, v, n);
+  if (vec)
+    step_kernel<Op, true><<<int(blocks), kThreads, 0, s>>>(op, p, g, m, v, n);
+  else
+    step_kernel<Op, false><<<int(blocks), kThreads, 0, s>>>(op, p, g, m, v, n);
   const cudaError_t e = cudaGetLastError();
   if (e != cudaSuccess)
-    throw std::runtime_error(std::string("kernels/optim.cu: ") + what + ": " + cudaGetErrorString(e));
+    throw std::runtime_error(std::string("kernels/optim.cu: ") + what + ": " +
+                             cudaGetErrorString(e));
 }
 
 }  // namespace
@@ -96,14 +99,15 @@ void adamw_step(float* p, const float* g, float* m, float* v, int64_t n, const A
   // Scalars exactly as the CPU twin derives them (double, then float).
   const double bc1 = 1.0 - std::pow(a.beta1, double(a.step));
   const double bc2 = 1.0 - std::pow(a.beta2, double(a.step));
-  const AdamW op{float(a.lr / bc1), float(std::sqrt(bc2)), float(1.0 - a.lr * a.weight_decay),
-                 float(1.0 - a.beta1), float(a.beta2), float(1.0 - a.beta2), float(a.eps)};
+  const AdamW op{float(a.lr / bc1),    float(std::sqrt(bc2)), float(1.0 - a.lr * a.weight_decay),
+                 float(1.0 - a.beta1), float(a.beta2),        float(1.0 - a.beta2),
+                 float(a.eps)};
   launch(op, p, g, m, v, n, s, "adamw_step");
 }
 
 void sgd_step(float* p, const float* g, float* buf, int64_t n, const SGDArgs& a, Stream s) {
   const Sgd op{float(a.lr), float(a.momentum), float(1.0 - a.dampening), float(a.weight_decay),
-               a.nesterov, a.first_step, a.momentum != 0 && buf};
+               a.nesterov,  a.first_step,      a.momentum != 0 && buf};
   launch(op, p, g, op.has_buf ? buf : nullptr, nullptr, n, s, "sgd_step");
 }
 

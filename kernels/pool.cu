@@ -23,7 +23,8 @@ constexpr int kThreads = 256;
 void check(const char* what) {
   const cudaError_t e = cudaGetLastError();
   if (e != cudaSuccess)
-    throw std::runtime_error(std::string("kernels/pool.cu: ") + what + ": " + cudaGetErrorString(e));
+    throw std::runtime_error(std::string("kernels/pool.cu: ") + what + ": " +
+                             cudaGetErrorString(e));
 }
 
 int grid_for(int64_t n) {
@@ -43,14 +44,18 @@ struct G {
   int kd, kh, kw, sd, sh, sw, pd, ph, pw;
 };
 G make(const PoolGeom& g) {
-  return {g.N, g.C, g.D, g.H, g.W, g.out(0), g.out(1), g.out(2),
-          int(g.k[0]), int(g.k[1]), int(g.k[2]), int(g.stride[0]), int(g.stride[1]),
-          int(g.stride[2]), int(g.pad[0]), int(g.pad[1]), int(g.pad[2])};
+  G r;
+  r.N = g.N, r.C = g.C, r.D = g.D, r.H = g.H, r.W = g.W;
+  r.oD = g.out(0), r.oH = g.out(1), r.oW = g.out(2);
+  r.kd = int(g.k[0]), r.kh = int(g.k[1]), r.kw = int(g.k[2]);
+  r.sd = int(g.stride[0]), r.sh = int(g.stride[1]), r.sw = int(g.stride[2]);
+  r.pd = int(g.pad[0]), r.ph = int(g.pad[1]), r.pw = int(g.pad[2]);
+  return r;
 }
 
 // Element (n, c, plane index p) of a [N, C, P] or [N, P, C] buffer.
-template <bool CL> __device__ __forceinline__ int64_t at(int64_t n, int64_t c, int64_t p, int64_t C,
-                                                          int64_t P) {
+template <bool CL>
+__device__ __forceinline__ int64_t at(int64_t n, int64_t c, int64_t p, int64_t C, int64_t P) {
   return CL ? (n * P + p) * C + c : (n * C + c) * P + p;
 }
 
@@ -61,8 +66,15 @@ __global__ void maxpool_fwd_kernel(G g, const T* __restrict__ x, T* __restrict__
   const int64_t stride = int64_t(gridDim.x) * blockDim.x;
   for (int64_t o = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; o < total; o += stride) {
     int64_t n, c, op;
-    if (CL) { c = o % g.C; op = (o / g.C) % oP; n = o / (g.C * oP); }
-    else { op = o % oP; c = (o / oP) % g.C; n = o / (oP * g.C); }
+    if (CL) {
+      c = o % g.C;
+      op = (o / g.C) % oP;
+      n = o / (g.C * oP);
+    } else {
+      op = o % oP;
+      c = (o / oP) % g.C;
+      n = o / (oP * g.C);
+    }
     const int64_t ow = op % g.oW, oh = (op / g.oW) % g.oH, od = op / (g.oW * g.oH);
     float best = 0.f;
     int64_t arg = -1;
@@ -81,7 +93,10 @@ __global__ void maxpool_fwd_kernel(G g, const T* __restrict__ x, T* __restrict__
           if (arg < 0 || v > best || isnan(v)) {
             best = v;
             arg = p;
-            if (isnan(v)) { nan = true; break; }
+            if (isnan(v)) {
+              nan = true;
+              break;
+            }
           }
         }
       }
@@ -101,14 +116,21 @@ __device__ __forceinline__ void cover(int64_t i, int k, int s, int p, int64_t ou
 }
 
 template <class T, bool CL>
-__global__ void maxpool_bwd_kernel(G g, const T* __restrict__ dy, const int32_t* __restrict__ argmax,
-                                   T* __restrict__ dx) {
+__global__ void maxpool_bwd_kernel(G g, const T* __restrict__ dy,
+                                   const int32_t* __restrict__ argmax, T* __restrict__ dx) {
   const int64_t oP = g.oD * g.oH * g.oW, iP = g.D * g.H * g.W, total = g.N * g.C * iP;
   const int64_t stride = int64_t(gridDim.x) * blockDim.x;
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += stride) {
     int64_t n, c, p;
-    if (CL) { c = i % g.C; p = (i / g.C) % iP; n = i / (g.C * iP); }
-    else { p = i % iP; c = (i / iP) % g.C; n = i / (iP * g.C); }
+    if (CL) {
+      c = i % g.C;
+      p = (i / g.C) % iP;
+      n = i / (g.C * iP);
+    } else {
+      p = i % iP;
+      c = (i / iP) % g.C;
+      n = i / (iP * g.C);
+    }
     const int64_t iw = p % g.W, ih = (p / g.W) % g.H, id = p / (g.W * g.H);
     int64_t d0, d1, h0, h1, w0, w1;
     cover(id, g.kd, g.sd, g.pd, g.oD, d0, d1);
@@ -149,7 +171,8 @@ __global__ void gap_fwd_rows_kernel(const T* __restrict__ x, T* __restrict__ y, 
 
 // NDHWC: block (32 channels x 8 rows of the spatial axis) per (channel tile, n).
 template <class T>
-__global__ void gap_fwd_cl_kernel(const T* __restrict__ x, T* __restrict__ y, int64_t C, int64_t S) {
+__global__ void gap_fwd_cl_kernel(const T* __restrict__ x, T* __restrict__ y, int64_t C,
+                                  int64_t S) {
   __shared__ float part[8][33];
   const int64_t n = blockIdx.y, c = int64_t(blockIdx.x) * 32 + threadIdx.x;
   float acc = 0.f;
@@ -175,9 +198,12 @@ __global__ void gap_bwd_kernel(const T* __restrict__ dy, T* __restrict__ dx, int
 }
 
 template <class F> void by_type(int dt, bool cl, const char* what, F&& f) {
-  if (dt == F32) cl ? f(float{}, std::true_type{}) : f(float{}, std::false_type{});
-  else if (dt == BF16) cl ? f(bf16{}, std::true_type{}) : f(bf16{}, std::false_type{});
-  else throw std::invalid_argument(std::string("kernels/pool.cu: ") + what + " takes f32 or bf16");
+  if (dt == F32)
+    cl ? f(float{}, std::true_type{}) : f(float{}, std::false_type{});
+  else if (dt == BF16)
+    cl ? f(bf16{}, std::true_type{}) : f(bf16{}, std::false_type{});
+  else
+    throw std::invalid_argument(std::string("kernels/pool.cu: ") + what + " takes f32 or bf16");
 }
 
 }  // namespace
@@ -187,7 +213,8 @@ void maxpool3d_forward(const PoolGeom& pg, const void* x, void* y, int32_t* argm
   const G g = make(pg);
   const int64_t total = g.N * g.C * g.oD * g.oH * g.oW;
   if (total == 0) return;
-  if (g.D * g.H * g.W > 0x7fffffff) throw std::invalid_argument("max_pool3d: plane too large for i32 argmax");
+  if (g.D * g.H * g.W > 0x7fffffff)
+    throw std::invalid_argument("max_pool3d: plane too large for i32 argmax");
   by_type(dt, channels_last, "max_pool3d", [&](auto t, auto cl) {
     using T = decltype(t);
     maxpool_fwd_kernel<T, decltype(cl)::value><<<grid_for(total), kThreads, 0, s>>>(
@@ -196,8 +223,8 @@ void maxpool3d_forward(const PoolGeom& pg, const void* x, void* y, int32_t* argm
   check("max_pool3d");
 }
 
-void maxpool3d_backward(const PoolGeom& pg, const void* dy, const int32_t* argmax, void* dx,
-                        int dt, bool channels_last, Stream s) {
+void maxpool3d_backward(const PoolGeom& pg, const void* dy, const int32_t* argmax, void* dx, int dt,
+                        bool channels_last, Stream s) {
   const G g = make(pg);
   const int64_t total = g.N * g.C * g.D * g.H * g.W;
   if (total == 0) return;
@@ -220,8 +247,8 @@ void avgpool_global_forward(const void* x, void* y, int dt, int64_t N, int64_t C
       gap_fwd_cl_kernel<T><<<dim3(unsigned((C + 31) / 32), unsigned(N)), dim3(32, 8), 0, s>>>(
           static_cast<const T*>(x), static_cast<T*>(y), C, S);
     } else {
-      gap_fwd_rows_kernel<T><<<unsigned(N * C), kThreads, 0, s>>>(static_cast<const T*>(x),
-                                                                 static_cast<T*>(y), S);
+      gap_fwd_rows_kernel<T>
+          <<<unsigned(N * C), kThreads, 0, s>>>(static_cast<const T*>(x), static_cast<T*>(y), S);
     }
   });
   check("global_avg_pool");

@@ -61,7 +61,8 @@ __global__ void softmax_bwd_kernel(const float* __restrict__ y, const float* __r
 void check(const char* what) {
   const cudaError_t e = cudaGetLastError();
   if (e != cudaSuccess)
-    throw std::runtime_error(std::string("kernels/softmax.cu: ") + what + ": " + cudaGetErrorString(e));
+    throw std::runtime_error(std::string("kernels/softmax.cu: ") + what + ": " +
+                             cudaGetErrorString(e));
 }
 
 unsigned blocks_for(int64_t R) {

@@ -1,0 +1,357 @@
+// GPU speed of MedConv: the full training step (forward, loss, backward, AdamW) and inference of
+// the 3D ResNet-50, per shape and precision, plus the cuDNN convolutions of its layers.
+// Timed with CUDA events on the engine's stream: warm-up, repeats, median.
+//
+//   mc_bench [--case all|step|infer|conv] [--precision all|fp32|tf32|bf16] [--shape all|128|96|64]
+//            [--warmup N] [--repeats N] [--model resnet50] [--json OUT]
+//
+// TFLOP/s counts 231.7 GFLOP per volume per training step at 128^3 (REFERENCE.md), scaled with
+// the voxel count; inference counts a third of that (the forward pass). bf16 runs channels-last.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "engine/memory.h"
+#include "engine/ops.h"
+#include "engine/optim.h"
+#include "engine/precision.h"
+#include "engine/prims.h"
+#include "engine/random.h"
+#include "models/resnet3d.h"
+#ifdef MC_HAVE_CUDA
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+#include <cudnn.h>
+
+#include "engine/cuda_runtime.h"
+#endif
+
+using namespace mc;
+
+namespace {
+
+struct Options {
+  std::string cases = "all", precision = "all", shape = "all", model = "resnet50", json;
+  int warmup = 3, repeats = 10;
+};
+
+struct Shape3 {
+  int64_t batch, size;
+};
+const Shape3 kShapes[] = {{8, 128}, {8, 96}, {32, 64}};
+
+struct Row {
+  std::string kind, name, precision;
+  int64_t batch = 0, size = 0;
+  double ms = NAN, volumes_per_s = NAN, tflops = NAN, peak_gib = NAN, anchor_ms = NAN;
+  std::string error;
+};
+
+// PyTorch 2.11 / cuDNN 9.19 on one H100 (REFERENCE.md, "Measured anchors").
+double anchor(const std::string& kind, int64_t b, int64_t s, Precision p) {
+  struct A {
+    int64_t b, s;
+    double fp32, tf32, bf16, infer;
+  };
+  const A table[] = {{8, 128, 111.1, 47.0, 39.0, 13.6},
+                     {8, 96, 54.0, 25.4, 27.4, 10.1},
+                     {32, 64, 58.3, 28.8, 27.8, 9.9}};
+  for (const A& a : table)
+    if (a.b == b && a.s == s) {
+      if (kind == "infer") return p == Precision::BF16 ? a.infer : NAN;
+      return p == Precision::FP32 ? a.fp32 : p == Precision::TF32 ? a.tf32 : a.bf16;
+    }
+  return NAN;
+}
+
+bool selected(const std::string& filter, const std::string& v) {
+  return filter == "all" || filter == v;
+}
+
+#ifdef MC_HAVE_CUDA
+
+void check(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) {
+    std::fprintf(stderr, "mc_bench: %s: %s\n", what, cudaGetErrorString(e));
+    std::exit(1);
+  }
+}
+
+// Median milliseconds of f over `repeats` runs after `warmup`, timed on the engine's stream.
+double time_ms(const Options& o, const std::function<void()>& f) {
+  cudaStream_t s = cuda::stream(0);
+  for (int i = 0; i < o.warmup; ++i) f();
+  check(cudaStreamSynchronize(s), "warm-up");
+  std::vector<cudaEvent_t> ev(size_t(2 * o.repeats));
+  for (auto& e : ev) check(cudaEventCreate(&e), "cudaEventCreate");
+  for (int i = 0; i < o.repeats; ++i) {
+    check(cudaEventRecord(ev[size_t(2 * i)], s), "cudaEventRecord");
+    f();
+    check(cudaEventRecord(ev[size_t(2 * i + 1)], s), "cudaEventRecord");
+  }
+  check(cudaStreamSynchronize(s), "run");
+  std::vector<double> t;
+  for (int i = 0; i < o.repeats; ++i) {
+    float ms = 0;
+    check(cudaEventElapsedTime(&ms, ev[size_t(2 * i)], ev[size_t(2 * i + 1)]), "elapsed");
+    t.push_back(ms);
+  }
+  for (auto& e : ev) cudaEventDestroy(e);
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+Tensor random_input(const Shape& s, uint64_t seed) {
+  Generator g(seed);
+  return randn(s, g).to(Device::cuda());
+}
+
+double gib(size_t b) { return double(b) / double(1ull << 30); }
+
+// One whole-model case: a fresh model per case so that cases do not share caches or memory.
+Row model_case(const Options& o, const std::string& kind, Shape3 sh, Precision p) {
+  Row r;
+  r.kind = kind;
+  r.name = o.model;
+  r.precision = precision_name(p);
+  r.batch = sh.batch;
+  r.size = sh.size;
+  r.anchor_ms = o.model == "resnet50" ? anchor(kind, sh.batch, sh.size, p) : NAN;
+  PrecisionScope scope(p, p == Precision::BF16);
+  auto& alloc = cuda::allocator(0);
+  try {
+    auto model = models::create(o.model, 1, 3, 0);
+    model->flatten_parameters(Device::cuda());
+    const Tensor x = random_input({sh.batch, 1, sh.size, sh.size, sh.size}, 1);
+    std::vector<int64_t> lab;
+    for (int64_t i = 0; i < sh.batch; ++i) lab.push_back(i % 3);
+    const Tensor y = Tensor::from(lab, {sh.batch}).to(Device::cuda());
+    AdamW opt(model->parameters());
+    const double vox = double(sh.size * sh.size * sh.size) / (128.0 * 128.0 * 128.0);
+    double gflop = 231.7 * vox * double(sh.batch);
+    std::function<void()> step;
+    if (kind == "step") {
+      model->train(true);
+      step = [&] {
+        model->zero_grad();
+        Tensor loss = cross_entropy(model->forward(x), y);
+        loss.backward();
+        opt.step();
+      };
+    } else {
+      model->train(false);
+      gflop /= 3.0;
+      step = [&] {
+        NoGradGuard ng;
+        model->forward(x);
+      };
+    }
+    cuda::synchronize(0);
+    alloc.reset_peak();
+    r.ms = time_ms(o, step);
+    r.peak_gib = gib(alloc.peak_bytes);
+    r.volumes_per_s = double(sh.batch) / (r.ms / 1e3);
+    r.tflops = gflop / r.ms;  // GFLOP / ms = TFLOP/s
+  } catch (const std::exception& e) {
+    r.error = e.what();
+  }
+  cuda::synchronize(0);
+  alloc.empty_cache();
+  return r;
+}
+
+// The convolutions of ResNet-50 at 8 x 128^3 (forward, dgrad, wgrad), one row per direction.
+void conv_cases(const Options& o, Precision p, std::vector<Row>& rows) {
+  struct C {
+    const char* name;
+    int64_t C, S, O, k, s, p;
+  };
+  const C cs[] = {{"stem 1->64 k7 s2 @128", 1, 128, 64, 7, 2, 3},
+                  {"l1 3x3x3 64->64 @32", 64, 32, 64, 3, 1, 1},
+                  {"l1 1x1x1 256->64 @32", 256, 32, 64, 1, 1, 0},
+                  {"l2 3x3x3 128->128 @16", 128, 16, 128, 3, 1, 1},
+                  {"l3 3x3x3 256->256 @8", 256, 8, 256, 3, 1, 1},
+                  {"l4 3x3x3 512->512 @4", 512, 4, 512, 3, 1, 1}};
+  PrecisionScope scope(p, p == Precision::BF16);
+  const int64_t N = 8;
+  for (const C& c : cs) {
+    kernels::ConvGeom g;
+    g.N = N, g.C = c.C, g.D = g.H = g.W = c.S, g.O = c.O;
+    g.k = {c.k, c.k, c.k}, g.stride = {c.s, c.s, c.s}, g.pad = {c.p, c.p, c.p};
+    const DType dt = activation_dtype();
+    const Layout l = channels_last() ? Layout::NDHWC : Layout::NCDHW;
+    Tensor x = random_input({N, c.C, c.S, c.S, c.S}, 3).to(dt).set_layout(l);
+    Tensor w = random_input({c.O, c.C, c.k, c.k, c.k}, 4);
+    Tensor dy = random_input({N, c.O, g.oD(), g.oH(), g.oW()}, 5).to(dt).set_layout(l);
+    // (the layout tag on random data only changes the memory order, not the statistics)
+    const double gf = g.forward_flops() / 1e9;
+    const std::pair<const char*, std::function<void()>> dirs[] = {
+        {"fprop", [&] { prims::conv3d_forward(x, w, Tensor(), g); }},
+        {"dgrad", [&] { prims::conv3d_backward_data(dy, w, g); }},
+        {"wgrad", [&] { prims::conv3d_backward_weight(x, dy, g, nullptr); }}};
+    for (const auto& [dir, f] : dirs) {
+      Row r;
+      r.kind = "conv";
+      r.name = std::string(c.name) + " " + dir;
+      r.precision = precision_name(p);
+      r.batch = N;
+      r.size = c.S;
+      try {
+        r.ms = time_ms(o, f);
+        r.tflops = gf / r.ms;
+      } catch (const std::exception& e) {
+        r.error = e.what();
+      }
+      rows.push_back(r);
+    }
+  }
+  cuda::synchronize(0);
+  cuda::allocator(0).empty_cache();
+}
+
+void print_device() {
+  cudaDeviceProp prop{};
+  check(cudaGetDeviceProperties(&prop, 0), "cudaGetDeviceProperties");
+  int cublas_v = 0;
+  cublasGetVersion(cuda::cublas(0), &cublas_v);
+  std::printf("device: %s (%d SMs, %.1f GiB), cuDNN %zu, cuBLAS %d\n", prop.name,
+              prop.multiProcessorCount, gib(prop.totalGlobalMem), cudnnGetVersion(), cublas_v);
+}
+
+#endif  // MC_HAVE_CUDA
+
+void print_row(const Row& r) {
+  if (!r.error.empty()) {
+    std::printf("%-6s %-30s %-5s %3lldx%-4lld  failed: %s\n", r.kind.c_str(), r.name.c_str(),
+                r.precision.c_str(), (long long)r.batch, (long long)r.size, r.error.c_str());
+    return;
+  }
+  std::printf("%-6s %-30s %-5s %3lldx%-4lld %9.2f ms", r.kind.c_str(), r.name.c_str(),
+              r.precision.c_str(), (long long)r.batch, (long long)r.size, r.ms);
+  if (!std::isnan(r.volumes_per_s)) std::printf(" %8.1f vol/s", r.volumes_per_s);
+  std::printf(" %7.1f TFLOP/s", r.tflops);
+  if (!std::isnan(r.peak_gib)) std::printf(" %6.2f GiB peak", r.peak_gib);
+  if (!std::isnan(r.anchor_ms))
+    std::printf("   (PyTorch %.1f ms: x%.2f)", r.anchor_ms, r.anchor_ms / r.ms);
+  std::printf("\n");
+  std::fflush(stdout);
+}
+
+std::string json_escape(const std::string& s) {
+  std::string o;
+  for (char c : s) {
+    if (c == '"' || c == '\\') o += '\\';
+    if (c == '\n') {
+      o += "\\n";
+      continue;
+    }
+    o += c;
+  }
+  return o;
+}
+
+void write_json(const std::string& path, const std::vector<Row>& rows) {
+  FILE* f = std::fopen(path.c_str(), "w");
+  if (!f) {
+    std::fprintf(stderr, "mc_bench: cannot write %s\n", path.c_str());
+    return;
+  }
+  auto num = [](double v) { return std::isnan(v) ? std::string("null") : std::to_string(v); };
+  std::fprintf(f, "[\n");
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const Row& r = rows[i];
+    std::fprintf(f,
+                 "  {\"kind\": \"%s\", \"name\": \"%s\", \"precision\": \"%s\", \"batch\": %lld, "
+                 "\"size\": %lld, \"ms\": %s, \"volumes_per_s\": %s, \"tflops\": %s, "
+                 "\"peak_gib\": %s, \"pytorch_ms\": %s, \"error\": \"%s\"}%s\n",
+                 r.kind.c_str(), json_escape(r.name).c_str(), r.precision.c_str(),
+                 (long long)r.batch, (long long)r.size, num(r.ms).c_str(),
+                 num(r.volumes_per_s).c_str(), num(r.tflops).c_str(), num(r.peak_gib).c_str(),
+                 num(r.anchor_ms).c_str(), json_escape(r.error).c_str(),
+                 i + 1 < rows.size() ? "," : "");
+  }
+  std::fprintf(f, "]\n");
+  std::fclose(f);
+}
+
+int usage(const char* argv0) {
+  std::printf(
+      "usage: %s [--case all|step|infer|conv] [--precision all|fp32|tf32|bf16]\n"
+      "          [--shape all|128|96|64] [--warmup N] [--repeats N] [--model NAME] [--json OUT]\n"
+      "Times MedConv's training step and inference on the GPU (CUDA events, median).\n",
+      argv0);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto next = [&]() -> std::string {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "mc_bench: %s needs a value\n", a.c_str());
+        std::exit(2);
+      }
+      return argv[++i];
+    };
+    if (a == "--case")
+      o.cases = next();
+    else if (a == "--precision")
+      o.precision = next();
+    else if (a == "--shape")
+      o.shape = next();
+    else if (a == "--model")
+      o.model = next();
+    else if (a == "--json")
+      o.json = next();
+    else if (a == "--warmup")
+      o.warmup = std::atoi(next().c_str());
+    else if (a == "--repeats")
+      o.repeats = std::max(1, std::atoi(next().c_str()));
+    else if (a == "-h" || a == "--help")
+      return usage(argv[0]);
+    else {
+      std::fprintf(stderr, "mc_bench: unknown argument '%s' (see --help)\n", a.c_str());
+      return 2;
+    }
+  }
+#ifndef MC_HAVE_CUDA
+  std::printf("mc_bench: this build has no CUDA backend; see mc_bench_cpu for CPU timings\n");
+  return 0;
+#else
+  if (!cuda_available()) {
+    std::printf("mc_bench: no GPU on this machine; nothing to time\n");
+    return 0;
+  }
+  print_device();
+  std::vector<Precision> precs;
+  for (Precision p : {Precision::FP32, Precision::TF32, Precision::BF16})
+    if (selected(o.precision, precision_name(p))) precs.push_back(p);
+  std::vector<Row> rows;
+  for (const char* kind : {"step", "infer"}) {
+    if (!selected(o.cases, kind)) continue;
+    for (const Shape3& sh : kShapes) {
+      if (!selected(o.shape, std::to_string(sh.size))) continue;
+      for (Precision p : precs) {
+        rows.push_back(model_case(o, kind, sh, p));
+        print_row(rows.back());
+      }
+    }
+  }
+  if (selected(o.cases, "conv"))
+    for (Precision p : precs) {
+      const size_t first = rows.size();
+      conv_cases(o, p, rows);
+      for (size_t i = first; i < rows.size(); ++i) print_row(rows[i]);
+    }
+  if (!o.json.empty()) write_json(o.json, rows);
+  return 0;
+#endif
+}
