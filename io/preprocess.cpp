@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <sstream>
+#include <tuple>
 
 namespace mc {
 namespace {
@@ -38,6 +39,41 @@ std::vector<Tap> taps(int64_t n_in, int64_t n_out, double origin, double step, I
     }
   }
   return t;
+}
+
+// Statistics and bounding box of the voxels whose segmentation value matches `label` (any
+// non-zero value when label < 0; every voxel when seg is null), in one pass over the original
+// grid and without a full-size mask copy: CT volumes can hold hundreds of millions of voxels.
+std::pair<SubjectStats, Box> masked_stats(const Volume& ct, const float* seg, int64_t label) {
+  std::vector<float> values;
+  double sum = 0;
+  Box b;
+  b.lo = {ct.nx(), ct.ny(), ct.nz()};
+  const float* h = ct.ptr();
+  const float want = float(label);
+  for (int64_t k = 0, at = 0; k < ct.nz(); ++k)
+    for (int64_t j = 0; j < ct.ny(); ++j)
+      for (int64_t i = 0; i < ct.nx(); ++i, ++at) {
+        if (seg && (label >= 0 ? seg[at] != want : seg[at] == 0)) continue;
+        values.push_back(h[at]);
+        sum += h[at];
+        const std::array<int64_t, 3> x{i, j, k};
+        for (size_t a = 0; a < 3; ++a) {
+          b.lo[a] = std::min(b.lo[a], x[a]);
+          b.hi[a] = std::max(b.hi[a], x[a] + 1);
+        }
+      }
+  SubjectStats s;
+  s.voxels = int64_t(values.size());
+  if (values.empty()) return {s, Box{}};
+  s.volume_ml = double(s.voxels) * ct.voxel_volume_mm3() / 1000.0;
+  s.mean_hu = sum / double(s.voxels);
+  const size_t half = values.size() / 2;
+  std::nth_element(values.begin(), values.begin() + long(half), values.end());
+  s.median_hu = values[half];
+  if (values.size() % 2 == 0)  // numpy's median: mean of the two middle values
+    s.median_hu = 0.5 * (s.median_hu + *std::max_element(values.begin(), values.begin() + long(half)));
+  return {s, b};
 }
 
 }  // namespace
@@ -135,26 +171,7 @@ void check_same_grid(const Volume& a, const Volume& b, double tol_mm) {
 
 SubjectStats mask_stats(const Volume& ct, const Volume& mask) {
   MC_CHECK(ct.numel() == mask.numel(), ct.name(), ": mask size differs");
-  std::vector<float> values;
-  double sum = 0;
-  const float* h = ct.ptr();
-  const float* m = mask.ptr();
-  for (int64_t i = 0, n = ct.numel(); i < n; ++i)
-    if (m[i] != 0) {
-      values.push_back(h[i]);
-      sum += h[i];
-    }
-  SubjectStats s;
-  s.voxels = int64_t(values.size());
-  if (values.empty()) return s;
-  s.volume_ml = double(s.voxels) * ct.voxel_volume_mm3() / 1000.0;
-  s.mean_hu = sum / double(s.voxels);
-  const size_t half = values.size() / 2;
-  std::nth_element(values.begin(), values.begin() + long(half), values.end());
-  s.median_hu = values[half];
-  if (values.size() % 2 == 0)  // numpy's median: mean of the two middle values
-    s.median_hu = 0.5 * (s.median_hu + *std::max_element(values.begin(), values.begin() + long(half)));
-  return s;
+  return masked_stats(ct, mask.ptr(), -1).first;
 }
 
 Volume resample(const Volume& v, const std::array<int64_t, 3>& out_dims,
@@ -251,41 +268,40 @@ Preprocessed preprocess(const Volume& ct, const Volume* seg, const PreprocessOpt
   MC_CHECK(o.volume >= 1 && o.spacing_mm > 0 && o.margin_mm >= 0, "preprocess: volume (", o.volume,
            ") must be >= 1, spacing (", o.spacing_mm, ") > 0, margin (", o.margin_mm, ") >= 0");
   MC_CHECK(ct.dims.size() == 3, ct.name(), ": a 3-D CT volume is needed");
-  Volume mask;
-  if (o.precropped) {
-    mask = ct;
-    mask.data = Tensor::full(ct.data.shape(), 1.0);
-  } else {
+  if (!o.precropped) {
     MC_CHECK(seg, ct.name(), ": no segmentation given (and not marked pre-cropped)");
     check_same_grid(ct, *seg, o.grid_tol_mm);
-    mask = select_label(*seg, o.label_id);
   }
   Preprocessed r;
-  r.stats = mask_stats(ct, mask);
+  Box found;
+  std::tie(r.stats, found) = masked_stats(ct, o.precropped ? nullptr : seg->ptr(), o.label_id);
   if (r.stats.voxels == 0) {
     if (o.label_id >= 0) MC_FAIL(seg->name(), ": empty mask: no voxel has label ", o.label_id);
     MC_FAIL(seg->name(), ": empty mask: no non-zero voxel");
   }
 
+  // Crop in the stored orientation, then reorient only the crop (same result, far less memory).
+  const Box box = expand_box(found, o.margin_mm, ct.spacing(), ct.dims);
   const AxisMap axes = canonical_axes(ct.affine);
-  const Volume cct = reorient(ct, axes), cmask = reorient(mask, axes);
-  const Box tight = bounding_box(cmask);
-  const Box box = expand_box(tight, o.margin_mm, cct.spacing(), cct.dims);
-  Volume crop_ct = crop(cct, box);
+  Volume crop_ct = reorient(crop(ct, box), axes);
+  Volume crop_mask = crop_ct;
+  if (o.precropped) crop_mask.data = Tensor::full(crop_ct.data.shape(), 1.0);
+  else crop_mask = reorient(select_label(crop(*seg, box), o.label_id), axes);
+  const Box tight = bounding_box(crop_mask);  // the vertebra inside the crop
 
   const auto sp = crop_ct.spacing();
   const int64_t V = o.volume;
   std::array<double, 3> step, centre, origin;
   double longest_mm = 0;
-  for (size_t a = 0; a < 3; ++a) longest_mm = std::max(longest_mm, double(box.size(int(a))) * sp[a]);
+  for (size_t a = 0; a < 3; ++a) longest_mm = std::max(longest_mm, double(crop_ct.dims[a]) * sp[a]);
   for (size_t a = 0; a < 3; ++a) {
-    const double n = double(box.size(int(a)));
+    const double n = double(crop_ct.dims[a]);
     centre[a] = (n - 1) / 2;
     switch (o.resize) {
       case ResizeMode::Pad:
         step[a] = o.spacing_mm / sp[a];
         // centred on the vertebra itself, even where the margin was clipped by the scan's edge
-        centre[a] = double(tight.lo[a] + tight.hi[a] - 1) / 2 - double(box.lo[a]);
+        centre[a] = double(tight.lo[a] + tight.hi[a] - 1) / 2;
         if (n * sp[a] > double(V) * o.spacing_mm + 1e-6) {
           std::ostringstream s;
           s << (r.note.empty() ? "" : "; ") << "crop " << n * sp[a] << " mm > field "
@@ -307,7 +323,7 @@ Preprocessed preprocess(const Volume& ct, const Volume* seg, const PreprocessOpt
   r.cube = apply_windows(hu, o.windows);
   r.cube_affine = hu.affine;
   if (o.mask_outside) {
-    const Volume m = resample(crop(cmask, box), {V, V, V}, origin, step, Interp::Nearest, 0.0);
+    const Volume m = resample(crop_mask, {V, V, V}, origin, step, Interp::Nearest, 0.0);
     const int64_t n = m.numel();
     float* c = r.cube.data<float>();
     for (size_t w = 0; w < o.windows.size(); ++w, c += n)
