@@ -186,8 +186,9 @@ struct Loader::State {
   std::exception_ptr error;
   int64_t error_job = 0;
   std::vector<std::thread> threads;
-  // The caller's position:
+  // The caller's position, and its buffer when it builds batches itself (workers == 0):
   int64_t cur_epoch = 0, next_step = 0;
+  std::vector<float> caller_scratch;
 
   State(Cache c, const LoaderOptions& opts) : cache(std::move(c)), o(opts) {}
   int64_t spe() const { return int64_t(batches.size()); }
@@ -319,8 +320,8 @@ Loader::Loader(Cache cache, const LoaderOptions& opts, int64_t start_epoch)
     : s_(std::make_unique<State>(std::move(cache), opts)) {
   State& s = *s_;
   const LoaderOptions& o = s.o;
-  MC_CHECK(o.workers >= 1 && o.prefetch >= 1, "loader: workers (", o.workers, ") and prefetch (",
-           o.prefetch, ") must be at least 1");
+  MC_CHECK(o.workers >= 0 && o.prefetch >= 1, "loader: workers (", o.workers, ") must be at least 0 and prefetch (",
+           o.prefetch, ") at least 1");
   MC_CHECK(o.num_classes >= 1, "loader: num_classes must be at least 1, got ", o.num_classes);
   s.labels = s.cache.labels();
   const auto counts = s.cache.class_counts(o.num_classes);  // also checks the label range
@@ -364,15 +365,32 @@ std::optional<Batch> Loader::next() {
     return std::nullopt;
   }
   const int64_t job = (s.cur_epoch - s.start_epoch) * s.spe() + s.next_step;
+  auto grow = [&] {  // the caller holds every slot: grow the ring instead of waiting forever
+    s.ring->slots.push_back(std::make_unique<Slot>(s.slot_floats(), s.o.pinned));
+    s.ring->free.push_back(int(s.ring->slots.size() - 1));
+    s.ring->cv.notify_all();
+  };
+  if (s.o.workers == 0) {  // no workers: build the batch here, in the caller's thread
+    if (s.ring->free.empty()) grow();
+    const int slot_index = s.ring->free.back();
+    s.ring->free.pop_back();
+    Slot* slot = s.ring->slots[size_t(slot_index)].get();
+    const auto order = s.order_of(s.cur_epoch);
+    lock.unlock();
+    try {
+      s.fill(*slot, job, *order, s.caller_scratch);
+    } catch (...) {
+      lock.lock();
+      s.ring->free.push_back(slot_index);
+      throw;
+    }
+    lock.lock();
+    s.ready[job] = slot_index;
+  }
   for (;;) {
     if (s.ready.count(job)) break;
     if (s.error && s.error_job <= job) std::rethrow_exception(s.error);
-    if (s.ring->free.empty() && s.in_flight == 0 && !s.stop) {
-      // The caller holds every slot: grow the ring instead of waiting forever.
-      s.ring->slots.push_back(std::make_unique<Slot>(s.slot_floats(), s.o.pinned));
-      s.ring->free.push_back(int(s.ring->slots.size() - 1));
-      s.ring->cv.notify_all();
-    }
+    if (s.ring->free.empty() && s.in_flight == 0 && !s.stop) grow();
     s.ring->cv.wait(lock);
   }
   const int slot_index = s.ready.at(job);

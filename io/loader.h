@@ -52,7 +52,7 @@ struct LoaderOptions {
   bool balaug = false;
   double balaug_power = 0.5, balaug_cap = 2.0;
 
-  int workers = 2;   // background threads, each building whole batches
+  int workers = 2;   // background threads, each building whole batches; 0 = built in next()
   int prefetch = 4;  // ring slots (batches ready or being built ahead of the consumer)
   bool pinned = true;  // page-locked ring buffers when a GPU is usable (fast async copies)
 

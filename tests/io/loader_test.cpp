@@ -77,7 +77,13 @@ TEST(Loader, WorkerCountDoesNotChangeBatches) {
   o.workers = 3;
   o.prefetch = 2;
   Loader three(path, o);
-  for (int epoch = 0; epoch < 3; ++epoch) expect_same(one_epoch(one), one_epoch(three));
+  o.workers = 0;  // built in the caller's thread
+  Loader none(path, o);
+  for (int epoch = 0; epoch < 3; ++epoch) {
+    const auto reference = one_epoch(one);
+    expect_same(reference, one_epoch(three));
+    expect_same(reference, one_epoch(none));
+  }
 }
 
 TEST(Loader, ClassBalancedSamplingIsUniform) {
@@ -226,18 +232,20 @@ TEST(Loader, WorkerExceptionsReachNext) {
   LoaderOptions o;
   o.batch = 3;
   o.sampling = Sampling::Sequential;
-  o.workers = 3;
   o.sample_hook = [](const CacheRecord& r, float*, int64_t) {
     MC_CHECK(r.id != "s10", "bad subject ", r.id);
   };
-  Loader l(path, o);
-  for (int i = 0; i < 3; ++i) EXPECT_TRUE(l.next().has_value()) << "batches before the failure arrive";
-  for (int again = 0; again < 2; ++again) {
-    try {
-      l.next();
-      ADD_FAILURE() << "no exception";
-    } catch (const Error& e) {
-      EXPECT_NE(std::string(e.what()).find("bad subject s10"), std::string::npos) << e.what();
+  for (int workers : {3, 0}) {
+    o.workers = workers;
+    Loader l(path, o);
+    for (int i = 0; i < 3; ++i) EXPECT_TRUE(l.next().has_value()) << "batches before the failure arrive";
+    for (int again = 0; again < 2; ++again) {
+      try {
+        l.next();
+        ADD_FAILURE() << "no exception with " << workers << " workers";
+      } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("bad subject s10"), std::string::npos) << e.what();
+      }
     }
   }
 }
