@@ -516,6 +516,10 @@ TEST(CudaOptim, AdamWAndSgdMatchTheCpuBitForBit) {
 
 // conv-bn-relu-pool -> residual block -> pool -> linear -> loss, backward, AdamW: every gradient
 // and the updated parameters agree with the CPU.
+// In tf32 and bf16 (channels-last) the same step exercises the dtype and layout plumbing across
+// autograd (casts at the first convolution, NDHWC through pooling and the residual add, bf16
+// gradients back into f32 weights) against the fp32 CPU result, with loose tolerances: every
+// layer rounds its activations.
 TEST(CudaStep, ForwardBackwardAdamWMatchTheCpu) {
   MC_SKIP_WITHOUT_GPU();
   struct Net {
@@ -529,46 +533,51 @@ TEST(CudaStep, ForwardBackwardAdamWMatchTheCpu) {
       h = relu(add(h, r));
       return linear(global_avg_pool3d(h), p[6], p[7]);
     }
+    Tensor step(const Tensor& x, const Tensor& y) {  // two AdamW steps; returns the last loss
+      std::vector<Tensor*> ptrs;
+      for (auto& t : p) ptrs.push_back(&t.set_requires_grad(true));
+      AdamW opt(ptrs);
+      Tensor loss;
+      for (int it = 0; it < 2; ++it) {
+        for (auto* t : ptrs) t->zero_grad();
+        loss = cross_entropy(forward(x), y);
+        loss.backward();
+        opt.step();
+      }
+      return loss;
+    }
   };
-  Net cpu;
-  cpu.p = {test::randn({8, 2, 3, 3, 3}, 50, DType::F32, 0.3),
-           test::uniform({8}, 51, 0.5, 1.5),
-           test::randn({8}, 52, DType::F32, 0.1),
-           test::randn({8, 8, 3, 3, 3}, 53, DType::F32, 0.1),
-           test::uniform({8}, 54, 0.5, 1.5),
-           test::randn({8}, 55, DType::F32, 0.1),
-           test::randn({3, 8}, 56, DType::F32, 0.3),
-           test::randn({3}, 57, DType::F32, 0.1)};
-  cpu.buf = {Tensor::zeros({8}), Tensor::full({8}, 1.0), Tensor::zeros({8}),
-             Tensor::full({8}, 1.0)};
-  Net dev;
-  for (auto& t : cpu.p) dev.p.push_back(gpu(t));
-  for (auto& t : cpu.buf) dev.buf.push_back(gpu(t));
+  const Net init{
+      {test::randn({8, 2, 3, 3, 3}, 50, DType::F32, 0.3), test::uniform({8}, 51, 0.5, 1.5),
+       test::randn({8}, 52, DType::F32, 0.1), test::randn({8, 8, 3, 3, 3}, 53, DType::F32, 0.1),
+       test::uniform({8}, 54, 0.5, 1.5), test::randn({8}, 55, DType::F32, 0.1),
+       test::randn({3, 8}, 56, DType::F32, 0.3), test::randn({3}, 57, DType::F32, 0.1)},
+      {Tensor::zeros({8}), Tensor::full({8}, 1.0), Tensor::zeros({8}), Tensor::full({8}, 1.0)}};
+  auto copy = [](const Net& n, Device dev) {
+    Net c;
+    for (const auto& t : n.p) c.p.push_back(t.detach().clone().to(dev));
+    for (const auto& t : n.buf) c.buf.push_back(t.clone().to(dev));
+    return c;
+  };
   const Tensor x = test::randn({3, 2, 10, 11, 12}, 58);
   const Tensor y = Tensor::from<int64_t>({2, 0, 1}, {3});
-  auto run = [&](Net& net, const Tensor& xin, const Tensor& yin) {
-    std::vector<Tensor*> ptrs;
-    for (auto& t : net.p) ptrs.push_back(&t.set_requires_grad(true));
-    AdamW opt(ptrs);
-    Tensor loss;
-    for (int it = 0; it < 2; ++it) {
-      for (auto* t : ptrs) t->zero_grad();
-      loss = cross_entropy(net.forward(xin), yin);
-      loss.backward();
-      opt.step();
+  Net cpu = copy(init, Device::cpu());
+  const Tensor l = cpu.step(x, y);
+  for (Precision p : {Precision::FP32, Precision::TF32, Precision::BF16}) {
+    PrecisionScope scope(p, p == Precision::BF16);
+    const Tol t = p == Precision::FP32   ? Tol{1e-4, 1e-5, 1e-4}
+                  : p == Precision::TF32 ? Tol{3e-2, 1e-2, 1e-2}
+                                         : Tol{1e-1, 5e-2, 5e-2};
+    const std::string at = std::string(" (") + precision_name(p) + ")";
+    Net dev = copy(init, kGpu);
+    expect_close(dev.step(gpu(x), gpu(y)), l, t, "loss" + at);
+    for (size_t i = 0; i < cpu.p.size(); ++i) {
+      expect_close(dev.p[i].grad(), cpu.p[i].grad(), t, "grad " + std::to_string(i) + at);
+      expect_close(dev.p[i], cpu.p[i], t, "param " + std::to_string(i) + at);
     }
-    return loss;
-  };
-  PrecisionScope scope(Precision::FP32, false);
-  const Tensor l = run(cpu, x, y), gl = run(dev, gpu(x), gpu(y));
-  const Tol t{1e-4, 1e-5, 1e-4};
-  expect_close(gl, l, t, "loss");
-  for (size_t i = 0; i < cpu.p.size(); ++i) {
-    expect_close(dev.p[i].grad(), cpu.p[i].grad(), t, "grad " + std::to_string(i));
-    expect_close(dev.p[i], cpu.p[i], t, "param " + std::to_string(i));
+    for (size_t i = 0; i < cpu.buf.size(); ++i)
+      expect_close(dev.buf[i], cpu.buf[i], t, "running stat " + std::to_string(i) + at);
   }
-  for (size_t i = 0; i < cpu.buf.size(); ++i)
-    expect_close(dev.buf[i], cpu.buf[i], t, "running stat " + std::to_string(i));
 }
 
 #endif  // MC_HAVE_CUDA
