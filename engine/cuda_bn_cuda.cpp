@@ -22,9 +22,14 @@ using cuda::TensorDesc;
 // inverse std (which has the forward's eps in it) when saved statistics are given, as here.
 constexpr double kBackwardEps = 1e-5;
 
+// Cleared if this cuDNN refuses the persistent mode for some input: forward and backward must
+// agree on the mode, so the choice is process-wide.
+std::atomic<bool> g_persistent_ok{true};
+
 cudnnBatchNormMode_t train_mode(const Tensor& x) {
-  return x.layout() == Layout::NDHWC && x.dim() == 5 ? CUDNN_BATCHNORM_SPATIAL_PERSISTENT
-                                                     : CUDNN_BATCHNORM_SPATIAL;
+  return x.layout() == Layout::NDHWC && x.dim() == 5 && g_persistent_ok
+             ? CUDNN_BATCHNORM_SPATIAL_PERSISTENT
+             : CUDNN_BATCHNORM_SPATIAL;
 }
 
 void check_activation(const Tensor& x, const char* op) {
@@ -64,9 +69,14 @@ const float kOne = 1.f, kZero = 0.f;
 // every later call goes that way: slower, never wrong.
 std::atomic<bool> g_bf16_native{true};
 bool native(const Tensor& x) { return x.dtype() != DType::BF16 || g_bf16_native; }
-bool fall_back(cudnnStatus_t st, const Tensor& x) {
-  if (st == CUDNN_STATUS_SUCCESS || x.dtype() != DType::BF16) return false;
+// After a refused call: whether to redo it (persistent mode first, then bf16 data, is dropped).
+bool fall_back(cudnnStatus_t st, const Tensor& x, cudnnBatchNormMode_t mode) {
   if (st != CUDNN_STATUS_NOT_SUPPORTED && st != CUDNN_STATUS_BAD_PARAM) return false;
+  if (mode == CUDNN_BATCHNORM_SPATIAL_PERSISTENT) {
+    g_persistent_ok = false;
+    return true;
+  }
+  if (x.dtype() != DType::BF16) return false;
   g_bf16_native = false;
   return true;
 }
@@ -101,7 +111,7 @@ Tensor batchnorm_forward_train(const Tensor& x, const Tensor& w, const Tensor& b
       cuda::cudnn(d.dev), mode, &kOne, &kZero, ds.x, x.raw(), ds.x, y.raw(), ds.bn, wc.raw(),
       bc.raw(), momentum, rm.defined() ? rm.raw() : nullptr, rv.defined() ? rv.raw() : nullptr, eps,
       saved.mean.raw(), saved.invstd.raw());
-  if (fall_back(st, x))
+  if (fall_back(st, x, mode))
     return cuda_prims::batchnorm_forward_train(x, w, b, rm, rv, momentum, eps, saved);
   MC_CUDNN_CHECK_STATUS(st, "cudnnBatchNormalizationForwardTraining");
   MC_CUDA_LAUNCHED("batch_norm forward");
@@ -124,7 +134,8 @@ Tensor batchnorm_forward_eval(const Tensor& x, const Tensor& w, const Tensor& b,
   const cudnnStatus_t st = cudnnBatchNormalizationForwardInference(
       cuda::cudnn(d.dev), CUDNN_BATCHNORM_SPATIAL, &kOne, &kZero, ds.x, x.raw(), ds.x, y.raw(),
       ds.bn, wc.raw(), bc.raw(), rm.raw(), rv.raw(), eps);
-  if (fall_back(st, x)) return cuda_prims::batchnorm_forward_eval(x, w, b, rm, rv, eps);
+  if (fall_back(st, x, CUDNN_BATCHNORM_SPATIAL))
+    return cuda_prims::batchnorm_forward_eval(x, w, b, rm, rv, eps);
   MC_CUDNN_CHECK_STATUS(st, "cudnnBatchNormalizationForwardInference");
   MC_CUDA_LAUNCHED("batch_norm forward (eval)");
   return y;
@@ -151,7 +162,8 @@ Tensor batchnorm_backward_train(const Tensor& x, const Tensor& dy_in, const Tens
       cuda::cudnn(d.dev), mode, &kOne, &kZero, &kOne, &kZero, ds.x, x.raw(), ds.x, dy.raw(), ds.x,
       dx.raw(), ds.bn, wc.raw(), dw.raw(), db.raw(), kBackwardEps, saved.mean.raw(),
       saved.invstd.raw());
-  if (fall_back(st, x)) return cuda_prims::batchnorm_backward_train(x, dy_in, w, saved, dw, db);
+  if (fall_back(st, x, mode))
+    return cuda_prims::batchnorm_backward_train(x, dy_in, w, saved, dw, db);
   MC_CUDNN_CHECK_STATUS(st, "cudnnBatchNormalizationBackward");
   MC_CUDA_LAUNCHED("batch_norm backward");
   return dx;

@@ -268,7 +268,18 @@ Tensor conv3d_backward_weight(const Tensor& x_in, const Tensor& dy_in, const Con
                                                 p.workspace, &zero, p.w, dw.raw()));
   if (db) {
     Tensor dbc = d.empty({g.O}, dt);
-    MC_CUDNN_CHECK(cudnnConvolutionBackwardBias(h, &one, p.y, dy.raw(), &zero, p.bias, dbc.raw()));
+    const cudnnStatus_t st =
+        cudnnConvolutionBackwardBias(h, &one, p.y, dy.raw(), &zero, p.bias, dbc.raw());
+    if (st != CUDNN_STATUS_SUCCESS && dt == DType::BF16) {  // not every cuDNN sums bf16 here
+      const Tensor dyf = to_layout(dy, lay, DType::F32);
+      cuda::TensorDesc yd, bd;
+      cuda::describe(yd, DType::F32, dy.shape(), lay);
+      cuda::describe_channels(bd, DType::F32, g.O, 5);
+      dbc = d.empty({g.O}, DType::F32);
+      MC_CUDNN_CHECK(cudnnConvolutionBackwardBias(h, &one, yd, dyf.raw(), &zero, bd, dbc.raw()));
+    } else {
+      MC_CUDNN_CHECK_STATUS(st, "cudnnConvolutionBackwardBias");
+    }
     *db = to_layout(dbc, Layout::NCDHW, DType::F32);
   }
   MC_CUDA_LAUNCHED("conv3d backward weight");
