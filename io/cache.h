@@ -15,7 +15,8 @@
 // (about 0.5 HU with a 2000 HU window), far below CT noise (~10 HU), and a 128^3 cube takes
 // 4 MiB instead of 8. CacheWriteOptions::dtype = F32 stores full precision.
 // Writes are atomic: a temporary file beside the target, fsync, then rename; on any error the
-// temporary is removed and the target is untouched.
+// temporary is removed and the target is untouched. Reading goes through io/safetensors, which
+// checks every rule of that format, then checks the cache's own (names, dtypes, shapes, ids).
 #pragma once
 #include <cstdint>
 #include <limits>
