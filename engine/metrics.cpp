@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <optional>
 
 #include "kernels/metrics.h"
 #ifdef MC_HAVE_CUDA
@@ -16,13 +17,19 @@ constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 // Device memory for one chunk of bootstrap multiplicities (int32 per row and resample).
 constexpr int64_t kBootstrapChunkBytes = int64_t(256) << 20;
 
-// Where the kernels run: the inputs' device, on the engine's stream for that device.
+// Where the kernels run: the inputs' device (made current), on the engine's stream for it.
 struct Backend {
   Device dev;
   kernels::Stream stream = nullptr;
+#ifdef MC_HAVE_CUDA
+  std::optional<cuda::DeviceGuard> guard;
+#endif
   explicit Backend(Device d) : dev(d) {
 #ifdef MC_HAVE_CUDA
-    if (dev.is_cuda()) stream = cuda::stream(dev.index);
+    if (dev.is_cuda()) {
+      guard.emplace(dev.index);
+      stream = cuda::stream(dev.index);
+    }
 #else
     MC_CHECK(!dev.is_cuda(), "metrics: tensor on ", dev.str(), " but this build has no CUDA");
 #endif

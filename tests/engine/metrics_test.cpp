@@ -243,9 +243,9 @@ TEST(MetricsKernels, WalkEqualsRankSums) {
   std::vector<double> s;
   large_case(100000, 9, y, s);
   const int64_t N = int64_t(y.size()), K = 3;
-  std::vector<int32_t> order(size_t(N * K)), ones(size_t(N), 1);
-  std::vector<double> sorted(size_t(N * K));
-  std::vector<uint8_t> end(size_t(N * K));
+  std::vector<int32_t> order(static_cast<size_t>(N * K)), ones(static_cast<size_t>(N), 1);
+  std::vector<double> sorted(static_cast<size_t>(N * K));
+  std::vector<uint8_t> end(static_cast<size_t>(N * K));
   kernels::cpu::sort_columns(s.data(), N, K, order.data(), sorted.data(), end.data(), nullptr, 0);
   std::vector<int64_t> pos(3), r2(3), wpos(3), wneg(3), u2(3);
   kernels::cpu::auc_rank_sums(y.data(), order.data(), end.data(), N, K, pos.data(), r2.data(),
@@ -331,8 +331,8 @@ TEST(MetricsCuda, KernelsMatchCpuTwins) {
                                   gp.data<double>(), nullptr);
     EXPECT_EQ(gp.to_vector<double>(), p);
     // predictions and confusion matrix
-    std::vector<int32_t> pred(size_t(N));
-    std::vector<int64_t> cm(size_t(K * K));
+    std::vector<int32_t> pred(static_cast<size_t>(N));
+    std::vector<int64_t> cm(static_cast<size_t>(K * K));
     Tensor gpred = Tensor::empty({N}, DType::I32, Device::cuda(0));
     Tensor gcm = Tensor::empty({K * K}, DType::I64, Device::cuda(0));
     kernels::cpu::argmax_rows(c.s.data(), N, K, pred.data());
@@ -362,7 +362,7 @@ TEST(MetricsCuda, KernelsMatchCpuTwins) {
       for (int64_t q = 0; q < N; ++q)
         ASSERT_EQ(c.s[size_t(horder[size_t(k * N + q)] * K + k)], sorted[size_t(k * N + q)]);
     // rank sums, on the GPU's own order
-    std::vector<int64_t> pos(size_t(K)), r2(size_t(K));
+    std::vector<int64_t> pos(static_cast<size_t>(K)), r2(static_cast<size_t>(K));
     kernels::cpu::auc_rank_sums(c.y.data(), order.data(), end.data(), N, K, pos.data(), r2.data(),
                                 nullptr, 0);
     Tensor gpos = Tensor::empty({K}, DType::I64, Device::cuda(0));
@@ -376,13 +376,13 @@ TEST(MetricsCuda, KernelsMatchCpuTwins) {
     EXPECT_EQ(gr2.to_vector<int64_t>(), r2);
     // bootstrap: identical draws, confusion matrices and AUC statistics
     const int64_t B = N >= (1 << 20) ? 8 : 33;
-    std::vector<int32_t> counts(size_t(B * N));
+    std::vector<int32_t> counts(static_cast<size_t>(B * N));
     kernels::cpu::bootstrap_counts(1234, 5, B, N, counts.data());
     Tensor gcounts = Tensor::empty({B * N}, DType::I32, Device::cuda(0));
     kernels::cuda::bootstrap_counts(1234, 5, B, N, gcounts.data<int32_t>(), nullptr);
     EXPECT_EQ(gcounts.to_vector<int32_t>(), counts);
-    std::vector<int64_t> bcm(size_t(B * K * K)), bp(size_t(B * K)), bn(size_t(B * K)),
-        bu(size_t(B * K));
+    const auto BK = static_cast<size_t>(B * K);
+    std::vector<int64_t> bcm(BK * size_t(K)), bp(BK), bn(BK), bu(BK);
     kernels::cpu::bootstrap_confusion(counts.data(), c.y.data(), pred.data(), N, B, K, bcm.data());
     Tensor gbcm = Tensor::empty({B * K * K}, DType::I64, Device::cuda(0));
     kernels::cuda::bootstrap_confusion(gcounts.data<int32_t>(), gy.data<int64_t>(),
