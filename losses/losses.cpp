@@ -51,6 +51,17 @@ LossType parse_loss_type(const std::string& s) {
   MC_FAIL("unknown loss type '", s, "' (allowed: ", allowed, ")");
 }
 
+std::vector<int64_t> class_counts(const std::vector<int64_t>& labels, int64_t K) {
+  MC_CHECK(K >= 1, "class_counts: need at least one class, got ", K);
+  std::vector<int64_t> n(size_t(K), 0);
+  for (size_t i = 0; i < labels.size(); ++i) {
+    MC_CHECK(labels[i] >= 0 && labels[i] < K, "class_counts: label ", labels[i], " at ", i,
+             " outside [0, ", K, ")");
+    ++n[size_t(labels[i])];
+  }
+  return n;
+}
+
 ClassTerms class_terms(const LossSpec& spec, const std::vector<int64_t>& n) {
   ClassTerms t;
   if (spec.type == LossType::CE) return t;

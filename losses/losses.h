@@ -42,6 +42,9 @@ struct LossSpec {
   bool adjust = false;   // weighted / class_balanced: also add tau1 * log(prior)
 };
 
+// Training class counts from training labels (each in [0, K)): the input of class_terms/Loss.
+std::vector<int64_t> class_counts(const std::vector<int64_t>& labels, int64_t K);
+
 // Per-class terms in double, from training class counts. Empty vector = term not used.
 struct ClassTerms {
   std::vector<double> offset, weight;

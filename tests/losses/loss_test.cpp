@@ -163,6 +163,11 @@ TEST(LossSpecs, EquivalentForms) {
               cross_entropy(x, labels, inv).item(), 1e-13);
 }
 
+TEST(LossSpecs, ClassCounts) {
+  EXPECT_EQ(class_counts({2, 0, 2, 2, 1}, 4), (std::vector<int64_t>{1, 1, 3, 0}));
+  EXPECT_THROW(class_counts({0, 3}, 3), Error);
+}
+
 TEST(LossSpecs, TensorsAreMadeOncePerDevice) {
   Loss l({LossType::LogitAdjusted}, {20, 110, 181});
   auto a = l.offset_weight(DType::F32, Device::cpu());
