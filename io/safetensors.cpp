@@ -408,13 +408,14 @@ void validate(const std::string& path, std::vector<SafeTensorInfo>& entries, uin
       fail(e, "unknown dtype \"", e.dtype, "\" (expected one of ", known, ")");
     }
     if (e.end < e.begin) fail(e, "data_offsets [", e.begin, ", ", e.end, "] have end < begin");
-    uint64_t bytes = d->size;
+    // Every partial product must fit an int64 too: numel_of() multiplies in that type.
+    uint64_t numel = 1, bytes = 0;
     for (int64_t dim : e.shape)
-      if (__builtin_mul_overflow(bytes, uint64_t(dim), &bytes))
-        fail(e, "shape ", shape_str(e.shape), " with dtype ", e.dtype,
-             " overflows: numel * element size does not fit in 64 bits");
-    if (bytes / d->size > uint64_t(INT64_MAX))  // numel must fit a Shape's int64
-      fail(e, "shape ", shape_str(e.shape), " overflows: more than 2^63 elements");
+      if (__builtin_mul_overflow(numel, uint64_t(dim), &numel) || numel > uint64_t(INT64_MAX))
+        fail(e, "shape ", shape_str(e.shape), " overflows: more than 2^63 elements");
+    if (__builtin_mul_overflow(numel, d->size, &bytes))
+      fail(e, "shape ", shape_str(e.shape), " with dtype ", e.dtype,
+           " overflows: numel * element size does not fit in 64 bits");
     if (bytes != e.end - e.begin)
       fail(e, "shape ", shape_str(e.shape), " with dtype ", e.dtype, " needs ", bytes,
            " bytes but data_offsets [", e.begin, ", ", e.end, "] span ", e.end - e.begin);

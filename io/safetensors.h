@@ -58,6 +58,7 @@ class SafeTensorsFile {
   StateDict copies() const;  // every tensor, sorted by name
 
  private:
+  SafeTensorsFile() = default;
   struct Impl;
   std::shared_ptr<const Impl> impl_;
 };

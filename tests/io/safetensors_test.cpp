@@ -299,11 +299,18 @@ TEST_F(SafetensorsMalformed, DataTruncatedMidTensor) {
                          "tensor 'b': data truncated: the tensor ends at data byte 20 but the file holds only 10"));
 }
 TEST_F(SafetensorsMalformed, HugeShapeOverflows) {
-  EXPECT_TRUE(open_fails(put("o.st", "{" + entry("w", "F32", "[4611686018427387904,8]", "[0,0]") + "}", ""),
-                         "tensor 'w': shape [4611686018427387904, 8] with dtype F32 overflows"));
+  EXPECT_TRUE(open_fails(put("o.st", "{" + entry("w", "F64", "[1152921504606846976,2]", "[0,0]") + "}", ""),
+                         "tensor 'w': shape [1152921504606846976, 2] with dtype F64 overflows"));
   // 2^62 * 4 bytes wraps to exactly 0 in 64 bits: must not pass as an empty tensor.
   EXPECT_TRUE(open_fails(put("p.st", "{" + entry("w", "F32", "[4611686018427387904]", "[0,0]") + "}", ""), "overflows"));
-  EXPECT_TRUE(open_fails(put("q.st", "{" + entry("w", "U8", "[9223372036854775807,2]", "[0,0]") + "}", ""), "overflows"));
+  EXPECT_TRUE(open_fails(put("q.st", "{" + entry("w", "U8", "[9223372036854775807,2]", "[0,0]") + "}", ""),
+                         "more than 2^63 elements"));
+  // A zero at the end does not excuse an int64 overflow on the way there.
+  EXPECT_TRUE(open_fails(put("r.st", "{" + entry("w", "U8", "[4611686018427387904,3,0]", "[0,0]") + "}", ""),
+                         "overflows"));
+  // Whereas a zero first is just an empty tensor.
+  EXPECT_EQ(SafeTensorsFile::open(put("s.st", "{" + entry("w", "U8", "[0,4611686018427387904,3]", "[0,0]") + "}", ""))
+                .copy("w").numel(), 0);
 }
 TEST_F(SafetensorsMalformed, MetadataNotStrings) {
   EXPECT_TRUE(open_fails(put("a.st", "{\"__metadata__\":{\"k\":1}}", ""), "\"__metadata__\" value of 'k' must be a string"));
