@@ -42,14 +42,19 @@ void list(std::ostringstream& o, const char* title, const std::vector<std::strin
   }
 }
 
+std::string problems(const LoadReport& r) {
+  std::ostringstream o;
+  list(o, "Missing key(s) in state_dict", r.missing, true);
+  list(o, "Unexpected key(s) in state_dict", r.unexpected, true);
+  list(o, "Size or type mismatch", r.mismatched, false);
+  return o.str();
+}
+
 }  // namespace
 
 std::string LoadReport::summary() const {
   std::ostringstream o;
-  o << "loaded " << loaded.size() << " tensor(s)";
-  list(o, "Missing key(s) in state_dict", missing, true);
-  list(o, "Unexpected key(s) in state_dict", unexpected, true);
-  list(o, "Size or type mismatch", mismatched, false);
+  o << "loaded " << loaded.size() << " tensor(s)" << problems(*this);
   list(o, "Kept (num_batches_tracked absent from the source)", kept, true);
   return o.str();
 }
@@ -92,8 +97,8 @@ LoadReport load_state_dict(const StateDict& dst, const StateDict& src, const Loa
   }
 
   if (opts.strict && !r.ok())
-    MC_FAIL("load_state_dict (strict): error(s) in loading state_dict; nothing was copied:\n  ",
-            r.summary());
+    MC_FAIL("load_state_dict (strict): error(s) in loading state_dict; nothing was copied:",
+            problems(r));
   for (auto [d, s] : copies) {
     Tensor view = *d;  // shares the model's storage
     view.copy_(*s);
