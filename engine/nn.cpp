@@ -90,6 +90,17 @@ void Module::to(Device dev) {
   move_buffers(dev);
 }
 
+void Module::to(DType dt) {
+  MC_CHECK(!flat_params_.defined(), "Module::to(dtype) after flatten_parameters()");
+  for (Tensor* t : parameters()) {
+    bool rg = t->requires_grad();
+    *t = t->detach().to(dt);
+    t->set_requires_grad(rg);
+  }
+  for (auto& [n, b] : named_buffers())
+    if (is_floating(b->dtype())) *b = b->to(dt);
+}
+
 // Floating buffers (running statistics) follow the parameters; integer ones
 // (num_batches_tracked) are host-side counters: bumping them must not sync with a device.
 void Module::move_buffers(Device dev) {

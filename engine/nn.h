@@ -35,6 +35,7 @@ class Module {
   Tensor flat_params() const { return flat_params_; }
   Tensor flat_grads() const { return flat_grads_; }
   void to(Device dev);  // without flattening
+  void to(DType dt);    // floating parameters and buffers (f64 for golden tests and grad checks)
   void zero_grad();     // zeroes the flat gradient block, or drops per-tensor gradients
 
  protected:

@@ -1,0 +1,24 @@
+// Running a model over a cache split: logits for every subject, in cache order.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "engine/nn.h"
+
+namespace mc {
+
+struct Predictions {
+  std::vector<std::string> ids;
+  Tensor labels;  // i64 [N] (-1 = unknown), CPU
+  Tensor logits;  // f32 [N, K], CPU
+};
+
+// Eval mode, no gradients, batches of `batch` on `dev`; shows a progress bar when `label` is set.
+Predictions predict_cache(nn::Module& model, const std::string& cache_path, int batch, Device dev,
+                          const std::string& label = "");
+// Post-hoc logit adjustment: softmax(logits - tau2 * log(prior)) as probabilities [N, K] (f64).
+Tensor posthoc_probabilities(const Tensor& logits, const std::vector<int64_t>& train_counts, double tau2);
+// log(prior) from class counts (every class must have at least one sample).
+std::vector<double> log_prior(const std::vector<int64_t>& counts);
+
+}  // namespace mc

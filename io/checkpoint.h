@@ -1,0 +1,33 @@
+// Checkpoints: <dir>/<tag>.safetensors holds the weights in PyTorch's key names (loadable by
+// torch / timm_3d / MONAI as is); <dir>/<tag>.state.safetensors holds what resuming needs
+// (optimizer moments as "optim.<name>", and in its metadata the epoch, step, best score,
+// optimizer name and the resolved config). Each file is written atomically; both carry the same
+// checkpoint id, so a pair torn by a crash between the two writes is detected, not trusted.
+#pragma once
+#include <map>
+#include <string>
+
+#include "engine/state_dict.h"
+
+namespace mc {
+
+struct TrainingState {
+  int64_t epoch = 0;        // epochs completed
+  int64_t global_step = 0;  // optimizer steps taken
+  double best_value = 0;    // model-selection score of the best epoch so far
+  int64_t best_epoch = -1;
+  std::string optimizer;    // "adamw" / "sgd"
+  std::string config_yaml;  // the resolved config of the run
+  StateDict optimizer_state;
+  std::map<std::string, std::string> extra;  // anything else worth keeping (metric names, ...)
+};
+
+// Writes both files; returns the weights path.
+std::string save_checkpoint(const std::string& dir, const std::string& tag, const StateDict& weights,
+                            const TrainingState& state);
+// Loads a state file (<tag>.state.safetensors) and checks it belongs to `weights_path`.
+TrainingState load_training_state(const std::string& state_path, const std::string& weights_path);
+// "<dir>/<tag>.safetensors" -> "<dir>/<tag>.state.safetensors"
+std::string state_path_for(const std::string& weights_path);
+
+}  // namespace mc

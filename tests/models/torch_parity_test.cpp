@@ -1,0 +1,167 @@
+// Golden test against PyTorch (llm.c's test_gpt2 habit). tests/fixtures/make_resnet_fixtures.py
+// (run by CTest as the torch_fixtures fixture) gives, for resnet10 and resnet50 with random
+// weights and a 2 x 1 x 64^3 input: logits in eval and train mode, loss, every gradient, the BN
+// running statistics, and parameters after one AdamW and one SGD step, in float32; and the same
+// forward/backward in float64 from the same values.
+//
+//  * float64: our engine must equal PyTorch to near machine precision — the implementation test.
+//  * float32, against PyTorch's float32: logits and loss within 1e-5, gradients within 1e-4,
+//    running statistics within 1e-6 (whole-tensor relative error) — or within twice PyTorch's own
+//    float32 error (its f32 result against its f64 one) where that is larger. Train-mode backward
+//    through 16 bottleneck blocks of batch norm is ill-conditioned: on resnet50 PyTorch's own
+//    f32 gradients are up to ~3e-2 from its f64 ones, so no f32 engine can be held to 1e-4 there;
+//    on resnet10 the plain bounds apply (PyTorch's f32 error is below 1e-5).
+//  * optimizers: AdamW and SGD applied to PyTorch's gradients equal PyTorch's steps.
+//  * determinism: a second run is bit-identical.
+#include <cstdlib>
+#include <filesystem>
+#include <map>
+
+#include "engine/optim.h"
+#include "io/safetensors.h"
+#include "io/state_dict_io.h"
+#include "models/resnet3d.h"
+#include "test_util.h"
+
+namespace mc {
+namespace {
+
+using TensorMap = std::map<std::string, Tensor>;
+
+std::string fixture_dir(const std::string& model) {
+  auto d = std::filesystem::path(MC_BINARY_DIR) / "fixtures" / "torch" / model;
+  return std::filesystem::exists(d / "expected_f64.safetensors") ? d.string() : "";
+}
+
+TensorMap load_map(const std::string& path) {
+  TensorMap m;
+  for (auto& [k, t] : load_safetensors(path)) m[k] = t;
+  return m;
+}
+
+struct Run {
+  Tensor logits_eval, logits_train, loss;
+  TensorMap grads, buffers;
+};
+
+Run run_engine(const std::string& model, const StateDict& weights, const TensorMap& e, DType dt) {
+  auto m = models::create(model, 1, 3, 0);
+  if (dt != DType::F32) m->to(dt);
+  load_state_dict(m->state_dict(), weights);
+  const Tensor x = e.at("input"), y = e.at("labels");
+  Run r;
+  m->eval();
+  {
+    NoGradGuard ng;
+    r.logits_eval = m->forward(x);
+  }
+  m->train();
+  r.logits_train = m->forward(x);
+  r.loss = cross_entropy(r.logits_train, y);
+  r.loss.backward();
+  for (auto& [k, p] : m->named_parameters()) r.grads[k] = p->grad();
+  for (auto& [k, b] : m->named_buffers()) r.buffers[k] = b->clone();
+  return r;
+}
+
+// Worst whole-tensor relative error of `ours` (by name, with prefix) against `ref`.
+std::pair<double, std::string> worst(const TensorMap& ours, const TensorMap& ref, const std::string& prefix) {
+  std::pair<double, std::string> w{0.0, ""};
+  for (auto& [k, t] : ours) w = std::max(w, {test::rel_error(t, ref.at(prefix + k)), k});
+  return w;
+}
+
+void check_model(const std::string& model) {
+  const std::string dir = fixture_dir(model);
+  if (dir.empty()) {
+    if (std::getenv("MC_REQUIRE_TORCH_FIXTURES"))
+      FAIL() << "PyTorch fixtures for " << model << " missing (MC_REQUIRE_TORCH_FIXTURES is set)";
+    GTEST_SKIP() << "no PyTorch fixtures (is Debian's python3-torch installed?)";
+  }
+  const StateDict weights = load_safetensors(dir + "/weights.safetensors");
+  const TensorMap e32 = load_map(dir + "/expected.safetensors");
+  const TensorMap e64 = load_map(dir + "/expected_f64.safetensors");
+
+  // ---- float64: the implementation equals PyTorch's ----
+  {
+    Run r = run_engine(model, weights, e64, DType::F64);
+    const double le = test::rel_error(r.logits_eval, e64.at("logits_eval"));
+    const double lt = test::rel_error(r.logits_train, e64.at("logits_train"));
+    const double lo = test::rel_error(r.loss, e64.at("loss"));
+    auto [g, gname] = worst(r.grads, e64, "grad.");
+    auto [s, sname] = worst(r.buffers, e64, "after.");
+    EXPECT_LE(le, 1e-12);
+    EXPECT_LE(lt, 1e-9);
+    EXPECT_LE(lo, 1e-9);
+    EXPECT_LE(g, 1e-7) << gname;
+    EXPECT_LE(s, 1e-10) << sname;
+    std::printf("[parity %s f64] logits eval %.1e train %.1e | loss %.1e | worst grad %.1e (%s) | "
+                "running stats %.1e\n", model.c_str(), le, lt, lo, g, gname.c_str(), s);
+  }
+
+  // ---- float32: against PyTorch's float32 ----
+  Run r = run_engine(model, weights, e32, DType::F32);
+  auto vs_torch = [&](const Tensor& t, const std::string& k) { return test::rel_error(t, e32.at(k)); };
+  auto torch_err = [&](const std::string& k) { return test::rel_error(e32.at(k), e64.at(k)); };
+  // The bound, or twice PyTorch's own float32 error where the computation is so
+  // ill-conditioned that f32 cannot do better (see the top of this file).
+  auto bound = [&](const std::string& k, double tol) { return std::max(tol, 2 * torch_err(k)); };
+  auto expect = [&](const Tensor& t, const std::string& k, double tol) {
+    const double err = vs_torch(t, k);
+    EXPECT_LE(err, bound(k, tol)) << k << " (PyTorch f32 vs f64: " << torch_err(k) << ")";
+    if (std::getenv("MC_PARITY_VERBOSE"))
+      std::printf("  %-44s %.2e   PyTorch f32 vs f64 %.2e\n", k.c_str(), err, torch_err(k));
+    return err;
+  };
+  const double le = expect(r.logits_eval, "logits_eval", 1e-5);
+  const double lt = expect(r.logits_train, "logits_train", 1e-5);
+  const double lo = expect(r.loss, "loss", 1e-5);
+  std::pair<double, std::string> gw{0, ""}, sw{0, ""};
+  int beyond_tol = 0;
+  double torch_worst = 0;
+  for (auto& [k, g] : r.grads) {
+    const double err = expect(g, "grad." + k, 1e-4);
+    gw = std::max(gw, {err, k});
+    beyond_tol += err > 1e-4;
+    torch_worst = std::max(torch_worst, torch_err("grad." + k));
+  }
+  for (auto& [k, b] : r.buffers) sw = std::max(sw, {expect(b, "after." + k, 1e-6), k});
+  std::printf("[parity %s f32] vs PyTorch f32: logits eval %.1e train %.1e | loss %.1e | worst grad "
+              "%.1e (%s; %d of %zu tensors beyond 1e-4; PyTorch's own f32 vs f64 worst %.1e) | "
+              "running stats %.1e\n", model.c_str(), le, lt, lo, gw.first, gw.second.c_str(), beyond_tol,
+              r.grads.size(), torch_worst, sw.first);
+
+  // ---- optimizers on PyTorch's gradients ----
+  auto m = models::create(model, 1, 3, 0);
+  load_state_dict(m->state_dict(), weights);
+  std::vector<Tensor> before;
+  for (auto& [k, p] : m->named_parameters()) {
+    before.push_back(p->detach().clone());
+    p->set_grad(e32.at("grad." + k).clone());
+  }
+  auto step_and_compare = [&](Optimizer&& opt, const std::string& prefix) {
+    opt.step();
+    double w = 0;
+    size_t i = 0;
+    for (auto& [k, p] : m->named_parameters()) {
+      w = std::max(w, test::rel_error(*p, e32.at(prefix + k)));
+      p->detach().copy_(before[i++]);
+    }
+    EXPECT_LE(w, 1e-6) << prefix;
+    std::printf("[parity %s] %s step on PyTorch's gradients: worst parameter error %.1e\n",
+                model.c_str(), prefix.c_str(), w);
+  };
+  step_and_compare(AdamW(m->parameters(), {.lr = 1e-3, .weight_decay = 0.01}), "adamw.");
+  step_and_compare(SGD(m->parameters(), {.lr = 0.1, .momentum = 0.9, .weight_decay = 1e-4, .nesterov = true}), "sgd.");
+
+  // ---- determinism ----
+  Run again = run_engine(model, weights, e32, DType::F32);
+  EXPECT_EQ(test::rel_error(again.logits_train, r.logits_train), 0.0);
+  for (auto& [k, g] : r.grads) EXPECT_EQ(test::rel_error(again.grads[k], g), 0.0) << k;
+}
+
+TEST(TorchParity, Resnet10) { check_model("resnet10"); }
+TEST(TorchParity, Resnet50) { check_model("resnet50"); }
+
+}  // namespace
+}  // namespace mc
