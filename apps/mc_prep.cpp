@@ -4,13 +4,23 @@
 #include <optional>
 
 #include "io/prep.h"
+#include "io/prep_config.h"
 #include "io/progress.h"
 #include "io/synthetic.h"
 
 int main(int argc, char** argv) {
   mc::PrepCommand cmd;
   try {
-    cmd = mc::parse_prep_command({argv + 1, argv + argc});
+    std::vector<std::string> args(argv + 1, argv + argc);
+    if (!args.empty() && (args[0] == "--config" || args[0].rfind("--config=", 0) == 0)) {
+      // mc_prep --config FILE.yaml [key=value ...]: every setting from the run config.
+      std::string path = args[0] == "--config" ? (args.size() > 1 ? args[1] : "") : args[0].substr(9);
+      if (path.empty()) throw mc::Error("--config needs a file");
+      std::vector<std::string> overrides(args.begin() + (args[0] == "--config" ? 2 : 1), args.end());
+      cmd.prep = mc::prep_options_from_config(mc::load_config(path, overrides));
+    } else {
+      cmd = mc::parse_prep_command(args);
+    }
   } catch (const std::exception& e) {
     std::cerr << "mc_prep: " << e.what() << "\n";
     return 2;

@@ -514,7 +514,7 @@ std::string split_cache_path(const Config::Data& d, std::string_view split) {
                                                        : nullptr;
   MC_CHECK(explicit_path, "split_cache_path: unknown split '", split, "' (train, val or test)");
   if (!explicit_path->empty()) return *explicit_path;
-  return (std::filesystem::path(d.cache_dir) / (std::string(split) + ".mcc")).string();
+  return (std::filesystem::path(d.cache_dir) / (std::string(split) + ".safetensors")).string();
 }
 
 }  // namespace mc

@@ -95,10 +95,10 @@ std::vector<ConfigKey> build_schema() {
   add(key("data.cache_dir", F(data.cache_dir),
           "folder of the preprocessed per-split cache files that mc_prep writes"));
   add(key("data.train_cache", F(data.train_cache),
-          "training cache file; \"\" = <cache_dir>/train.mcc"));
+          "training cache file; \"\" = <cache_dir>/train.safetensors"));
   add(key("data.val_cache", F(data.val_cache),
-          "validation cache file; \"\" = <cache_dir>/val.mcc"));
-  add(key("data.test_cache", F(data.test_cache), "test cache file; \"\" = <cache_dir>/test.mcc"));
+          "validation cache file; \"\" = <cache_dir>/val.safetensors"));
+  add(key("data.test_cache", F(data.test_cache), "test cache file; \"\" = <cache_dir>/test.safetensors"));
   add(key("data.volume", F(data.volume), "edge of the cubic network input in voxels")
           .ge(8).le(512));
   add(key("data.spacing_mm", F(data.spacing_mm),
@@ -227,9 +227,9 @@ std::vector<ConfigKey> build_schema() {
   add(key("augment.intensity_prob", F(augment.intensity_prob),
           "probability of an intensity scale and shift").prob());
   add(key("augment.intensity_scale", F(augment.intensity_scale),
-          "intensities multiplied by 1 + U(-s, s)").ge(0).le(1));
+          "intensities multiplied by 1 + U(-s, s); off by default: HU carries the label").ge(0).le(1));
   add(key("augment.intensity_shift", F(augment.intensity_shift),
-          "U(-s, s) added to the [0, 1] intensities").ge(0).le(1));
+          "U(-s, s) added to the [0, 1] intensities (0.1 = 200 HU in a 2000 HU window)").ge(0).le(1));
   add(key("augment.noise_prob", F(augment.noise_prob), "probability of added Gaussian noise")
           .prob());
   add(key("augment.noise_std", F(augment.noise_std),

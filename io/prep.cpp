@@ -322,6 +322,7 @@ std::string prep_usage() {
 
 usage: mc_prep --ct-dir DIR [--seg-dir DIR] [--labels CSV] --out DIR [options]
        mc_prep --synthetic N --out DIR [--seed S] [--size 64] [--workers N]
+       mc_prep --config RUN.yaml [key=value ...]   (data.* of a run config; caches to data.cache_dir)
 
 data (pairing: <ct-dir>/<id>.nii.gz with <seg-dir>/<id>.nii.gz, or TotalSegmentator style
 <ct-dir>/<id>/ct.nii.gz with <seg-dir>/<id>/segmentations.nii.gz or

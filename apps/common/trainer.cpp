@@ -94,7 +94,7 @@ LoaderOptions train_loader_options(const Config& cfg, Device dev) {
   lo.seed = uint64_t(cfg.train.seed);
   lo.num_classes = cfg.model.num_classes;
   lo.drop_last = true;  // a batch of one breaks batch-norm statistics
-  lo.workers = std::max(1, cfg.data.num_workers);
+  lo.workers = cfg.data.num_workers;  // 0: batches built in the training thread
   lo.device = dev;
   const auto& a = cfg.augment;
   lo.augment = a.enabled;
@@ -102,6 +102,8 @@ LoaderOptions train_loader_options(const Config& cfg, Device dev) {
   lo.aug.rot90_p = float(a.rot90_prob);
   lo.aug.rotate_p = float(a.rotate_prob);
   lo.aug.rotate_deg = float(a.rotate_deg);
+  lo.aug.intensity_p = float(a.intensity_prob);
+  lo.aug.noise_p = float(a.noise_prob);
   lo.aug.scale_range = float(a.intensity_scale);
   lo.aug.shift_range = float(a.intensity_shift);
   lo.aug.noise_std = float(a.noise_std);
