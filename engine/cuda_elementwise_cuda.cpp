@@ -6,23 +6,6 @@
 #include "kernels/loss.h"
 #include "kernels/softmax.h"
 
-// Launchers defined in kernels/elementwise.cu that kernels/elementwise.h does not declare yet
-// (issue #3 asks for these lines there; until then they are declared here, the one user).
-namespace mc::kernels::cuda {
-void add(const void* a, const void* b, void* y, int dt, int64_t n, Stream s);
-void mul(const void* a, const void* b, void* y, int dt, int64_t n, Stream s);
-void axpy(float alpha, const void* x, void* y, int dt, int64_t n, Stream s);
-void scale(const void* x, float alpha, void* y, int dt, int64_t n, Stream s);
-void relu_forward(const void* x, void* y, int dt, int64_t n, Stream s);
-void relu_backward(const void* y, const void* dy, void* dx, int dt, int64_t n, Stream s);
-// y[0] = scale * sum(x), fixed-order (deterministic) double accumulation; f32 | bf16.
-void sum(const void* x, int xdt, int64_t n, double scale, void* y, int ydt, Stream s);
-// y[i] = alpha * scalar[0] (device scalar; f32 | bf16 each).
-void broadcast_scalar(const void* scalar, int sdt, float alpha, void* y, int ydt, int64_t n,
-                      Stream s);
-// [B, R, Q] -> [B, Q, R] with a dtype change (f32 | bf16).
-void transpose(const void* x, int xdt, void* y, int ydt, int64_t B, int64_t R, int64_t Q, Stream s);
-}  // namespace mc::kernels::cuda
 
 namespace mc::cuda_prims {
 namespace kc = kernels::cuda;

@@ -88,9 +88,7 @@ struct SumNode : Node {
   double alpha;  // 1 for sum, 1/n for mean
   const char* name() const override { return "sum"; }
   std::vector<Tensor> backward(const Tensor& dy) override {
-    Tensor g = Tensor::empty(shape, dy.dtype(), dy.device());
-    g.fill_(dy.item() * alpha);
-    return {g};
+    return {prims::broadcast_scalar(dy, shape, alpha)};
   }
 };
 
@@ -143,9 +141,9 @@ struct CrossEntropyNode : Node {
   bool mean;
   const char* name() const override { return "cross_entropy"; }
   std::vector<Tensor> backward(const Tensor& dy) override {
-    // The fused kernel recomputes softmax; dloss is a scalar read once per step.
+    // The fused kernel recomputes softmax; dloss stays on the device.
     Tensor d;
-    prims::cross_entropy(logits, labels, offset, weight, mean, &d, dy.item());
+    prims::cross_entropy(logits, labels, offset, weight, mean, &d, dy);
     return {d};
   }
 };

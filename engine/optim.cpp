@@ -1,6 +1,9 @@
 #include "engine/optim.h"
 
 #include "engine/autograd.h"
+#ifdef MC_HAVE_CUDA
+#include "engine/cuda_runtime.h"
+#endif
 
 namespace mc {
 
@@ -57,7 +60,7 @@ void AdamW::step() {
   for_each_run([&](float* p, const float* g, int64_t off, int64_t n) {
     if (device_.is_cuda()) {
 #ifdef MC_HAVE_CUDA
-      kernels::cuda::adamw_step(p, g, m + off, v + off, n, a, nullptr);
+      kernels::cuda::adamw_step(p, g, m + off, v + off, n, a, cuda::stream(device_.index));
 #endif
     } else {
       kernels::cpu::adamw_step(p, g, m + off, v + off, n, a);
@@ -95,7 +98,7 @@ void SGD::step() {
   for_each_run([&](float* p, const float* g, int64_t off, int64_t n) {
     if (device_.is_cuda()) {
 #ifdef MC_HAVE_CUDA
-      kernels::cuda::sgd_step(p, g, buf ? buf + off : nullptr, n, a, nullptr);
+      kernels::cuda::sgd_step(p, g, buf ? buf + off : nullptr, n, a, cuda::stream(device_.index));
 #endif
     } else {
       kernels::cpu::sgd_step(p, g, buf ? buf + off : nullptr, n, a);

@@ -401,4 +401,18 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& labels, const Tensor& o
   return loss;
 }
 
+Tensor cross_entropy(const Tensor& logits, const Tensor& labels, const Tensor& offset,
+                     const Tensor& weight, bool mean, Tensor* dlogits, const Tensor& dloss) {
+  MC_CHECK(dloss.numel() == 1 && dloss.device() == logits.device(), "cross_entropy: dloss must be ",
+           "one element on ", logits.device().str(), ", got ", dloss.str());
+  MC_ROUTE_CUDA(logits, cross_entropy(logits, labels, offset, weight, mean, dlogits, dloss));
+  return cross_entropy(logits, labels, offset, weight, mean, dlogits, dloss.item());
+}
+
+Tensor broadcast_scalar(const Tensor& s, const Shape& shape, double alpha) {
+  MC_CHECK(s.numel() == 1, "broadcast_scalar: needs one element, got ", s.str());
+  MC_ROUTE_CUDA(s, broadcast_scalar(s, shape, alpha));
+  return Tensor::full(shape, s.item() * alpha, s.dtype());
+}
+
 }  // namespace mc::prims

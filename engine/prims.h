@@ -59,5 +59,11 @@ Tensor softmax_backward(const Tensor& y, const Tensor& dy, bool log);
 // non-null fills it with d(loss)/d(logits) * dloss. offset, weight: [C] or undefined.
 Tensor cross_entropy(const Tensor& logits, const Tensor& labels, const Tensor& offset,
                      const Tensor& weight, bool mean, Tensor* dlogits, double dloss);
+// The same with d(loss) as a one-element tensor on the logits' device: autograd's path, so a
+// backward never reads the loss gradient on the host (no sync; CUDA-graph capturable).
+Tensor cross_entropy(const Tensor& logits, const Tensor& labels, const Tensor& offset,
+                     const Tensor& weight, bool mean, Tensor* dlogits, const Tensor& dloss);
+// alpha * s[0] in every element of a new tensor of `shape` (s: one element): sum's backward.
+Tensor broadcast_scalar(const Tensor& s, const Shape& shape, double alpha);
 
 }  // namespace mc::prims

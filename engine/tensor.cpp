@@ -5,6 +5,9 @@
 
 #include "engine/memory.h"
 #include "kernels/elementwise.h"
+#ifdef MC_HAVE_CUDA
+#include "engine/cuda_runtime.h"
+#endif
 
 namespace mc {
 
@@ -166,7 +169,7 @@ Tensor& Tensor::copy_(const Tensor& src) {
   Tensor s = src.to(device_);  // cast where the destination lives
   if (device_.is_cuda()) {
 #ifdef MC_HAVE_CUDA
-    kernels::cuda::cast(s.raw(), int(s.dtype_), raw(), int(dtype_), numel(), nullptr);
+    kernels::cuda::cast(s.raw(), int(s.dtype_), raw(), int(dtype_), numel(), cuda::stream(device_.index));
 #else
     MC_FAIL("built without CUDA");
 #endif
@@ -180,7 +183,7 @@ Tensor& Tensor::fill_(double v) {
   if (numel() == 0) return *this;
   if (device_.is_cuda()) {
 #ifdef MC_HAVE_CUDA
-    kernels::cuda::fill(raw(), int(dtype_), v, numel(), nullptr);
+    kernels::cuda::fill(raw(), int(dtype_), v, numel(), cuda::stream(device_.index));
 #else
     MC_FAIL("built without CUDA");
 #endif

@@ -1,0 +1,117 @@
+// End to end on the CPU: generated scans -> mc_prep's library -> training -> held-out metrics,
+// and resume after an interruption gives the same final weights as an uninterrupted run.
+#include <filesystem>
+#include <sstream>
+
+#include "apps/common/evaluate.h"
+#include "apps/common/trainer.h"
+#include "engine/metrics.h"
+#include "io/cache.h"
+#include "io/prep_config.h"
+#include "io/safetensors.h"
+#include "io/state_dict_io.h"
+#include "io/synthetic.h"
+#include "test_util.h"
+
+namespace mc {
+namespace {
+namespace fs = std::filesystem;
+
+// One generated data set shared by the tests of this file (generating it takes seconds).
+const std::string& dataset() {
+  static const std::string dir = [] {
+    fs::path d = fs::temp_directory_path() / "mc_tests" / "e2e_data";
+    fs::remove_all(d);
+    SyntheticOptions s;
+    s.count = 150;
+    s.size = 48;
+    s.seed = 11;
+    write_synthetic_dataset(d.string(), s, nullptr);
+    return d.string();
+  }();
+  return dir;
+}
+
+Config demo_config(const std::string& out, std::vector<std::string> extra = {}) {
+  const std::string d = dataset();
+  std::vector<std::string> ov = {"data.raw.ct_dir=" + d + "/ct", "data.raw.seg_dir=" + d + "/seg",
+                                 "data.raw.labels_csv=" + d + "/labels.csv",
+                                 "data.cache_dir=" + d + "/cache", "output.dir=" + out,
+                                 "train.device=cpu", "data.num_workers=1"};
+  ov.insert(ov.end(), extra.begin(), extra.end());
+  return load_config(std::string(MC_SOURCE_DIR) + "/configs/demo.yaml", ov);
+}
+
+void prepare(const Config& cfg) {
+  static bool done = false;  // the caches depend only on the data section, shared by all runs
+  if (done) return;
+  PrepOptions p = prep_options_from_config(cfg);
+  p.progress = false;
+  PrepResult r = run_prep(p);
+  ASSERT_EQ(r.failed, 0);
+  done = true;
+}
+
+TEST(TrainE2E, DemoTrainsAndBeatsChanceOnHeldOutSplit) {
+  const std::string out = test::temp_dir();
+  Config cfg = demo_config(out);
+  prepare(cfg);
+  std::ostringstream log;
+  TrainHooks hooks;
+  hooks.out = &log;
+  TrainSummary s = train(cfg, false, hooks);
+  std::printf("%s", log.str().c_str());
+  EXPECT_EQ(s.epochs_done, cfg.train.epochs);
+  ASSERT_TRUE(fs::exists(s.best_weights));
+  EXPECT_TRUE(fs::exists(out + "/metrics.csv"));
+  EXPECT_TRUE(fs::exists(out + "/config.yaml"));
+
+  // The best checkpoint on the test split, which neither training nor selection saw.
+  auto model = build_model(cfg);
+  load_state_dict(model->state_dict(), load_safetensors(s.best_weights));
+  const std::string train_cache = split_cache_path(cfg.data, "train");
+  Predictions p = predict_cache(*model, split_cache_path(cfg.data, "test"), 8, Device::cpu());
+  Tensor probs = posthoc_probabilities(p.logits, Cache::open(train_cache).class_counts(3), cfg.posthoc.tau2);
+  ClassificationMetrics m = classification_metrics(p.labels, probs);
+  std::printf("held-out test: n %lld, balanced accuracy %.3f, accuracy %.3f, macro AUC %.3f\n",
+              (long long)m.num_samples, m.balanced_accuracy.value, m.accuracy.value, m.auc_macro.value);
+  EXPECT_GT(m.balanced_accuracy.value, 0.5);  // chance: 1/3
+  EXPECT_GT(m.auc_macro.value, 0.75);         // chance: 0.5
+}
+
+TEST(TrainE2E, ResumeAfterInterruptionEqualsUninterruptedRun) {
+  const std::string a = test::temp_dir() + "/straight", b = test::temp_dir() + "/interrupted";
+  const std::vector<std::string> short_run = {"train.epochs=3"};
+  Config ca = demo_config(a, short_run), cb = demo_config(b, short_run);
+  prepare(ca);
+  std::ostringstream sink;
+  TrainHooks quiet;
+  quiet.out = &sink;
+  train(ca, false, quiet);
+
+  TrainHooks one = quiet;
+  one.max_epochs_this_call = 1;  // "interrupted" after epoch 1, leaving last.safetensors
+  EXPECT_EQ(train(cb, false, one).epochs_done, 1);
+  EXPECT_EQ(train(cb, true, quiet).epochs_done, 3);  // --resume: epochs 2 and 3
+
+  StateDict wa = load_safetensors(a + "/last.safetensors"), wb = load_safetensors(b + "/last.safetensors");
+  ASSERT_EQ(wa.size(), wb.size());
+  for (size_t i = 0; i < wa.size(); ++i) {
+    ASSERT_EQ(wa[i].first, wb[i].first);
+    EXPECT_EQ(test::rel_error(wb[i].second, wa[i].second), 0.0) << wa[i].first;
+  }
+}
+
+TEST(TrainE2E, ResumeWithoutCheckpointNamesTheFile) {
+  Config cfg = demo_config(test::temp_dir());
+  prepare(cfg);
+  try {
+    train(cfg, true);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("last.safetensors"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace mc
