@@ -9,6 +9,8 @@
 // the voxel count; inference counts a third of that (the forward pass). bf16 runs channels-last.
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
+#include <thread>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -16,6 +18,9 @@
 #include <string>
 #include <vector>
 
+#include "io/cache.h"
+#include "io/loader.h"
+#include "engine/random.h"
 #include "engine/memory.h"
 #include "engine/ops.h"
 #include "engine/optim.h"
@@ -279,9 +284,33 @@ void write_json(const std::string& path, const std::vector<Row>& rows) {
   std::fclose(f);
 }
 
+// Loader throughput at 128^3 with augmentation (issue: it must stay well above what the GPU
+// consumes, ~300 volumes/s at the step we aim for). Runs on any build.
+void loader_case(int workers) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / "mc_bench_loader";
+  fs::create_directories(dir);
+  const std::string cache = (dir / "cache.safetensors").string();
+  if (!fs::exists(cache)) {
+    std::vector<CacheRecord> recs;
+    std::vector<Tensor> vols;
+    Generator g(5);
+    for (int i = 0; i < 48; ++i) {
+      recs.push_back({"s" + std::to_string(i), i % 3, -1.5});
+      vols.push_back(rand_uniform({1, 128, 128, 128}, g, 0.0, 1.0));
+    }
+    write_cache(cache, recs, vols, {});
+  }
+  for (bool aug : {false, true}) {
+    const double vps = measure_loader_throughput(cache, 8, workers, aug, 8);
+    std::printf("loader 128^3 batch 8, %d workers, %-18s %8.1f volumes/s\n", workers,
+                aug ? "with augmentation:" : "no augmentation:", vps);
+  }
+}
+
 int usage(const char* argv0) {
   std::printf(
-      "usage: %s [--case all|step|infer|conv] [--precision all|fp32|tf32|bf16]\n"
+      "usage: %s [--case all|step|infer|conv|loader] [--precision all|fp32|tf32|bf16]\n"
       "          [--shape all|128|96|64] [--warmup N] [--repeats N] [--model NAME] [--json OUT]\n"
       "Times MedConv's training step and inference on the GPU (CUDA events, median).\n",
       argv0);
@@ -322,6 +351,9 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
+  if (o.cases == "loader" || o.cases == "all")
+    loader_case(std::max(2, int(std::thread::hardware_concurrency())));
+  if (o.cases == "loader") return 0;
 #ifndef MC_HAVE_CUDA
   std::printf("mc_bench: this build has no CUDA backend; see mc_bench_cpu for CPU timings\n");
   return 0;
