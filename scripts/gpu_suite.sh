@@ -5,6 +5,8 @@
 #   sanitize  compute-sanitizer: memcheck on the CUDA tests (large convolutions left out),
 #             racecheck and synccheck on the tests that run our own kernels
 #   bench     mc_bench (training step, inference, layer convolutions; every precision)
+#   demo      the README demo on the GPU, and medconv.yaml at 128^3 on generated data for
+#             3 epochs with the GPU's busy share sampled (nvidia-smi)
 #   torch     benchmarks/pytorch/bench_resnet3d.py, the same work in PyTorch
 #   all       every stage above, in that order (the default)
 # Usage: OUT=/some/dir scripts/gpu_suite.sh [stage...]. Stages after `build` reuse $BUILD_DIR, so
@@ -130,10 +132,42 @@ if wants sanitize; then
       echo "== synccheck: our kernels"
       "$SAN" --tool synccheck --error-exitcode 3 ./tests/test_engine --gtest_filter="$OURS" --gtest_brief=1
       rc3=$?
-      exit $((rc1 | rc2 | rc3))
+      echo "== memcheck + racecheck: the loss, metric and augmentation kernels (other binaries)"
+      rc4=0
+      for t in "test_losses:LossCuda*" "test_engine:MetricsCuda*" "test_kernels:Augment*Cuda*" \
+               "test_io:Loader*Gpu*"; do
+        bin=${t%%:*}; filt=${t#*:}
+        [ -x "./tests/$bin" ] || continue
+        "$SAN" --tool memcheck --error-exitcode 3 "./tests/$bin" --gtest_filter="$filt" --gtest_brief=1 || rc4=1
+        "$SAN" --tool racecheck --error-exitcode 3 "./tests/$bin" --gtest_filter="$filt" --gtest_brief=1 || rc4=1
+      done
+      exit $((rc1 | rc2 | rc3 | rc4))
     ) >"$OUT/sanitizer.log" 2>&1
     stage_result sanitize $?
   fi
+fi
+
+# ---- the demo and the MedConv recipe on the GPU (issue: time per epoch, GPU busy share) ----
+if wants demo; then
+  (
+    export BUILD_DIR
+    B=$BUILD_DIR
+    [ -f data/demo/labels.csv ] || "$B/apps/mc_prep" --synthetic 240 --size 64 --seed 0 --out data/demo --no-progress
+    "$B/apps/mc_prep" --config configs/demo.yaml
+    /usr/bin/time -v "$B/apps/mc_train" --config configs/demo.yaml output.dir="$OUT/demo_run"
+    "$B/apps/mc_eval" --config configs/demo.yaml output.dir="$OUT/demo_run" --split test --out "$OUT/demo_report"
+    # medconv.yaml at 128^3 on generated data for a few epochs, with GPU utilisation sampled.
+    [ -f data/demo128/labels.csv ] || "$B/apps/mc_prep" --synthetic 160 --size 160 --seed 1 --out data/demo128
+    nvidia-smi --query-gpu=utilization.gpu --format=csv,noheader,nounits -lms 500 >"$OUT/gpu_util.txt" &
+    smi=$!
+    "$B/apps/mc_prep" --config configs/medconv.yaml data.raw.ct_dir=data/demo128/ct \
+      data.raw.seg_dir=data/demo128/seg data.raw.labels_csv=data/demo128/labels.csv data.cache_dir=data/demo128/cache
+    "$B/apps/mc_train" --config configs/medconv.yaml data.cache_dir=data/demo128/cache train.epochs=3 \
+      output.dir="$OUT/medconv_run"
+    kill $smi
+    awk '{s+=$1; n++} END {if (n) printf "GPU busy share during medconv.yaml: %.0f%% of %d samples\n", s/n, n}' "$OUT/gpu_util.txt"
+  ) >"$OUT/demo.log" 2>&1
+  stage_result demo $?
 fi
 
 # ---- benchmarks ----
