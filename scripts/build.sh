@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Configures and builds into ${BUILD_DIR:-build} (CUDA on when nvcc is present).
+# Configures and builds into ${BUILD_DIR:-build} (CUDA on when nvcc is present; architectures
+# 80;90 unless CUDA_ARCHS says otherwise). Extra arguments go to CMake.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR=${BUILD_DIR:-build}
-cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release "$@" >/dev/null
+args=(-DCMAKE_BUILD_TYPE=Release)
+[ -n "${CUDA_ARCHS:-}" ] && args+=(-DCMAKE_CUDA_ARCHITECTURES="$CUDA_ARCHS")
+cmake -S . -B "$BUILD_DIR" -G Ninja "${args[@]}" "$@" >/dev/null
 cmake --build "$BUILD_DIR" -j "$(nproc)"
