@@ -147,7 +147,6 @@ TrainSummary train(const Config& cfg, bool resume, const TrainHooks& hooks) {
   set_deterministic(cfg.train.deterministic);
   TrainSummary sum;
   sum.run_dir = cfg.output.dir;
-  fs::create_directories(sum.run_dir);
 
   const std::string train_path = split_cache_path(cfg.data, "train");
   const std::string val_path = split_cache_path(cfg.data, "val");
@@ -156,6 +155,7 @@ TrainSummary train(const Config& cfg, bool resume, const TrainHooks& hooks) {
   MC_CHECK(fs::exists(val_path), "validation cache '", val_path,
            "' not found: run mc_prep first (or set data.val_cache)");
 
+  fs::create_directories(sum.run_dir);  // only once the inputs are known to exist
   auto model = build_model(cfg);
   model->flatten_parameters(dev);
   auto opt = build_optimizer(cfg, *model);
