@@ -99,11 +99,13 @@ std::vector<std::string> all_gather(Communicator& c, const std::vector<std::stri
   return out;
 }
 
-void allreduce_gradients(Communicator& c, Tensor& flat_grads, double scale, size_t bucket_bytes) {
+void allreduce_gradients(Communicator& c, const Tensor& flat_grads, double scale,
+                         size_t bucket_bytes) {
   MC_CHECK(flat_grads.defined(), c.who(), ": allreduce_gradients: no gradient block (call "
            "flatten_parameters first)");
   if (c.world() > 1) c.all_reduce_sum(std::vector<Tensor>{flat_grads}, bucket_bytes);
-  if (scale != 1.0) flat_grads.copy_(prims::scale(flat_grads, scale));
+  Tensor g = flat_grads;  // a handle on the same storage
+  if (scale != 1.0) g.copy_(prims::scale(g, scale));
 }
 
 double allreduce_scalar(Communicator& c, double v) {
@@ -566,6 +568,9 @@ std::unique_ptr<Communicator> init_distributed(Device dev) {
     MC_CHECK(torch_world == 0 || torch_world == mpi_world, "the MPI launcher says ", mpi_world,
              " processes but WORLD_SIZE says ", torch_world);
     auto mpi = detail::make_mpi_communicator();
+    MC_CHECK(mpi->world() == mpi_world, "the launcher started ", mpi_world,
+             " processes but MPI sees ", mpi->world(),
+             " (an MPI built without this launcher's support, e.g. srun without --mpi=pmix?)");
     if (dev.is_cpu()) return mpi;
 #ifdef MC_HAVE_CUDA
     return nccl_over_mpi(std::move(mpi));

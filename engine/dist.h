@@ -99,8 +99,9 @@ std::vector<T> all_gather(Communicator& c, const std::vector<T>& mine,
 std::vector<std::string> all_gather(Communicator& c, const std::vector<std::string>& mine);
 
 // Sums the flat gradient block over ranks in buckets, then multiplies by `scale` (1 / world
-// averages: each rank's loss is a mean over its own slice of the global batch).
-void allreduce_gradients(Communicator& c, Tensor& flat_grads, double scale,
+// averages: each rank's loss is a mean over its own slice of the global batch). In place (the
+// tensor is a handle: pass model.flat_grads()).
+void allreduce_gradients(Communicator& c, const Tensor& flat_grads, double scale,
                          size_t bucket_bytes = Communicator::kDefaultBucketBytes);
 // The sum over ranks of one number per rank (e.g. a loss sum or a sample count).
 double allreduce_scalar(Communicator& c, double v);

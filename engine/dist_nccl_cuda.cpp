@@ -252,8 +252,9 @@ class NcclCommunicator final : public Communicator {
     std::unique_lock lk(mu_);
     while (!stop_ && failure_.empty()) {
       cv_.wait_for(lk, milliseconds(100));
+      if (comm_gone_) break;
       ncclResult_t async = ncclSuccess;
-      if (comm_) ncclCommGetAsyncError(comm_, &async);
+      ncclCommGetAsyncError(comm_, &async);
       if (async != ncclSuccess && async != ncclInProgress) {
         give_up(lk, detail::cat("NCCL reported ", ncclGetErrorString(async)));
         break;
@@ -291,13 +292,17 @@ class NcclCommunicator final : public Communicator {
     lk.lock();
   }
 
-  // Caller holds api_mu_ (or is the constructor/settle on the calling thread).
+  // Caller holds api_mu_ (or is the constructor). The watchdog is told first (under mu_, which
+  // it holds while it looks at the communicator), so it never touches an aborted one.
   void abort_comm() noexcept {
     if (!comm_ || aborted_) return;
+    {
+      std::lock_guard lk(mu_);
+      if (failure_.empty()) failure_ = "aborted";
+      comm_gone_ = true;
+    }
     ncclCommAbort(comm_);
     aborted_ = true;
-    std::lock_guard lk(mu_);
-    if (failure_.empty()) failure_ = "aborted";
   }
 
   int rank_, world_, local_, dev_ = 0;
@@ -313,6 +318,7 @@ class NcclCommunicator final : public Communicator {
   std::deque<Pending> pending_;
   std::vector<cudaEvent_t> free_;
   std::string failure_;
+  bool comm_gone_ = false;  // abort_comm has begun
   bool stop_ = false;
   std::thread watchdog_;
 };

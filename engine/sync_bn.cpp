@@ -90,8 +90,8 @@ void update_running(Tensor& rm, Tensor& rv, const Moments& g, double momentum) {
     m[c] = (1 - momentum) * m[c] + momentum * g.mean[c];
     v[c] = (1 - momentum) * v[c] + momentum * (g.m2[c] / (g.n - 1));
   }
-  rm.copy_(Tensor::from(m, rm.shape()));
-  rv.copy_(Tensor::from(v, rv.shape()));
+  rm.copy_(Tensor::from(m, rm.shape()).to(rm.dtype()));  // cast on the host, then one copy
+  rv.copy_(Tensor::from(v, rv.shape()).to(rv.dtype()));
 }
 
 std::vector<double> host(const Tensor& t, size_t C, double fallback) {

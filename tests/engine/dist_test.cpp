@@ -555,8 +555,7 @@ Trained train_tiny(Communicator& comm, Communicator* sync, int steps) {
     Tensor y = Tensor::from(std::vector<int64_t>(labels.begin() + first, labels.begin() + first + per), {per});
     net.zero_grad();
     cross_entropy(net(x), y).backward();  // the mean over this rank's samples
-    Tensor g = net.flat_grads();
-    allreduce_gradients(comm, g, 1.0 / comm.world());
+    allreduce_gradients(comm, net.flat_grads(), 1.0 / comm.world());
     opt.step();
   }
   return {net.flat_params().clone(), net.running_mean().clone()};
