@@ -2,11 +2,12 @@
 // the 3D ResNet-50, per shape and precision, plus the cuDNN convolutions of its layers.
 // Timed with CUDA events on the engine's stream: warm-up, repeats, median.
 //
-//   mc_bench [--case all|step|infer|conv] [--precision all|fp32|tf32|bf16] [--shape all|128|96|64]
-//            [--warmup N] [--repeats N] [--model resnet50] [--json OUT]
+//   mc_bench [--case all|step|infer|conv|loader|loss|auc] [--precision all|fp32|tf32|bf16]
+//            [--shape all|128|96|64] [--warmup N] [--repeats N] [--model resnet50] [--json OUT]
 //
 // TFLOP/s counts 231.7 GFLOP per volume per training step at 128^3 (REFERENCE.md), scaled with
 // the voxel count; inference counts a third of that (the forward pass). bf16 runs channels-last.
+// The loss and auc cases live in loss_metric_cases.cpp.
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
@@ -28,6 +29,7 @@
 #include "engine/prims.h"
 #include "engine/random.h"
 #include "models/resnet3d.h"
+#include "loss_metric_cases.h"
 #ifdef MC_HAVE_CUDA
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
@@ -260,7 +262,8 @@ std::string json_escape(const std::string& s) {
   return o;
 }
 
-void write_json(const std::string& path, const std::vector<Row>& rows) {
+// `extra`: more JSON objects for the array (bench::to_json), may be empty.
+void write_json(const std::string& path, const std::vector<Row>& rows, const std::string& extra) {
   FILE* f = std::fopen(path.c_str(), "w");
   if (!f) {
     std::fprintf(stderr, "mc_bench: cannot write %s\n", path.c_str());
@@ -278,8 +281,9 @@ void write_json(const std::string& path, const std::vector<Row>& rows) {
                  (long long)r.batch, (long long)r.size, num(r.ms).c_str(),
                  num(r.volumes_per_s).c_str(), num(r.tflops).c_str(), num(r.peak_gib).c_str(),
                  num(r.anchor_ms).c_str(), json_escape(r.error).c_str(),
-                 i + 1 < rows.size() ? "," : "");
+                 i + 1 < rows.size() || !extra.empty() ? "," : "");
   }
+  if (!extra.empty()) std::fprintf(f, "%s\n", extra.c_str());
   std::fprintf(f, "]\n");
   std::fclose(f);
 }
@@ -310,7 +314,7 @@ void loader_case(int workers) {
 
 int usage(const char* argv0) {
   std::printf(
-      "usage: %s [--case all|step|infer|conv|loader] [--precision all|fp32|tf32|bf16]\n"
+      "usage: %s [--case all|step|infer|conv|loader|loss|auc] [--precision all|fp32|tf32|bf16]\n"
       "          [--shape all|128|96|64] [--warmup N] [--repeats N] [--model NAME] [--json OUT]\n"
       "Times MedConv's training step and inference on the GPU (CUDA events, median).\n",
       argv0);
@@ -383,7 +387,11 @@ int main(int argc, char** argv) {
       conv_cases(o, p, rows);
       for (size_t i = first; i < rows.size(); ++i) print_row(rows[i]);
     }
-  if (!o.json.empty()) write_json(o.json, rows);
+  std::vector<bench::LossMetricRecord> extra;
+  if (selected(o.cases, "loss")) extra = bench::loss_cases(o.warmup, o.repeats);
+  if (selected(o.cases, "auc"))
+    for (const auto& r : bench::auc_cases(o.warmup, o.repeats)) extra.push_back(r);
+  if (!o.json.empty()) write_json(o.json, rows, bench::to_json(extra));
   return 0;
 #endif
 }
