@@ -178,6 +178,10 @@ fi
 if wants torch; then
   $PY benchmarks/pytorch/bench_resnet3d.py --json "$OUT/torch_bench.json" >"$OUT/torch_bench.txt" 2>&1
   stage_result "torch (bench_resnet3d.py)" $?
+  # mc_bench --case loss|auc in PyTorch/sklearn/torchmetrics (torch_loss_metrics.txt, .json).
+  $PY benchmarks/pytorch/bench_loss_metrics.py --json "$OUT/torch_loss_metrics.json" \
+    >"$OUT/torch_loss_metrics.txt" 2>&1
+  stage_result "torch (bench_loss_metrics.py)" $?
 fi
 
 note "== done: $([ $status -eq 0 ] && echo all stages passed || echo some stages FAILED)"
