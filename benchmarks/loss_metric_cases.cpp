@@ -59,7 +59,7 @@ std::string positive(double v) { return v > 0 ? num(v) : "null"; }
 #ifdef MC_HAVE_CUDA
 
 void print(const LossMetricRecord& r) {
-  std::printf("%-5s %-44s %8lld x %-5lld", r.kind.c_str(), r.name.c_str(), (long long)r.n,
+  std::printf("%-5s %-48s %9lld x %-5lld", r.kind.c_str(), r.name.c_str(), (long long)r.n,
               (long long)r.c);
   if (!r.error.empty()) {
     std::printf("  failed: %s\n", r.error.c_str());

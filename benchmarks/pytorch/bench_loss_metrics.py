@@ -105,7 +105,7 @@ def measured(row, body):
 
 
 def print_row(r):
-    head = f"{r['kind']:<5} {r['name']:<44} {r['n']:>8} x {r['c']:<5}"
+    head = f"{r['kind']:<5} {r['name']:<48} {r['n']:>9} x {r['c']:<5}"
     if r["error"]:
         print(f"{head}  failed: {r['error']}", flush=True)
         return
@@ -220,6 +220,13 @@ def auc_cases(args):
     return rows
 
 
+def finite(v):
+    """JSON has no NaN: None in its place, in lists too."""
+    if isinstance(v, list):
+        return [finite(x) for x in v]
+    return None if isinstance(v, float) and not math.isfinite(v) else v
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--case", default="all", choices=["all", "loss", "auc"])
@@ -249,8 +256,7 @@ def main():
         rows += auc_cases(args)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump([{k: (None if isinstance(v, float) and not math.isfinite(v) else v)
-                        for k, v in r.items()} for r in rows], f, indent=1)
+            json.dump([{k: finite(v) for k, v in r.items()} for r in rows], f, indent=1)
     return 0
 
 
