@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "engine/memory.h"
+#include "engine/sync_bn.h"
 
 namespace mc::nn {
 
@@ -12,6 +13,21 @@ template <class F>
 void Module::walk(const std::string& prefix, F&& f) {
   f(prefix, *this);
   for (auto& [name, child] : children_) child->walk(prefix + name + ".", f);
+}
+
+void Module::apply(const std::function<void(Module&)>& f) {
+  walk("", [&](const std::string&, Module& m) { f(m); });
+}
+
+int set_sync_batchnorm(Module& m, Communicator* comm) {
+  int n = 0;
+  m.apply([&](Module& x) {
+    if (auto* bn = dynamic_cast<BatchNorm3d*>(&x)) {
+      bn->set_sync(comm);
+      ++n;
+    }
+  });
+  return n;
 }
 
 void Module::train(bool on) {
@@ -164,6 +180,8 @@ BatchNorm3d::BatchNorm3d(int64_t c, double eps, double momentum) : eps_(eps), mo
 
 Tensor BatchNorm3d::forward(const Tensor& x) {
   if (is_training()) nbt_->data<int64_t>()[0] += 1;  // integer buffers stay on the host
+  if (sync_ && is_training())
+    return sync_batch_norm(x, *w_, *b_, *rm_, *rv_, true, momentum_, eps_, *sync_);
   return batch_norm(x, *w_, *b_, *rm_, *rv_, is_training(), momentum_, eps_);
 }
 

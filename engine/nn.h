@@ -2,6 +2,7 @@
 // own parameters, then its own buffers, then its children, recursively).
 #pragma once
 #include <deque>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -9,6 +10,10 @@
 #include "engine/ops.h"
 #include "engine/random.h"
 #include "engine/state_dict.h"
+
+namespace mc {
+class Communicator;  // engine/dist.h
+}
 
 namespace mc::nn {
 
@@ -37,6 +42,8 @@ class Module {
   void to(Device dev);  // without flattening
   void to(DType dt);    // floating parameters and buffers (f64 for golden tests and grad checks)
   void zero_grad();     // zeroes the flat gradient block, or drops per-tensor gradients
+  // Calls f on this module and every descendant, parents first.
+  void apply(const std::function<void(Module&)>& f);
 
  protected:
   Tensor& register_parameter(const std::string& name, Tensor t);
@@ -76,9 +83,13 @@ class BatchNorm3d : public Module {
   Tensor forward(const Tensor& x) override;
   Tensor& weight() { return *w_; }
   Tensor& bias() { return *b_; }
+  // Training statistics over the global batch of all ranks of `comm` (null: this process's
+  // batch only), as torch.nn.SyncBatchNorm.
+  void set_sync(Communicator* comm) { sync_ = comm; }
  private:
   Tensor *w_, *b_, *rm_, *rv_, *nbt_;
   double eps_, momentum_;
+  Communicator* sync_ = nullptr;
 };
 
 class Linear : public Module {
@@ -117,6 +128,9 @@ class Sequential : public Module {
  private:
   std::vector<Module*> mods_;
 };
+
+// Makes every BatchNorm3d in m synchronise over comm (null: undo); returns how many.
+int set_sync_batchnorm(Module& m, Communicator* comm);
 
 // PyTorch's default Linear/Conv init: kaiming_uniform(a = sqrt(5)) for the weight, and
 // U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for the bias. Both bounds are 1/sqrt(fan_in).

@@ -133,6 +133,7 @@ struct Config {
     bool deterministic = false;
     double grad_clip = 0.0;  // 0 = off
     bool sync_bn = false;
+    int64_t epoch_samples = 0;  // samples per epoch (global); 0 = the training set once
     bool operator==(const Train&) const = default;
   };
 

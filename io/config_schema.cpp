@@ -212,6 +212,9 @@ std::vector<ConfigKey> build_schema() {
           "bit-reproducible GPU runs (deterministic algorithms, maybe slower)"));
   add(key("train.grad_clip", F(train.grad_clip),
           "clip the global gradient L2 norm to this (0 = off)").ge(0));
+  add(key("train.epoch_samples", F(train.epoch_samples),
+          "samples drawn per epoch (global); 0 = the training set once (class-balanced: its labelled size)")
+          .ge(0));
   add(key("train.sync_bn", F(train.sync_bn),
           "synchronise batch-norm statistics over GPUs (matches one GPU's batch)"));
 

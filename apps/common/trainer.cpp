@@ -5,9 +5,11 @@
 #include <fstream>
 #include <iomanip>
 #include <iostream>
+#include <optional>
 #include <sstream>
 
 #include "apps/common/evaluate.h"
+#include "engine/dist.h"
 #include "engine/memory.h"
 #include "engine/metrics.h"
 #include "engine/precision.h"
@@ -93,6 +95,7 @@ LoaderOptions train_loader_options(const Config& cfg, Device dev) {
                                                                         : Sampling::Shuffle;
   lo.seed = uint64_t(cfg.train.seed);
   lo.num_classes = cfg.model.num_classes;
+  lo.epoch_samples = cfg.train.epoch_samples;
   lo.drop_last = true;  // a batch of one breaks batch-norm statistics
   lo.workers = cfg.data.num_workers;  // 0: batches built in the training thread
   lo.device = dev;
@@ -140,13 +143,33 @@ std::string fmt(double v, int prec = 4) {
 
 }  // namespace
 
+// The run on this rank's share of the work (the whole of it with a world of one).
+static TrainSummary train_on(const Config& cfg, bool resume, const TrainHooks& hooks, Communicator& comm);
+
 TrainSummary train(const Config& cfg, bool resume, const TrainHooks& hooks) {
-  std::ostream& out = hooks.out ? *hooks.out : std::cout;
-  const Device dev = resolve_device(cfg.train.device);
-  set_precision(parse_precision(std::string(to_string(cfg.train.precision))));
+  // One process per GPU (or CPU node) under mpirun / torchrun; a world of one otherwise.
+  auto comm = init_distributed(resolve_device(cfg.train.device));
+  try {
+    return train_on(cfg, resume, hooks, *comm);
+  } catch (const std::exception& e) {
+    // A rank that cannot go on must not leave the others waiting in a collective.
+    if (comm->world() > 1) comm->abort(comm->who() + ": " + e.what());
+    throw;
+  }
+}
+
+static TrainSummary train_on(const Config& cfg, bool resume, const TrainHooks& hooks, Communicator& comm) {
+  const Device dev = comm.device();
+  const int world = comm.world();
+  const bool lead = comm.rank() == 0;  // only rank 0 prints and writes
+  std::ostringstream discard;
+  std::ostream& out = !lead ? discard : hooks.out ? *hooks.out : std::cout;
+  set_precision(cfg.train.precision);
   set_deterministic(cfg.train.deterministic);
   TrainSummary sum;
   sum.run_dir = cfg.output.dir;
+  MC_CHECK(cfg.train.batch_size % world == 0, "train.batch_size ", cfg.train.batch_size,
+           " is the global batch and must divide evenly over ", world, " ranks");
 
   const std::string train_path = split_cache_path(cfg.data, "train");
   const std::string val_path = split_cache_path(cfg.data, "val");
@@ -161,7 +184,11 @@ TrainSummary train(const Config& cfg, bool resume, const TrainHooks& hooks) {
   auto opt = build_optimizer(cfg, *model);
   const LrSchedule sched = schedule_of(cfg);
 
-  Loader train_loader(train_path, train_loader_options(cfg, dev));
+  LoaderOptions lo = train_loader_options(cfg, dev);
+  lo.batch = cfg.train.batch_size / world;  // this rank's slice of every global batch
+  lo.rank = comm.rank();
+  lo.world = world;
+  Loader train_loader(train_path, lo);
   const Cache& cache = train_loader.cache();
   MC_CHECK(cache.volume_shape()[0] == cfg.model.in_chans, "model.in_chans is ", cfg.model.in_chans,
            " but the cache '", train_path, "' holds ", cache.volume_shape()[0],
@@ -183,10 +210,23 @@ TrainSummary train(const Config& cfg, bool resume, const TrainHooks& hooks) {
     opt->load_state(st.optimizer_state);
     st.config_yaml = to_yaml(cfg);
     out << "resumed from " << last << " after epoch " << st.epoch << "\n";
-  } else {
+  } else if (lead) {
     std::ofstream(fs::path(sum.run_dir) / "config.yaml") << to_yaml(cfg);
   }
-  RunLog log(sum.run_dir, resume ? st.epoch : 0);
+  std::optional<RunLog> log;
+  if (lead) log.emplace(sum.run_dir, resume ? st.epoch : 0);
+  if (world > 1) {
+    // Every replica starts from rank 0's weights and statistics, whatever each loaded.
+    Tensor flat = model->flat_params();
+    comm.broadcast(flat, 0);
+    for (auto& [name, b] : model->named_buffers())
+      if (is_floating(b->dtype())) comm.broadcast(*b, 0);
+    const int synced = cfg.train.sync_bn ? nn::set_sync_batchnorm(*model, &comm) : 0;
+    out << "data parallel: " << world << " ranks (" << comm.backend() << "), batch " << lo.batch
+        << " per rank = " << cfg.train.batch_size << " global, lr " << cfg.optim.lr
+        << (synced ? ", synchronised batch norm (" + std::to_string(synced) + " layers)" : ", local batch norm")
+        << "\n";
+  }
 
   out << "training " << model_arch(cfg.model.name) << " on " << dev.str() << " ("
       << precision_name(precision()) << "), " << cache.size() << " training volumes "
@@ -201,8 +241,10 @@ TrainSummary train(const Config& cfg, bool resume, const TrainHooks& hooks) {
     opt->set_lr(sched.lr_at(int(epoch)));
     train_loader.set_epoch(epoch);
     model->train();
-    Progress bar("epoch " + std::to_string(epoch + 1) + "/" + std::to_string(cfg.train.epochs),
-                 train_loader.steps_per_epoch());
+    std::optional<Progress> bar;
+    if (lead)
+      bar.emplace("epoch " + std::to_string(epoch + 1) + "/" + std::to_string(cfg.train.epochs),
+                  train_loader.steps_per_epoch());
     double loss_sum = 0;
     int64_t steps = 0;
     while (auto b = train_loader.next()) {
@@ -212,20 +254,30 @@ TrainSummary train(const Config& cfg, bool resume, const TrainHooks& hooks) {
       MC_CHECK(std::isfinite(l), "the loss became ", l, " at epoch ", epoch + 1, ", step ", steps + 1,
                " (global step ", st.global_step + 1, "); lower optim.lr or check the data");
       loss.backward();
+      // Each rank's loss is the mean over its slice: the average of the ranks' gradients is the
+      // gradient of the global batch's mean.
+      if (world > 1) allreduce_gradients(comm, model->flat_grads(), 1.0 / world);
       if (cfg.train.grad_clip > 0) grad_norm_clip(*model, cfg.train.grad_clip);
       opt->step();
       ++st.global_step;
       loss_sum += l;
       ++steps;
-      bar.set_note("loss " + fmt(loss_sum / double(steps)));
-      bar.tick();
+      if (bar) {
+        bar->set_note("loss " + fmt(loss_sum / double(steps)));
+        bar->tick();
+      }
     }
-    bar.finish();
-    const bool interrupted = hooks.stop && hooks.stop->load();
+    if (bar) bar->finish();
+    bool interrupted = hooks.stop && hooks.stop->load();
+    if (world > 1) {
+      loss_sum = allreduce_scalar(comm, loss_sum) / world;
+      interrupted = allreduce_scalar(comm, interrupted ? 1.0 : 0.0) > 0;  // all ranks stop together
+    }
     const double train_loss = steps ? loss_sum / double(steps) : NAN;
 
-    // Validation with post-hoc adjustment (tau2), metrics, selection.
-    Predictions val = predict_cache(*model, val_path, cfg.train.batch_size, dev);
+    // Validation with post-hoc adjustment (tau2), metrics, selection. Each rank predicts a shard.
+    Predictions val = predict_cache(*model, val_path, cfg.train.batch_size, dev, "", comm.rank(), world);
+    if (world > 1) val = gather_predictions(comm, val, Cache::open(val_path).size());
     Tensor probs = posthoc_probabilities(val.logits, counts, cfg.posthoc.tau2);
     ClassificationMetrics m = classification_metrics(val.labels, probs);
     double val_loss;
@@ -240,7 +292,7 @@ TrainSummary train(const Config& cfg, bool resume, const TrainHooks& hooks) {
       st.best_epoch = epoch + 1;
     }
     st.epoch = epoch + 1;
-    log.append({{"epoch", double(epoch + 1)}, {"lr", opt->lr()}, {"train_loss", train_loss},
+    if (log) log->append({{"epoch", double(epoch + 1)}, {"lr", opt->lr()}, {"train_loss", train_loss},
                 {"val_loss", val_loss}, {"val_accuracy", m.accuracy.value},
                 {"val_balanced_accuracy", m.balanced_accuracy.value},
                 {"val_auc_macro", m.auc_macro.defined ? m.auc_macro.value : NAN},
@@ -253,10 +305,14 @@ TrainSummary train(const Config& cfg, bool resume, const TrainHooks& hooks) {
 
     st.optimizer_state = opt->state();
     StateDict weights = model->state_dict();
-    sum.last_weights = save_checkpoint(sum.run_dir, "last", weights, st);
-    if (best) save_checkpoint(sum.run_dir, "best", weights, st);
-    if (cfg.output.checkpoint_every > 0 && (epoch + 1) % cfg.output.checkpoint_every == 0)
-      save_checkpoint(sum.run_dir, "epoch" + std::to_string(epoch + 1), weights, st);
+    sum.last_weights = (fs::path(sum.run_dir) / "last.safetensors").string();
+    if (lead) {
+      save_checkpoint(sum.run_dir, "last", weights, st);
+      if (best) save_checkpoint(sum.run_dir, "best", weights, st);
+      if (cfg.output.checkpoint_every > 0 && (epoch + 1) % cfg.output.checkpoint_every == 0)
+        save_checkpoint(sum.run_dir, "epoch" + std::to_string(epoch + 1), weights, st);
+    }
+    if (world > 1) comm.barrier();  // no rank runs ahead of a checkpoint being written
     ++epochs_this_call;
     if (interrupted) {
       sum.interrupted = true;

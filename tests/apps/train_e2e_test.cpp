@@ -11,51 +11,19 @@
 #include "io/safetensors.h"
 #include "io/state_dict_io.h"
 #include "io/synthetic.h"
+#include "e2e_data.h"
 #include "test_util.h"
 
 namespace mc {
 namespace {
 namespace fs = std::filesystem;
 
-// One generated data set shared by the tests of this file (generating it takes seconds).
-const std::string& dataset() {
-  static const std::string dir = [] {
-    fs::path d = fs::temp_directory_path() / "mc_tests" / "e2e_data";
-    fs::remove_all(d);
-    SyntheticOptions s;
-    s.count = 150;
-    s.size = 48;
-    s.seed = 11;
-    write_synthetic_dataset(d.string(), s, nullptr);
-    return d.string();
-  }();
-  return dir;
-}
-
-Config demo_config(const std::string& out, std::vector<std::string> extra = {}) {
-  const std::string d = dataset();
-  std::vector<std::string> ov = {"data.raw.ct_dir=" + d + "/ct", "data.raw.seg_dir=" + d + "/seg",
-                                 "data.raw.labels_csv=" + d + "/labels.csv",
-                                 "data.cache_dir=" + d + "/cache", "output.dir=" + out,
-                                 "train.device=cpu", "data.num_workers=1"};
-  ov.insert(ov.end(), extra.begin(), extra.end());
-  return load_config(std::string(MC_SOURCE_DIR) + "/configs/demo.yaml", ov);
-}
-
-void prepare(const Config& cfg) {
-  static bool done = false;  // the caches depend only on the data section, shared by all runs
-  if (done) return;
-  PrepOptions p = prep_options_from_config(cfg);
-  p.progress = false;
-  PrepResult r = run_prep(p);
-  ASSERT_EQ(r.failed, 0);
-  done = true;
-}
+using test::e2e_config;
 
 TEST(TrainE2E, DemoTrainsAndBeatsChanceOnHeldOutSplit) {
   const std::string out = test::temp_dir();
-  Config cfg = demo_config(out);
-  prepare(cfg);
+  Config cfg = e2e_config(out);
+  test::e2e_prepare();
   std::ostringstream log;
   TrainHooks hooks;
   hooks.out = &log;
@@ -82,8 +50,8 @@ TEST(TrainE2E, DemoTrainsAndBeatsChanceOnHeldOutSplit) {
 TEST(TrainE2E, ResumeAfterInterruptionEqualsUninterruptedRun) {
   const std::string a = test::temp_dir() + "/straight", b = test::temp_dir() + "/interrupted";
   const std::vector<std::string> short_run = {"train.epochs=3"};
-  Config ca = demo_config(a, short_run), cb = demo_config(b, short_run);
-  prepare(ca);
+  Config ca = e2e_config(a, short_run), cb = e2e_config(b, short_run);
+  test::e2e_prepare();
   std::ostringstream sink;
   TrainHooks quiet;
   quiet.out = &sink;
@@ -103,8 +71,8 @@ TEST(TrainE2E, ResumeAfterInterruptionEqualsUninterruptedRun) {
 }
 
 TEST(TrainE2E, ResumeWithoutCheckpointNamesTheFile) {
-  Config cfg = demo_config(test::temp_dir());
-  prepare(cfg);
+  Config cfg = e2e_config(test::temp_dir());
+  test::e2e_prepare();
   try {
     train(cfg, true);
     FAIL();
