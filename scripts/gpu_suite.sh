@@ -7,7 +7,7 @@
 #   bench     mc_bench (training step, inference, layer convolutions; every precision)
 #   demo      the README demo on the GPU, and medconv.yaml at 128^3 on generated data for
 #             3 epochs with the GPU's busy share sampled (nvidia-smi)
-#   torch     benchmarks/pytorch/bench_resnet3d.py, the same work in PyTorch
+#   torch     benchmarks/pytorch/bench_resnet3d.py and bench_loss_metrics.py, the same work in PyTorch
 #   all       every stage above, in that order (the default)
 # Usage: OUT=/some/dir scripts/gpu_suite.sh [stage...]. Stages after `build` reuse $BUILD_DIR, so
 # a session whose commands are time-limited can run `build test` in one call and
@@ -15,6 +15,7 @@
 #   summary.txt  machine, libraries, one line per stage with its status
 #   build_test.log  configure/build tail and the ctest output
 #   sanitizer.log   mc_bench.txt  mc_bench.json  torch_bench.txt  torch_bench.json
+#   torch_loss_metrics.txt  torch_loss_metrics.json  demo.log  gpu_util.txt
 #
 # cuDNN: the system cuDNN 9.14 gives wrong bf16 3-D convolutions on large inputs (REFERENCE.md),
 # so the build uses the cuDNN inside PyTorch's wheel (python -c 'import nvidia.cudnn') when

@@ -112,7 +112,7 @@ TEST(ConfigFiles, Demo) {
   EXPECT_DOUBLE_EQ(c.optim.lr, 1e-3);
   EXPECT_EQ(c.data.raw.ct_dir, "data/demo/ct");
   EXPECT_EQ(c.data.raw.labels_csv, "data/demo/labels.csv");
-  EXPECT_EQ(split_cache_path(c.data, "train"), "data/demo/cache/train.mcc");
+  EXPECT_EQ(split_cache_path(c.data, "train"), "data/demo/cache/train.safetensors");
 }
 
 TEST(ConfigFiles, MissingFileIsNamed) {
@@ -128,9 +128,9 @@ TEST(ConfigFiles, SplitCachePath) {
   Config::Data d;
   d.cache_dir = "/c";
   d.val_cache = "/elsewhere/v.bin";
-  EXPECT_EQ(split_cache_path(d, "train"), "/c/train.mcc");
+  EXPECT_EQ(split_cache_path(d, "train"), "/c/train.safetensors");
   EXPECT_EQ(split_cache_path(d, "val"), "/elsewhere/v.bin");
-  EXPECT_EQ(split_cache_path(d, "test"), "/c/test.mcc");
+  EXPECT_EQ(split_cache_path(d, "test"), "/c/test.safetensors");
   EXPECT_THROW(split_cache_path(d, "dev"), Error);
 }
 
