@@ -3,6 +3,7 @@
 #pragma once
 #include <gtest/gtest.h>
 
+#include <initializer_list>
 #include <string>
 
 #include "engine/tensor.h"
@@ -16,8 +17,23 @@ double rel_error(const Tensor& a, const Tensor& ref);
 // Checks the elementwise rule; on failure reports the worst element.
 ::testing::AssertionResult all_close(const Tensor& a, const Tensor& ref, double rtol, double atol);
 bool have_gpu();
+
+// Expects fn() to throw mc::Error whose message contains every fragment.
+template <class F>
+void expect_error(F fn, std::initializer_list<std::string> fragments) {
+  try {
+    fn();
+    ADD_FAILURE() << "no error thrown";
+  } catch (const Error& e) {
+    for (const auto& f : fragments)
+      EXPECT_NE(std::string(e.what()).find(f), std::string::npos)
+          << "message \"" << e.what() << "\" lacks \"" << f << "\"";
+  }
+}
 std::string shared_data(const std::string& rel);  // "" when ../shared/data is absent
-std::string temp_dir();                           // a fresh directory for this test
+// A fresh directory for this test; it wipes what an earlier call of the same test made, so call
+// it once per test and keep the path.
+std::string temp_dir();
 
 }  // namespace mc::test
 

@@ -14,6 +14,7 @@
 
 namespace mc {
 namespace {
+using test::expect_error;
 
 // A file in this test's fresh directory (temp_dir() empties it, so call it once per test).
 std::string temp(const std::string& name) {
@@ -35,19 +36,6 @@ void spit_gz(const std::string& path, const std::vector<char>& bytes) {
   gzFile f = gzopen(path.c_str(), "wb");
   gzwrite(f, bytes.data(), unsigned(bytes.size()));
   gzclose(f);
-}
-
-// Expects fn() to throw mc::Error whose message contains every fragment.
-template <class F>
-void expect_error(F fn, std::initializer_list<std::string> fragments) {
-  try {
-    fn();
-    ADD_FAILURE() << "no error thrown";
-  } catch (const Error& e) {
-    for (const auto& f : fragments)
-      EXPECT_NE(std::string(e.what()).find(f), std::string::npos)
-          << "message \"" << e.what() << "\" lacks \"" << f << "\"";
-  }
 }
 
 Affine affine_of(const YAML::Node& n) {

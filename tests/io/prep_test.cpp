@@ -17,20 +17,9 @@
 
 namespace mc {
 namespace {
+using test::expect_error;
 
 namespace fs = std::filesystem;
-
-template <class F>
-void expect_error(F fn, std::initializer_list<std::string> fragments) {
-  try {
-    fn();
-    ADD_FAILURE() << "no error thrown";
-  } catch (const Error& e) {
-    for (const auto& f : fragments)
-      EXPECT_NE(std::string(e.what()).find(f), std::string::npos)
-          << "message \"" << e.what() << "\" lacks \"" << f << "\"";
-  }
-}
 
 void write_text(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
 

@@ -9,18 +9,7 @@
 
 namespace mc {
 namespace {
-
-template <class F>
-void expect_error(F fn, std::initializer_list<std::string> fragments) {
-  try {
-    fn();
-    ADD_FAILURE() << "no error thrown";
-  } catch (const Error& e) {
-    for (const auto& f : fragments)
-      EXPECT_NE(std::string(e.what()).find(f), std::string::npos)
-          << "message \"" << e.what() << "\" lacks \"" << f << "\"";
-  }
-}
+using test::expect_error;
 
 Affine diag_affine(double sx, double sy, double sz, double ox = 0, double oy = 0, double oz = 0) {
   Affine a = identity_affine();
