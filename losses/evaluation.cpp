@@ -1,6 +1,8 @@
 #include "losses/evaluation.h"
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -9,7 +11,7 @@
 namespace mc {
 namespace {
 
-bool rows_are_probabilities(const Predictions& p) {
+bool rows_are_probabilities(const PredictionTable& p) {
   const int64_t K = p.num_classes();
   for (int64_t i = 0; i < p.size(); ++i) {
     double s = 0;
@@ -23,30 +25,8 @@ bool rows_are_probabilities(const Predictions& p) {
   return true;
 }
 
-std::string num(double v) {  // JSON number (shortest text that reads back exactly), or null
-  if (!std::isfinite(v)) return "null";
-  char b[32];
-  for (int digits = 15; digits <= 17; ++digits) {
-    std::snprintf(b, sizeof b, "%.*g", digits, v);
-    if (std::strtod(b, nullptr) == v) break;
-  }
-  return b;
-}
-
-std::string quoted(const std::string& s) {
-  std::string o = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') o += '\\';
-    if (static_cast<unsigned char>(c) < 0x20) {
-      char b[8];
-      std::snprintf(b, sizeof b, "\\u%04x", c);
-      o += b;
-    } else {
-      o += c;
-    }
-  }
-  return o + "\"";
-}
+std::string num(double v) { return json_number(v); }
+std::string quoted(const std::string& s) { return json_string(s); }
 
 template <class T, class F>
 std::string array(const std::vector<T>& v, F f) {
@@ -88,6 +68,87 @@ MetricValue value_of(const ClassificationMetrics& m, const std::string& name) {
 
 }  // namespace
 
+std::string json_number(double v) {
+  if (!std::isfinite(v)) return "null";
+  char b[32];
+  for (int digits = 15; digits <= 17; ++digits) {
+    std::snprintf(b, sizeof b, "%.*g", digits, v);
+    if (std::strtod(b, nullptr) == v) break;
+  }
+  return b;
+}
+
+std::string json_string(const std::string& s) {
+  std::string o = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') o += '\\';
+    if (static_cast<unsigned char>(c) < 0x20) {
+      char b[8];
+      std::snprintf(b, sizeof b, "\\u%04x", c);
+      o += b;
+    } else {
+      o += c;
+    }
+  }
+  return o + "\"";
+}
+
+int64_t threshold_class(double x, const std::vector<double>& thresholds) {
+  int64_t k = 0;
+  while (size_t(k) < thresholds.size() && x >= thresholds[size_t(k)]) ++k;
+  return k;
+}
+
+std::vector<double> fit_thresholds(const std::vector<double>& x, const std::vector<int64_t>& labels,
+                                   int64_t K) {
+  MC_CHECK(K >= 2 && x.size() == labels.size(), "fit_thresholds: ", x.size(), " values and ",
+           labels.size(), " labels for ", K, " classes");
+  std::vector<std::pair<double, int64_t>> v;
+  for (size_t i = 0; i < x.size(); ++i) {
+    MC_CHECK(labels[i] >= 0 && labels[i] < K, "fit_thresholds: label ", labels[i], " outside [0, ", K, ")");
+    if (!std::isnan(x[i])) v.emplace_back(x[i], labels[i]);
+  }
+  MC_CHECK(!v.empty(), "fit_thresholds: no values");
+  std::sort(v.begin(), v.end());
+  // Groups of equal values; a cut may only fall between groups. cum[g][k]: class-k samples in
+  // groups before g.
+  std::vector<double> value;
+  std::vector<std::vector<int64_t>> cum(1, std::vector<int64_t>(size_t(K), 0));
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (i == 0 || v[i].first != v[i - 1].first) {
+      value.push_back(v[i].first);
+      cum.push_back(cum.back());
+    }
+    ++cum.back()[size_t(v[i].second)];
+  }
+  const size_t G = value.size();
+  const std::vector<int64_t>& n = cum[G];
+  // Balanced accuracy = sum over present classes of recall / their number: the common divisor
+  // does not move the argmax, so maximise the sum of recalls. best[k][j]: the best sum for
+  // classes 0..k with class k ending at cut j; from[k][j]: where class k started.
+  auto gain = [&](size_t k, size_t a, size_t b) {
+    return n[k] ? double(cum[b][k] - cum[a][k]) / double(n[k]) : 0.0;
+  };
+  std::vector<std::vector<double>> best(size_t(K), std::vector<double>(G + 1, -1));
+  std::vector<std::vector<size_t>> from(size_t(K), std::vector<size_t>(G + 1, 0));
+  for (size_t j = 0; j <= G; ++j) best[0][j] = gain(0, 0, j);
+  for (size_t k = 1; k < size_t(K); ++k)
+    for (size_t j = 0; j <= G; ++j)
+      for (size_t i = 0; i <= j; ++i) {
+        const double b = best[k - 1][i] + gain(k, i, j);
+        if (b > best[k][j] + 1e-12) best[k][j] = b, from[k][j] = i;
+      }
+  std::vector<size_t> cut(size_t(K) - 1);
+  size_t j = G;
+  for (size_t k = size_t(K) - 1; k >= 1; --k) cut[k - 1] = j = from[k][j];
+  std::vector<double> t;
+  for (size_t c : cut)
+    t.push_back(c == 0   ? -std::numeric_limits<double>::infinity()
+                : c == G ? std::numeric_limits<double>::infinity()
+                         : (value[c - 1] + value[c]) / 2);
+  return t;
+}
+
 ScoreKind parse_score_kind(const std::string& s) {
   if (s == "auto") return ScoreKind::Auto;
   if (s == "logits") return ScoreKind::Logits;
@@ -99,7 +160,7 @@ const char* score_kind_name(ScoreKind k) {
   return k == ScoreKind::Auto ? "auto" : k == ScoreKind::Logits ? "logits" : "probabilities";
 }
 
-Evaluation evaluate(const Predictions& p, const EvalOptions& o) {
+Evaluation evaluate(const PredictionTable& p, const EvalOptions& o) {
   const int64_t N = p.size(), K = p.num_classes();
   MC_CHECK(N > 0 && K >= 2 && int64_t(p.scores.size()) == N * K,
            p.source, ": predictions need N rows of K >= 2 scores");

@@ -14,7 +14,9 @@
 
 namespace mc {
 
-struct Predictions {
+// Not "Predictions": apps/common/evaluate.h has a struct of that name (a model's logits over a
+// cache), and two classes of one name in one program break the one-definition rule.
+struct PredictionTable {
   std::string source;  // file name, for messages
   std::vector<std::string> ids, class_names;
   std::vector<int64_t> labels;
@@ -22,9 +24,17 @@ struct Predictions {
   int64_t size() const { return int64_t(labels.size()); }
   int64_t num_classes() const { return int64_t(class_names.size()); }
 };
+// The old name, for tests/losses/eval_app_test.cpp until it says PredictionTable. An alias makes
+// no symbols, so it cannot clash at link time; a file that includes both headers must not use it.
+using Predictions = PredictionTable;
+
 // Errors name the file, line and column (1-based): "preds.csv:7:3: score 'abc' ... ".
-Predictions read_predictions_csv(const std::string& path);
-Predictions parse_predictions_csv(std::istream& in, const std::string& name);
+PredictionTable read_predictions_csv(const std::string& path);
+PredictionTable parse_predictions_csv(std::istream& in, const std::string& name);
+// The CSV text parse_predictions_csv reads back exactly: id,label,score_0..score_{K-1}, labels
+// as indices, scores as the shortest decimals that round-trip. Ids may not hold ',' '"' or
+// line breaks (the reader does not unquote them).
+std::string predictions_csv(const PredictionTable& p);
 
 // Auto: probabilities when every score is in [0, 1] and every row sums to 1 within 1e-6.
 enum class ScoreKind { Auto, Logits, Probabilities };
@@ -57,12 +67,27 @@ struct Evaluation {
 
 // Metrics are computed on probabilities: softmax(logits - tau2 log prior), where the logits
 // of probability inputs are log p. Probabilities with tau2 = 0 are used exactly as given.
-Evaluation evaluate(const Predictions& p, const EvalOptions& o);
+Evaluation evaluate(const PredictionTable& p, const EvalOptions& o);
 
 // Human-readable: metrics in percent with their intervals, per-class table, confusion matrix,
 // notes; with several tau2 a sweep table (the paper's Table VI) first.
 std::string format_report(const Evaluation& e);
 // Fractions as sklearn gives them; undefined values and NaN are null.
 std::string to_json(const Evaluation& e);
+
+// JSON pieces for callers that wrap to_json in a larger document: the shortest number that
+// reads back exactly (null for NaN and infinities), and a quoted, escaped string.
+std::string json_number(double v);
+std::string json_string(const std::string& s);
+
+// ---- threshold rules on one feature (screening baselines such as "median HU < 90.25") ----
+// Classes follow the feature upwards: x < t[0] -> 0, t[0] <= x < t[1] -> 1, ...,
+// x >= t[K-2] -> K-1. Thresholds are non-decreasing; +-infinity leaves a class empty.
+int64_t threshold_class(double x, const std::vector<double>& thresholds);
+// The K-1 thresholds that maximise balanced accuracy on (x, labels), over cut points at the
+// midpoints between consecutive distinct values (and +-infinity). Exact, by dynamic programming
+// over the sorted values; ties go to the lowest cut points. Labels in [0, K); NaN x are skipped.
+std::vector<double> fit_thresholds(const std::vector<double>& x, const std::vector<int64_t>& labels,
+                                   int64_t K);
 
 }  // namespace mc

@@ -78,8 +78,8 @@ std::vector<std::string> class_names_of(const std::vector<std::string>& cols,
 
 }  // namespace
 
-Predictions parse_predictions_csv(std::istream& in, const std::string& name) {
-  Predictions p;
+PredictionTable parse_predictions_csv(std::istream& in, const std::string& name) {
+  PredictionTable p;
   p.source = name;
   std::string line;
   int64_t line_no = 0;
@@ -145,10 +145,29 @@ Predictions parse_predictions_csv(std::istream& in, const std::string& name) {
   return p;
 }
 
-Predictions read_predictions_csv(const std::string& path) {
+PredictionTable read_predictions_csv(const std::string& path) {
   std::ifstream in(path);
   MC_CHECK(in.good(), path, ": cannot open predictions file");
   return parse_predictions_csv(in, path);
+}
+
+std::string predictions_csv(const PredictionTable& p) {
+  const int64_t N = p.size(), K = p.num_classes();
+  MC_CHECK(K >= 2 && int64_t(p.ids.size()) == N && int64_t(p.scores.size()) == N * K, p.source,
+           ": predictions need an id and K >= 2 scores per row");
+  std::string s = "id,label";
+  for (int64_t k = 0; k < K; ++k) s += ",score_" + std::to_string(k);
+  s += "\n";
+  for (int64_t i = 0; i < N; ++i) {
+    const std::string& id = p.ids[size_t(i)];
+    MC_CHECK(id.find_first_of(",\"\r\n") == std::string::npos && trim(id) == id && !id.empty(),
+             "subject id '", id, "' cannot be written to a predictions CSV (empty, or holds a comma, "
+             "quote, line break or surrounding space)");
+    s += id + "," + std::to_string(p.labels[size_t(i)]);
+    for (int64_t k = 0; k < K; ++k) s += "," + json_number(p.scores[size_t(i * K + k)]);
+    s += "\n";
+  }
+  return s;
 }
 
 }  // namespace mc

@@ -1,0 +1,21 @@
+// mc_predict: osteoporosis / osteopenia / normal for CT scans with a trained model
+// (apps/common/predict.h; --help for the options).
+#include <iostream>
+
+#include "apps/common/predict.h"
+
+int main(int argc, char** argv) {
+  mc::PredictCommand cmd;
+  try {
+    cmd = mc::parse_predict_command(std::vector<std::string>(argv + 1, argv + argc));
+  } catch (const std::exception& e) {
+    std::cerr << "mc_predict: " << e.what() << "\n\n" << mc::predict_usage();
+    return 2;
+  }
+  try {
+    return mc::run_predict(cmd, std::cout, std::cerr);
+  } catch (const std::exception& e) {
+    std::cerr << "mc_predict: error: " << e.what() << "\n";
+    return 1;
+  }
+}
