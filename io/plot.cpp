@@ -191,16 +191,29 @@ std::string colour(const std::string& given, size_t& next) {
 }
 
 // The margins around a chart's plot area, from what has to fit there.
-Frame frame_for(double ox, double oy, double w, double h, const std::string& title,
-                const Scale& sy, bool ylabel, bool xlabel, double legend_right) {
-  const double top = title.empty() ? 18 : 46;
-  const double left = 14 + widest_label(sy) + (ylabel ? 26 : 0);
-  const double bottom = 30 + (xlabel ? 28 : 0);
-  const double right = legend_right > 0 ? legend_right + 24 : 24;
-  return {ox + left, oy + top, std::max(40.0, w - left - right), std::max(40.0, h - top - bottom)};
+struct Margins {
+  double left = 0, right = 0, top = 0, bottom = 0;
+};
+Margins margins_for(const std::string& title, const Scale& sy, bool ylabel, bool xlabel,
+                    double legend_right) {
+  return {14 + widest_label(sy) + (ylabel ? 26 : 0), legend_right > 0 ? legend_right + 24 : 24,
+          title.empty() ? 18.0 : 46.0, 30.0 + (xlabel ? 28 : 0)};
+}
+Frame frame_at(double ox, double oy, double w, double h, const Margins& m) {
+  return {ox + m.left, oy + m.top, std::max(40.0, w - m.left - m.right),
+          std::max(40.0, h - m.top - m.bottom)};
 }
 
-std::string line_chart_body(const LineChart& c, double ox, double oy, const std::string& id) {
+// What a line chart needs before drawing: scales, colours, legend and margins (svg_panels
+// widens the margins so that panels in one column share their plot area's left and right).
+struct LinePlan {
+  Scale sx, sy;
+  std::vector<std::string> colours;
+  std::vector<LegendEntry> entries;
+  Margins margins;
+};
+
+LinePlan plan_line_chart(const LineChart& c) {
   double xlo = INFINITY, xhi = -INFINITY, ylo = INFINITY, yhi = -INFINITY;
   for (const auto& s : c.series) {
     MC_CHECK(s.x.size() == s.y.size(), "plot '", c.title, "': series '", s.name, "' has ",
@@ -212,18 +225,24 @@ std::string line_chart_body(const LineChart& c, double ox, double oy, const std:
       }
   }
   for (const auto& v : c.vlines) xlo = std::min(xlo, v.x), xhi = std::max(xhi, v.x);
-  const Scale sx = make_scale(c.x, xlo, xhi), sy = make_scale(c.y, ylo, yhi);
-
-  std::vector<LegendEntry> entries;
-  std::vector<std::string> colours;
+  LinePlan p;
+  p.sx = make_scale(c.x, xlo, xhi);
+  p.sy = make_scale(c.y, ylo, yhi);
   size_t next = 0;
   for (const auto& s : c.series) {
-    colours.push_back(colour(s.color, next));
-    if (!s.name.empty()) entries.push_back({s.name, colours.back(), s.dashed, false});
+    p.colours.push_back(colour(s.color, next));
+    if (!s.name.empty()) p.entries.push_back({s.name, p.colours.back(), s.dashed, false});
   }
-  const double lw = c.legend == Legend::Right && !entries.empty() ? legend_width(entries) : 0;
-  const Frame f = frame_for(ox, oy, c.width, c.height, c.title, sy, !c.y.label.empty(),
-                            !c.x.label.empty(), lw);
+  const double lw = c.legend == Legend::Right && !p.entries.empty() ? legend_width(p.entries) : 0;
+  p.margins = margins_for(c.title, p.sy, !c.y.label.empty(), !c.x.label.empty(), lw);
+  return p;
+}
+
+std::string line_chart_body(const LineChart& c, const LinePlan& p, double ox, double oy,
+                            const std::string& id) {
+  const Scale &sx = p.sx, &sy = p.sy;
+  const auto& colours = p.colours;
+  const Frame f = frame_at(ox, oy, c.width, c.height, p.margins);
 
   std::string o = axes(f, sx, sy, c.x.label, c.y.label);
   o += "<clipPath id=\"" + id + "\">" + rect(f.x, f.y, f.w, f.h, "#000") + "</clipPath>\n";
@@ -232,11 +251,9 @@ std::string line_chart_body(const LineChart& c, double ox, double oy, const std:
     o += line(map_x(f, sx, std::max(sx.lo, sy.lo)), map_y(f, sy, std::max(sx.lo, sy.lo)),
               map_x(f, sx, std::min(sx.hi, sy.hi)), map_y(f, sy, std::min(sx.hi, sy.hi)),
               "#999999", 1.3, " stroke-dasharray=\"5 5\"");
-  for (const auto& v : c.vlines) {
-    const double x = map_x(f, sx, v.x);
-    o += line(x, f.y, x, f.y + f.h, "#777777", 1.3, " stroke-dasharray=\"3 4\"");
-    o += text(x + 5, f.y + 14, v.label, kTickFont, "start", " fill-opacity=\"0.85\"");
-  }
+  for (const auto& v : c.vlines)
+    o += line(map_x(f, sx, v.x), f.y, map_x(f, sx, v.x), f.y + f.h, "#777777", 1.3,
+              " stroke-dasharray=\"3 4\"");
   for (size_t si = 0; si < c.series.size(); ++si) {
     const Series& s = c.series[si];
     std::string d;
@@ -260,7 +277,13 @@ std::string line_chart_body(const LineChart& c, double ox, double oy, const std:
            "\"/>\n";
   }
   o += "</g>\n";
-  o += place_legend(entries, c.legend, f);
+  for (const auto& v : c.vlines) {  // labels unclipped, on the side of the line with room
+    const double x = map_x(f, sx, v.x);
+    const bool left = x + 5 + text_width(v.label, kTickFont) > f.x + f.w;
+    o += text(left ? x - 5 : x + 5, f.y + 14, v.label, kTickFont, left ? "end" : "start",
+              " fill-opacity=\"0.85\"");
+  }
+  o += place_legend(p.entries, c.legend, f);
   if (!c.title.empty()) o += text(f.x + f.w / 2, oy + 28, c.title, kTitleFont, "middle", " font-weight=\"bold\"");
   return o;
 }
@@ -401,17 +424,23 @@ std::string xml_problem(const std::string& d) {
 }
 
 std::string svg(const LineChart& c) {
-  return document(c.width, c.height, line_chart_body(c, 0, 0, "plot0"));
+  return document(c.width, c.height, line_chart_body(c, plan_line_chart(c), 0, 0, "plot0"));
 }
 
 std::string svg_panels(const std::vector<LineChart>& panels, int columns, const std::string& title) {
   MC_CHECK(!panels.empty() && columns >= 1, "svg_panels: no panels");
   const size_t cols = size_t(columns), rows = (panels.size() + cols - 1) / cols;
-  std::vector<double> colw(cols, 0), rowh(rows, 0);
+  std::vector<double> colw(cols, 0), rowh(rows, 0), left(cols, 0), right(cols, 0);
+  std::vector<LinePlan> plans;
   for (size_t i = 0; i < panels.size(); ++i) {
+    plans.push_back(plan_line_chart(panels[i]));
     colw[i % cols] = std::max(colw[i % cols], double(panels[i].width));
     rowh[i / cols] = std::max(rowh[i / cols], double(panels[i].height));
+    left[i % cols] = std::max(left[i % cols], plans[i].margins.left);
+    right[i % cols] = std::max(right[i % cols], plans[i].margins.right);
   }
+  for (size_t i = 0; i < panels.size(); ++i)  // one column, one plot-area width: x axes line up
+    plans[i].margins.left = left[i % cols], plans[i].margins.right = right[i % cols];
   const double top = title.empty() ? 0 : 40;
   double w = 0, h = top;
   for (double v : colw) w += v;
@@ -422,7 +451,10 @@ std::string svg_panels(const std::vector<LineChart>& panels, int columns, const 
   for (size_t r = 0; r < rows; ++r) {
     double x = 0;
     for (size_t c = 0; c < cols && r * cols + c < panels.size(); ++c) {
-      body += line_chart_body(panels[r * cols + c], x, y, "plot" + std::to_string(r * cols + c));
+      const size_t i = r * cols + c;
+      LineChart panel = panels[i];
+      panel.width = int(colw[c]);
+      body += line_chart_body(panel, plans[i], x, y, "plot" + std::to_string(i));
       x += colw[c];
     }
     y += rowh[r];
@@ -453,8 +485,9 @@ std::string svg(const BarChart& c) {
     entries.push_back({s.name, colours.back(), false, true});
   }
   const double lw = c.legend == Legend::Right && !entries.empty() ? legend_width(entries) : 0;
-  const Frame f = frame_for(0, 0, c.width, c.height, c.title, sy, !c.y.label.empty(),
-                            !c.x_label.empty(), lw);
+  Margins m = margins_for(c.title, sy, !c.y.label.empty(), !c.x_label.empty(), lw);
+  if (c.highlight >= 0 && !c.highlight_label.empty()) m.top += 14;  // the band's label
+  const Frame f = frame_at(0, 0, c.width, c.height, m);
   std::string o;
   const double group = f.w / sx.hi, bw = group * 0.8 / double(std::max<size_t>(c.series.size(), 1));
   if (c.highlight >= 0 && size_t(c.highlight) < n) {
@@ -488,7 +521,7 @@ std::string svg(const BarChart& c) {
     }
   }
   o += place_legend(entries, c.legend, f);
-  if (!c.title.empty()) o += text(f.x + f.w / 2, 28, c.title, kTitleFont, "middle", " font-weight=\"bold\"");
+  if (!c.title.empty()) o += text(c.width / 2.0, 28, c.title, kTitleFont, "middle", " font-weight=\"bold\"");
   return document(c.width, c.height, o);
 }
 
@@ -522,6 +555,7 @@ std::string svg(const ConfusionChart& c) {
            (row > 0 ? fixed(100 * frac, 1) + "%" : std::string("-")) + "</text>\n";
     }
   }
+  o += rect(left, top, cell * double(K), cell * double(K), "none", " stroke=\"#bbbbbb\" stroke-width=\"1\"");
   for (size_t p = 0; p < K; ++p)
     o += text(left + cell * (double(p) + 0.5), top + cell * double(K) + 22, c.classes[p], kLabelFont, "middle");
   o += text(left + cell * double(K) / 2, top + cell * double(K) + 52, "predicted class", kLabelFont,
@@ -530,7 +564,7 @@ std::string svg(const ConfusionChart& c) {
   o += text(lx, ly, "true class", kLabelFont, "middle",
             " font-weight=\"bold\" transform=\"rotate(-90 " + f2(lx) + " " + f2(ly) + ")\"");
   if (!c.title.empty()) o += text(w / 2, 30, c.title, kTitleFont, "middle", " font-weight=\"bold\"");
-  o += text(w / 2, top - 10, "colour and % : share of the true class (row)", kTickFont, "middle",
+  o += text(w / 2, top - 10, "colour and %: share of the true class (row)", kTickFont, "middle",
             " fill-opacity=\"0.75\"");
   return document(w, h, o);
 }

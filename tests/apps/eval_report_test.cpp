@@ -1,0 +1,282 @@
+// mc_eval's report on a tiny generated run: caches written with io/cache.h, a resnet10 checkpoint,
+// a manifest and a run log. The report's numbers must equal engine/metrics on the predictions it
+// wrote, its CSV must read back, its pictures must be well-formed, and the HU baseline must come
+// from the manifest's train split.
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "apps/common/report.h"
+#include "apps/common/trainer.h"
+#include "io/cache.h"
+#include "io/checkpoint.h"
+#include "io/plot.h"
+#include "io/prep.h"
+#include "io/runlog.h"
+#include "test_util.h"
+
+namespace mc {
+namespace {
+namespace fs = std::filesystem;
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+#define EXPECT_HAS(s, part) EXPECT_NE((s).find(part), std::string::npos) << "missing '" << (part) << "' in:\n" << (s)
+
+// The first "name": {"value": X in a JSON text (the headline evaluation comes first).
+double json_value(const std::string& json, const std::string& name) {
+  const std::string key = "\"" + name + "\": {\"value\": ";
+  const size_t p = json.find(key);
+  EXPECT_NE(p, std::string::npos) << name;
+  return p == std::string::npos ? NAN : std::strtod(json.c_str() + p + key.size(), nullptr);
+}
+
+double metric_value(const ClassificationMetrics& m, const std::string& name) {
+  for (const auto& [n, v] : m.named())
+    if (n == name) return v.value;
+  return NAN;
+}
+
+// Low HU for osteoporosis, high for normal, apart by class (so every rule has something to find).
+double median_hu(int64_t label, size_t i) { return 30.0 + 80.0 * double(label) + 5.0 * double(i % 3); }
+
+struct TinyRun {
+  std::string dir, checkpoint;
+  Config cfg;
+};
+
+TinyRun make_tiny_run(const std::string& dir, bool manifest = true) {
+  TinyRun s;
+  s.dir = dir;
+  const std::string cache = dir + "/cache", run = dir + "/run";
+  fs::create_directories(cache);
+  const std::map<std::string, std::vector<int64_t>> splits = {
+      {"train", {0, 0, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2}},  // counts 2 / 5 / 8
+      {"val", {0, 1, 2, 1, 2, 2}},
+      {"test", {0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 2}}};
+  std::vector<ManifestRow> rows;
+  uint64_t seed = 1;
+  for (const auto& [split, labels] : splits) {
+    std::vector<CacheRecord> records;
+    std::vector<Tensor> volumes;
+    for (size_t i = 0; i < labels.size(); ++i) {
+      records.push_back({split + std::to_string(i), labels[i]});
+      volumes.push_back(test::uniform({1, 16, 16, 16}, seed++, 0, 1));
+      ManifestRow m;
+      m.id = records.back().id, m.label = labels[i], m.split = split, m.status = "ok";
+      m.stats = {1000, 5.0, median_hu(labels[i], i) + 10, median_hu(labels[i], i)};
+      rows.push_back(m);
+    }
+    write_cache(cache + "/" + split + ".safetensors", records, volumes, {});
+  }
+  ManifestRow failed;  // rows that are not "ok" never reach the baseline
+  failed.id = "broken", failed.label = 0, failed.split = "test", failed.status = "failed";
+  rows.push_back(failed);
+  if (manifest) write_manifest(cache + "/manifest.csv", rows);
+
+  s.cfg = parse_config("data:\n  cache_dir: " + cache + "\n  volume: 16\n  num_workers: 0\n"
+                       "model:\n  name: resnet10\n"
+                       "posthoc:\n  tau2: 0.5\n  sweep: [1.0, 0.5]\n"
+                       "train:\n  device: cpu\n  batch_size: 4\n  seed: 7\n"
+                       "eval:\n  bootstrap: 50\n"
+                       "output:\n  dir: " + run + "\n",
+                       "report_test.yaml");
+  auto model = build_model(s.cfg);
+  TrainingState st;
+  st.epoch = 3;
+  st.optimizer = "adamw";
+  st.config_yaml = to_yaml(s.cfg);
+  s.checkpoint = save_checkpoint(run, "best", model->state_dict(), st);
+  RunLog log(run);
+  for (int e = 1; e <= 4; ++e)
+    log.append({{"epoch", e}, {"lr", 1e-3}, {"train_loss", 1.0 / e}, {"val_loss", 1.1 / e},
+                {"val_accuracy", 0.3 + 0.1 * e}, {"val_balanced_accuracy", 0.3 + 0.05 * e},
+                {"val_auc_macro", e == 2 ? NAN : 0.5 + 0.05 * e}, {"val_f1_weighted", 0.4}, {"selected", 0.5}});
+  return s;
+}
+
+TEST(EvalReport, EndToEndMatchesEngineMetricsAndWritesEveryFile) {
+  const TinyRun s = make_tiny_run(test::temp_dir());
+  ReportOptions o;
+  o.out_dir = s.dir + "/report";
+  const Report r = write_model_report(s.cfg, o);
+
+  for (const char* f : {"report.md", "report.json", "predictions.csv", "roc.svg", "confusion.svg",
+                        "tau2_sweep.svg", "training_curves.svg"})
+    EXPECT_TRUE(fs::exists(o.out_dir + "/" + f)) << f;
+  EXPECT_EQ(r.run.epoch, 3);
+  EXPECT_EQ(r.run.prior, (std::vector<double>{2, 5, 8}));  // the train cache's class counts
+  EXPECT_EQ(r.run.sweep, (std::vector<double>{1.0, 0.5, 0.0}));
+
+  // predictions.csv reads back: the test cache's subjects in order, with their labels.
+  const PredictionTable p = read_predictions_csv(r.predictions);
+  ASSERT_EQ(p.size(), 12);
+  EXPECT_EQ(p.ids.front(), "test0");
+  EXPECT_EQ(p.labels, Cache::open(s.dir + "/cache/test.safetensors").labels());
+  EXPECT_EQ(p.num_classes(), 3);
+
+  // Every number equals engine/metrics on those predictions, adjusted with the train prior.
+  const Tensor labels = Tensor::from(p.labels, {p.size()});
+  const Tensor probs = posthoc_probabilities(Tensor::from(p.scores, {p.size(), 3}), {2, 5, 8}, 0.5);
+  const ClassificationMetrics want = classification_metrics(labels, probs);
+  const auto got = r.headline.rows.at(0).metrics.named();
+  const auto expected = want.named();
+  ASSERT_EQ(got.size(), expected.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    EXPECT_EQ(got[i].second.defined, expected[i].second.defined) << got[i].first;
+    EXPECT_EQ(got[i].second.value, expected[i].second.value) << got[i].first;
+  }
+  EXPECT_EQ(r.headline.rows.at(0).metrics.confusion, want.confusion);
+  const std::string json = slurp(r.json);
+  for (const char* m : {"accuracy", "balanced_accuracy", "auc_macro", "f1_weighted"})
+    EXPECT_NEAR(json_value(json, m), metric_value(want, m), 1e-15) << m;
+  const BootstrapResult ci = bootstrap_ci(labels, probs, {50, 7, 0.95});
+  EXPECT_EQ(r.headline.rows.at(0).ci->at("balanced_accuracy").lo, ci.at("balanced_accuracy").lo);
+  for (const char* key : {"\"generator\": \"mc_eval\"", "\"prior_counts\": [2, 5, 8]", "\"epoch\": 3",
+                          "\"hu_baseline\": {", "\"available\": true", "\"tau2_sweep\": \"tau2_sweep.svg\""})
+    EXPECT_HAS(json, key);
+
+  // The sweep: one row per tau2, each equal to the engine's numbers at that tau2.
+  ASSERT_TRUE(r.sweep);
+  ASSERT_EQ(r.sweep->rows.size(), 3u);
+  const Tensor raw = posthoc_probabilities(Tensor::from(p.scores, {p.size(), 3}), {2, 5, 8}, 0.0);
+  EXPECT_EQ(r.sweep->rows[2].metrics.balanced_accuracy.value,
+            classification_metrics(labels, raw).balanced_accuracy.value);
+
+  // Pictures: well-formed, with the expected series.
+  const std::string roc = slurp(r.roc), sweep = slurp(r.sweep_chart), curves = slurp(r.training_curves),
+                    confusion = slurp(r.confusion);
+  for (const std::string* svg : {&roc, &sweep, &curves, &confusion}) EXPECT_EQ(plot::xml_problem(*svg), "");
+  for (const char* c : {"osteoporosis  AUC", "osteopenia  AUC", "normal  AUC"}) EXPECT_HAS(roc, c);
+  for (const char* c : {">balanced accuracy</text>", ">ROC AUC (macro)</text>", ">0 (none)</text>", ">reported</text>"})
+    EXPECT_HAS(sweep, c);
+  for (const char* c : {">train</text>", ">validation</text>", "checkpoint (epoch 3)"}) EXPECT_HAS(curves, c);
+  EXPECT_HAS(confusion, "n = 4");
+
+  // The Markdown: every section, pictures as relative links, the command that reproduces it.
+  const std::string md = slurp(r.markdown);
+  for (const char* c : {"## Metrics", "## Per class", "## Confusion matrix", "## Post-hoc logit adjustment sweep",
+                        "## HU screening baseline", "](roc.svg)", "](confusion.svg)", "](tau2_sweep.svg)",
+                        "](training_curves.svg)", "--prior 2,5,8", "| osteoporosis | 3 |"})
+    EXPECT_HAS(md, c);
+  EXPECT_HAS(r.terminal, "balanced_accuracy");
+}
+
+TEST(EvalReport, HuBaselineFitsOnTrainAndScoresTheSplit) {
+  const TinyRun s = make_tiny_run(test::temp_dir());
+  const HuBaseline h = hu_baseline(s.dir + "/cache/manifest.csv", "test", {20, 0, 0.95});
+  ASSERT_TRUE(h.available) << h.note;
+  EXPECT_EQ(h.n_train, 15);
+  EXPECT_EQ(h.n_eval, 12);  // the failed row is left out
+  ASSERT_EQ(h.rules.size(), 3u);
+  const HuRule& ts = h.rules[0];
+  EXPECT_TRUE(ts.binary);
+  EXPECT_EQ(ts.thresholds, (std::vector<double>{90.25}));
+  EXPECT_EQ(ts.metrics.sensitivity[0].value, 1.0);  // osteoporosis medians are 30..40 HU
+  EXPECT_EQ(ts.metrics.specificity[0].value, 1.0);
+  EXPECT_EQ(ts.auc_osteoporosis.value, 1.0);
+  // The fitted pair sits midway between the train split's classes (medians 30-35 | 110-120 |
+  // 190-200 there; the test split's osteoporosis medians reach 40).
+  const HuRule& median = h.rules[2];
+  EXPECT_EQ(median.feature, "median_hu");
+  EXPECT_EQ(median.thresholds, (std::vector<double>{72.5, 155}));
+  EXPECT_EQ(median.metrics.accuracy.value, 1.0);
+  EXPECT_EQ(h.rules[1].thresholds, (std::vector<double>{82.5, 165}));  // mean = median + 10
+  ASSERT_TRUE(median.ci);
+
+  const HuBaseline none = hu_baseline(s.dir + "/cache/missing.csv", "test", {});
+  EXPECT_FALSE(none.available);
+  EXPECT_HAS(none.note, "no manifest");
+  const HuBaseline empty = hu_baseline(s.dir + "/cache/manifest.csv", "fold3", {});
+  EXPECT_FALSE(empty.available);
+  EXPECT_HAS(empty.note, "fold3");
+}
+
+TEST(EvalReport, FitThresholdsMaximisesBalancedAccuracy) {
+  // Class 0 is rare: plain accuracy would sacrifice it, balanced accuracy must not.
+  const std::vector<double> x = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
+  const std::vector<int64_t> y = {0, 1, 1, 1, 1, 2, 2, 2, 2, 2};
+  EXPECT_EQ(fit_thresholds(x, y, 3), (std::vector<double>{1.5, 5.5}));
+  EXPECT_EQ(threshold_class(1.5, {1.5, 5.5}), 1);
+  EXPECT_EQ(threshold_class(-1, {1.5, 5.5}), 0);
+  EXPECT_EQ(threshold_class(9, {1.5, 5.5}), 2);
+  // An absent class gets an empty interval (+-infinity or two equal cuts), never a crash.
+  const auto t = fit_thresholds({1, 2, 3, 4}, {0, 0, 2, 2}, 3);
+  EXPECT_EQ(t[0], 2.5);
+  EXPECT_EQ(threshold_class(3, t), 2);
+  EXPECT_THROW(fit_thresholds({1}, {3}, 3), Error);
+}
+
+TEST(EvalReport, BadInputsAreNamed) {
+  const TinyRun s = make_tiny_run(test::temp_dir(), /*manifest=*/false);
+  ReportOptions o;
+  o.out_dir = s.dir + "/report";
+  auto error = [&](const Config& cfg, const ReportOptions& ro) {
+    try {
+      write_model_report(cfg, ro);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  ReportOptions missing = o;
+  missing.checkpoint = s.dir + "/run/nope.safetensors";
+  EXPECT_HAS(error(s.cfg, missing), "nope.safetensors' not found");
+  ReportOptions split = o;
+  split.split = "testing";
+  EXPECT_HAS(error(s.cfg, split), "unknown split 'testing' (allowed: test, val, train)");
+  Config no_cache = s.cfg;
+  no_cache.data.test_cache = s.dir + "/elsewhere/test.safetensors";
+  EXPECT_HAS(error(no_cache, o), "elsewhere/test.safetensors' not found: run mc_prep");
+  Config other_model = s.cfg;
+  other_model.model.name = Config::Model::Name::ResNet18;
+  EXPECT_HAS(error(other_model, o), "does not fit the configured model resnet18");
+
+  // No manifest: the report is still written and says why the baseline is missing.
+  const Report r = write_model_report(s.cfg, o);
+  EXPECT_FALSE(r.hu.available);
+  EXPECT_HAS(slurp(r.markdown), "no manifest at " + s.dir + "/cache/manifest.csv");
+  EXPECT_HAS(slurp(r.json), "\"available\": false");
+}
+
+TEST(EvalReport, SavedPredictionsGetTheSameReport) {
+  const std::string dir = test::temp_dir();
+  PredictionTable p;
+  p.source = dir + "/scores.csv";
+  p.class_names = {"osteoporosis", "osteopenia", "normal"};
+  for (int i = 0; i < 9; ++i) {
+    p.ids.push_back("s" + std::to_string(i));
+    p.labels.push_back(i % 3);
+    p.scores.insert(p.scores.end(), {0.1 * i, (i % 3 == 1) ? 1.0 : 0.0, 0.2});
+  }
+  EvalOptions o;
+  o.tau2 = {0.5, 0.0};
+  o.prior = {20, 110, 181};
+  o.bootstrap.resamples = 30;
+  const Report r = write_predictions_report(p, o, dir + "/report");
+  EXPECT_TRUE(r.predictions.empty());  // the input already is the predictions file
+  EXPECT_FALSE(r.hu.available);
+  ASSERT_TRUE(r.sweep);
+  EXPECT_EQ(r.sweep->rows.size(), 2u);
+  for (const std::string* f : {&r.markdown, &r.json, &r.roc, &r.confusion, &r.sweep_chart}) EXPECT_TRUE(fs::exists(*f)) << *f;
+  EXPECT_TRUE(r.training_curves.empty());
+  EXPECT_HAS(slurp(r.markdown), "mc_eval --predictions " + p.source);
+  // The CSV writer and reader agree, to the last bit.
+  std::istringstream in(predictions_csv(p));
+  const PredictionTable back = parse_predictions_csv(in, "roundtrip.csv");
+  EXPECT_EQ(back.ids, p.ids);
+  EXPECT_EQ(back.labels, p.labels);
+  EXPECT_EQ(back.scores, p.scores);
+  PredictionTable bad = p;
+  bad.ids[0] = "a,b";
+  EXPECT_THROW(predictions_csv(bad), Error);
+}
+
+}  // namespace
+}  // namespace mc
