@@ -445,7 +445,7 @@ std::string json(const Report& r) {
   j << "{\n\"generator\": \"mc_eval\",\n\"run\": {\"title\": " << json_string(run.title) << ", \"source\": " << json_string(run.source)
     << ", \"model\": " << json_string(run.model) << ", \"epoch\": " << run.epoch << ", \"split\": " << json_string(run.split)
     << ", \"cache\": " << json_string(run.cache) << ", \"device\": " << json_string(run.device)
-    << ", \"prior_counts\": " << (run.prior.empty() ? "null" : numbers(run.prior)) << ", \"prior_source\": " << json_string(run.prior_source)
+    << ", \"prior\": " << (run.prior.empty() ? "null" : numbers(run.prior)) << ", \"prior_source\": " << json_string(run.prior_source)
     << ", \"tau2\": " << json_number(run.tau2) << ", \"sweep\": " << numbers(run.sweep) << "},\n\"evaluation\": " << to_json(r.headline)
     << ",\n\"sweep\": " << (r.sweep ? to_json(*r.sweep) : "null\n") << ",\n\"hu_baseline\": {\"manifest\": " << json_string(r.hu.manifest)
     << ", \"available\": " << (r.hu.available ? "true" : "false") << ", \"note\": " << json_string(r.hu.note)

@@ -2,6 +2,8 @@
 // a manifest and a run log. The report's numbers must equal engine/metrics on the predictions it
 // wrote, its CSV must read back, its pictures must be well-formed, and the HU baseline must come
 // from the manifest's train split.
+#include <sys/wait.h>
+
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -138,7 +140,7 @@ TEST(EvalReport, EndToEndMatchesEngineMetricsAndWritesEveryFile) {
     EXPECT_NEAR(json_value(json, m), metric_value(want, m), 1e-15) << m;
   const BootstrapResult ci = bootstrap_ci(labels, probs, {50, 7, 0.95});
   EXPECT_EQ(r.headline.rows.at(0).ci->at("balanced_accuracy").lo, ci.at("balanced_accuracy").lo);
-  for (const char* key : {"\"generator\": \"mc_eval\"", "\"prior_counts\": [2, 5, 8]", "\"epoch\": 3",
+  for (const char* key : {"\"generator\": \"mc_eval\"", "\"prior\": [2, 5, 8], \"prior_source\": \"train cache ", "\"epoch\": 3",
                           "\"hu_baseline\": {", "\"available\": true", "\"tau2_sweep\": \"tau2_sweep.svg\""})
     EXPECT_HAS(json, key);
 
@@ -243,6 +245,26 @@ TEST(EvalReport, BadInputsAreNamed) {
   EXPECT_FALSE(r.hu.available);
   EXPECT_HAS(slurp(r.markdown), "no manifest at " + s.dir + "/cache/manifest.csv");
   EXPECT_HAS(slurp(r.json), "\"available\": false");
+}
+
+TEST(EvalReport, ProgramWritesTheReportAndExitsNonZeroOnErrors) {
+  const std::string exe = std::string(MC_BINARY_DIR) + "/apps/mc_eval";
+  if (!fs::exists(exe)) GTEST_SKIP() << "mc_eval not built";
+  const TinyRun s = make_tiny_run(test::temp_dir());
+  std::ofstream(s.dir + "/run.yaml") << to_yaml(s.cfg);
+  auto run = [&](const std::string& args) {
+    const int rc = std::system((exe + " " + args + " > " + s.dir + "/log.txt 2>&1").c_str());
+    return std::pair{WIFEXITED(rc) ? WEXITSTATUS(rc) : -1, slurp(s.dir + "/log.txt")};
+  };
+  const auto [ok, log] = run("--config " + s.dir + "/run.yaml --no-progress --split val eval.bootstrap=20");
+  EXPECT_EQ(ok, 0) << log;
+  EXPECT_HAS(log, "report: " + s.dir + "/run/report/report.md");
+  EXPECT_HAS(slurp(s.dir + "/run/report/report.md"), "resnet10 on the val split");
+  const auto [bad_split, why] = run("--config " + s.dir + "/run.yaml --split holdout");
+  EXPECT_EQ(bad_split, 1);
+  EXPECT_HAS(why, "unknown split 'holdout'");
+  EXPECT_EQ(run("--config " + s.dir + "/run.yaml --tau2 0.3").first, 2);
+  EXPECT_EQ(run("--config " + s.dir + "/run.yaml --predictions x.csv").first, 2);
 }
 
 TEST(EvalReport, SavedPredictionsGetTheSameReport) {
