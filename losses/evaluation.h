@@ -24,9 +24,6 @@ struct PredictionTable {
   int64_t size() const { return int64_t(labels.size()); }
   int64_t num_classes() const { return int64_t(class_names.size()); }
 };
-// The old name, for tests/losses/eval_app_test.cpp until it says PredictionTable. An alias makes
-// no symbols, so it cannot clash at link time; a file that includes both headers must not use it.
-using Predictions = PredictionTable;
 
 // Errors name the file, line and column (1-based): "preds.csv:7:3: score 'abc' ... ".
 PredictionTable read_predictions_csv(const std::string& path);

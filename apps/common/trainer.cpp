@@ -213,6 +213,10 @@ static TrainSummary train_on(const Config& cfg, bool resume, const TrainHooks& h
   } else if (lead) {
     std::ofstream(fs::path(sum.run_dir) / "config.yaml") << to_yaml(cfg);
   }
+  // The training prior travels with every checkpoint: mc_predict adjusts with it.
+  std::string counts_csv;
+  for (size_t k = 0; k < counts.size(); ++k) counts_csv += (k ? "," : "") + std::to_string(counts[k]);
+  st.extra["class_counts"] = counts_csv;
   std::optional<RunLog> log;
   if (lead) log.emplace(sum.run_dir, resume ? st.epoch : 0);
   if (world > 1) {

@@ -16,7 +16,7 @@
 namespace mc {
 namespace {
 
-Predictions parse(const std::string& text, const std::string& name = "p.csv") {
+PredictionTable parse(const std::string& text, const std::string& name = "p.csv") {
   std::istringstream in(text);
   return parse_predictions_csv(in, name);
 }
