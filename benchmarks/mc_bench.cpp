@@ -22,6 +22,7 @@
 #include "io/cache.h"
 #include "io/loader.h"
 #include "engine/random.h"
+#include "engine/dist.h"
 #include "engine/memory.h"
 #include "engine/ops.h"
 #include "engine/optim.h"
@@ -221,6 +222,23 @@ void conv_cases(const Options& o, Precision p, std::vector<Row>& rows) {
   cuda::allocator(0).empty_cache();
 }
 
+// What the gradient all-reduce costs a MedConv step (issue: one NCCL rank, the only NCCL run a
+// one-GPU machine allows): 46,161,219 f32 gradients in 25 MB buckets, as mc_train reduces them.
+// With one rank NCCL still launches its kernels and copies, so this is the fixed cost; the
+// README estimates what 8 GPUs add from NCCL's bus bandwidth.
+void allreduce_case(const Options& o, std::vector<Row>& rows) {
+  Row r{"comm", "all-reduce resnet50 grads (1 NCCL rank)", "fp32", 1, 0};
+  try {
+    auto c = detail::make_nccl_communicator(0, 1, 0, detail::nccl_unique_id(), nullptr);
+    Tensor g = Tensor::full({46161219}, 1e-3, DType::F32, c->device());
+    r.ms = time_ms(o, [&] { c->all_reduce_sum({g}, Communicator::kDefaultBucketBytes); });
+    r.tflops = 0;
+  } catch (const std::exception& e) {
+    r.error = e.what();
+  }
+  rows.push_back(r);
+}
+
 void print_device() {
   cudaDeviceProp prop{};
   check(cudaGetDeviceProperties(&prop, 0), "cudaGetDeviceProperties");
@@ -314,7 +332,7 @@ void loader_case(int workers) {
 
 int usage(const char* argv0) {
   std::printf(
-      "usage: %s [--case all|step|infer|conv|loader|loss|auc] [--precision all|fp32|tf32|bf16]\n"
+      "usage: %s [--case all|step|infer|conv|loader|allreduce|loss|auc] [--precision all|fp32|tf32|bf16]\n"
       "          [--shape all|128|96|64] [--warmup N] [--repeats N] [--model NAME] [--json OUT]\n"
       "Times MedConv's training step and inference on the GPU (CUDA events, median).\n",
       argv0);
@@ -380,6 +398,10 @@ int main(int argc, char** argv) {
         print_row(rows.back());
       }
     }
+  }
+  if (selected(o.cases, "allreduce")) {
+    allreduce_case(o, rows);
+    print_row(rows.back());
   }
   if (selected(o.cases, "conv"))
     for (Precision p : precs) {
