@@ -7,6 +7,7 @@
 #include <array>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 
 #include "e2e_data.h"
 #include "io/safetensors.h"
@@ -111,12 +112,20 @@ TEST(DistTrain, TwoRanksEqualOneProcessWithTheSameGlobalBatch) {
 TEST(DistTrain, AKilledRankEndsTheJobWithAnError) {
   if (!kMpi || which("mpirun").empty()) GTEST_SKIP() << "no MPI in this build or no mpirun";
   test::e2e_prepare();
-  const std::string dir = test::temp_dir();
-  // Rank 1 is killed a second into training; rank 0 must not wait forever in a collective.
-  const std::string cmd = mpirun2() + "bash -c '" + train_cmd(dir + "/run", kRun) +
-                          " & pid=$!; if [ \"$OMPI_COMM_WORLD_RANK\" = 1 ]; then sleep 3; kill -9 $pid; fi; wait $pid'";
+  const std::string run_dir = test::temp_dir() + "/run";
+  // A whole epoch (13 steps): rank 1 is killed a second after rank 0 has written the run's
+  // config.yaml (it does so once its inputs check out), i.e. in the middle of training. Rank 0
+  // must not wait forever in a collective.
+  std::vector<std::string> args;
+  for (const auto& a : kRun)
+    if (a.rfind("train.epoch_samples", 0) != 0) args.push_back(a);
+  const std::string cmd = mpirun2() + "bash -c '" + train_cmd(run_dir, args) +
+                          " & pid=$!; if [ \"$OMPI_COMM_WORLD_RANK\" = 1 ]; then "
+                          "while [ ! -f " + run_dir + "/config.yaml ]; do sleep 0.2; done; sleep 1; "
+                          "kill -9 $pid; fi; wait $pid'";
   Job j = run(cmd);
-  EXPECT_NE(j.out.find("data parallel: 2 ranks"), std::string::npos) << "training never started:\n" << j.out;
+  EXPECT_TRUE(std::filesystem::exists(run_dir + "/config.yaml")) << "training never started:\n" << j.out;
+  EXPECT_FALSE(std::filesystem::exists(run_dir + "/last.safetensors")) << "the epoch finished before the kill";
   EXPECT_NE(j.code, 0) << j.out;
   EXPECT_LT(j.seconds, 120) << j.out;
   std::printf("killed rank: job ended with exit %d after %.1f s\n", j.code, j.seconds);
