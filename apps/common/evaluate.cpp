@@ -1,6 +1,5 @@
 #include "apps/common/evaluate.h"
 
-#include <cmath>
 #include <memory>
 
 #include "engine/dist.h"
@@ -74,23 +73,6 @@ Predictions gather_predictions(Communicator& comm, const Predictions& mine, int6
   p.labels = Tensor::from(lb, {N});
   p.logits = Tensor::from(lg, {N, K});
   return p;
-}
-
-std::vector<double> log_prior(const std::vector<int64_t>& counts) {
-  int64_t total = 0;
-  for (int64_t c : counts) total += c;
-  std::vector<double> lp;
-  for (size_t k = 0; k < counts.size(); ++k) {
-    MC_CHECK(counts[k] > 0, "class ", k, " has no training samples: its prior is undefined");
-    lp.push_back(std::log(double(counts[k]) / double(total)));
-  }
-  return lp;
-}
-
-Tensor posthoc_probabilities(const Tensor& logits, const std::vector<int64_t>& train_counts, double tau2) {
-  std::vector<double> off = log_prior(train_counts);
-  for (double& o : off) o *= -tau2;
-  return softmax_with_offset(logits, off, true);
 }
 
 }  // namespace mc

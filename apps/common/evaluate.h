@@ -23,9 +23,6 @@ Predictions predict_cache(nn::Module& model, const std::string& cache_path, int 
 // Every rank's shard gathered, in cache order, each subject once (shards wrap around to equal
 // lengths, so a few subjects appear on two ranks). Identical on every rank.
 Predictions gather_predictions(Communicator& comm, const Predictions& mine, int64_t num_subjects);
-// Post-hoc logit adjustment: softmax(logits - tau2 * log(prior)) as probabilities [N, K] (f64).
-Tensor posthoc_probabilities(const Tensor& logits, const std::vector<int64_t>& train_counts, double tau2);
-// log(prior) from class counts (every class must have at least one sample).
-std::vector<double> log_prior(const std::vector<int64_t>& counts);
+// Post-hoc adjustment of the logits: losses/posthoc.h.
 
 }  // namespace mc

@@ -8,6 +8,8 @@
 #include <sstream>
 
 #include "apps/common/evaluate.h"
+#include "losses/evaluation.h"
+#include "losses/posthoc.h"
 #include "apps/common/trainer.h"
 #include "engine/autograd.h"
 #include "engine/metrics.h"
@@ -31,20 +33,6 @@ std::string shortest(double v) {  // the shortest decimal that reads back as v
   return std::string(b, std::to_chars(b, b + sizeof b, v).ptr);
 }
 
-std::string json_str(const std::string& s) {
-  std::string o = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') o += '\\';
-    if (static_cast<unsigned char>(c) < 0x20) {
-      char b[8];
-      std::snprintf(b, sizeof b, "\\u%04x", c);
-      o += b;
-    } else {
-      o += c;
-    }
-  }
-  return o + "\"";
-}
 
 // "20,110,181" -> counts; empty on anything else.
 std::vector<int64_t> parse_counts(const std::string& s) {
@@ -224,7 +212,7 @@ ScanPrediction predict_scan(LoadedModel& m, const Tensor& input, const std::stri
   for (float v : logits.to_vector<float>()) p.logits.push_back(v);
   Tensor probs;
   if (tau2 != 0 && prior.usable()) {
-    probs = posthoc_probabilities(logits, prior.counts, tau2);
+    probs = posthoc_probabilities(logits, std::vector<double>(prior.counts.begin(), prior.counts.end()), tau2);
     p.tau2 = tau2;
   } else {
     probs = softmax_with_offset(logits, std::vector<double>(p.logits.size(), 0.0), true);
@@ -238,17 +226,17 @@ ScanPrediction predict_scan(LoadedModel& m, const Tensor& input, const std::stri
 }
 
 std::string prediction_json(const ScanPrediction& p, const std::vector<std::string>& names, bool raw) {
-  std::string s = "{\"id\": " + json_str(p.id) + ", \"class\": " + std::to_string(p.cls) +
-                  ", \"class_name\": " + json_str(names.at(size_t(p.cls))) + ", \"probabilities\": {";
+  std::string s = "{\"id\": " + json_string(p.id) + ", \"class\": " + std::to_string(p.cls) +
+                  ", \"class_name\": " + json_string(names.at(size_t(p.cls))) + ", \"probabilities\": {";
   for (size_t k = 0; k < p.probabilities.size(); ++k)
-    s += (k ? ", " : "") + json_str(names.at(k)) + ": " + shortest(p.probabilities[k]);
+    s += (k ? ", " : "") + json_string(names.at(k)) + ": " + shortest(p.probabilities[k]);
   s += "}, \"tau2\": " + shortest(p.tau2);
   if (raw) {
     s += ", \"logits\": [";
     for (size_t k = 0; k < p.logits.size(); ++k) s += (k ? ", " : "") + shortest(p.logits[k]);
     s += "]";
   }
-  if (!p.note.empty()) s += ", \"note\": " + json_str(p.note);
+  if (!p.note.empty()) s += ", \"note\": " + json_string(p.note);
   return s + "}";
 }
 

@@ -22,6 +22,7 @@
 #include "io/safetensors.h"
 #include "io/state_dict_io.h"
 #include "losses/losses.h"
+#include "losses/posthoc.h"
 #include "models/resnet3d.h"
 
 namespace mc {
@@ -282,7 +283,8 @@ static TrainSummary train_on(const Config& cfg, bool resume, const TrainHooks& h
     // Validation with post-hoc adjustment (tau2), metrics, selection. Each rank predicts a shard.
     Predictions val = predict_cache(*model, val_path, cfg.train.batch_size, dev, "", comm.rank(), world);
     if (world > 1) val = gather_predictions(comm, val, Cache::open(val_path).size());
-    Tensor probs = posthoc_probabilities(val.logits, counts, cfg.posthoc.tau2);
+    Tensor probs = posthoc_probabilities(val.logits, std::vector<double>(counts.begin(), counts.end()),
+                                         cfg.posthoc.tau2);
     ClassificationMetrics m = classification_metrics(val.labels, probs);
     double val_loss;
     {

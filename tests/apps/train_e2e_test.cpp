@@ -10,6 +10,7 @@
 #include "io/prep_config.h"
 #include "io/safetensors.h"
 #include "io/state_dict_io.h"
+#include "losses/posthoc.h"
 #include "io/synthetic.h"
 #include "e2e_data.h"
 #include "test_util.h"
@@ -39,7 +40,8 @@ TEST(TrainE2E, DemoTrainsAndBeatsChanceOnHeldOutSplit) {
   load_state_dict(model->state_dict(), load_safetensors(s.best_weights));
   const std::string train_cache = split_cache_path(cfg.data, "train");
   Predictions p = predict_cache(*model, split_cache_path(cfg.data, "test"), 8, Device::cpu());
-  Tensor probs = posthoc_probabilities(p.logits, Cache::open(train_cache).class_counts(3), cfg.posthoc.tau2);
+  const std::vector<int64_t> counts = Cache::open(train_cache).class_counts(3);
+  Tensor probs = posthoc_probabilities(p.logits, std::vector<double>(counts.begin(), counts.end()), cfg.posthoc.tau2);
   ClassificationMetrics m = classification_metrics(p.labels, probs);
   std::printf("held-out test: n %lld, balanced accuracy %.3f, accuracy %.3f, macro AUC %.3f\n",
               (long long)m.num_samples, m.balanced_accuracy.value, m.accuracy.value, m.auc_macro.value);
