@@ -15,32 +15,22 @@
 #include <stdexcept>
 #include <string>
 
+#include "kernels/cuda_common.cuh"
 #include "kernels/elementwise.h"
 #include "kernels/half.h"
 
 namespace mc::kernels::cuda {
 namespace {
 
-using bf16 = __nv_bfloat16;
 constexpr int kThreads = 256;
 
-void check(const char* what) {
-  const cudaError_t e = cudaGetLastError();
-  if (e != cudaSuccess)
-    throw std::runtime_error(std::string("kernels/elementwise.cu: ") + what + ": " +
-                             cudaGetErrorString(e));
-}
+void check(const char* what) { check_launch("kernels/elementwise.cu", what); }
 
 int grid_for(int64_t n, int per_thread = 1) {
   const int64_t b = (n + int64_t(kThreads) * per_thread - 1) / (int64_t(kThreads) * per_thread);
   return int(b < 1 ? 1 : (b > (1 << 16) ? (1 << 16) : b));  // grid-stride beyond 16M threads
 }
 
-__device__ __forceinline__ float to_f(float v) { return v; }
-__device__ __forceinline__ float to_f(bf16 v) { return __bfloat162float(v); }
-template <class T> __device__ __forceinline__ T from_f(float v);
-template <> __device__ __forceinline__ float from_f<float>(float v) { return v; }
-template <> __device__ __forceinline__ bf16 from_f<bf16>(float v) { return __float2bfloat16_rn(v); }
 
 // ---- elementwise maps: y[i] = op(a[i]) or op(a[i], b[i]), vectorised by 16 bytes ----
 

@@ -12,31 +12,21 @@
 #include <string>
 #include <type_traits>
 
+#include "kernels/cuda_common.cuh"
 #include "kernels/pool.h"
 
 namespace mc::kernels::cuda {
 namespace {
 
-using bf16 = __nv_bfloat16;
 constexpr int kThreads = 256;
 
-void check(const char* what) {
-  const cudaError_t e = cudaGetLastError();
-  if (e != cudaSuccess)
-    throw std::runtime_error(std::string("kernels/pool.cu: ") + what + ": " +
-                             cudaGetErrorString(e));
-}
+void check(const char* what) { check_launch("kernels/pool.cu", what); }
 
 int grid_for(int64_t n) {
   const int64_t b = (n + kThreads - 1) / kThreads;
   return int(b < 1 ? 1 : (b > (1 << 20) ? (1 << 20) : b));
 }
 
-__device__ __forceinline__ float to_f(float v) { return v; }
-__device__ __forceinline__ float to_f(bf16 v) { return __bfloat162float(v); }
-template <class T> __device__ __forceinline__ T from_f(float v);
-template <> __device__ __forceinline__ float from_f<float>(float v) { return v; }
-template <> __device__ __forceinline__ bf16 from_f<bf16>(float v) { return __float2bfloat16_rn(v); }
 
 // Geometry in plain ints for the device (PoolGeom's std::array is host-only in spirit).
 struct G {

@@ -6,6 +6,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "kernels/cuda_common.cuh"
 #include "kernels/softmax.h"
 
 namespace mc::kernels::cuda {
@@ -58,12 +59,7 @@ __global__ void softmax_bwd_kernel(const float* __restrict__ y, const float* __r
     d[c] = log ? float(g[c] - exp(double(yr[c])) * s) : float(yr[c] * (g[c] - s));
 }
 
-void check(const char* what) {
-  const cudaError_t e = cudaGetLastError();
-  if (e != cudaSuccess)
-    throw std::runtime_error(std::string("kernels/softmax.cu: ") + what + ": " +
-                             cudaGetErrorString(e));
-}
+void check(const char* what) { check_launch("kernels/softmax.cu", what); }
 
 unsigned blocks_for(int64_t R) {
   const int64_t b = (R + kWarps - 1) / kWarps;
