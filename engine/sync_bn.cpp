@@ -268,6 +268,19 @@ Tensor finish(Tensor y, std::shared_ptr<SyncBatchNormNode> n, const Tensor& x, c
 
 }  // namespace
 
+// The backward's state: the global statistics this forward normalised with.
+std::shared_ptr<SyncBatchNormNode> make_node(Communicator& comm, const Dims& d, const Moments& g,
+                                             double eps) {
+  auto n = std::make_shared<SyncBatchNormNode>();
+  n->comm = &comm;
+  n->d = d;
+  n->count = g.n;
+  n->mean = g.mean;
+  n->invstd = invstd_of(g, eps);
+  n->eps = eps;
+  return n;
+}
+
 Tensor sync_batch_norm(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& rm, Tensor& rv,
                        bool training, double momentum, double eps, Communicator& comm) {
   if (!training) return batch_norm(x, w, b, rm, rv, false, momentum, eps);
@@ -284,13 +297,7 @@ Tensor sync_batch_norm(const Tensor& x, const Tensor& w, const Tensor& b, Tensor
     local_moments<T>(x.data<T>(), d, mean.data(), m2.data());
   });
   const Moments g = merge(comm, mean, m2, d.count());
-  auto n = std::make_shared<SyncBatchNormNode>();
-  n->comm = &comm;
-  n->d = d;
-  n->count = g.n;
-  n->mean = g.mean;
-  n->invstd = invstd_of(g, eps);
-  n->eps = eps;
+  auto n = make_node(comm, d, g, eps);
   Tensor y = Tensor::empty(x.shape(), x.dtype());
   on_fp(x, [&](auto tag) {
     using T = decltype(tag);
@@ -319,13 +326,7 @@ Tensor detail::sync_batch_norm_prims(const Tensor& x, const Tensor& w, const Ten
     m2[c] = d.count() * std::max(0.0, 1.0 / (inv[c] * inv[c]) - eps);
   const Moments g = merge(comm, mean, m2, d.count());
 
-  auto n = std::make_shared<SyncBatchNormNode>();
-  n->comm = &comm;
-  n->d = d;
-  n->count = g.n;
-  n->mean = g.mean;
-  n->invstd = invstd_of(g, eps);
-  n->eps = eps;
+  auto n = make_node(comm, d, g, eps);
   n->loops = false;
   std::vector<double> var(C);
   for (size_t c = 0; c < C; ++c) var[c] = g.m2[c] / g.n;
