@@ -5,6 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR=${BUILD_DIR:-build}
 args=(-DCMAKE_BUILD_TYPE=Release)
+# ccache, when installed, makes rebuilds of several checkouts cheap (nothing depends on it).
+if command -v ccache >/dev/null; then
+  args+=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_CUDA_COMPILER_LAUNCHER=ccache)
+fi
 [ -n "${CUDA_ARCHS:-}" ] && args+=(-DCMAKE_CUDA_ARCHITECTURES="$CUDA_ARCHS")
 cmake -S . -B "$BUILD_DIR" -G Ninja "${args[@]}" "$@" >/dev/null
 cmake --build "$BUILD_DIR" -j "$(nproc)"

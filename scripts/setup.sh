@@ -4,6 +4,7 @@
 set -euo pipefail
 pkgs=(cmake ninja-build g++ pkg-config libgtest-dev libgmock-dev libopenblas-dev libyaml-cpp-dev
       libnifti2-dev zlib1g-dev libopenmpi-dev openmpi-bin
+      nlohmann-json3-dev libcli11-dev libxxhash-dev
       python3-torch python3-numpy python3-sklearn python3-nibabel)
 missing=()
 for p in "${pkgs[@]}"; do
