@@ -8,6 +8,7 @@ args=(-DCMAKE_BUILD_TYPE=Release)
 # ccache, when installed, makes rebuilds of several checkouts cheap (nothing depends on it).
 if command -v ccache >/dev/null; then
   args+=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_CUDA_COMPILER_LAUNCHER=ccache)
+  export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$(dirname "$PWD")}  # shared by sibling checkouts
 fi
 [ -n "${CUDA_ARCHS:-}" ] && args+=(-DCMAKE_CUDA_ARCHITECTURES="$CUDA_ARCHS")
 cmake -S . -B "$BUILD_DIR" -G Ninja "${args[@]}" "$@" >/dev/null
