@@ -4,7 +4,7 @@
 #include <optional>
 
 #include "io/prep.h"
-#include "io/prep_config.h"
+#include "pipeline/prep_config.h"
 #include "io/progress.h"
 #include "io/synthetic.h"
 

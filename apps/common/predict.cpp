@@ -18,7 +18,7 @@
 #include "io/labels.h"
 #include "io/plot.h"
 #include "io/prep.h"
-#include "io/prep_config.h"
+#include "pipeline/prep_config.h"
 #include "io/progress.h"
 #include "io/safetensors.h"
 #include "io/state_dict_io.h"

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "engine/nn.h"
-#include "io/config.h"
+#include "pipeline/config.h"
 #include "io/preprocess.h"
 
 namespace mc {

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "io/config.h"
+#include "pipeline/config.h"
 #include "losses/evaluation.h"
 
 namespace mc {

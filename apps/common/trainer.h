@@ -9,7 +9,7 @@
 
 #include "engine/nn.h"
 #include "engine/optim.h"
-#include "io/config.h"
+#include "pipeline/config.h"
 
 namespace mc {
 

@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
-#include "io/config.h"
-#include "io/prep_config.h"
+#include "pipeline/config.h"
+#include "pipeline/prep_config.h"
 #include "io/synthetic.h"
 
 namespace mc::test {

@@ -13,7 +13,7 @@
 #include "engine/autograd.h"
 #include "io/checkpoint.h"
 #include "io/nifti.h"
-#include "io/prep_config.h"
+#include "pipeline/prep_config.h"
 #include "io/safetensors.h"
 #include "io/state_dict_io.h"
 #include "io/synthetic.h"

@@ -7,7 +7,7 @@
 #include "apps/common/trainer.h"
 #include "engine/metrics.h"
 #include "io/cache.h"
-#include "io/prep_config.h"
+#include "pipeline/prep_config.h"
 #include "io/safetensors.h"
 #include "io/state_dict_io.h"
 #include "losses/posthoc.h"

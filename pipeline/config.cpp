@@ -1,6 +1,6 @@
 // Loading and validating a run configuration: YAML text and key=value overrides against the
 // schema of config_schema.cpp.
-#include "io/config.h"
+#include "pipeline/config.h"
 
 #include <yaml-cpp/yaml.h>
 

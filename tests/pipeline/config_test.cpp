@@ -1,4 +1,4 @@
-#include "io/config.h"
+#include "pipeline/config.h"
 
 #include <gtest/gtest.h>
 

@@ -9,7 +9,7 @@
 #include <type_traits>
 
 #include "engine/check.h"
-#include "io/config.h"
+#include "pipeline/config.h"
 
 namespace mc {
 namespace {

@@ -1,7 +1,7 @@
 // The run config's data section as mc_prep's options, so one YAML file drives preparation,
 // training and evaluation with the same preprocessing.
 #pragma once
-#include "io/config.h"
+#include "pipeline/config.h"
 #include "io/prep.h"
 
 namespace mc {

@@ -1,4 +1,4 @@
-#include "io/prep_config.h"
+#include "pipeline/prep_config.h"
 
 namespace mc {
 
