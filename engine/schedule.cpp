@@ -6,7 +6,7 @@
 
 namespace mc {
 
-double LrSchedule::lr_at(int epoch) const {
+double LrSchedule::lr_at(int epoch, double base_lr, int total_epochs) const {
   if (epoch < warmup_epochs) return base_lr * double(epoch + 1) / double(warmup_epochs);
   const int e = epoch - warmup_epochs, span = std::max(1, total_epochs - warmup_epochs);
   switch (kind) {
