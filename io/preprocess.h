@@ -34,6 +34,7 @@ namespace mc {
 
 struct HUWindow {
   double level = 400, width = 2000;
+  bool operator==(const HUWindow&) const = default;
 };
 enum class ResizeMode { Pad, Fit, Stretch };
 const char* resize_mode_name(ResizeMode m);

@@ -382,59 +382,68 @@ class Parser {
         if (!s.empty()) msg += " (did you mean '" + s + "'?)";
         return bad(where, path, msg);
       }
-      case KeyType::FloatList: {
-        if (!n.IsSequence() && !n.IsNull())
-          return bad(where, path, "expected a list of numbers like [1.0, 0.5], got " + describe(n));
-        std::vector<double> v;
-        bool ok = true;
-        for (size_t i = 0; n.IsSequence() && i < n.size(); ++i) {
-          auto d = number(k, n[i], where, path + "[" + std::to_string(i) + "]");
-          if (d) v.push_back(*d);
-          ok = ok && d.has_value();
-        }
-        if (!ok || !check_len(k, v.size(), where, "numbers")) return;
-        if (k.increasing)
-          for (size_t i = 1; i < v.size(); ++i)
-            if (!(v[i] > v[i - 1]))
-              return bad(where, path, "values must strictly increase, got " + describe(n));
-        return set(k, ConfigValue(v), where);
-      }
-      case KeyType::StringList: {
-        if (!n.IsSequence() && !n.IsNull())
-          return bad(where, path, "expected a list of strings like [\"a\", \"b\"], got " + describe(n));
-        std::vector<std::string> v;
-        for (size_t i = 0; n.IsSequence() && i < n.size(); ++i) {
-          if (!n[i].IsScalar())
-            return bad(where, path + "[" + std::to_string(i) + "]",
-                       "expected a string, got " + describe(n[i]));
-          v.push_back(n[i].Scalar());
-        }
-        if (!check_len(k, v.size(), where, "strings")) return;
-        return set(k, ConfigValue(v), where);
-      }
-      case KeyType::WindowList: {
-        const std::string eg = "a list of [level, width] pairs like [[400, 2000], [40, 400]]";
-        if (!n.IsSequence()) return bad(where, path, "expected " + eg + ", got " + describe(n));
-        std::vector<Config::Window> v;
-        for (size_t i = 0; i < n.size(); ++i) {
-          const std::string item = path + "[" + std::to_string(i) + "]";
-          const YAML::Node& w = n[i];
-          if (!w.IsSequence() || w.size() != 2)
-            return bad(where, item, "expected a [level, width] pair, got " + describe(w) +
-                                        " (the whole value must be " + eg + ")");
-          double level = 0, width = 0;
-          if (!finite_number(w[0], level))
-            return bad(where, item, "level: expected a number in HU, got " + describe(w[0]));
-          if (!finite_number(w[1], width))
-            return bad(where, item, "width: expected a number in HU, got " + describe(w[1]));
-          if (!(width > 0))
-            return bad(where, item, "width " + w[1].Scalar() + " is out of range, must be > 0");
-          v.push_back({level, width});
-        }
-        if (!check_len(k, v.size(), where, "windows")) return;
-        return set(k, ConfigValue(v), where);
-      }
+      case KeyType::FloatList: return apply_float_list(k, n, where);
+      case KeyType::StringList: return apply_string_list(k, n, where);
+      case KeyType::WindowList: return apply_window_list(k, n, where);
     }
+  }
+
+  void apply_float_list(const ConfigKey& k, const YAML::Node& n, const std::string& where) {
+    const std::string& path = k.path;
+    if (!n.IsSequence() && !n.IsNull())
+      return bad(where, path, "expected a list of numbers like [1.0, 0.5], got " + describe(n));
+    std::vector<double> v;
+    bool ok = true;
+    for (size_t i = 0; n.IsSequence() && i < n.size(); ++i) {
+      auto d = number(k, n[i], where, path + "[" + std::to_string(i) + "]");
+      if (d) v.push_back(*d);
+      ok = ok && d.has_value();
+    }
+    if (!ok || !check_len(k, v.size(), where, "numbers")) return;
+    if (k.increasing)
+      for (size_t i = 1; i < v.size(); ++i)
+        if (!(v[i] > v[i - 1]))
+          return bad(where, path, "values must strictly increase, got " + describe(n));
+    return set(k, ConfigValue(v), where);
+  }
+
+  void apply_string_list(const ConfigKey& k, const YAML::Node& n, const std::string& where) {
+    const std::string& path = k.path;
+    if (!n.IsSequence() && !n.IsNull())
+      return bad(where, path, "expected a list of strings like [\"a\", \"b\"], got " + describe(n));
+    std::vector<std::string> v;
+    for (size_t i = 0; n.IsSequence() && i < n.size(); ++i) {
+      if (!n[i].IsScalar())
+        return bad(where, path + "[" + std::to_string(i) + "]",
+                   "expected a string, got " + describe(n[i]));
+      v.push_back(n[i].Scalar());
+    }
+    if (!check_len(k, v.size(), where, "strings")) return;
+    return set(k, ConfigValue(v), where);
+  }
+
+  void apply_window_list(const ConfigKey& k, const YAML::Node& n, const std::string& where) {
+    const std::string& path = k.path;
+    const std::string eg = "a list of [level, width] pairs like [[400, 2000], [40, 400]]";
+    if (!n.IsSequence()) return bad(where, path, "expected " + eg + ", got " + describe(n));
+    std::vector<HUWindow> v;
+    for (size_t i = 0; i < n.size(); ++i) {
+      const std::string item = path + "[" + std::to_string(i) + "]";
+      const YAML::Node& w = n[i];
+      if (!w.IsSequence() || w.size() != 2)
+        return bad(where, item, "expected a [level, width] pair, got " + describe(w) +
+                                    " (the whole value must be " + eg + ")");
+      double level = 0, width = 0;
+      if (!finite_number(w[0], level))
+        return bad(where, item, "level: expected a number in HU, got " + describe(w[0]));
+      if (!finite_number(w[1], width))
+        return bad(where, item, "width: expected a number in HU, got " + describe(w[1]));
+      if (!(width > 0))
+        return bad(where, item, "width " + w[1].Scalar() + " is out of range, must be > 0");
+      v.push_back({level, width});
+    }
+    if (!check_len(k, v.size(), where, "windows")) return;
+    return set(k, ConfigValue(v), where);
   }
 
   // "train.epochs (3, from command line ('train.epochs=3'))"
@@ -463,9 +472,9 @@ void Parser::check_consistency() {
          " (folds count from 0)");
   if (c.data.split.mode == Config::Split::Mode::File && c.data.split.file.empty())
     fail(show("data.split.mode") + " needs data.split.file, the CSV of subject,split");
-  if (static_cast<size_t>(c.model.in_chans) != c.data.windows.size())
+  if (static_cast<size_t>(c.model.in_chans) != c.data.preprocess.windows.size())
     fail(show("model.in_chans") + " must equal the number of data.windows, " +
-         std::to_string(c.data.windows.size()) + " (" + show("data.windows") +
+         std::to_string(c.data.preprocess.windows.size()) + " (" + show("data.windows") +
          "): each HU window is one input channel");
   if (static_cast<size_t>(c.model.num_classes) != c.data.tscore_thresholds.size() + 1)
     fail(show("model.num_classes") + " must be one more than the number of " +
@@ -474,8 +483,11 @@ void Parser::check_consistency() {
     fail(show("schedule.warmup_epochs") + " must be less than " + show("train.epochs"));
   if (c.schedule.min_lr > c.optim.lr)
     fail(show("schedule.min_lr") + " must be <= " + show("optim.lr"));
-  if (c.optim.name == Config::Optim::Name::SGD && c.optim.nesterov && c.optim.momentum == 0)
+  if (c.optim.kind == OptimizerKind::SGD && c.optim.nesterov && c.optim.momentum == 0)
     fail(show("optim.nesterov") + " needs " + show("optim.momentum") + " > 0");
+  if (c.loss.adjust && c.loss.type != LossType::Weighted && c.loss.type != LossType::ClassBalanced)
+    fail(show("loss.adjust") + " needs " + show("loss.type") +
+         " weighted or class_balanced (the other types have no class weights to combine with)");
   if (c.model.inflate_2d && c.model.pretrained.empty())
     fail(show("model.inflate_2d") + " needs " + show("model.pretrained") +
          ", the 2D weights to inflate");
@@ -506,6 +518,19 @@ Config load_config(const std::string& yaml_path, const std::vector<std::string>&
   MC_CHECK(!f.bad(), "error reading config file '", yaml_path, "'");
   return parse_config(text.str(), yaml_path, overrides);
 }
+
+LoaderOptions Config::default_training_loader() {
+  LoaderOptions lo;
+  lo.augment = true;
+  lo.aug.rot90_p = 0.25f;
+  lo.aug.rotate_p = 0.3f;
+  lo.aug.scale_range = 0.f;
+  lo.aug.shift_range = 0.f;
+  lo.workers = 4;
+  return lo;
+}
+
+bool operator==(const Config& a, const Config& b) { return config_flat(a) == config_flat(b); }
 
 std::string split_cache_path(const Config::Data& d, std::string_view split) {
   const std::string* explicit_path = split == "train" ? &d.train_cache

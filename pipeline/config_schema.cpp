@@ -1,8 +1,11 @@
 // The table of every configuration key (type, range, meaning, the Config field it fills) and its
 // text forms: --help, the resolved YAML of a run, the flat view. Defaults are not written here:
 // they are read from a default-constructed Config.
+#include <algorithm>
+#include <array>
 #include <charconv>
 #include <cmath>
+#include <functional>
 #include <map>
 #include <set>
 #include <sstream>
@@ -14,20 +17,30 @@
 namespace mc {
 namespace {
 
-template <class T> struct is_vector : std::false_type {};
-template <class T> struct is_vector<std::vector<T>> : std::true_type {};
+template <class T> struct is_array : std::false_type {};
+template <size_t N> struct is_array<std::array<double, N>> : std::true_type {};
 
 template <class T>
 constexpr KeyType key_type_of() {
   if constexpr (std::is_same_v<T, bool>) return KeyType::Bool;
   else if constexpr (ConfigEnum<T>) return KeyType::Enum;
   else if constexpr (std::is_integral_v<T>) return KeyType::Int;
-  else if constexpr (std::is_same_v<T, double>) return KeyType::Float;
+  else if constexpr (std::is_floating_point_v<T>) return KeyType::Float;
   else if constexpr (std::is_same_v<T, std::string>) return KeyType::String;
-  else if constexpr (std::is_same_v<T, std::vector<double>>) return KeyType::FloatList;
+  else if constexpr (std::is_same_v<T, std::vector<double>> || is_array<T>::value) return KeyType::FloatList;
   else if constexpr (std::is_same_v<T, std::vector<std::string>>) return KeyType::StringList;
-  else if constexpr (std::is_same_v<T, std::vector<Config::Window>>) return KeyType::WindowList;
+  else if constexpr (std::is_same_v<T, std::vector<HUWindow>>) return KeyType::WindowList;
   else static_assert(!sizeof(T), "no KeyType for this field type");
+}
+
+// A float field's value as the double its shortest text spells (0.3f -> 0.3, not
+// 0.30000001192092896), so help, to_yaml and the flat view show what was written.
+double widen(float f) {
+  char buf[32];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, f);
+  double d = 0;
+  std::from_chars(buf, end, d);
+  return d;
 }
 
 // Fluent construction of one key: key("optim.lr", field, "meaning").gt(0).
@@ -47,6 +60,46 @@ class KeyBuilder {
   ConfigKey k_;
 };
 
+// The setter and getter of a field of type T (field: Config& -> T&), the value carried as
+// ConfigValue's type for T: enums as their spelling, integers as int64_t, floats as double,
+// fixed arrays as a list.
+template <class T, class Field>
+void bind(ConfigKey& k, Field field) {
+  // Reading through the accessor (which takes Config&) does not modify the Config.
+  auto ref = [field](const Config& c) -> const T& { return field(const_cast<Config&>(c)); };
+  if constexpr (ConfigEnum<T>) {
+    for (const auto& [v, name] : EnumNames<T>::values) k.choices.emplace_back(name);
+    k.set = [field](Config& c, const ConfigValue& v) {
+      const auto& s = std::get<std::string>(v);
+      for (const auto& [value, name] : EnumNames<T>::values)
+        if (name == s) {
+          field(c) = value;
+          return;
+        }
+      MC_FAIL("config: '", s, "' is not a value of this enum");  // the parser checked already
+    };
+    k.get = [ref](const Config& c) { return ConfigValue(std::string(to_string(ref(c)))); };
+  } else if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+    k.int_min = std::numeric_limits<T>::min();
+    k.int_max = static_cast<int64_t>(std::numeric_limits<T>::max());
+    k.set = [field](Config& c, const ConfigValue& v) { field(c) = static_cast<T>(std::get<int64_t>(v)); };
+    k.get = [ref](const Config& c) { return ConfigValue(static_cast<int64_t>(ref(c))); };
+  } else if constexpr (std::is_same_v<T, float>) {
+    k.set = [field](Config& c, const ConfigValue& v) { field(c) = static_cast<float>(std::get<double>(v)); };
+    k.get = [ref](const Config& c) { return ConfigValue(widen(ref(c))); };
+  } else if constexpr (is_array<T>::value) {
+    k.min_len = k.max_len = std::tuple_size_v<T>;
+    k.set = [field](Config& c, const ConfigValue& v) {
+      const auto& list = std::get<std::vector<double>>(v);  // length checked by the parser
+      std::copy(list.begin(), list.end(), field(c).begin());
+    };
+    k.get = [ref](const Config& c) { return ConfigValue(std::vector<double>(ref(c).begin(), ref(c).end())); };
+  } else {
+    k.set = [field](Config& c, const ConfigValue& v) { field(c) = std::get<T>(v); };
+    k.get = [ref](const Config& c) { return ConfigValue(ref(c)); };
+  }
+}
+
 // field: a captureless lambda Config& -> T& naming the member the key fills.
 template <class Field>
 KeyBuilder key(std::string path, Field field, std::string meaning) {
@@ -55,43 +108,34 @@ KeyBuilder key(std::string path, Field field, std::string meaning) {
   k.path = std::move(path);
   k.type = key_type_of<T>();
   k.meaning = std::move(meaning);
-  if constexpr (ConfigEnum<T>) {
-    for (auto n : EnumNames<T>::names) k.choices.emplace_back(n);
-    k.set = [field](Config& c, const ConfigValue& v) {
-      const auto& s = std::get<std::string>(v);
-      const auto& names = EnumNames<T>::names;
-      for (size_t i = 0; i < std::size(names); ++i)
-        if (names[i] == s) {
-          field(c) = static_cast<T>(i);
-          return;
-        }
-      MC_FAIL("config: '", s, "' is not a value of this enum");  // the parser checked already
-    };
-    k.get = [field](const Config& c) {
-      // The accessor takes Config&; reading through it does not modify c.
-      return ConfigValue(std::string(to_string(field(const_cast<Config&>(c)))));
-    };
-  } else if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
-    k.int_min = std::numeric_limits<T>::min();
-    k.int_max = static_cast<int64_t>(std::numeric_limits<T>::max());
-    k.set = [field](Config& c, const ConfigValue& v) { field(c) = static_cast<T>(std::get<int64_t>(v)); };
-    k.get = [field](const Config& c) {
-      return ConfigValue(static_cast<int64_t>(field(const_cast<Config&>(c))));
-    };
-  } else {
-    k.set = [field](Config& c, const ConfigValue& v) { field(c) = std::get<T>(v); };
-    k.get = [field](const Config& c) { return ConfigValue(field(const_cast<Config&>(c))); };
-  }
+  bind<T>(k, field);
+  return KeyBuilder(std::move(k));
+}
+
+// One value for every element of a fixed-size array field (augment.flip_prob: each axis alike).
+template <class Field>
+KeyBuilder key_all(std::string path, Field field, std::string meaning) {
+  using A = std::remove_reference_t<decltype(field(std::declval<Config&>()))>;
+  using T = std::remove_extent_t<A>;
+  auto first = [field](Config& c) -> T& { return field(c)[0]; };
+  ConfigKey k;
+  k.path = std::move(path);
+  k.type = key_type_of<T>();
+  k.meaning = std::move(meaning);
+  bind<T>(k, first);
+  k.set = [set = k.set, field](Config& c, const ConfigValue& v) {
+    set(c, v);
+    std::fill(std::begin(field(c)), std::end(field(c)), field(c)[0]);
+  };
   return KeyBuilder(std::move(k));
 }
 
 #define F(expr) [](Config& c) -> auto& { return c.expr; }
 
-std::vector<ConfigKey> build_schema() {
-  std::vector<ConfigKey> s;
-  auto add = [&](KeyBuilder b) { s.push_back(std::move(b)); };
+// Keys by group, in the order of help and to_yaml (each group's keys contiguous).
+using Add = const std::function<void(KeyBuilder)>&;
 
-  // data
+void data_keys(Add add) {
   add(key("data.cache_dir", F(data.cache_dir),
           "folder of the preprocessed per-split cache files that mc_prep writes"));
   add(key("data.train_cache", F(data.train_cache),
@@ -99,26 +143,26 @@ std::vector<ConfigKey> build_schema() {
   add(key("data.val_cache", F(data.val_cache),
           "validation cache file; \"\" = <cache_dir>/val.safetensors"));
   add(key("data.test_cache", F(data.test_cache), "test cache file; \"\" = <cache_dir>/test.safetensors"));
-  add(key("data.volume", F(data.volume), "edge of the cubic network input in voxels")
+  add(key("data.volume", F(data.preprocess.volume), "edge of the cubic network input in voxels")
           .ge(8).le(512));
-  add(key("data.spacing_mm", F(data.spacing_mm),
+  add(key("data.spacing_mm", F(data.preprocess.spacing_mm),
           "voxel size of the cube in resize mode pad (field of view = volume x spacing_mm)")
           .gt(0).le(20));
-  add(key("data.margin_mm", F(data.margin_mm), "margin added around the L1 bounding box")
+  add(key("data.margin_mm", F(data.preprocess.margin_mm), "margin added around the L1 bounding box")
           .ge(0).le(200));
-  add(key("data.resize", F(data.resize),
+  add(key("data.resize", F(data.preprocess.resize),
           "how the crop becomes the cube: pad: spacing_mm voxels, centred and padded or cropped "
           "to the cube; fit: the longest side fills the cube; stretch: each axis to the cube"));
-  add(key("data.windows", F(data.windows),
+  add(key("data.windows", F(data.preprocess.windows),
           "HU windows as [level, width] pairs, one input channel each, mapped to [0, 1]")
           .len(1, 8));
-  add(key("data.mask_outside", F(data.mask_outside),
+  add(key("data.mask_outside", F(data.preprocess.mask_outside),
           "zero the voxels outside the L1 mask (after windowing)"));
   add(key("data.tscore_thresholds", F(data.tscore_thresholds),
           "the two T-score band edges (io/labels.h's three classes): T <= first osteoporosis, "
           "T >= second normal, osteopenia between (WHO: -2.5, -1)")
           .len(2, 2).increasing().ge(-10).le(10));
-  add(key("data.num_workers", F(data.num_workers),
+  add(key("data.num_workers", F(loader.workers),
           "loader threads for sampling and augmentation (0 = in the training thread)")
           .ge(0).le(256));
   add(key("data.raw.ct_dir", F(data.raw.ct_dir),
@@ -127,7 +171,7 @@ std::vector<ConfigKey> build_schema() {
           "folder of segmentations, <subject>.nii.gz on the CT's grid (unused when precropped)"));
   add(key("data.raw.labels_csv", F(data.raw.labels_csv),
           "CSV with a header row: subject id, and a T-score and/or class column"));
-  add(key("data.raw.label_id", F(data.raw.label_id),
+  add(key("data.raw.label_id", F(data.preprocess.label_id),
           "segmentation label of L1: TotalSegmentator v2 31, v1 22, VerSe 20")
           .ge(1).le(65535));
   add(key("data.raw.mask_mode", F(data.raw.mask_mode),
@@ -144,7 +188,9 @@ std::vector<ConfigKey> build_schema() {
   add(key("data.split.fold", F(data.split.fold), "which fold is the test fold (0-based)").ge(0));
   add(key("data.split.file", F(data.split.file),
           "CSV of subject,split (split = train|val|test) for mode file"));
+}
 
+void model_and_loss_keys(Add add) {
   // model
   add(key("model.name", F(model.name), "network; medconv is the paper's name for resnet50"));
   add(key("model.in_chans", F(model.in_chans),
@@ -168,15 +214,20 @@ std::vector<ConfigKey> build_schema() {
   add(key("loss.tau1", F(loss.tau1), "logit-adjustment strength during training").ge(0).le(10));
   add(key("loss.beta", F(loss.beta),
           "class_balanced: weight (1 - beta) / (1 - beta^n_y)").gt(0).lt(1));
+  add(key("loss.adjust", F(loss.adjust),
+          "weighted, class_balanced: also add tau1 log prior to the logits (class weights and "
+          "logit adjustment together)"));
 
   // posthoc
   add(key("posthoc.tau2", F(posthoc.tau2),
           "evaluation scores = logits - tau2 log prior (0 = off)").ge(0).le(10));
   add(key("posthoc.sweep", F(posthoc.sweep),
           "tau2 values also evaluated and reported, as in the paper's table").ge(0).le(10).len(0, 100));
+}
 
+void optimisation_keys(Add add) {
   // optim
-  add(key("optim.name", F(optim.name), "optimiser"));
+  add(key("optim.name", F(optim.kind), "optimiser"));
   add(key("optim.lr", F(optim.lr), "peak learning rate (reached after warm-up)").gt(0).le(10));
   add(key("optim.weight_decay", F(optim.weight_decay),
           "decoupled (adamw) or L2 (sgd) weight decay").ge(0).le(10));
@@ -187,7 +238,7 @@ std::vector<ConfigKey> build_schema() {
   add(key("optim.nesterov", F(optim.nesterov), "sgd: Nesterov momentum (needs momentum > 0)"));
 
   // schedule
-  add(key("schedule.name", F(schedule.name),
+  add(key("schedule.name", F(schedule.kind),
           "learning-rate schedule after warm-up: cosine to min_lr over the remaining epochs, "
           "step (x gamma every step_size epochs) or constant"));
   add(key("schedule.warmup_epochs", F(schedule.warmup_epochs),
@@ -196,56 +247,68 @@ std::vector<ConfigKey> build_schema() {
   add(key("schedule.gamma", F(schedule.gamma), "step: decay factor").gt(0).le(1));
   add(key("schedule.min_lr", F(schedule.min_lr), "cosine: final learning rate; <= optim.lr")
           .ge(0));
+}
 
-  // train
+void training_keys(Add add) {
   add(key("train.epochs", F(train.epochs), "passes over the training set").ge(1));
   add(key("train.batch_size", F(train.batch_size),
           "volumes per optimiser step (over all GPUs)").ge(1).le(4096));
   add(key("train.precision", F(train.precision),
           "compute precision; weights, batch-norm statistics and loss stay fp32"));
-  add(key("train.sampling", F(train.sampling),
+  add(key("train.sampling", F(loader.sampling),
           "shuffle: each volume once per epoch; balanced: classes drawn equally often"));
   add(key("train.seed", F(train.seed),
           "seed of every random draw (init, split, sampling, augmentation)").ge(0));
   add(key("train.device", F(train.device), "auto: CUDA when a GPU is present, else CPU"));
   add(key("train.deterministic", F(train.deterministic),
           "bit-reproducible GPU runs (deterministic algorithms, maybe slower)"));
-  add(key("train.grad_clip", F(train.grad_clip),
+  add(key("train.grad_clip", F(trainer.grad_clip),
           "clip the global gradient L2 norm to this (0 = off)").ge(0));
-  add(key("train.epoch_samples", F(train.epoch_samples),
+  add(key("train.sync_every", F(trainer.sync_every),
+          "steps between host reads of the step losses (progress, NaN/Inf check, GPU error flags); "
+          "each read waits for the GPU").ge(1).le(100000));
+  add(key("train.epoch_samples", F(loader.epoch_samples),
           "samples drawn per epoch (global); 0 = the training set once (class-balanced: its labelled size)")
           .ge(0));
   add(key("train.sync_bn", F(train.sync_bn),
           "synchronise batch-norm statistics over GPUs (matches one GPU's batch)"));
+}
 
-  // augment
-  add(key("augment.enabled", F(augment.enabled), "augment training volumes"));
-  add(key("augment.flip_prob", F(augment.flip_prob), "probability of a flip, for each axis on its own").prob());
-  add(key("augment.rot90_prob", F(augment.rot90_prob),
+void augmentation_keys(Add add) {
+  add(key("augment.enabled", F(loader.augment), "augment training volumes"));
+  add(key_all("augment.flip_prob", F(loader.aug.flip_p), "probability of a flip, for each axis on its own").prob());
+  add(key("augment.rot90_prob", F(loader.aug.rot90_p),
           "probability of a random 90-degree rotation").prob());
-  add(key("augment.rotate_deg", F(augment.rotate_deg),
+  add(key("augment.rotate_deg", F(loader.aug.rotate_deg),
           "small rotations are drawn from [-rotate_deg, rotate_deg] degrees").ge(0).le(180));
-  add(key("augment.rotate_prob", F(augment.rotate_prob),
+  add(key("augment.rotate_prob", F(loader.aug.rotate_p),
           "probability of a small rotation").prob());
-  add(key("augment.intensity_prob", F(augment.intensity_prob),
+  add(key("augment.intensity_prob", F(loader.aug.intensity_p),
           "probability of an intensity scale and shift").prob());
-  add(key("augment.intensity_scale", F(augment.intensity_scale),
+  add(key("augment.intensity_scale", F(loader.aug.scale_range),
           "intensities multiplied by 1 + U(-s, s); off by default: HU carries the label").ge(0).le(1));
-  add(key("augment.intensity_shift", F(augment.intensity_shift),
+  add(key("augment.intensity_shift", F(loader.aug.shift_range),
           "U(-s, s) added to the [0, 1] intensities (0.1 = 200 HU in a 2000 HU window)").ge(0).le(1));
-  add(key("augment.noise_prob", F(augment.noise_prob), "probability of added Gaussian noise")
+  add(key("augment.noise_prob", F(loader.aug.noise_p), "probability of added Gaussian noise")
           .prob());
-  add(key("augment.noise_std", F(augment.noise_std),
+  add(key("augment.noise_std", F(loader.aug.noise_std),
           "the noise's standard deviation is drawn from U(0, noise_std) (0 = none)").ge(0).le(1));
-  add(key("augment.balaug", F(augment.balaug),
+  add(key("augment.balaug", F(loader.balaug),
           "the paper's balaug: rarer classes are augmented with higher probability"));
+  add(key("augment.balaug_power", F(loader.balaug_power),
+          "balaug: class c's strength is min(balaug_cap, (n_max / n_c)^balaug_power), scaling "
+          "the perturbations' probabilities and magnitudes (0 = every class alike)").ge(0).le(4));
+  add(key("augment.balaug_cap", F(loader.balaug_cap),
+          "balaug: the largest strength a class gets (1 = every class alike)").ge(1).le(10));
+}
 
+void evaluation_and_output_keys(Add add) {
   // eval
   add(key("eval.select_by", F(eval.select_by),
           "validation metric that picks the best checkpoint (loss: lowest)"));
   add(key("eval.bootstrap", F(eval.bootstrap),
           "bootstrap resamples for 95% confidence intervals (0 = none)").ge(0).le(1000000));
-  add(key("eval.every_epochs", F(eval.every_epochs), "validate every this many epochs").ge(1));
+  add(key("eval.every_epochs", F(trainer.validate_every), "validate every this many epochs").ge(1));
 
   // output
   add(key("output.dir", F(output.dir),
@@ -254,6 +317,14 @@ std::vector<ConfigKey> build_schema() {
           "save a checkpoint every this many epochs (0 = only best and last)").ge(0));
   add(key("output.keep_last", F(output.keep_last),
           "keep only the newest periodic checkpoint (the best one is always kept)"));
+}
+
+std::vector<ConfigKey> build_schema() {
+  std::vector<ConfigKey> s;
+  auto add = [&](KeyBuilder b) { s.push_back(std::move(b)); };
+  for (auto group : {data_keys, model_and_loss_keys, optimisation_keys, training_keys, augmentation_keys,
+                     evaluation_and_output_keys})
+    group(add);
   return s;
 }
 
@@ -350,7 +421,7 @@ std::string ConfigKey::format(const ConfigValue& v) const {
     }
     case KeyType::WindowList: {
       std::vector<std::string> parts;
-      for (const auto& w : std::get<std::vector<Config::Window>>(v))
+      for (const auto& w : std::get<std::vector<HUWindow>>(v))
         parts.push_back("[" + fmt_float(w.level) + ", " + fmt_float(w.width) + "]");
       return "[" + join(parts, ", ") + "]";
     }

@@ -1,19 +1,13 @@
 #include "pipeline/prep_config.h"
 
+#include <algorithm>
+
 namespace mc {
 
 PreprocessOptions preprocess_options_from_config(const Config& c) {
-  const auto& d = c.data;
-  PreprocessOptions p;
-  p.label_id = d.raw.mask_mode == Config::Raw::MaskMode::Binary ? -1 : d.raw.label_id;
-  p.precropped = d.raw.mask_mode == Config::Raw::MaskMode::Precropped;
-  p.margin_mm = d.margin_mm;
-  p.spacing_mm = d.spacing_mm;
-  p.volume = d.volume;
-  p.resize = parse_resize_mode(std::string(to_string(d.resize)));
-  p.windows.clear();
-  for (const auto& w : d.windows) p.windows.push_back(HUWindow{w.level, w.width});
-  p.mask_outside = d.mask_outside;
+  PreprocessOptions p = c.data.preprocess;
+  if (c.data.raw.mask_mode == Config::Raw::MaskMode::Binary) p.label_id = -1;
+  p.precropped = c.data.raw.mask_mode == Config::Raw::MaskMode::Precropped;
   return p;
 }
 
@@ -35,7 +29,7 @@ PrepOptions prep_options_from_config(const Config& c) {
       break;
   }
   o.seed = uint64_t(c.train.seed);
-  o.workers = std::max(2, d.num_workers);
+  o.workers = std::max(2, c.loader.workers);
   return o;
 }
 

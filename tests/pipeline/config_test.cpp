@@ -3,11 +3,14 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <array>
+#include <cmath>
 #include <map>
 #include <regex>
 #include <set>
 
 #include "engine/check.h"
+#include "pipeline/prep_config.h"
 #include "test_util.h"
 
 namespace mc {
@@ -35,21 +38,21 @@ std::string error_of(const std::string& yaml, const std::vector<std::string>& ov
 TEST(ConfigDefaults, EmptyTextGivesTheDocumentedDefaults) {
   Config c = parse_config("", "empty");
   EXPECT_EQ(c, Config{});
-  EXPECT_EQ(c.data.volume, 96);
-  EXPECT_DOUBLE_EQ(c.data.spacing_mm, 1.25);
-  EXPECT_EQ(c.data.resize, Config::Data::Resize::Pad);
-  EXPECT_EQ(c.data.raw.label_id, 31);
-  ASSERT_EQ(c.data.windows.size(), 1u);
-  EXPECT_EQ(c.data.windows[0], (Config::Window{400, 2000}));
+  EXPECT_EQ(c.data.preprocess.volume, 96);
+  EXPECT_DOUBLE_EQ(c.data.preprocess.spacing_mm, 1.25);
+  EXPECT_EQ(c.data.preprocess.resize, ResizeMode::Pad);
+  EXPECT_EQ(c.data.preprocess.label_id, 31);
+  ASSERT_EQ(c.data.preprocess.windows.size(), 1u);
+  EXPECT_EQ(c.data.preprocess.windows[0], (HUWindow{400, 2000}));
   EXPECT_EQ(c.data.split.ratios, (std::vector<double>{0.7, 0.15, 0.15}));
   EXPECT_EQ(c.data.tscore_thresholds, (std::vector<double>{-2.5, -1.0}));
-  EXPECT_EQ(c.optim.name, Config::Optim::Name::AdamW);
+  EXPECT_EQ(c.optim.kind, OptimizerKind::AdamW);
   EXPECT_DOUBLE_EQ(c.optim.lr, 1e-3);
   EXPECT_DOUBLE_EQ(c.optim.weight_decay, 0.01);
-  EXPECT_EQ(c.schedule.name, Config::Schedule::Name::Cosine);
+  EXPECT_EQ(c.schedule.kind, LrSchedule::Kind::Cosine);
   EXPECT_EQ(c.train.epochs, 200);
   EXPECT_EQ(c.train.batch_size, 8);
-  EXPECT_EQ(c.loss.type, Config::Loss::Type::LogitAdjusted);
+  EXPECT_EQ(c.loss.type, LossType::LogitAdjusted);
   EXPECT_DOUBLE_EQ(c.posthoc.tau2, 0.5);
   EXPECT_EQ(c.posthoc.sweep.size(), 10u);
   EXPECT_EQ(c.output.dir, "runs/medconv");
@@ -58,7 +61,7 @@ TEST(ConfigDefaults, EmptyTextGivesTheDocumentedDefaults) {
 }
 
 TEST(ConfigDefaults, EnumSpellings) {
-  EXPECT_EQ(to_string(Config::Loss::Type::BalancedSoftmax), "balanced_softmax");
+  EXPECT_EQ(to_string(LossType::BalancedSoftmax), "balanced_softmax");
   EXPECT_EQ(to_string(Config::Train::Device::Auto), "auto");
   EXPECT_EQ(to_string(Config::Eval::SelectBy::MacroAUC), "macro_auc");
   // train.precision is the engine's enum, spelt as the engine spells it.
@@ -89,24 +92,24 @@ TEST(ConfigFiles, MedconvRecipe) {
   Config c = load_config(std::string(MC_SOURCE_DIR) + "/configs/medconv.yaml");
   EXPECT_EQ(model_arch(c.model.name), "resnet50");
   EXPECT_EQ(c.model.num_classes, 3);
-  EXPECT_EQ(c.optim.name, Config::Optim::Name::AdamW);
+  EXPECT_EQ(c.optim.kind, OptimizerKind::AdamW);
   EXPECT_DOUBLE_EQ(c.optim.lr, 1e-3);
   EXPECT_DOUBLE_EQ(c.optim.weight_decay, 0.01);
-  EXPECT_EQ(c.schedule.name, Config::Schedule::Name::Cosine);
+  EXPECT_EQ(c.schedule.kind, LrSchedule::Kind::Cosine);
   EXPECT_EQ(c.train.epochs, 200);
   EXPECT_EQ(c.train.batch_size, 8);
-  EXPECT_EQ(c.loss.type, Config::Loss::Type::LogitAdjusted);
+  EXPECT_EQ(c.loss.type, LossType::LogitAdjusted);
   EXPECT_DOUBLE_EQ(c.loss.tau1, 1.0);
   EXPECT_DOUBLE_EQ(c.posthoc.tau2, 0.5);
-  EXPECT_EQ(c.data.volume, 128);
-  EXPECT_EQ(c.data.windows, (std::vector<Config::Window>{{400, 2000}}));
-  EXPECT_EQ(c.data.raw.label_id, 31);
+  EXPECT_EQ(c.data.preprocess.volume, 128);
+  EXPECT_EQ(c.data.preprocess.windows, (std::vector<HUWindow>{{400, 2000}}));
+  EXPECT_EQ(c.data.preprocess.label_id, 31);
 }
 
 TEST(ConfigFiles, Demo) {
   Config c = load_config(std::string(MC_SOURCE_DIR) + "/configs/demo.yaml");
   EXPECT_EQ(c.model.name, Config::Model::Name::ResNet10);
-  EXPECT_EQ(c.data.volume, 32);
+  EXPECT_EQ(c.data.preprocess.volume, 32);
   EXPECT_EQ(c.train.batch_size, 8);
   EXPECT_LE(c.train.epochs, 10);
   EXPECT_DOUBLE_EQ(c.optim.lr, 1e-3);
@@ -143,9 +146,9 @@ TEST(ConfigOverrides, ScalarListNestedAndOrder) {
                            "posthoc.sweep=[]", "model.pretrained_skip=[fc., head]"});
   EXPECT_DOUBLE_EQ(c.optim.lr, 3e-4);  // the command line beats the file
   EXPECT_EQ(c.train.epochs, 60);       // and later overrides beat earlier ones
-  EXPECT_EQ(c.data.windows, (std::vector<Config::Window>{{400, 2000}, {40, 400}}));
+  EXPECT_EQ(c.data.preprocess.windows, (std::vector<HUWindow>{{400, 2000}, {40, 400}}));
   EXPECT_EQ(c.model.in_chans, 2);
-  EXPECT_EQ(c.data.raw.label_id, 22);
+  EXPECT_EQ(c.data.preprocess.label_id, 22);
   EXPECT_TRUE(c.train.deterministic);
   EXPECT_TRUE(c.posthoc.sweep.empty());
   EXPECT_EQ(c.model.pretrained_skip, (std::vector<std::string>{"fc.", "head"}));
@@ -157,7 +160,7 @@ TEST(ConfigOverrides, WholeGroupAndStrings) {
   Config c = parse_config("", "x",
                           {"optim={name: sgd, lr: 0.1, nesterov: yes}", "model.pretrained=",
                            "output.dir=runs/a b: c", "data.split.file=splits/[fold 1].csv"});
-  EXPECT_EQ(c.optim.name, Config::Optim::Name::SGD);
+  EXPECT_EQ(c.optim.kind, OptimizerKind::SGD);
   EXPECT_DOUBLE_EQ(c.optim.lr, 0.1);
   EXPECT_TRUE(c.optim.nesterov);
   EXPECT_EQ(c.model.pretrained, "");
@@ -335,7 +338,7 @@ TEST(ConfigRoundTrip, ToYamlParsesBackEqual) {
 TEST(ConfigRoundTrip, FlatView) {
   Config c;
   c.optim.lr = 2.5e-4;
-  c.data.windows = {{400, 2000}, {40, 400}};
+  c.data.preprocess.windows = {{400, 2000}, {40, 400}};
   auto flat = config_flat(c);
   EXPECT_EQ(flat.size(), config_schema().size());
   std::map<std::string, std::string> m(flat.begin(), flat.end());
@@ -360,6 +363,116 @@ TEST(ConfigHelp, ListsEveryKeyWithTypeDefaultAndChoices) {
   EXPECT_NE(h.find("loss.type = logit_adjusted\n      one of ce|logit_adjusted|"), std::string::npos);
   EXPECT_NE(h.find("optim.betas = [0.9, 0.999]\n      list of 2 floats in [0, 1)"), std::string::npos);
   EXPECT_NE(h.find("train.epochs = 200\n      int >= 1:"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace mc
+
+namespace mc {
+namespace {
+
+// Keys that fill the library's own option structs reach them unchanged.
+TEST(ConfigLibraryStructs, KeysFillTheLibrarysOptions) {
+  Config c = parse_config("", "x",
+                          {"loss.type=weighted", "loss.adjust=true", "loss.tau1=0.65",
+                           "augment.balaug=true", "augment.balaug_power=1.0", "augment.balaug_cap=3",
+                           "augment.flip_prob=0.25", "augment.rotate_prob=0.3", "train.sampling=balanced",
+                           "data.num_workers=2", "train.epoch_samples=64", "train.sync_every=25",
+                           "train.grad_clip=1.5", "eval.every_epochs=2", "optim.betas=[0.8, 0.99]",
+                           "schedule.name=step", "schedule.gamma=0.5", "data.resize=fit"});
+  EXPECT_EQ(c.loss.type, LossType::Weighted);
+  EXPECT_TRUE(c.loss.adjust);
+  EXPECT_DOUBLE_EQ(c.loss.tau1, 0.65);
+  EXPECT_TRUE(c.loader.balaug);
+  EXPECT_DOUBLE_EQ(c.loader.balaug_power, 1.0);
+  EXPECT_DOUBLE_EQ(c.loader.balaug_cap, 3.0);
+  for (float p : c.loader.aug.flip_p) EXPECT_EQ(p, 0.25f);  // every axis
+  EXPECT_EQ(c.loader.aug.rotate_p, 0.3f);
+  EXPECT_EQ(c.loader.sampling, Sampling::ClassBalanced);
+  EXPECT_EQ(c.loader.workers, 2);
+  EXPECT_EQ(c.loader.epoch_samples, 64);
+  EXPECT_EQ(c.trainer.sync_every, 25);
+  EXPECT_DOUBLE_EQ(c.trainer.grad_clip, 1.5);
+  EXPECT_EQ(c.trainer.validate_every, 2);
+  EXPECT_EQ(c.optim.betas, (std::array<double, 2>{0.8, 0.99}));
+  EXPECT_EQ(c.schedule.kind, LrSchedule::Kind::Step);
+  EXPECT_DOUBLE_EQ(c.schedule.gamma, 0.5);
+  EXPECT_EQ(c.data.preprocess.resize, ResizeMode::Fit);
+  // loss.adjust is LossSpec::adjust: class weights and a logit offset together.
+  const ClassTerms t = class_terms(c.loss, {10, 20, 70});
+  EXPECT_EQ(t.weight.size(), 3u);
+  ASSERT_EQ(t.offset.size(), 3u);
+  EXPECT_DOUBLE_EQ(t.offset[0], 0.65 * std::log(0.1));
+  // balaug's strengths: min(cap, (n_max / n_c)^power).
+  EXPECT_EQ(balaug_strengths({10, 20, 70}, c.loader.balaug_power, c.loader.balaug_cap),
+            (std::vector<float>{3.0f, 3.0f, 1.0f}));
+  // Float fields show what was written, and read back equal.
+  auto flat = config_flat(c);
+  std::map<std::string, std::string> m(flat.begin(), flat.end());
+  EXPECT_EQ(m.at("augment.rotate_prob"), "0.3");
+  EXPECT_EQ(m.at("augment.flip_prob"), "0.25");
+  EXPECT_EQ(parse_config(to_yaml(c), "saved"), c);
+}
+
+TEST(ConfigLibraryStructs, DefaultsAreTheTrainingDefaults) {
+  const Config c;
+  EXPECT_FALSE(c.loss.adjust);
+  EXPECT_TRUE(c.loader.augment);
+  EXPECT_FALSE(c.loader.balaug);
+  EXPECT_DOUBLE_EQ(c.loader.balaug_power, 0.5);
+  EXPECT_DOUBLE_EQ(c.loader.balaug_cap, 2.0);
+  EXPECT_EQ(c.loader.aug.rot90_p, 0.25f);
+  EXPECT_EQ(c.loader.aug.rotate_p, 0.3f);
+  EXPECT_EQ(c.loader.aug.scale_range, 0.0f);  // HU carries the label
+  EXPECT_EQ(c.loader.aug.shift_range, 0.0f);
+  EXPECT_EQ(c.loader.workers, 4);
+  EXPECT_EQ(c.trainer.sync_every, 10);
+  EXPECT_EQ(c.trainer.validate_every, 1);
+  EXPECT_DOUBLE_EQ(c.optim.momentum, 0.9);
+  // The config spells library enums as the libraries do.
+  for (LossType t : {LossType::CE, LossType::LogitAdjusted, LossType::Weighted, LossType::BalancedSoftmax,
+                     LossType::ClassBalanced})
+    EXPECT_EQ(to_string(t), loss_type_name(t));
+  for (OptimizerKind k : {OptimizerKind::AdamW, OptimizerKind::SGD}) EXPECT_EQ(to_string(k), optimizer_name(k));
+  for (ResizeMode r : {ResizeMode::Pad, ResizeMode::Fit, ResizeMode::Stretch}) EXPECT_EQ(to_string(r), resize_mode_name(r));
+  EXPECT_THROW(to_string(Sampling::Sequential), Error);  // evaluation order: not a training choice
+}
+
+TEST(ConfigLibraryStructs, NewKeysRangesAndRules) {
+  std::string m = error_of("", {"augment.balaug_power=-1"});
+  EXPECT_TRUE(contains_all(m, {"augment.balaug_power", "-1 is out of range", "must be in [0, 4]"}));
+  m = error_of("", {"augment.balaug_cap=0.5"});
+  EXPECT_TRUE(contains_all(m, {"augment.balaug_cap", "0.5 is out of range", "must be in [1, 10]"}));
+  m = error_of("", {"train.sync_every=0"});
+  EXPECT_TRUE(contains_all(m, {"train.sync_every", "0 is out of range", "must be in [1, 100000]"}));
+  m = error_of("loss:\n  adjust: sometimes\n");
+  EXPECT_TRUE(contains_all(m, {"loss.adjust", "expected true or false", "'sometimes'"}));
+  m = error_of("", {"loss.adjust=true"});
+  EXPECT_TRUE(contains_all(m, {"loss.adjust (true, from command line", "loss.type (logit_adjusted, the default)",
+                               "weighted or class_balanced"}));
+  EXPECT_NO_THROW(parse_config("", "x", {"loss.type=class_balanced", "loss.adjust=true"}));
+  m = error_of("augment:\n  balaug_pwr: 1\n");
+  EXPECT_TRUE(contains_all(m, {"'augment.balaug_pwr'", "did you mean 'augment.balaug_power'?"}));
+}
+
+TEST(PrepConfig, MaskModeAndPreprocessing) {
+  Config c = parse_config("", "x", {"data.raw.label_id=22", "data.volume=64", "data.windows=[[400,2000],[40,400]]",
+                                    "model.in_chans=2", "data.mask_outside=true", "data.num_workers=0"});
+  PreprocessOptions p = preprocess_options_from_config(c);
+  EXPECT_EQ(p.label_id, 22);
+  EXPECT_FALSE(p.precropped);
+  EXPECT_EQ(p.volume, 64);
+  EXPECT_TRUE(p.mask_outside);
+  EXPECT_EQ(p.windows, (std::vector<HUWindow>{{400, 2000}, {40, 400}}));
+  c.data.raw.mask_mode = Config::Raw::MaskMode::Binary;
+  EXPECT_EQ(preprocess_options_from_config(c).label_id, -1);
+  c.data.raw.mask_mode = Config::Raw::MaskMode::Precropped;
+  EXPECT_TRUE(preprocess_options_from_config(c).precropped);
+  const PrepOptions o = prep_options_from_config(c);
+  EXPECT_EQ(o.workers, 2);  // preparation uses at least two threads
+  EXPECT_EQ(o.preprocess.volume, 64);
+  EXPECT_DOUBLE_EQ(o.bands.osteoporosis_max, -2.5);
+  EXPECT_DOUBLE_EQ(o.ratios.val, 0.15);
 }
 
 }  // namespace
