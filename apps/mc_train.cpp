@@ -1,10 +1,11 @@
-// mc_train --config FILE.yaml [key=value ...] [--resume]
-#include <csignal>
-#include <cstring>
-#include <iostream>
+// mc_train --config FILE.yaml [key=value ...] [--resume]: the command line, then pipeline/train.h.
+#include <CLI/CLI.hpp>
 #include <unistd.h>
 
-#include "apps/common/trainer.h"
+#include <csignal>
+#include <iostream>
+
+#include "pipeline/train.h"
 
 namespace {
 std::atomic<bool> g_stop{false};
@@ -14,36 +15,36 @@ void on_sigint(int) {
   (void)!write(2, msg, sizeof(msg) - 1);
 }
 
-int usage(int code) {
-  std::cout << "usage: mc_train --config FILE.yaml [section.key=value ...] [--resume]\n\n"
-               "Trains a model as the config describes (on the GPU when there is one). Ctrl-C\n"
-               "finishes the running epoch and leaves a resumable checkpoint; --resume continues\n"
-               "from <output.dir>/last.safetensors.\n\nConfiguration keys:\n"
-            << mc::config_help();
-  return code;
+int usage_error(const std::string& msg) {
+  std::cerr << "mc_train: " << msg << " (see --help)\n";
+  return 2;
 }
 }  // namespace
 
 int main(int argc, char** argv) {
+  CLI::App app("Trains a model as the config describes (on the GPU when there is one). Ctrl-C\n"
+               "finishes the running epoch and leaves a resumable checkpoint; --resume continues\n"
+               "from <output.dir>/last.safetensors.",
+               "mc_train");
   std::string config;
   std::vector<std::string> overrides;
   bool resume = false;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a == "--help" || a == "-h") return usage(0);
-    if (a == "--resume") resume = true;
-    else if (a == "--config" && i + 1 < argc) config = argv[++i];
-    else if (a.rfind("--config=", 0) == 0) config = a.substr(9);
-    else if (a.find('=') != std::string::npos && a[0] != '-') overrides.push_back(a);
-    else {
-      std::cerr << "mc_train: unknown argument '" << a << "' (see --help)\n";
-      return 2;
-    }
+  app.add_option("--config", config, "the run's YAML file")->option_text("FILE.yaml");
+  app.add_flag("--resume", resume, "continue the run in output.dir");
+  app.add_option("overrides", overrides, "section.key=value, the value in YAML")->option_text("KEY=VALUE ...");
+  app.allow_extras();  // unknown arguments are reported below, as the other programs do
+  app.footer("\n" + mc::config_help());
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    return usage_error(e.what());
   }
-  if (config.empty()) {
-    std::cerr << "mc_train: --config FILE.yaml is required (see --help)\n";
-    return 2;
-  }
+  for (const auto& a : app.remaining()) return usage_error("unknown argument '" + a + "'");
+  for (const auto& o : overrides)
+    if (o.find('=') == std::string::npos) return usage_error("unknown argument '" + o + "'");
+  if (config.empty()) return usage_error("--config FILE.yaml is required");
   try {
     mc::Config cfg = mc::load_config(config, overrides);
     std::signal(SIGINT, on_sigint);

@@ -10,7 +10,7 @@
 #include "apps/common/evaluate.h"
 #include "losses/evaluation.h"
 #include "losses/posthoc.h"
-#include "apps/common/trainer.h"
+#include "pipeline/train_setup.h"
 #include "engine/autograd.h"
 #include "engine/metrics.h"
 #include "io/cache.h"

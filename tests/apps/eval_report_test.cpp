@@ -10,7 +10,7 @@
 #include <sstream>
 
 #include "apps/common/report.h"
-#include "apps/common/trainer.h"
+#include "pipeline/train_setup.h"
 #include "io/cache.h"
 #include "io/checkpoint.h"
 #include "io/plot.h"

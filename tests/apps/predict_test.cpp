@@ -9,7 +9,7 @@
 #include <sstream>
 
 #include "apps/common/predict.h"
-#include "apps/common/trainer.h"
+#include "pipeline/train_setup.h"
 #include "engine/autograd.h"
 #include "io/checkpoint.h"
 #include "io/nifti.h"

@@ -1,17 +1,19 @@
 // End to end on the CPU: generated scans -> mc_prep's library -> training -> held-out metrics,
 // and resume after an interruption gives the same final weights as an uninterrupted run.
+#include <cmath>
 #include <filesystem>
 #include <sstream>
 
 #include "apps/common/evaluate.h"
-#include "apps/common/trainer.h"
 #include "engine/metrics.h"
 #include "io/cache.h"
-#include "pipeline/prep_config.h"
+#include "io/runlog.h"
 #include "io/safetensors.h"
 #include "io/state_dict_io.h"
-#include "losses/posthoc.h"
 #include "io/synthetic.h"
+#include "losses/posthoc.h"
+#include "pipeline/prep_config.h"
+#include "pipeline/train.h"
 #include "e2e_data.h"
 #include "test_util.h"
 
@@ -69,6 +71,52 @@ TEST(TrainE2E, ResumeAfterInterruptionEqualsUninterruptedRun) {
   for (size_t i = 0; i < wa.size(); ++i) {
     ASSERT_EQ(wa[i].first, wb[i].first);
     EXPECT_EQ(test::rel_error(wb[i].second, wa[i].second), 0.0) << wa[i].first;
+  }
+}
+
+// eval.every_epochs and output.keep_last: validation on epochs 2 and 3 (the last) only, and of
+// the periodic checkpoints only the newest is kept unless keep_last is false.
+TEST(TrainE2E, ValidationEveryNEpochsAndPeriodicCheckpoints) {
+  test::e2e_prepare();
+  for (bool keep_last : {true, false}) {
+    const std::string out = test::temp_dir() + (keep_last ? "/keep" : "/all");
+    Config cfg = e2e_config(out, {"train.epochs=3", "train.epoch_samples=16", "schedule.warmup_epochs=0",
+                                  "eval.every_epochs=2", "output.checkpoint_every=1",
+                                  std::string("output.keep_last=") + (keep_last ? "true" : "false")});
+    std::ostringstream log;
+    TrainHooks hooks;
+    hooks.out = &log;
+    TrainSummary s = train(cfg, false, hooks);
+    EXPECT_EQ(s.epochs_done, 3);
+    EXPECT_TRUE(s.best_epoch == 2 || s.best_epoch == 3) << s.best_epoch;
+    const std::vector<LogRow> rows = RunLog::read_csv(out + "/metrics.csv");
+    ASSERT_EQ(rows.size(), 3u);
+    auto value = [](const LogRow& r, const std::string& k) {
+      for (const auto& [name, v] : r)
+        if (name == k) return v;
+      ADD_FAILURE() << "no column " << k;
+      return 0.0;
+    };
+    EXPECT_TRUE(std::isnan(value(rows[0], "val_loss")));
+    EXPECT_TRUE(std::isnan(value(rows[0], "selected")));
+    EXPECT_TRUE(std::isfinite(value(rows[0], "train_loss")));
+    EXPECT_TRUE(std::isfinite(value(rows[1], "val_loss")));
+    EXPECT_TRUE(std::isfinite(value(rows[2], "val_loss")));
+    std::istringstream lines(log.str());
+    int epoch_lines = 0;
+    for (std::string line; std::getline(lines, line);) {
+      if (line.rfind("epoch ", 0) != 0) continue;
+      ++epoch_lines;
+      EXPECT_EQ(line.find("val loss") != std::string::npos, line.find("epoch   1/3") == std::string::npos) << line;
+    }
+    EXPECT_EQ(epoch_lines, 3) << log.str();
+    EXPECT_TRUE(fs::exists(out + "/last.safetensors"));
+    EXPECT_TRUE(fs::exists(out + "/epoch3.safetensors"));
+    EXPECT_TRUE(fs::exists(out + "/epoch3.state.safetensors"));
+    for (const char* tag : {"epoch1", "epoch2"}) {
+      EXPECT_EQ(fs::exists(out + "/" + tag + ".safetensors"), !keep_last) << tag;
+      EXPECT_EQ(fs::exists(out + "/" + tag + ".state.safetensors"), !keep_last) << tag;
+    }
   }
 }
 

@@ -1,15 +1,15 @@
-// The training run behind mc_train: config in, checkpoints, logs and plots out. Everything a
-// test wants to call is here (apps/mc_train.cpp only parses the command line).
+// The training run behind mc_train: config in, checkpoints, logs and plots out. The loop itself
+// is the engine's Trainer (engine/trainer.h); this is the MedConv wiring around it: model,
+// loader, loss, optimiser and schedule from the Config, the run folder, the metrics log,
+// validation with post-hoc adjustment, checkpoints, resume and data parallelism.
 #pragma once
 #include <atomic>
-#include <functional>
-#include <memory>
+#include <cstdint>
 #include <ostream>
 #include <string>
 
-#include "engine/nn.h"
-#include "engine/optim.h"
 #include "pipeline/config.h"
+#include "pipeline/train_setup.h"
 
 namespace mc {
 
@@ -30,11 +30,8 @@ struct TrainHooks {
   std::ostream* out = nullptr;  // epoch lines (default std::cout)
 };
 
+// One process per GPU (or CPU node) under mpirun / torchrun, a world of one otherwise
+// (engine/dist.h). With `resume`, continues from <output.dir>/last.safetensors.
 TrainSummary train(const Config& cfg, bool resume, const TrainHooks& hooks = {});
-
-// Shared with mc_eval / mc_predict / mc_bench.
-Device resolve_device(Config::Train::Device d);
-std::unique_ptr<nn::Module> build_model(const Config& cfg);  // + pretrained weights if configured
-std::unique_ptr<Optimizer> build_optimizer(const Config& cfg, nn::Module& model);
 
 }  // namespace mc
