@@ -1,5 +1,7 @@
 #include "test_util.h"
 
+#include <unistd.h>
+
 #include <cmath>
 #include <filesystem>
 #include <sstream>
@@ -59,7 +61,9 @@ std::string shared_data(const std::string& rel) {
 
 std::string temp_dir() {
   const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  std::filesystem::path p = std::filesystem::temp_directory_path() / "mc_tests" /
+  // The process id keeps concurrent runs (two checkouts, two ctest invocations) apart.
+  std::filesystem::path p = std::filesystem::temp_directory_path() /
+                            ("mc_tests." + std::to_string(::getpid())) /
                             (std::string(info->test_suite_name()) + "." + info->name());
   std::filesystem::remove_all(p);
   std::filesystem::create_directories(p);
