@@ -9,8 +9,11 @@
 #include <sstream>
 #include <thread>
 
+#include "io/atomic_file.h"
 #include "io/cache.h"
+#include "io/csv.h"
 #include "io/progress.h"
+#include "io/text.h"
 
 namespace mc {
 namespace {
@@ -42,13 +45,7 @@ std::string clean_reason(std::string msg) {
   return msg;
 }
 
-std::string fmt(double x, int digits) {
-  if (!std::isfinite(x)) return "";
-  std::ostringstream s;
-  s.precision(digits);
-  s << std::fixed << x;
-  return s.str();
-}
+std::string fmt(double x, int digits) { return std::isfinite(x) ? fixed(x, digits) : ""; }
 
 std::string windows_str(const std::vector<HUWindow>& ws) {
   std::string s;
@@ -118,23 +115,15 @@ std::map<std::string, std::string> cache_meta(const PrepOptions& o, const std::s
 }
 
 void write_manifest(const std::string& path, const std::vector<ManifestRow>& rows) {
-  const std::string tmp = path + ".part";
-  {
-    std::ofstream out(tmp);
-    MC_CHECK(out, path, ": cannot write manifest");
-    out << "id,label,tscore,split,voxels,volume_ml,mean_hu,median_hu,status,reason\n";
-    for (const auto& r : rows) {
-      const bool stats = r.status == "ok";
-      out << csv_escape(r.id) << "," << r.label << "," << fmt(r.tscore, 2) << "," << r.split << ","
-          << (stats ? std::to_string(r.stats.voxels) : "") << ","
-          << (stats ? fmt(r.stats.volume_ml, 3) : "") << "," << (stats ? fmt(r.stats.mean_hu, 2) : "")
-          << "," << (stats ? fmt(r.stats.median_hu, 1) : "") << "," << r.status << ","
-          << csv_escape(r.reason) << "\n";
-    }
-    out.close();
-    MC_CHECK(out, path, ": write failed");
+  std::string out = "id,label,tscore,split,voxels,volume_ml,mean_hu,median_hu,status,reason\n";
+  for (const auto& r : rows) {
+    const bool stats = r.status == "ok";
+    out += csv_field(r.id) + "," + std::to_string(r.label) + "," + fmt(r.tscore, 2) + "," + csv_field(r.split) +
+           "," + (stats ? std::to_string(r.stats.voxels) : "") + "," + (stats ? fmt(r.stats.volume_ml, 3) : "") +
+           "," + (stats ? fmt(r.stats.mean_hu, 2) : "") + "," + (stats ? fmt(r.stats.median_hu, 1) : "") + "," +
+           r.status + "," + csv_field(r.reason) + "\n";
   }
-  fs::rename(tmp, path);
+  write_atomic(path, out);
 }
 
 PrepResult run_prep(const PrepOptions& o) {

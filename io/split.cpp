@@ -2,13 +2,12 @@
 
 #include <algorithm>
 #include <cmath>
-#include <fstream>
 #include <numeric>
 #include <sstream>
 
 #include "engine/check.h"
 #include "engine/random.h"
-#include "io/labels.h"
+#include "io/csv.h"
 
 namespace mc {
 namespace {
@@ -89,24 +88,21 @@ std::vector<int> stratified_folds(const std::vector<std::string>& ids,
 }
 
 std::map<std::string, std::string> read_split_file(const std::string& path) {
-  std::ifstream in(path);
-  MC_CHECK(in, path, ": cannot open split file");
+  const CsvTable t = read_csv(path, {.header = false, .comments = true, .what = "split file"});
   std::map<std::string, std::string> out;
-  std::string line;
-  int lineno = 0;
   bool first = true;
-  while (std::getline(in, line)) {
-    ++lineno;
-    if (line.find_first_not_of(" \t\r") == std::string::npos || line[0] == '#') continue;
-    const auto f = split_csv_line(line, detect_csv_separator(line));
-    MC_CHECK(f.size() == 2 && !f[0].empty() && !f[1].empty(), path, ":", lineno,
+  for (const CsvRow& row : t.rows) {
+    const auto& f = row.cells;
+    std::string line;
+    for (const auto& c : f) line += (line.empty() ? "" : ",") + c;
+    MC_CHECK(f.size() == 2 && !f[0].empty() && !f[1].empty(), t.where(row),
              ": expected two fields \"id,split\", got \"", line, "\"");
     if (first && (f[1] == "split" || f[1] == "fold")) {
       first = false;
       continue;
     }
     first = false;
-    MC_CHECK(out.emplace(f[0], f[1]).second, path, ":", lineno, ": duplicate subject ", f[0]);
+    MC_CHECK(out.emplace(f[0], f[1]).second, t.where(row), ": duplicate subject ", f[0]);
   }
   MC_CHECK(!out.empty(), path, ": no subjects in the split file");
   return out;
