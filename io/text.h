@@ -17,6 +17,10 @@ std::string shortest(double v);
 // comes out as "0.00".
 std::string fixed(double v, int decimals);
 
+// printf's "%g" (six significant digits, no trailing zeros): 0.5, 1, 1e-07. For labels and
+// headings, not for numbers that must read back exactly.
+std::string general(double v);
+
 // The whole of s as a number (an optional leading '+' is allowed; no spaces), else nullopt.
 // parse_double accepts "nan" and "inf" as std::from_chars does: callers that need finite values
 // check std::isfinite.

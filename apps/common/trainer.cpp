@@ -8,7 +8,7 @@
 #include <optional>
 #include <sstream>
 
-#include "apps/common/evaluate.h"
+#include "pipeline/predictions.h"
 #include "engine/dist.h"
 #include "engine/memory.h"
 #include "engine/metrics.h"
@@ -27,32 +27,6 @@
 
 namespace mc {
 namespace fs = std::filesystem;
-
-Device resolve_device(Config::Train::Device d) {
-  switch (d) {
-    case Config::Train::Device::CPU: return Device::cpu();
-    case Config::Train::Device::CUDA:
-      MC_CHECK(cuda_available(), "train.device is 'cuda' but no usable GPU was found (set train.device=auto or cpu)");
-      return Device::cuda(0);
-    case Config::Train::Device::Auto: break;
-  }
-  return cuda_available() ? Device::cuda(0) : Device::cpu();
-}
-
-std::unique_ptr<nn::Module> build_model(const Config& cfg) {
-  auto m = models::create(std::string(model_arch(cfg.model.name)), cfg.model.in_chans,
-                          cfg.model.num_classes, uint64_t(cfg.train.seed));
-  if (!cfg.model.pretrained.empty()) {
-    StateDict src = load_safetensors(cfg.model.pretrained);
-    if (cfg.model.inflate_2d) src = inflate_2d_to_3d(src, cfg.model.in_chans);
-    for (const auto& prefix : cfg.model.pretrained_skip) drop_keys(src, prefix);
-    LoadOptions lo;
-    lo.strict = false;  // the head (fc) of a pretrained backbone rarely fits our classes
-    LoadReport r = load_state_dict(m->state_dict(), src, lo);
-    std::cout << "pretrained " << cfg.model.pretrained << ": " << r.summary() << "\n";
-  }
-  return m;
-}
 
 std::unique_ptr<Optimizer> build_optimizer(const Config& cfg, nn::Module& model) {
   const auto& o = cfg.optim;
@@ -281,15 +255,16 @@ static TrainSummary train_on(const Config& cfg, bool resume, const TrainHooks& h
     const double train_loss = steps ? loss_sum / double(steps) : NAN;
 
     // Validation with post-hoc adjustment (tau2), metrics, selection. Each rank predicts a shard.
-    Predictions val = predict_cache(*model, val_path, cfg.train.batch_size, dev, "", comm.rank(), world);
+    PredictionTable val = predict_cache(*model, val_path, cfg.train.batch_size, dev, "", comm.rank(), world);
     if (world > 1) val = gather_predictions(comm, val, Cache::open(val_path).size());
-    Tensor probs = posthoc_probabilities(val.logits, std::vector<double>(counts.begin(), counts.end()),
+    const Tensor val_logits = val.scores_tensor(DType::F32), val_labels = val.labels_tensor();
+    Tensor probs = posthoc_probabilities(val_logits, std::vector<double>(counts.begin(), counts.end()),
                                          cfg.posthoc.tau2);
-    ClassificationMetrics m = classification_metrics(val.labels, probs);
+    ClassificationMetrics m = classification_metrics(val_labels, probs);
     double val_loss;
     {
       NoGradGuard ng;
-      val_loss = loss_fn(val.logits, val.labels).item();
+      val_loss = loss_fn(val_logits, val_labels).item();
     }
     const double score = selection_score(cfg, m, val_loss);
     const bool best = st.best_epoch < 0 || score > st.best_value;

@@ -10,6 +10,7 @@
 #include "engine/nn.h"
 #include "engine/optim.h"
 #include "io/config.h"
+#include "pipeline/model.h"
 
 namespace mc {
 
@@ -32,9 +33,7 @@ struct TrainHooks {
 
 TrainSummary train(const Config& cfg, bool resume, const TrainHooks& hooks = {});
 
-// Shared with mc_eval / mc_predict / mc_bench.
-Device resolve_device(Config::Train::Device d);
-std::unique_ptr<nn::Module> build_model(const Config& cfg);  // + pretrained weights if configured
+// resolve_device and build_model (shared with mc_eval / mc_predict / mc_bench): pipeline/model.h.
 std::unique_ptr<Optimizer> build_optimizer(const Config& cfg, nn::Module& model);
 
 }  // namespace mc

@@ -8,8 +8,8 @@
 #include <fstream>
 #include <sstream>
 
-#include "apps/common/predict.h"
-#include "apps/common/trainer.h"
+#include "pipeline/model.h"
+#include "pipeline/predict.h"
 #include "engine/autograd.h"
 #include "io/checkpoint.h"
 #include "io/nifti.h"
