@@ -160,10 +160,13 @@ HuBaseline hu_baseline(const std::string& manifest, const std::string& split, co
     return h;
   }
   h.available = true;
-  h.rules.push_back(score_rule({"median HU < " + hu_text(kTotalSegmentatorHuThreshold) +
-                                    " -> osteoporosis (TotalSegmentator spine report)",
-                                "totalsegmentator_median_hu", "median_hu", {kTotalSegmentatorHuThreshold}, true},
-                               median, y, b));
+  h.rules.push_back(score_rule({.name = "median HU < " + hu_text(kTotalSegmentatorHuThreshold) +
+                                         " -> osteoporosis (TotalSegmentator spine report)",
+                                 .key = "totalsegmentator_median_hu",
+                                 .feature = "median_hu",
+                                 .thresholds = {kTotalSegmentatorHuThreshold},
+                                 .binary = true},
+                                median, y, b));
   if (train_y.empty()) {
     h.note = "no train rows in the manifest: no thresholds fitted";
     return h;
@@ -171,10 +174,13 @@ HuBaseline hu_baseline(const std::string& manifest, const std::string& split, co
   for (const auto& [feature, tx, ex] : {std::tuple{"mean_hu", &train_mean, &mean}, std::tuple{"median_hu", &train_median, &median}}) {
     const std::vector<double> t = fit_thresholds(*tx, train_y, kNumClasses);
     const std::string what = std::string(feature) == "mean_hu" ? "mean HU" : "median HU";
-    h.rules.push_back(score_rule({what + " < " + hu_text(t[0]) + " osteoporosis, < " + hu_text(t[1]) +
-                                      " osteopenia, else normal (fitted on train)",
-                                  std::string("fitted_") + feature, feature, t, false},
-                                 *ex, y, b));
+    h.rules.push_back(score_rule({.name = what + " < " + hu_text(t[0]) + " osteoporosis, < " + hu_text(t[1]) +
+                                           " osteopenia, else normal (fitted on train)",
+                                   .key = std::string("fitted_") + feature,
+                                   .feature = feature,
+                                   .thresholds = t,
+                                   .binary = false},
+                                  *ex, y, b));
   }
   return h;
 }

@@ -25,7 +25,8 @@ std::string roc_svg(const Report& r) {
   for (size_t k = 0; k < h.roc.size(); ++k) {
     const MetricValue& a = h.metrics.auc[k];
     const Interval* iv = ci_of(h.ci, "auc[" + std::to_string(k) + "]");
-    plot::Series s{r.headline.class_names[k] + "  AUC " + (a.defined ? fixed3(a.value) : "undefined")};
+    plot::Series s;
+    s.name = r.headline.class_names[k] + "  AUC " + (a.defined ? fixed3(a.value) : "undefined");
     if (a.defined && iv && iv->defined) s.name += " [" + fixed3(iv->lo) + ", " + fixed3(iv->hi) + "]";
     if (h.roc[k].defined) s.x = h.roc[k].fpr, s.y = h.roc[k].tpr;
     c.series.push_back(s);
@@ -41,7 +42,7 @@ std::string sweep_svg(const Report& r) {
   const std::vector<std::pair<std::string, std::string>> shown = {
       {"accuracy", "accuracy"}, {"balanced_accuracy", "balanced accuracy"},
       {"f1_weighted", "F1 (weighted)"}, {"auc_macro", "ROC AUC (macro)"}};
-  for (const auto& [key, label] : shown) c.series.push_back({label});
+  for (const auto& [key, label] : shown) c.series.emplace_back().name = label;
   for (const EvalRow& row : r.sweep->rows) {
     if (row.tau2 == r.run.tau2) c.highlight = int(c.categories.size()), c.highlight_label = "reported";
     c.categories.push_back(row.tau2 == 0 ? "0 (none)" : tau_text(row.tau2));
@@ -83,12 +84,16 @@ std::optional<std::string> curves_svg(Report& r) {
   loss.title = "Loss";
   loss.x = val.x = {"epoch", plot::kAuto, plot::kAuto, false, true};
   loss.y.label = "loss";
-  loss.series = {{"train", epoch, column("train_loss")}, {"validation", epoch, column("val_loss"), "", true}};
+  auto series = [&](const char* name, const char* key, bool dashed = false) {
+    plot::Series s;
+    s.name = name, s.x = epoch, s.y = column(key), s.dashed = dashed;
+    return s;
+  };
+  loss.series = {series("train", "train_loss"), series("validation", "val_loss", true)};
   val.title = "Validation metrics (as mc_train logged them)";
   val.y = {"", 0, 1, true};
-  val.series = {{"accuracy", epoch, column("val_accuracy")},
-                {"balanced accuracy", epoch, column("val_balanced_accuracy")},
-                {"ROC AUC (macro)", epoch, column("val_auc_macro")}};
+  val.series = {series("accuracy", "val_accuracy"), series("balanced accuracy", "val_balanced_accuracy"),
+                series("ROC AUC (macro)", "val_auc_macro")};
   if (r.run.epoch > 0) loss.vlines = val.vlines = {{double(r.run.epoch), "checkpoint (epoch " + std::to_string(r.run.epoch) + ")"}};
   return plot::svg_panels({loss, val}, 1, "Training curves");
 }

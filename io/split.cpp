@@ -3,11 +3,11 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
-#include <sstream>
 
 #include "engine/check.h"
 #include "engine/random.h"
 #include "io/csv.h"
+#include "io/text.h"
 
 namespace mc {
 namespace {
@@ -41,10 +41,9 @@ std::map<int64_t, std::vector<size_t>> shuffled_strata(const std::vector<std::st
 
 SplitRatios parse_split_ratios(const std::string& s) {
   SplitRatios r;
-  char c1 = 0, c2 = 0, extra = 0;
-  std::istringstream in(s);
-  const bool ok = (in >> r.train >> c1 >> r.val >> c2 >> r.test) && c1 == ',' && c2 == ',' &&
-                  !(in >> extra);
+  const auto v = parse_numbers(s);
+  const bool ok = v && v->size() == 3 && std::isfinite((*v)[0] + (*v)[1] + (*v)[2]);
+  if (ok) r = {(*v)[0], (*v)[1], (*v)[2]};
   const double sum = r.train + r.val + r.test;
   MC_CHECK(ok && r.train >= 0 && r.val >= 0 && r.test >= 0 && sum > 0, "split ratios \"", s,
            "\": expected TRAIN,VAL,TEST (non-negative, e.g. 0.8,0.1,0.1)");

@@ -40,6 +40,18 @@ std::optional<T> parse(std::string_view s) {
 std::optional<double> parse_double(std::string_view s) { return parse<double>(s); }
 std::optional<int64_t> parse_int(std::string_view s) { return parse<int64_t>(s); }
 
+std::optional<std::vector<double>> parse_numbers(std::string_view s, char sep) {
+  std::vector<double> v;
+  for (size_t start = 0;;) {
+    const size_t end = s.find(sep, start);
+    const auto x = parse_double(trim(s.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start)));
+    if (!x) return std::nullopt;
+    v.push_back(*x);
+    if (end == std::string_view::npos) return v;
+    start = end + 1;
+  }
+}
+
 std::string lower(std::string_view s) {
   std::string o(s);
   for (char& c : o)

@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace mc {
 
@@ -26,6 +27,10 @@ std::string general(double v);
 // check std::isfinite.
 std::optional<double> parse_double(std::string_view s);
 std::optional<int64_t> parse_int(std::string_view s);
+
+// The numbers of "0.8,0.1,0.1" or "400, 2000" (each as parse_double reads it, spaces around
+// it allowed), else nullopt.
+std::optional<std::vector<double>> parse_numbers(std::string_view s, char sep = ',');
 
 std::string lower(std::string_view s);           // ASCII only
 std::string_view trim(std::string_view s);       // spaces, tabs, CR, LF at both ends

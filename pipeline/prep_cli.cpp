@@ -108,11 +108,9 @@ PrepCommand parse_prep_command(const std::vector<std::string>& args) {
     for (const std::string& w : opts.windows) o.preprocess.windows.push_back(parse_window(w));
   }
   if (!opts.bands.empty()) {
-    const size_t comma = opts.bands.find(',');
-    MC_CHECK(comma != std::string::npos, "--tscore-bands: expected A,B (e.g. -2.5,-1)");
-    const auto a = parse_double(opts.bands.substr(0, comma)), b = parse_double(opts.bands.substr(comma + 1));
-    MC_CHECK(a && b, "--tscore-bands: \"", opts.bands, "\" is not two numbers A,B");
-    o.bands.osteoporosis_max = *a, o.bands.normal_min = *b;
+    const auto v = parse_numbers(opts.bands);
+    MC_CHECK(v && v->size() == 2, "--tscore-bands: \"", opts.bands, "\": expected A,B (e.g. -2.5,-1)");
+    o.bands.osteoporosis_max = (*v)[0], o.bands.normal_min = (*v)[1];
     MC_CHECK(o.bands.osteoporosis_max < o.bands.normal_min, "--tscore-bands: A must be below B");
   }
   if (!opts.ratios.empty()) o.ratios = parse_split_ratios(opts.ratios);

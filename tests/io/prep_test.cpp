@@ -148,6 +148,28 @@ TEST(PrepProgress, RendersRateAndEtaAndDegradesToLines) {
   EXPECT_NE(text.find("total)"), std::string::npos);
 }
 
+// Not a terminal: 10% steps print only when the gap since the last line allows it (the programs
+// use Progress::kMinGapSeconds), so a fast loop logs its first line and the final one.
+TEST(PrepProgress, PlainLinesKeepTheirMinimumGap) {
+  std::ostringstream log;
+  {
+    Progress p("work", 100, log, false, 1e9, 1e9);
+    for (int i = 0; i < 100; ++i) p.tick();
+  }
+  const std::string text = log.str();
+  EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 2) << text;
+  EXPECT_EQ(text.find("work 1/100"), 0u) << text;
+  EXPECT_NE(text.find("100/100"), std::string::npos);
+  std::ostringstream unknown;  // no total: time alone decides, and the gap holds too
+  {
+    Progress p("scan", 0, unknown, false, 0, 1e9);
+    for (int i = 0; i < 50; ++i) p.tick();
+  }
+  const std::string u = unknown.str();
+  EXPECT_EQ(std::count(u.begin(), u.end(), '\n'), 2) << u;
+  EXPECT_EQ(Progress::kMinGapSeconds, 10);
+}
+
 TEST(PrepProgress, ParallelForVisitsEveryIndexAndRethrows) {
   std::vector<std::atomic<int>> seen(1000);
   std::ostringstream sink;

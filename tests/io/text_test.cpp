@@ -70,6 +70,10 @@ TEST(Text, ParseTakesTheWholeStringOrNothing) {
   EXPECT_EQ(parse_int("-9223372036854775808"), INT64_MIN);
   EXPECT_FALSE(parse_int("9223372036854775808"));  // out of range
   EXPECT_FALSE(parse_int("4.0"));
+  EXPECT_EQ(parse_numbers("0.8,0.1, 0.1"), (std::vector<double>{0.8, 0.1, 0.1}));
+  EXPECT_EQ(parse_numbers("-2.5"), (std::vector<double>{-2.5}));
+  EXPECT_FALSE(parse_numbers("1,,2"));
+  EXPECT_FALSE(parse_numbers("1;2"));
   EXPECT_EQ(lower("Score_0"), "score_0");
   EXPECT_EQ(trim(" \ta b\r\n"), "a b");
   EXPECT_EQ(trim("   "), "");
