@@ -8,6 +8,7 @@
 #include <cstring>
 #include <filesystem>
 #include <limits>
+#include <memory>
 #include <mutex>
 #include <sstream>
 
@@ -383,47 +384,32 @@ std::vector<char> encode_integer(const Volume& v, const std::string& path, const
 }
 
 // Header then voxels into an atomic file (io/atomic_file.h), gzip-compressed (level 6, as
-// gzopen's "wb6") when the name ends in .gz.
+// gzopen's "wb6") when the name ends in .gz: zlib's streaming deflate, as in its zpipe.c.
 void write_bytes(const std::string& path, const char* a, size_t na, const char* b, size_t nb) {
   AtomicFile f(path);
-  if (!(path.size() > 3 && path.compare(path.size() - 3, 3, ".gz") == 0)) {
-    f.write(a, na);
-    f.write(b, nb);
-    f.commit();
+  if (!path.ends_with(".gz")) {
+    f.write(a, na), f.write(b, nb), f.commit();
     return;
   }
   z_stream z{};
-  MC_CHECK(deflateInit2(&z, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) == Z_OK, path,
-           ": zlib cannot start compressing");
+  MC_CHECK(deflateInit2(&z, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) == Z_OK, path, ": zlib cannot start");
+  const std::unique_ptr<z_stream, int (*)(z_stream*)> end(&z, deflateEnd);
   std::vector<unsigned char> out(size_t(1) << 20);
-  auto pump = [&](const char* p, size_t n, bool last) {
+  const std::pair<const char*, size_t> parts[] = {{a, na}, {b, nb}};
+  for (size_t i = 0; i < 2; ++i) {
+    auto [p, n] = parts[i];
     do {
       const size_t chunk = std::min<size_t>(n, size_t(1) << 30);
-      z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(p));
-      z.avail_in = uInt(chunk);
+      z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(p)), z.avail_in = uInt(chunk);
       p += chunk, n -= chunk;
-      const int flush = last && n == 0 ? Z_FINISH : Z_NO_FLUSH;
-      int rc;
+      const int flush = i == 1 && n == 0 ? Z_FINISH : Z_NO_FLUSH;
       do {
-        z.next_out = out.data();
-        z.avail_out = uInt(out.size());
-        rc = deflate(&z, flush);
-        if (rc == Z_STREAM_ERROR) {
-          deflateEnd(&z);
-          MC_FAIL(path, ": zlib failed while compressing");
-        }
+        z.next_out = out.data(), z.avail_out = uInt(out.size());
+        MC_CHECK(deflate(&z, flush) != Z_STREAM_ERROR, path, ": zlib failed while compressing");
         f.write(out.data(), out.size() - z.avail_out);
-      } while (z.avail_out == 0 || (flush == Z_FINISH && rc != Z_STREAM_END));
+      } while (z.avail_out == 0);
     } while (n > 0);
-  };
-  try {
-    pump(a, na, false);
-    pump(b, nb, true);
-  } catch (...) {
-    deflateEnd(&z);
-    throw;
   }
-  deflateEnd(&z);
   f.commit();
 }
 
