@@ -123,6 +123,10 @@ std::string prediction_csv_row(const ScanPrediction& p, const std::vector<std::s
 }
 
 int run_predict(const PredictCommand& cmd, std::ostream& out, std::ostream& err) {
+  if (cmd.help) {
+    out << predict_usage();
+    return 0;
+  }
   for (const auto& [opt, path] : {std::pair{"--ct", cmd.ct}, {"--seg", cmd.seg}, {"--crop", cmd.crop}})
     MC_CHECK(path.empty() || fs::is_regular_file(path), opt, ": file '", path, "' not found");
   MC_CHECK(cmd.ct_dir.empty() || fs::is_directory(cmd.ct_dir), "--ct-dir: folder '", cmd.ct_dir, "' not found");
