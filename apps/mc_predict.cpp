@@ -1,8 +1,8 @@
 // mc_predict: osteoporosis / osteopenia / normal for CT scans with a trained model
-// (apps/common/predict.h; --help for the options).
+// (pipeline/predict.h; --help for the options).
 #include <iostream>
 
-#include "apps/common/predict.h"
+#include "pipeline/predict.h"
 
 int main(int argc, char** argv) {
   mc::PredictCommand cmd;
@@ -11,6 +11,10 @@ int main(int argc, char** argv) {
   } catch (const std::exception& e) {
     std::cerr << "mc_predict: " << e.what() << "\n\n" << mc::predict_usage();
     return 2;
+  }
+  if (cmd.help) {
+    std::cout << mc::predict_usage();
+    return 0;
   }
   try {
     return mc::run_predict(cmd, std::cout, std::cerr);

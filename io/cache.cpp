@@ -1,20 +1,14 @@
 // Dataset cache writer and memory-mapped reader (format in cache.h). The file is a safetensors
-// file: io/safetensors reads and validates it; the writer here streams the volumes (converted
-// to f16 one at a time) instead of building one [N, C, D, H, W] tensor in memory first.
+// file: io/safetensors reads and validates it, and its streaming writer takes the volumes
+// (converted to f16 one at a time) instead of one [N, C, D, H, W] tensor built in memory first.
 #include "io/cache.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <atomic>
 #include <bit>
-#include <cerrno>
 #include <cmath>
-#include <cstdio>
 #include <cstring>
 #include <limits>
-#include <string_view>
+#include <nlohmann/json.hpp>
 
 #include "io/safetensors.h"
 
@@ -29,104 +23,19 @@ constexpr const char* kVersion = "1";
 constexpr const char* kReserved = "medconv.";
 constexpr size_t kAlign = 64;
 
-// ---------------------------------------------------------------- JSON strings
-// Parses the ids list: a JSON array of strings (the only JSON the cache reads itself; the header
-// is read by io/safetensors).
-std::vector<std::string> parse_string_array(std::string_view s, const std::string& path) {
-  size_t i = 0;
-  auto fail = [&](const char* why) { MC_FAIL("cache ", path, ": medconv.ids at byte ", i, ": ", why); };
-  auto ws = [&] { while (i < s.size() && s[i] && std::strchr(" \t\r\n", s[i])) ++i; };
-  auto hex4 = [&] {
-    if (i + 4 > s.size()) fail("short \\u escape");
-    uint32_t v = 0;
-    for (int k = 0; k < 4; ++k) {
-      const char h = s[i++];
-      const int d = h >= '0' && h <= '9' ? h - '0' : h >= 'a' && h <= 'f' ? h - 'a' + 10
-                  : h >= 'A' && h <= 'F' ? h - 'A' + 10 : -1;
-      if (d < 0) fail("bad \\u escape");
-      v = v << 4 | uint32_t(d);
-    }
-    return v;
-  };
-  auto utf8 = [](uint32_t cp, std::string& out) {
-    if (cp < 0x80) { out += char(cp); return; }
-    if (cp < 0x800) { out += char(0xC0 | cp >> 6); }
-    else if (cp < 0x10000) { out += char(0xE0 | cp >> 12); out += char(0x80 | (cp >> 6 & 0x3F)); }
-    else { out += char(0xF0 | cp >> 18); out += char(0x80 | (cp >> 12 & 0x3F)); out += char(0x80 | (cp >> 6 & 0x3F)); }
-    out += char(0x80 | (cp & 0x3F));
-  };
-  std::vector<std::string> out;
-  ws();
-  if (i >= s.size() || s[i++] != '[') fail("expected '['");
-  ws();
-  if (i < s.size() && s[i] == ']') { ++i; ws(); if (i != s.size()) fail("trailing characters"); return out; }
-  for (;;) {
-    ws();
-    if (i >= s.size() || s[i++] != '"') fail("expected a string");
-    std::string v;
-    for (;;) {
-      if (i >= s.size()) fail("unterminated string");
-      const char c = s[i++];
-      if (c == '"') break;
-      if (c != '\\') { v += c; continue; }
-      if (i >= s.size()) fail("unterminated escape");
-      switch (const char e = s[i++]) {
-        case '"': case '\\': case '/': v += e; break;
-        case 'b': v += '\b'; break;
-        case 'f': v += '\f'; break;
-        case 'n': v += '\n'; break;
-        case 'r': v += '\r'; break;
-        case 't': v += '\t'; break;
-        case 'u': {
-          uint32_t cp = hex4();
-          if (cp >= 0xD800 && cp < 0xDC00 && s.substr(i, 2) == "\\u") {
-            i += 2;
-            const uint32_t lo = hex4();
-            if (lo < 0xDC00 || lo >= 0xE000) fail("bad surrogate pair");
-            cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-          }
-          utf8(cp, v);
-          break;
-        }
-        default: fail("bad escape");
-      }
-    }
-    out.push_back(std::move(v));
-    ws();
-    if (i < s.size() && s[i] == ',') { ++i; continue; }
-    if (i >= s.size() || s[i++] != ']') fail("expected ',' or ']'");
-    ws();
-    if (i != s.size()) fail("trailing characters");
-    return out;
+// medconv.ids: a JSON array of strings, the only JSON the cache reads itself (the header is
+// read by io/safetensors).
+std::vector<std::string> parse_ids(const std::string& text, const std::string& path) {
+  const nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  MC_CHECK(!j.is_discarded(), "cache ", path, ": medconv.ids is not valid JSON");
+  MC_CHECK(j.is_array(), "cache ", path, ": medconv.ids must be a JSON array of subject ids, got ", j.type_name());
+  std::vector<std::string> ids;
+  for (const auto& v : j) {
+    MC_CHECK(v.is_string(), "cache ", path, ": medconv.ids entry ", ids.size(), " is a ", v.type_name(),
+             ", not a string");
+    ids.push_back(v.get<std::string>());
   }
-}
-
-std::string json_quote(std::string_view s) {
-  std::string out = "\"";
-  for (const char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (uint8_t(c) < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", unsigned(uint8_t(c)));
-          out += buf;
-        } else {
-          out += c;
-        }
-    }
-  }
-  return out + "\"";
-}
-
-std::string json_shape(const Shape& s) {
-  std::string out = "[";
-  for (size_t i = 0; i < s.size(); ++i) out += (i ? "," : "") + std::to_string(s[i]);
-  return out + "]";
+  return ids;
 }
 
 // ---------------------------------------------------------------- f16 conversion
@@ -138,45 +47,6 @@ const float* f16_table() {  // 256 KiB: one load per voxel instead of bit twiddl
   }();
   return table.data();
 }
-
-// ---------------------------------------------------------------- writing
-class TempFile {  // removed on destruction unless committed by rename
- public:
-  explicit TempFile(const std::string& target) : target_(target) {
-    static std::atomic<uint64_t> counter{0};
-    tmp_ = target + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
-    fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    MC_CHECK(fd_ >= 0, "cache ", target_, ": cannot create ", tmp_, ": ", std::strerror(errno));
-  }
-  ~TempFile() {
-    if (fd_ >= 0) ::close(fd_);
-    if (!committed_) ::unlink(tmp_.c_str());
-  }
-  void write(const void* p, size_t n) {
-    const char* c = static_cast<const char*>(p);
-    while (n > 0) {
-      const ssize_t w = ::write(fd_, c, n);
-      if (w < 0 && errno == EINTR) continue;
-      MC_CHECK(w > 0, "cache ", target_, ": write failed: ", std::strerror(errno));
-      c += w;
-      n -= size_t(w);
-    }
-  }
-  void commit() {
-    MC_CHECK(::fsync(fd_) == 0, "cache ", target_, ": fsync failed: ", std::strerror(errno));
-    const int rc = ::close(fd_);
-    fd_ = -1;
-    MC_CHECK(rc == 0, "cache ", target_, ": close failed: ", std::strerror(errno));
-    MC_CHECK(::rename(tmp_.c_str(), target_.c_str()) == 0, "cache ", target_,
-             ": rename failed: ", std::strerror(errno));
-    committed_ = true;
-  }
-
- private:
-  std::string target_, tmp_;
-  int fd_ = -1;
-  bool committed_ = false;
-};
 
 }  // namespace
 
@@ -201,37 +71,27 @@ void write_cache(const std::string& path, const std::vector<CacheRecord>& record
              records[size_t(i)].label, " (-1 is unknown)");
   }
   for (const auto& kv : meta)
-    MC_CHECK(kv.first.rfind(kReserved, 0) != 0, "cache ", path, ": meta key '", kv.first,
+    MC_CHECK(!kv.first.starts_with(kReserved), "cache ", path, ": meta key '", kv.first,
              "' uses the reserved prefix '", kReserved, "'");
 
   const int64_t vnumel = numel_of(vshape);
-  const uint64_t vbytes = uint64_t(N * vnumel) * dtype_size(opts.dtype), lbytes = uint64_t(N) * 8;
+  const uint64_t lbytes = uint64_t(N) * 8;
   Shape full{N};
   full.insert(full.end(), vshape.begin(), vshape.end());
 
-  std::string ids = "[";
-  for (int64_t i = 0; i < N; ++i) ids += (i ? ", " : "") + json_quote(records[size_t(i)].id);
-  ids += "]";
-  std::string h = "{\"__metadata__\":{";
-  h += json_quote("medconv.format") + ":" + json_quote(kFormat) + ",";
-  h += json_quote("medconv.version") + ":" + json_quote(kVersion) + ",";
-  h += json_quote("medconv.ids") + ":" + json_quote(ids);
-  for (const auto& [k, v] : meta) h += "," + json_quote(k) + ":" + json_quote(v);
-  auto entry = [](const char* name, const char* dt, const Shape& s, uint64_t b, uint64_t e) {
-    return std::string(",\"") + name + "\":{\"dtype\":\"" + dt + "\",\"shape\":" + json_shape(s) +
-           ",\"data_offsets\":[" + std::to_string(b) + "," + std::to_string(e) + "]}";
-  };
-  h += "}";
-  h += entry("volumes", opts.dtype == DType::F16 ? "F16" : "F32", full, 0, vbytes);
-  h += entry("labels", "I64", {N}, vbytes, vbytes + lbytes);
-  h += entry("tscores", "F64", {N}, vbytes + lbytes, vbytes + 2 * lbytes);
-  h += "}";
-  h.append((kAlign - (8 + h.size()) % kAlign) % kAlign, ' ');
-
-  TempFile out(path);
-  const uint64_t hlen = h.size();
-  out.write(&hlen, 8);
-  out.write(h.data(), h.size());
+  SafeTensorsMetadata md = meta;
+  md["medconv.format"] = kFormat;
+  md["medconv.version"] = kVersion;
+  nlohmann::json ids = nlohmann::json::array();
+  for (const auto& r : records) ids.push_back(r.id);
+  try {
+    md["medconv.ids"] = ids.dump();
+  } catch (const nlohmann::json::type_error& e) {  // bytes that are not UTF-8
+    MC_FAIL("cache ", path, ": a subject id is not valid UTF-8 (", e.what(), ")");
+  }
+  SafeTensorsWriter out(path,
+                        {{"volumes", opts.dtype, full}, {"labels", DType::I64, {N}}, {"tscores", DType::F64, {N}}},
+                        md, {kAlign});
   std::vector<uint16_t> half(opts.dtype == DType::F16 ? size_t(vnumel) : 0);
   for (int64_t i = 0; i < N; ++i) {
     const float* src = volumes[size_t(i)].data<float>();
@@ -304,7 +164,7 @@ Cache Cache::open(const std::string& path) {
   const auto labels = file.view("labels").to_vector<int64_t>();
   const auto tscores = file.view("tscores").to_vector<double>();
 
-  const auto ids = parse_string_array(meta_of("medconv.ids"), path);
+  const auto ids = parse_ids(meta_of("medconv.ids"), path);
   fail_if(int64_t(ids.size()) != N, "medconv.ids lists " + std::to_string(ids.size()) + " ids for " +
                                         std::to_string(N) + " volumes");
   impl->records.resize(size_t(N));
@@ -313,7 +173,7 @@ Cache Cache::open(const std::string& path) {
     fail_if(labels[size_t(i)] < -1, "record " + std::to_string(i) + " has label " + std::to_string(labels[size_t(i)]));
   }
   for (const auto& [k, v] : md)
-    if (k.rfind(kReserved, 0) != 0) impl->meta[k] = v;
+    if (!k.starts_with(kReserved)) impl->meta[k] = v;
 
   Cache c;
   c.impl_ = std::move(impl);

@@ -9,14 +9,14 @@
 //     "tscores" F64 [N]                     T-score, NaN when unknown
 //   "__metadata__" (string -> string):
 //     "medconv.format" = "medconv-cache", "medconv.version" = "1",
-//     "medconv.ids"    = JSON array of the N subject ids, e.g. ["s001", "s002"],
+//     "medconv.ids"    = JSON array of the N subject ids, e.g. ["s001","s002"],
 //     and every entry of the caller's meta map as given (keys starting "medconv." are reserved).
 // Volumes are stored as f16 by default: on [0, 1] rounding to f16 errs by at most 2^-12 = 2.4e-4
 // (about 0.5 HU with a 2000 HU window), far below CT noise (~10 HU), and a 128^3 cube takes
 // 4 MiB instead of 8. CacheWriteOptions::dtype = F32 stores full precision.
-// Writes are atomic: a temporary file beside the target, fsync, then rename; on any error the
-// temporary is removed and the target is untouched. Reading goes through io/safetensors, which
-// checks every rule of that format, then checks the cache's own (names, dtypes, shapes, ids).
+// Written through io/safetensors' streaming writer, atomically (io/atomic_file.h): on any error
+// the target is untouched. Reading goes through io/safetensors, which checks every rule of that
+// format, then checks the cache's own (names, dtypes, shapes, ids).
 #pragma once
 #include <cstdint>
 #include <limits>

@@ -5,6 +5,7 @@
 
 #include "engine/check.h"
 #include "io/safetensors.h"
+#include "io/text.h"
 
 namespace mc {
 namespace fs = std::filesystem;
@@ -21,14 +22,22 @@ std::string fresh_id(const TrainingState& s) {
   return std::to_string(s.epoch) + "-" + std::to_string(s.global_step) + "-" + std::to_string(rd());
 }
 
-int64_t to_i64(const SafeTensorsMetadata& m, const std::string& key, const std::string& path) {
+const std::string& field(const SafeTensorsMetadata& m, const std::string& key, const std::string& path) {
   auto it = m.find(key);
   MC_CHECK(it != m.end(), "checkpoint state '", path, "' has no '", key, "' in its metadata");
-  try {
-    return std::stoll(it->second);
-  } catch (const std::exception&) {
-    MC_FAIL("checkpoint state '", path, "': '", key, "' = '", it->second, "' is not an integer");
-  }
+  return it->second;
+}
+
+int64_t to_i64(const SafeTensorsMetadata& m, const std::string& key, const std::string& path) {
+  const auto v = parse_int(field(m, key, path));
+  MC_CHECK(v, "checkpoint state '", path, "': '", key, "' = '", field(m, key, path), "' is not an integer");
+  return *v;
+}
+
+double to_double(const SafeTensorsMetadata& m, const std::string& key, const std::string& path) {
+  const auto v = parse_double(field(m, key, path));
+  MC_CHECK(v, "checkpoint state '", path, "': '", key, "' = '", field(m, key, path), "' is not a number");
+  return *v;
 }
 }  // namespace
 
@@ -43,7 +52,7 @@ std::string save_checkpoint(const std::string& dir, const std::string& tag, cons
   meta["checkpoint_id"] = id;
   meta["epoch"] = std::to_string(s.epoch);
   meta["global_step"] = std::to_string(s.global_step);
-  meta["best_value"] = std::to_string(s.best_value);
+  meta["best_value"] = shortest(s.best_value);  // exactly: resuming compares new scores with it
   meta["best_epoch"] = std::to_string(s.best_epoch);
   meta["optimizer"] = s.optimizer;
   meta["config"] = s.config_yaml;
@@ -68,7 +77,7 @@ TrainingState load_training_state(const std::string& state_path, const std::stri
   s.epoch = to_i64(m, "epoch", state_path);
   s.global_step = to_i64(m, "global_step", state_path);
   s.best_epoch = to_i64(m, "best_epoch", state_path);
-  s.best_value = std::stod(m.at("best_value"));
+  s.best_value = to_double(m, "best_value", state_path);
   s.optimizer = m.count("optimizer") ? m.at("optimizer") : "";
   s.config_yaml = m.count("config") ? m.at("config") : "";
   for (const auto& [k, v] : m)
@@ -76,7 +85,7 @@ TrainingState load_training_state(const std::string& state_path, const std::stri
         k != "best_value" && k != "optimizer" && k != "config")
       s.extra[k] = v;
   for (auto& [k, t] : sf.copies()) {
-    MC_CHECK(k.rfind("optim.", 0) == 0, "checkpoint state '", state_path, "': unexpected tensor '", k, "'");
+    MC_CHECK(k.starts_with("optim."), "checkpoint state '", state_path, "': unexpected tensor '", k, "'");
     s.optimizer_state.emplace_back(k.substr(6), t);
   }
   return s;

@@ -2,25 +2,14 @@
 
 #include <algorithm>
 #include <cctype>
-#include <charconv>
 #include <fstream>
 
 #include "engine/check.h"
+#include "io/csv.h"
+#include "io/text.h"
 
 namespace mc {
 namespace {
-
-std::string lower(std::string s) {
-  for (char& c : s) c = char(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
-
-std::string trim(const std::string& s) {
-  size_t a = 0, b = s.size();
-  while (a < b && std::isspace(static_cast<unsigned char>(s[a]))) ++a;
-  while (b > a && std::isspace(static_cast<unsigned char>(s[b - 1]))) --b;
-  return s.substr(a, b - a);
-}
 
 // Column names compare without case, spaces, '_' or '-': "Subject ID" == "subject_id".
 std::string column_key(const std::string& s) {
@@ -75,84 +64,36 @@ const LabelEntry* LabelTable::find(const std::string& id) const {
   return it == by_id.end() ? nullptr : &entries[it->second];
 }
 
-std::vector<std::string> split_csv_line(const std::string& line, char sep) {
-  std::vector<std::string> out;
-  std::string cur;
-  bool quoted = false;
-  for (size_t i = 0; i < line.size(); ++i) {
-    const char c = line[i];
-    if (quoted) {
-      if (c == '"' && i + 1 < line.size() && line[i + 1] == '"') cur += '"', ++i;
-      else if (c == '"') quoted = false;
-      else cur += c;
-    } else if (c == '"') {
-      quoted = true;
-    } else if (c == sep) {
-      out.push_back(trim(cur));
-      cur.clear();
-    } else if (c != '\r') {
-      cur += c;
-    }
-  }
-  out.push_back(trim(cur));
-  return out;
-}
-
-char detect_csv_separator(const std::string& header) {
-  for (char c : {',', ';', '\t'})
-    if (header.find(c) != std::string::npos) return c;
-  return ',';
-}
-
-std::string csv_escape(const std::string& f) {
-  if (f.find_first_of(",;\"\n\r\t") == std::string::npos) return f;
-  std::string s = "\"";
-  for (char c : f) s += c == '"' ? std::string("\"\"") : std::string(1, c);
-  return s + "\"";
-}
-
 LabelTable parse_labels(std::istream& in, const std::string& name, const TScoreBands& bands) {
   LabelTable t;
   t.path = name;
-  std::string line;
-  int lineno = 0;
-  std::vector<std::string> header;
-  char sep = ',';
-  int id_col = -1, t_col = -1, class_col = -1;
-  while (std::getline(in, line)) {
-    ++lineno;
-    const std::string stripped = trim(line);
-    if (stripped.empty() || stripped[0] == '#') continue;
-    if (header.empty()) {
-      sep = detect_csv_separator(stripped);
-      header = split_csv_line(stripped, sep);
-      id_col = find_column(header, {"id", "subject", "subjectid", "patient", "patientid", "case",
-                                    "caseid", "name", "pid"});
-      t_col = find_column(header, {"tscore", "t", "l1tscore"});
-      class_col = find_column(header, {"label", "class", "classname", "category", "diagnosis"});
-      std::string found;
-      for (auto& h : header) found += (found.empty() ? "" : ", ") + h;
-      MC_CHECK(id_col >= 0, name, ": missing column: no subject id column (id, subject, ",
-               "subject_id, patient_id, case_id); found: ", found);
-      MC_CHECK(t_col >= 0 || class_col >= 0, name, ": missing column: need tscore or class ",
-               "(label); found: ", found);
-      continue;
-    }
-    const auto f = split_csv_line(stripped, sep);
-    MC_CHECK(f.size() == header.size(), name, ":", lineno, ": ", f.size(), " fields, the header has ",
-             header.size());
+  const CsvTable csv = parse_csv(in, name, {.comments = true});
+  const auto& header = csv.header;
+  MC_CHECK(!header.empty(), name, ": empty labels file (no header row)");
+  const int id_col = find_column(header, {"id", "subject", "subjectid", "patient", "patientid", "case",
+                                          "caseid", "name", "pid"});
+  const int t_col = find_column(header, {"tscore", "t", "l1tscore"});
+  const int class_col = find_column(header, {"label", "class", "classname", "category", "diagnosis"});
+  std::string found;
+  for (auto& h : header) found += (found.empty() ? "" : ", ") + h;
+  MC_CHECK(id_col >= 0, name, ": missing column: no subject id column (id, subject, ",
+           "subject_id, patient_id, case_id); found: ", found);
+  MC_CHECK(t_col >= 0 || class_col >= 0, name, ": missing column: need tscore or class ",
+           "(label); found: ", found);
+  for (const CsvRow& row : csv.rows) {
+    const auto& f = row.cells;
+    const int lineno = int(row.line);
     LabelEntry e;
     e.id = f[size_t(id_col)];
     e.line = lineno;
     MC_CHECK(!e.id.empty(), name, ":", lineno, ": empty subject id");
     if (t_col >= 0 && !is_missing(f[size_t(t_col)])) {
       const std::string& v = f[size_t(t_col)];
-      double x = 0;
-      const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), x);
-      MC_CHECK(ec == std::errc() && end == v.data() + v.size() && std::isfinite(x), name, ":",
-               lineno, ": T-score \"", v, "\" of subject ", e.id, " is not a number");
-      e.tscore = x;
-      e.label = classify_tscore(x, bands);
+      const auto x = parse_double(v);
+      MC_CHECK(x && std::isfinite(*x), name, ":", lineno, ": T-score \"", v, "\" of subject ", e.id,
+               " is not a number");
+      e.tscore = *x;
+      e.label = classify_tscore(*x, bands);
     }
     if (class_col >= 0 && !is_missing(f[size_t(class_col)])) {
       const std::string& v = f[size_t(class_col)];
@@ -165,12 +106,11 @@ LabelTable parse_labels(std::istream& in, const std::string& name, const TScoreB
              t.entries[it->second].line, ")");
     t.entries.push_back(std::move(e));
   }
-  MC_CHECK(!header.empty(), name, ": empty labels file (no header row)");
   return t;
 }
 
 LabelTable read_labels(const std::string& path, const TScoreBands& bands) {
-  std::ifstream in(path);
+  std::ifstream in(path, std::ios::binary);
   MC_CHECK(in, path, ": cannot open labels file");
   return parse_labels(in, path, bands);
 }

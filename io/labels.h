@@ -42,16 +42,12 @@ struct LabelTable {
 // Header row required. Columns (case, spaces, '_' and '-' ignored): the subject id
 // (id, subject, subject_id, patient_id, case_id, ...), and a T-score (tscore, t, t_score) and/or
 // a class (label, class, diagnosis: a name from kClassNames or its index). When both are
-// present the class column wins. Comma, semicolon or tab separated; '#' lines are comments.
+// present the class column wins. Comma, semicolon or tab separated, quoted as io/csv.h reads
+// it; '#' lines are comments.
 // Empty, NA or NaN cells mean "no label" for that subject. Errors name the file, the line and
 // the value: a T-score that is not a number, an unknown class, a duplicate subject, a missing
 // column.
 LabelTable read_labels(const std::string& path, const TScoreBands& bands = {});
 LabelTable parse_labels(std::istream& in, const std::string& name, const TScoreBands& bands = {});
-
-// CSV field splitting shared by our readers: quotes ("a,b" and "" escapes) and trimming.
-std::vector<std::string> split_csv_line(const std::string& line, char sep);
-char detect_csv_separator(const std::string& header);
-std::string csv_escape(const std::string& field);
 
 }  // namespace mc

@@ -8,8 +8,11 @@
 #include <cstring>
 #include <filesystem>
 #include <limits>
+#include <memory>
 #include <mutex>
 #include <sstream>
+
+#include "io/atomic_file.h"
 
 namespace mc {
 namespace {
@@ -380,34 +383,34 @@ std::vector<char> encode_integer(const Volume& v, const std::string& path, const
   return out;
 }
 
-void write_bytes(const std::string& path, const std::string& tmp, const char* a, size_t na,
-                 const char* b, size_t nb) {
-  const bool gz = path.size() > 3 && path.compare(path.size() - 3, 3, ".gz") == 0;
-  bool ok = true;
-  if (gz) {
-    gzFile f = gzopen(tmp.c_str(), "wb6");
-    if (!f) MC_FAIL(path, ": cannot create ", tmp, " (", std::strerror(errno), ")");
-    for (auto [p, n] : {std::pair{a, na}, std::pair{b, nb}}) {
-      while (ok && n > 0) {
-        const unsigned chunk = unsigned(std::min<size_t>(n, size_t(1) << 30));
-        ok = gzwrite(f, p, chunk) == int(chunk);
-        p += chunk;
-        n -= chunk;
-      }
-    }
-    ok = (gzclose(f) == Z_OK) && ok;
-  } else {
-    FILE* f = std::fopen(tmp.c_str(), "wb");
-    if (!f) MC_FAIL(path, ": cannot create ", tmp, " (", std::strerror(errno), ")");
-    ok = std::fwrite(a, 1, na, f) == na && std::fwrite(b, 1, nb, f) == nb;
-    ok = (std::fclose(f) == 0) && ok;
+// Header then voxels into an atomic file (io/atomic_file.h), gzip-compressed (level 6, as
+// gzopen's "wb6") when the name ends in .gz: zlib's streaming deflate, as in its zpipe.c.
+void write_bytes(const std::string& path, const char* a, size_t na, const char* b, size_t nb) {
+  AtomicFile f(path);
+  if (!path.ends_with(".gz")) {
+    f.write(a, na), f.write(b, nb), f.commit();
+    return;
   }
-  if (!ok) {
-    std::error_code ec;
-    fs::remove(tmp, ec);
-    MC_FAIL(path, ": write failed (disk full?)");
+  z_stream z{};
+  MC_CHECK(deflateInit2(&z, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) == Z_OK, path, ": zlib cannot start");
+  const std::unique_ptr<z_stream, int (*)(z_stream*)> end(&z, deflateEnd);
+  std::vector<unsigned char> out(size_t(1) << 20);
+  const std::pair<const char*, size_t> parts[] = {{a, na}, {b, nb}};
+  for (size_t i = 0; i < 2; ++i) {
+    auto [p, n] = parts[i];
+    do {
+      const size_t chunk = std::min<size_t>(n, size_t(1) << 30);
+      z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(p)), z.avail_in = uInt(chunk);
+      p += chunk, n -= chunk;
+      const int flush = i == 1 && n == 0 ? Z_FINISH : Z_NO_FLUSH;
+      do {
+        z.next_out = out.data(), z.avail_out = uInt(out.size());
+        MC_CHECK(deflate(&z, flush) != Z_STREAM_ERROR, path, ": zlib failed while compressing");
+        f.write(out.data(), out.size() - z.avail_out);
+      } while (z.avail_out == 0);
+    } while (n > 0);
   }
-  fs::rename(tmp, path);
+  f.commit();
 }
 
 }  // namespace
@@ -469,7 +472,7 @@ void write_nifti(const std::string& path, const Volume& v, NiftiType type) {
 
   char head[352] = {};  // header + 4 zero bytes: "no extensions"
   std::memcpy(head, &h, sizeof h);
-  write_bytes(path, path + ".part", head, sizeof head, data.data(), data.size());
+  write_bytes(path, head, sizeof head, data.data(), data.size());
 }
 
 // ---------------------------------------------------------------- orientation

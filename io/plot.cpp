@@ -1,15 +1,10 @@
 #include "io/plot.h"
 
-#include <unistd.h>
-
 #include <algorithm>
-#include <cctype>
-#include <cstring>
 #include <cstdio>
-#include <filesystem>
-#include <fstream>
 
 #include "engine/check.h"
+#include "io/text.h"
 
 namespace mc::plot {
 namespace {
@@ -20,19 +15,7 @@ constexpr const char* kAxisInk = "#444444";
 constexpr const char* kGrid = "#e6e6e6";
 constexpr const char* kFonts = "DejaVu Sans, Helvetica, Arial, sans-serif";
 
-std::string f2(double v) {  // coordinates: two decimals are finer than any screen
-  char b[32];
-  std::snprintf(b, sizeof b, "%.2f", v);
-  return b;
-}
-
-std::string fixed(double v, int decimals) {
-  char b[48];
-  std::snprintf(b, sizeof b, "%.*f", decimals, v);
-  std::string s = b;
-  if (s[0] == '-' && s.find_first_not_of("-0.") == std::string::npos) s.erase(0, 1);  // "-0.0"
-  return s;
-}
+std::string f2(double v) { return fixed(v, 2); }  // coordinates: finer than any screen
 
 // DejaVu Sans averages about 0.6 em per character; good enough to lay out margins.
 double text_width(const std::string& s, double size) {
@@ -341,88 +324,6 @@ std::string xml_escape(const std::string& s) {
   return o;
 }
 
-std::string xml_problem(const std::string& d) {
-  const size_t n = d.size();
-  auto at = [](size_t pos, const std::string& what) { return "byte " + std::to_string(pos) + ": " + what; };
-  auto entity_ok = [&](size_t amp) {  // "&amp;", "&lt;", ..., "&#123;"
-    const size_t semi = d.find(';', amp);
-    if (semi == std::string::npos || semi - amp > 8) return false;
-    const std::string e = d.substr(amp + 1, semi - amp - 1);
-    return e == "amp" || e == "lt" || e == "gt" || e == "quot" || e == "apos" ||
-           (e.size() > 1 && e[0] == '#');
-  };
-  std::vector<std::string> open;
-  int roots = 0;
-  for (size_t i = 0; i < n;) {
-    const char c = d[i];
-    if (c == '&') {
-      if (!entity_ok(i)) return at(i, "'&' outside an entity");
-      ++i;
-      continue;
-    }
-    if (c != '<') {
-      if (open.empty() && !std::isspace(static_cast<unsigned char>(c)))
-        return at(i, "text outside the root element");
-      ++i;
-      continue;
-    }
-    size_t skip_to = 0;  // past a comment or processing instruction
-    for (const auto& [start, end] : {std::pair{"<!--", "-->"}, std::pair{"<?", "?>"}})
-      if (d.compare(i, std::strlen(start), start) == 0) {
-        const size_t e = d.find(end, i);
-        if (e == std::string::npos) return at(i, std::string("unterminated ") + start);
-        skip_to = e + std::strlen(end);
-      }
-    if (skip_to) {
-      i = skip_to;
-    } else {
-      const bool closing = i + 1 < n && d[i + 1] == '/';
-      const size_t name_at = i + 1 + (closing ? 1 : 0);
-      size_t k = name_at;
-      while (k < n && (std::isalnum(static_cast<unsigned char>(d[k])) || std::strchr(":-_.", d[k]))) ++k;
-      if (k == name_at) return at(i, "tag without a name");
-      const std::string name = d.substr(name_at, k - name_at);
-      bool self = false;
-      for (;; ++k) {
-        if (k >= n) return at(i, "unterminated tag <" + name);
-        if (d[k] == '"' || d[k] == '\'') {
-          const size_t e = d.find(d[k], k + 1);
-          if (e == std::string::npos) return at(k, "unterminated attribute value in <" + name);
-          for (size_t a = k + 1; a < e; ++a) {
-            if (d[a] == '<') return at(a, "'<' in an attribute value");
-            if (d[a] == '&' && !entity_ok(a)) return at(a, "'&' outside an entity");
-          }
-          k = e;
-        } else if (d[k] == '=') {
-          size_t v = k + 1;
-          while (v < n && std::isspace(static_cast<unsigned char>(d[v]))) ++v;
-          if (v >= n || (d[v] != '"' && d[v] != '\'')) return at(k, "unquoted attribute in <" + name);
-        } else if (d[k] == '<') {
-          return at(k, "'<' inside tag <" + name);
-        } else if (d[k] == '/' && k + 1 < n && d[k + 1] == '>') {
-          self = true;
-          ++k;
-          break;
-        } else if (d[k] == '>') {
-          break;
-        }
-      }
-      if (closing) {
-        if (open.empty() || open.back() != name)
-          return at(i, "</" + name + "> closes " + (open.empty() ? "nothing" : "<" + open.back() + ">"));
-        open.pop_back();
-      } else {
-        if (open.empty() && ++roots > 1) return at(i, "a second root element <" + name + ">");
-        if (!self) open.push_back(name);
-      }
-      i = k + 1;
-    }
-  }
-  if (!open.empty()) return "<" + open.back() + "> is never closed";
-  if (roots == 0) return "no root element";
-  return "";
-}
-
 std::string svg(const LineChart& c) {
   return document(c.width, c.height, line_chart_body(c, plan_line_chart(c), 0, 0, "plot0"));
 }
@@ -567,28 +468,6 @@ std::string svg(const ConfusionChart& c) {
   o += text(w / 2, top - 10, "colour and %: share of the true class (row)", kTickFont, "middle",
             " fill-opacity=\"0.75\"");
   return document(w, h, o);
-}
-
-void write_text_atomic(const std::string& path, const std::string& text) {
-  namespace fs = std::filesystem;
-  const std::string tmp = path + ".tmp" + std::to_string(::getpid());
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    MC_CHECK(out.good(), path, ": cannot write (does its folder exist?)");
-    out << text;
-    out.close();
-    if (!out) {
-      std::error_code ec;
-      fs::remove(tmp, ec);
-      MC_FAIL(path, ": write failed");
-    }
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) {
-    fs::remove(tmp, ec);
-    MC_FAIL(path, ": cannot rename the finished file into place");
-  }
 }
 
 }  // namespace mc::plot

@@ -1,6 +1,6 @@
 // Charts as standalone SVG documents, with no dependencies: line charts (training curves, ROC
 // curves), grouped bar charts (the tau2 sweep) and a confusion-matrix heatmap. Each function
-// returns the whole document as text; write_text_atomic() puts it on disk.
+// returns the whole document as text (io/atomic_file.h's write_atomic puts it on disk).
 //
 // Defaults aim at a figure that reads well without tuning: 18/14/12 px title/label/tick fonts,
 // the Okabe-Ito palette (distinguishable with every common colour-vision deficiency, and in
@@ -88,13 +88,5 @@ std::string svg_panels(const std::vector<LineChart>& panels, int columns,
 // Tick positions at 1, 2 or 5 x 10^n steps covering [lo, hi] with about `target` ticks.
 std::vector<double> nice_ticks(double lo, double hi, int target = 6);
 std::string xml_escape(const std::string& s);
-// A minimal well-formedness check: one root element, tags balanced and properly nested,
-// attribute values quoted, '&' only in entities. Returns "" when fine, else the first problem
-// with its byte offset. The charts check themselves with it before they are written.
-std::string xml_problem(const std::string& doc);
-
-// Writes `text` to a temporary file beside `path`, then renames it over `path`, so a reader
-// never sees half a file. Throws mc::Error naming the path.
-void write_text_atomic(const std::string& path, const std::string& text);
 
 }  // namespace mc::plot

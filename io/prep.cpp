@@ -9,8 +9,11 @@
 #include <sstream>
 #include <thread>
 
+#include "io/atomic_file.h"
 #include "io/cache.h"
+#include "io/csv.h"
 #include "io/progress.h"
+#include "io/text.h"
 
 namespace mc {
 namespace {
@@ -42,13 +45,7 @@ std::string clean_reason(std::string msg) {
   return msg;
 }
 
-std::string fmt(double x, int digits) {
-  if (!std::isfinite(x)) return "";
-  std::ostringstream s;
-  s.precision(digits);
-  s << std::fixed << x;
-  return s.str();
-}
+std::string fmt(double x, int digits) { return std::isfinite(x) ? fixed(x, digits) : ""; }
 
 std::string windows_str(const std::vector<HUWindow>& ws) {
   std::string s;
@@ -118,23 +115,15 @@ std::map<std::string, std::string> cache_meta(const PrepOptions& o, const std::s
 }
 
 void write_manifest(const std::string& path, const std::vector<ManifestRow>& rows) {
-  const std::string tmp = path + ".part";
-  {
-    std::ofstream out(tmp);
-    MC_CHECK(out, path, ": cannot write manifest");
-    out << "id,label,tscore,split,voxels,volume_ml,mean_hu,median_hu,status,reason\n";
-    for (const auto& r : rows) {
-      const bool stats = r.status == "ok";
-      out << csv_escape(r.id) << "," << r.label << "," << fmt(r.tscore, 2) << "," << r.split << ","
-          << (stats ? std::to_string(r.stats.voxels) : "") << ","
-          << (stats ? fmt(r.stats.volume_ml, 3) : "") << "," << (stats ? fmt(r.stats.mean_hu, 2) : "")
-          << "," << (stats ? fmt(r.stats.median_hu, 1) : "") << "," << r.status << ","
-          << csv_escape(r.reason) << "\n";
-    }
-    out.close();
-    MC_CHECK(out, path, ": write failed");
+  std::string out = "id,label,tscore,split,voxels,volume_ml,mean_hu,median_hu,status,reason\n";
+  for (const auto& r : rows) {
+    const bool stats = r.status == "ok";
+    out += csv_field(r.id) + "," + std::to_string(r.label) + "," + fmt(r.tscore, 2) + "," + csv_field(r.split) +
+           "," + (stats ? std::to_string(r.stats.voxels) : "") + "," + (stats ? fmt(r.stats.volume_ml, 3) : "") +
+           "," + (stats ? fmt(r.stats.mean_hu, 2) : "") + "," + (stats ? fmt(r.stats.median_hu, 1) : "") + "," +
+           r.status + "," + csv_field(r.reason) + "\n";
   }
-  fs::rename(tmp, path);
+  write_atomic(path, out);
 }
 
 PrepResult run_prep(const PrepOptions& o) {
@@ -284,152 +273,6 @@ std::string prep_summary(const PrepResult& r) {
   }
   s << "manifest: " << r.manifest << "\n";
   return s.str();
-}
-
-}  // namespace mc
-
-namespace mc {
-namespace {
-
-int64_t to_int(const std::string& opt, const std::string& v) {
-  size_t used = 0;
-  int64_t x = 0;
-  try {
-    x = std::stoll(v, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  MC_CHECK(used == v.size() && !v.empty(), opt, ": \"", v, "\" is not an integer");
-  return x;
-}
-
-double to_double(const std::string& opt, const std::string& v) {
-  size_t used = 0;
-  double x = 0;
-  try {
-    x = std::stod(v, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  MC_CHECK(used == v.size() && !v.empty() && std::isfinite(x), opt, ": \"", v, "\" is not a number");
-  return x;
-}
-
-}  // namespace
-
-std::string prep_usage() {
-  return R"(mc_prep: CT scans + segmentations + T-scores -> preprocessed L1 cubes, one cache per split
-
-usage: mc_prep --ct-dir DIR [--seg-dir DIR] [--labels CSV] --out DIR [options]
-       mc_prep --synthetic N --out DIR [--seed S] [--size 64] [--workers N]
-       mc_prep --config RUN.yaml [key=value ...]   (data.* of a run config; caches to data.cache_dir)
-
-data (pairing: <ct-dir>/<id>.nii.gz with <seg-dir>/<id>.nii.gz, or TotalSegmentator style
-<ct-dir>/<id>/ct.nii.gz with <seg-dir>/<id>/segmentations.nii.gz or
-<seg-dir>/<id>/segmentations/<mask-name>.nii.gz):
-  --ct-dir DIR          CT scans
-  --seg-dir DIR         segmentations (default: the CT directory, per-subject layout)
-  --labels CSV          id + tscore (or class name/index); WHO bands give the class
-  --label-id N          label of L1 in the segmentation (default 31 = TotalSegmentator v2;
-                        v1: 22, VerSe: 20; -1: any non-zero voxel)
-  --mask-name NAME      per-structure mask file stem (default vertebrae_L1)
-  --precropped          the CT files are already L1 crops: no segmentation
-  --tscore-bands A,B    osteoporosis T <= A, normal T >= B (default -2.5,-1)
-preprocessing:
-  --volume V            cube side in voxels (default 96)
-  --spacing MM          voxel size in pad mode (default 1.25)
-  --margin MM           margin around the L1 bounding box (default 5)
-  --resize MODE         pad (keep spacing, pad/crop to V; default), fit (longest side = V),
-                        stretch (each axis to V)
-  --window L,W          HU window level,width; repeat for more channels (default 400,2000)
-  --mask-outside        zero everything outside the L1 mask
-  --no-antialias        no Gaussian prefilter when shrinking
-splits:
-  --split-ratios A,B,C  stratified train,val,test (default 0.8,0.1,0.1)
-  --folds K             stratified K folds (fold0..foldK-1) instead
-  --split-file CSV      fixed assignment: id,split
-  --seed S              seed of the split and of --synthetic (default 0)
-run:
-  --out DIR             writes <split>.safetensors (io/cache.h format) and manifest.csv
-  --workers N           threads (default: all cores, at least 2)
-  --save-crops          also write <out>/crops/<id>.nii.gz (first channel) to inspect
-  --no-progress         no progress bar
-  --synthetic N         generate N CT-like subjects (ct/, seg/, labels.csv) into --out
-  --size N              voxels per side of synthetic scans (default 64)
-  --help
-Exit status: 0 when at least one subject was prepared, 1 when none, 2 on a usage error.
-)";
-}
-
-PrepCommand parse_prep_command(const std::vector<std::string>& args) {
-  PrepCommand c;
-  PrepOptions& o = c.prep;
-  o.workers = std::max(2, int(std::thread::hardware_concurrency()));
-  bool windows_given = false;
-  for (size_t i = 0; i < args.size(); ++i) {
-    std::string opt = args[i], value;
-    const size_t eq = opt.find('=');
-    const bool inline_value = opt.rfind("--", 0) == 0 && eq != std::string::npos;
-    if (inline_value) value = opt.substr(eq + 1), opt = opt.substr(0, eq);
-    auto flag = [&] {
-      MC_CHECK(!inline_value, opt, " takes no value");
-    };
-    auto val = [&]() -> const std::string& {
-      if (!inline_value) {
-        MC_CHECK(i + 1 < args.size(), opt, " needs a value");
-        value = args[++i];
-      }
-      return value;
-    };
-    if (opt == "--help" || opt == "-h") flag(), c.help = true;
-    else if (opt == "--ct-dir") o.ct_dir = val();
-    else if (opt == "--seg-dir") o.seg_dir = val();
-    else if (opt == "--labels") o.labels_csv = val();
-    else if (opt == "--out") o.out_dir = val();
-    else if (opt == "--label-id") o.preprocess.label_id = to_int(opt, val());
-    else if (opt == "--mask-name") o.mask_name = val();
-    else if (opt == "--precropped") flag(), o.preprocess.precropped = true;
-    else if (opt == "--volume") o.preprocess.volume = to_int(opt, val());
-    else if (opt == "--spacing") o.preprocess.spacing_mm = to_double(opt, val());
-    else if (opt == "--margin") o.preprocess.margin_mm = to_double(opt, val());
-    else if (opt == "--resize") o.preprocess.resize = parse_resize_mode(val());
-    else if (opt == "--window") {
-      if (!windows_given) o.preprocess.windows.clear(), windows_given = true;
-      o.preprocess.windows.push_back(parse_window(val()));
-    } else if (opt == "--mask-outside") flag(), o.preprocess.mask_outside = true;
-    else if (opt == "--no-antialias") flag(), o.preprocess.antialias = false;
-    else if (opt == "--tscore-bands") {
-      const std::string v = val();
-      const size_t comma = v.find(',');
-      MC_CHECK(comma != std::string::npos, opt, ": expected A,B (e.g. -2.5,-1)");
-      o.bands.osteoporosis_max = to_double(opt, v.substr(0, comma));
-      o.bands.normal_min = to_double(opt, v.substr(comma + 1));
-      MC_CHECK(o.bands.osteoporosis_max < o.bands.normal_min, opt, ": A must be below B");
-    } else if (opt == "--split-ratios") o.ratios = parse_split_ratios(val());
-    else if (opt == "--folds") o.folds = int(to_int(opt, val()));
-    else if (opt == "--split-file") o.split_file = val();
-    else if (opt == "--seed") o.seed = uint64_t(to_int(opt, val()));
-    else if (opt == "--workers") o.workers = int(to_int(opt, val()));
-    else if (opt == "--save-crops") flag(), o.save_crops = true;
-    else if (opt == "--no-progress") flag(), o.progress = false;
-    else if (opt == "--synthetic") c.synthetic = to_int(opt, val());
-    else if (opt == "--size") c.synthetic_size = to_int(opt, val());
-    else MC_FAIL("unknown option \"", args[i], "\" (see --help)");
-  }
-  if (c.help) return c;
-  MC_CHECK(!o.out_dir.empty(), "--out is required (see --help)");
-  MC_CHECK(o.workers >= 1, "--workers must be at least 1");
-  if (c.synthetic != 0) {
-    MC_CHECK(c.synthetic > 0, "--synthetic must be positive");
-    MC_CHECK(c.synthetic_size >= 16, "--size must be at least 16");
-    return c;
-  }
-  MC_CHECK(!o.ct_dir.empty(), "--ct-dir is required (see --help)");
-  MC_CHECK(o.folds == 0 || o.folds >= 2, "--folds must be at least 2");
-  MC_CHECK(o.preprocess.volume >= 8, "--volume must be at least 8");
-  MC_CHECK(o.preprocess.spacing_mm > 0, "--spacing must be positive");
-  MC_CHECK(o.preprocess.margin_mm >= 0, "--margin must not be negative");
-  return c;
 }
 
 }  // namespace mc

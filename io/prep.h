@@ -75,16 +75,7 @@ std::vector<std::string> list_ct_subjects(const std::string& ct_dir);
 // unreadable labels or split file, an output that cannot be written).
 PrepResult run_prep(const PrepOptions& opts);
 
-// ---- command line of mc_prep (here, not in apps/, so tests cover it) ----
-struct PrepCommand {
-  bool help = false;
-  int64_t synthetic = 0;  // > 0: generate this many synthetic subjects into prep.out_dir
-  int64_t synthetic_size = 64;
-  PrepOptions prep;
-};
-// --opt VALUE or --opt=VALUE; unknown options and bad values are errors naming them.
-PrepCommand parse_prep_command(const std::vector<std::string>& args);
-std::string prep_usage();
+// The command line of mc_prep: pipeline/prep_cli.h.
 
 void write_manifest(const std::string& path, const std::vector<ManifestRow>& rows);
 std::string prep_summary(const PrepResult& r);  // a few lines for the terminal

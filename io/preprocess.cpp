@@ -5,6 +5,8 @@
 #include <sstream>
 #include <tuple>
 
+#include "io/text.h"
+
 namespace mc {
 namespace {
 
@@ -94,12 +96,10 @@ ResizeMode parse_resize_mode(const std::string& s) {
 }
 
 HUWindow parse_window(const std::string& s) {
-  HUWindow w;
-  char comma = 0, extra = 0;
-  std::istringstream in(s);
-  MC_CHECK((in >> w.level >> comma >> w.width) && comma == ',' && !(in >> extra) && w.width > 0,
-           "HU window \"", s, "\": expected LEVEL,WIDTH with WIDTH > 0 (e.g. 400,2000)");
-  return w;
+  const auto v = parse_numbers(s);
+  MC_CHECK(v && v->size() == 2 && std::isfinite((*v)[0]) && (*v)[1] > 0 && std::isfinite((*v)[1]), "HU window \"", s,
+           "\": expected LEVEL,WIDTH with WIDTH > 0 (e.g. 400,2000)");
+  return HUWindow{(*v)[0], (*v)[1]};
 }
 
 Volume select_label(const Volume& seg, int64_t label) {

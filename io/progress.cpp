@@ -15,12 +15,12 @@
 namespace mc {
 
 Progress::Progress(std::string label, int64_t total)
-    : Progress(std::move(label), total, std::cerr, isatty(fileno(stderr)) == 1) {}
+    : Progress(std::move(label), total, std::cerr, isatty(fileno(stderr)) == 1, 30, kMinGapSeconds) {}
 
 Progress::Progress(std::string label, int64_t total, std::ostream& out, bool interactive,
-                   double every_s)
+                   double every_s, double min_gap_s)
     : label_(std::move(label)), total_(total), out_(out), interactive_(interactive),
-      every_s_(every_s), start_(std::chrono::steady_clock::now()) {}
+      every_s_(every_s), min_gap_s_(min_gap_s), start_(std::chrono::steady_clock::now()) {}
 
 Progress::~Progress() {
   try {
@@ -66,6 +66,7 @@ void Progress::draw_locked(bool final_line) {
       const int64_t step = total_ > 0 ? std::max<int64_t>(1, total_ / 10) : 0;
       const bool by_count = step > 0 && done_ / step != std::max<int64_t>(last_printed_, 0) / step;
       if (!by_count && now - last_draw_ < every_s_) return;
+      if (last_printed_ >= 0 && now - last_draw_ < min_gap_s_) return;
     }
   }
   last_draw_ = now;

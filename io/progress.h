@@ -1,6 +1,6 @@
-// A progress bar with rate and ETA on stderr (redrawn in place on a terminal; periodic plain
-// lines when stderr is a file or pipe, so logs stay readable), and a parallel loop that
-// reports through it. Thread-safe: workers call tick() directly.
+// A progress bar with rate and ETA on stderr (redrawn in place on a terminal; a plain line at
+// most every 10 s when stderr is a file or pipe, so logs stay readable), and a parallel loop
+// that reports through it. Thread-safe: workers call tick() directly.
 #pragma once
 #include <chrono>
 #include <cstdint>
@@ -13,12 +13,16 @@ namespace mc {
 
 class Progress {
  public:
-  // Writes to stderr; interactive when stderr is a terminal.
+  // Writes to stderr; interactive when stderr is a terminal, else plain lines no closer than
+  // kMinGapSeconds (a log of a long run gets one line per 10 s at most, not one per step).
   Progress(std::string label, int64_t total);
-  // interactive: redraw one line with '\r' at most 10 times a second; otherwise one line per
-  // `every_s` seconds or per 10% of the total, whichever comes first. total <= 0: unknown.
+  // interactive: redraw one line with '\r' at most 10 times a second; otherwise a line per
+  // `every_s` seconds or per 10% of the total, whichever comes first, but never within
+  // `min_gap_s` of the previous one (the first line and the final one always print).
+  // total <= 0: unknown.
   Progress(std::string label, int64_t total, std::ostream& out, bool interactive,
-           double every_s = 30);
+           double every_s = 30, double min_gap_s = 0);
+  static constexpr double kMinGapSeconds = 10;
   ~Progress();
   Progress(const Progress&) = delete;
   Progress& operator=(const Progress&) = delete;
@@ -41,7 +45,7 @@ class Progress {
   int64_t total_, done_ = 0, last_printed_ = -1;
   std::ostream& out_;
   bool interactive_, finished_ = false;
-  double every_s_, last_draw_ = -1e9;
+  double every_s_, min_gap_s_, last_draw_ = -1e9;
   std::chrono::steady_clock::time_point start_;
   mutable std::mutex mu_;
 };

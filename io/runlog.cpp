@@ -3,38 +3,26 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
+#include <nlohmann/json.hpp>
 
 #include "engine/check.h"
+#include "io/csv.h"
+#include "io/json.h"
+#include "io/text.h"
 
 namespace mc {
 namespace fs = std::filesystem;
 
-namespace {
-std::string num(double v) {
-  if (std::isnan(v)) return "nan";
-  std::ostringstream s;
-  s.precision(10);
-  s << v;
-  return s.str();
-}
-}  // namespace
-
 std::vector<LogRow> RunLog::read_csv(const std::string& path) {
-  std::ifstream in(path);
-  MC_CHECK(in, "cannot read metrics log '", path, "'");
-  std::string line;
-  std::vector<std::string> cols;
+  const CsvTable t = mc::read_csv(path, {.separator = ',', .what = "metrics log"});
   std::vector<LogRow> rows;
-  for (int n = 0; std::getline(in, line); ++n) {
-    std::vector<std::string> cells;
-    std::stringstream ss(line);
-    for (std::string c; std::getline(ss, c, ',');) cells.push_back(c);
-    if (n == 0) { cols = cells; continue; }
-    MC_CHECK(cells.size() == cols.size(), path, ":", n + 1, ": ", cells.size(), " cells, header has ",
-             cols.size());
+  for (const CsvRow& row : t.rows) {
     LogRow r;
-    for (size_t i = 0; i < cols.size(); ++i) r.emplace_back(cols[i], cells[i] == "nan" ? NAN : std::stod(cells[i]));
+    for (size_t i = 0; i < t.header.size(); ++i) {
+      const auto v = parse_double(row.cells[i]);
+      MC_CHECK(v, t.where(row), ": column '", t.header[i], "' holds '", row.cells[i], "', not a number");
+      r.emplace_back(t.header[i], *v);
+    }
     rows.push_back(std::move(r));
   }
   return rows;
@@ -54,27 +42,28 @@ RunLog::RunLog(const std::string& dir, int64_t keep_epochs)
   for (auto& r : kept) append(r);
 }
 
+// Appended, not replaced atomically: a row at a time is the point (a killed run keeps every
+// finished epoch), and a torn last line only loses that epoch.
 void RunLog::append(const LogRow& row) {
   if (columns_.empty()) {
     for (auto& [k, v] : row) columns_.push_back(k);
     std::ofstream h(csv_);
-    for (size_t i = 0; i < columns_.size(); ++i) h << (i ? "," : "") << columns_[i];
+    for (size_t i = 0; i < columns_.size(); ++i) h << (i ? "," : "") << csv_field(columns_[i]);
     h << "\n";
   }
   MC_CHECK(row.size() == columns_.size(), "metrics log: row with ", row.size(), " columns, log has ",
            columns_.size());
   std::ofstream c(csv_, std::ios::app), j(jsonl_, std::ios::app);
   MC_CHECK(c && j, "cannot append to the metrics log in '", fs::path(csv_).parent_path().string(), "'");
-  j << "{";
+  Json line = Json::object();
   for (size_t i = 0; i < row.size(); ++i) {
     MC_CHECK(row[i].first == columns_[i], "metrics log: column '", row[i].first, "' where '",
              columns_[i], "' was expected");
-    c << (i ? "," : "") << num(row[i].second);
-    j << (i ? ", " : "") << '"' << row[i].first << "\": "
-      << (std::isfinite(row[i].second) ? num(row[i].second) : "null");
+    c << (i ? "," : "") << shortest(row[i].second);  // NaN: "nan", which read_csv reads back
+    line[row[i].first] = row[i].second;             // NaN: null
   }
   c << "\n";
-  j << "}\n";
+  j << json_text(line) << "\n";
 }
 
 }  // namespace mc

@@ -66,12 +66,41 @@ class SafeTensorsFile {
 // Every tensor of the file, copied into owned CPU tensors (sorted by name).
 StateDict load_safetensors(const std::string& path);
 
+// ---- writing ----
+struct SafeTensorsWriteOptions {
+  // The data buffer starts at a multiple of this many bytes from the start of the file (the
+  // header is padded with spaces). 8 is the reference writer's; the dataset cache uses 64.
+  size_t alignment = 8;
+};
+
 // Writes tensors (any device; CUDA ones are copied to the CPU one at a time) and metadata.
 // Layout matches the reference writer (safetensors' serialize): data ordered by descending dtype
 // alignment then by name, so every tensor is aligned for zero-copy reads; compact JSON padded
-// with spaces to a multiple of 8. The write is atomic: a temporary file in the same directory,
-// fsync, rename, fsync of the directory; on any error the target is left as it was.
+// with spaces. The write is atomic (io/atomic_file.h); on any error the target is left as it was.
 void save_safetensors(const std::string& path, const StateDict& tensors,
-                      const SafeTensorsMetadata& metadata = {});
+                      const SafeTensorsMetadata& metadata = {}, const SafeTensorsWriteOptions& options = {});
+
+// The streaming form behind save_safetensors, for data produced piece by piece (the dataset
+// cache converts one volume at a time instead of building one [N, C, D, H, W] tensor): the
+// entries are declared first, in data order, then their bytes are written in that order.
+class SafeTensorsWriter {
+ public:
+  struct Entry {
+    std::string name;
+    DType dtype;
+    Shape shape;
+  };
+  // Checks the names (unique, UTF-8, not "__metadata__") and writes the header.
+  SafeTensorsWriter(const std::string& path, std::vector<Entry> entries, const SafeTensorsMetadata& metadata = {},
+                    const SafeTensorsWriteOptions& options = {});
+  ~SafeTensorsWriter();  // without commit(), the target is left as it was
+  void write(const void* data, size_t bytes);
+  // Every declared byte must have been written; then the file replaces the target.
+  void commit();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
 
 }  // namespace mc

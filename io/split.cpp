@@ -2,13 +2,12 @@
 
 #include <algorithm>
 #include <cmath>
-#include <fstream>
 #include <numeric>
-#include <sstream>
 
 #include "engine/check.h"
 #include "engine/random.h"
-#include "io/labels.h"
+#include "io/csv.h"
+#include "io/text.h"
 
 namespace mc {
 namespace {
@@ -42,10 +41,9 @@ std::map<int64_t, std::vector<size_t>> shuffled_strata(const std::vector<std::st
 
 SplitRatios parse_split_ratios(const std::string& s) {
   SplitRatios r;
-  char c1 = 0, c2 = 0, extra = 0;
-  std::istringstream in(s);
-  const bool ok = (in >> r.train >> c1 >> r.val >> c2 >> r.test) && c1 == ',' && c2 == ',' &&
-                  !(in >> extra);
+  const auto v = parse_numbers(s);
+  const bool ok = v && v->size() == 3 && std::isfinite((*v)[0] + (*v)[1] + (*v)[2]);
+  if (ok) r = {(*v)[0], (*v)[1], (*v)[2]};
   const double sum = r.train + r.val + r.test;
   MC_CHECK(ok && r.train >= 0 && r.val >= 0 && r.test >= 0 && sum > 0, "split ratios \"", s,
            "\": expected TRAIN,VAL,TEST (non-negative, e.g. 0.8,0.1,0.1)");
@@ -89,24 +87,21 @@ std::vector<int> stratified_folds(const std::vector<std::string>& ids,
 }
 
 std::map<std::string, std::string> read_split_file(const std::string& path) {
-  std::ifstream in(path);
-  MC_CHECK(in, path, ": cannot open split file");
+  const CsvTable t = read_csv(path, {.header = false, .comments = true, .what = "split file"});
   std::map<std::string, std::string> out;
-  std::string line;
-  int lineno = 0;
   bool first = true;
-  while (std::getline(in, line)) {
-    ++lineno;
-    if (line.find_first_not_of(" \t\r") == std::string::npos || line[0] == '#') continue;
-    const auto f = split_csv_line(line, detect_csv_separator(line));
-    MC_CHECK(f.size() == 2 && !f[0].empty() && !f[1].empty(), path, ":", lineno,
+  for (const CsvRow& row : t.rows) {
+    const auto& f = row.cells;
+    std::string line;
+    for (const auto& c : f) line += (line.empty() ? "" : ",") + c;
+    MC_CHECK(f.size() == 2 && !f[0].empty() && !f[1].empty(), t.where(row),
              ": expected two fields \"id,split\", got \"", line, "\"");
     if (first && (f[1] == "split" || f[1] == "fold")) {
       first = false;
       continue;
     }
     first = false;
-    MC_CHECK(out.emplace(f[0], f[1]).second, path, ":", lineno, ": duplicate subject ", f[0]);
+    MC_CHECK(out.emplace(f[0], f[1]).second, t.where(row), ": duplicate subject ", f[0]);
   }
   MC_CHECK(!out.empty(), path, ": no subjects in the split file");
   return out;

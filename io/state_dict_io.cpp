@@ -14,11 +14,6 @@ namespace {
 constexpr std::string_view kModulePrefix = "module.";
 constexpr std::string_view kNumBatchesTracked = "num_batches_tracked";
 
-bool starts_with(std::string_view s, std::string_view p) { return s.substr(0, p.size()) == p; }
-bool ends_with(std::string_view s, std::string_view p) {
-  return s.size() >= p.size() && s.substr(s.size() - p.size()) == p;
-}
-
 std::string describe(const Tensor& t) {
   std::string s = shape_str(t.shape()) + " " + dtype_name(t.dtype());
   if (t.layout() == Layout::NDHWC) s += " channels-last";
@@ -64,14 +59,14 @@ LoadReport load_state_dict(const StateDict& dst, const StateDict& src, const Loa
   bool model_has_prefix = false;
   for (const auto& [name, t] : dst) {
     MC_CHECK(model.emplace(name, &t).second, "load_state_dict: the model has key '", name, "' twice");
-    model_has_prefix |= starts_with(name, kModulePrefix);
+    model_has_prefix |= name.starts_with(kModulePrefix);
   }
   const bool strip = opts.strip_module_prefix && !model_has_prefix;
 
   std::unordered_map<std::string, const Tensor*> source;
   LoadReport r;
   for (const auto& [raw, t] : src) {
-    std::string name = strip && starts_with(raw, kModulePrefix) ? raw.substr(kModulePrefix.size()) : raw;
+    std::string name = strip && raw.starts_with(kModulePrefix) ? raw.substr(kModulePrefix.size()) : raw;
     MC_CHECK(source.emplace(name, &t).second, "load_state_dict: the source has key '", name,
              "' twice", name == raw ? "" : " (after stripping \"module.\")");
     if (!model.count(name)) r.unexpected.push_back(name);
@@ -81,7 +76,7 @@ LoadReport load_state_dict(const StateDict& dst, const StateDict& src, const Loa
   for (const auto& [name, t] : dst) {
     auto it = source.find(name);
     if (it == source.end()) {
-      const bool tolerated = opts.allow_missing_num_batches_tracked && ends_with(name, kNumBatchesTracked);
+      const bool tolerated = opts.allow_missing_num_batches_tracked && name.ends_with(kNumBatchesTracked);
       (tolerated ? r.kept : r.missing).push_back(name);
       continue;
     }
@@ -172,7 +167,7 @@ StateDict inflate_2d_to_3d(const StateDict& src2d, int in_chans, const std::stri
 }
 
 size_t drop_keys(StateDict& sd, const std::string& prefix) {
-  return size_t(std::erase_if(sd, [&](const auto& kv) { return starts_with(kv.first, prefix); }));
+  return size_t(std::erase_if(sd, [&](const auto& kv) { return kv.first.starts_with(prefix); }));
 }
 
 }  // namespace mc

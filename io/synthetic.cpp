@@ -4,11 +4,12 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 
 #include "engine/random.h"
+#include "io/atomic_file.h"
 #include "io/preprocess.h"
 #include "io/progress.h"
+#include "io/text.h"
 
 namespace mc {
 namespace {
@@ -246,17 +247,9 @@ std::vector<SyntheticSubject> write_synthetic_dataset(const std::string& dir,
     s.ct = Volume{}, s.seg = Volume{};
     subjects[size_t(i)] = std::move(s);
   }, progress);
-  const std::string csv = (fs::path(dir) / "labels.csv").string();
-  std::ofstream out(csv + ".part");
-  out << "id,tscore\n";
-  for (const auto& s : subjects) {
-    char t[32];
-    std::snprintf(t, sizeof t, "%.1f", s.tscore);
-    out << s.id << "," << t << "\n";
-  }
-  out.close();
-  MC_CHECK(out, csv, ": write failed");
-  fs::rename(csv + ".part", csv);
+  std::string csv = "id,tscore\n";
+  for (const auto& s : subjects) csv += s.id + "," + fixed(s.tscore, 1) + "\n";
+  write_atomic((fs::path(dir) / "labels.csv").string(), csv);
   return subjects;
 }
 

@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "engine/metrics.h"
+
 namespace mc {
 
 std::vector<double> normalize_prior(const std::vector<double>& v) {
@@ -29,26 +31,6 @@ Tensor posthoc_probabilities(const Tensor& logits, const std::vector<double>& pr
     for (double pk : p) offset.push_back(-tau2 * std::log(pk));
   }
   return softmax_with_offset(logits, offset, true);
-}
-
-std::vector<SweepRow> tau2_sweep(const Tensor& labels, const Tensor& logits,
-                                 const std::vector<double>& prior, const std::vector<double>& taus,
-                                 const BootstrapOptions& bootstrap) {
-  MC_CHECK(!taus.empty(), "tau2 sweep: no tau2 values");
-  std::vector<SweepRow> rows;
-  for (double tau : taus) {
-    const Tensor probs = posthoc_probabilities(logits, prior, tau);
-    SweepRow r{tau, classification_metrics(labels, probs), std::nullopt};
-    if (bootstrap.resamples > 0) r.ci = bootstrap_ci(labels, probs, bootstrap);
-    rows.push_back(std::move(r));
-  }
-  return rows;
-}
-
-std::vector<double> paper_tau2_grid() {
-  std::vector<double> t;
-  for (int i = 10; i >= 1; --i) t.push_back(i / 10.0);
-  return t;
 }
 
 }  // namespace mc

@@ -8,7 +8,7 @@
 #include <optional>
 #include <sstream>
 
-#include "apps/common/evaluate.h"  // predict_cache, gather_predictions (moving to pipeline/)
+#include "pipeline/predictions.h"
 #include "engine/dist.h"
 #include "engine/metrics.h"
 #include "engine/trainer.h"
@@ -218,14 +218,15 @@ void TrainRun::finish_bar(const EpochResult& r) {
 double TrainRun::validate(const EpochResult& r) {
   finish_bar(r);
   const int world = comm_.world();
-  Predictions val = predict_cache(*model_, val_path_, cfg_.train.batch_size, dev_, "", comm_.rank(), world);
+  PredictionTable val = predict_cache(*model_, val_path_, cfg_.train.batch_size, dev_, "", comm_.rank(), world);
   if (world > 1) val = gather_predictions(comm_, val, Cache::open(val_path_).size());
-  Tensor probs = posthoc_probabilities(val.logits, std::vector<double>(counts_.begin(), counts_.end()),
+  const Tensor logits = val.scores_tensor(DType::F32), labels = val.labels_tensor();
+  Tensor probs = posthoc_probabilities(logits, std::vector<double>(counts_.begin(), counts_.end()),
                                        cfg_.posthoc.tau2);
-  val_.metrics = classification_metrics(val.labels, probs);
+  val_.metrics = classification_metrics(labels, probs);
   {
     NoGradGuard ng;
-    val_.loss = (*loss_)(val.logits, val.labels).item();
+    val_.loss = (*loss_)(logits, labels).item();
   }
   return selection_score(cfg_, val_.metrics, val_.loss);
 }

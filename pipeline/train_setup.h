@@ -8,17 +8,14 @@
 #include "engine/optim.h"
 #include "io/loader.h"
 #include "pipeline/config.h"
+#include "pipeline/model.h"  // resolve_device, build_model
 
 namespace mc {
-
-Device resolve_device(Config::Train::Device d);
 
 // The one place a program turns the config into the engine's compute mode (train.precision,
 // train.deterministic) for `dev`. Call it before building the model.
 void set_compute_mode(const Config& cfg, Device dev);
 
-// The network of cfg.model, initialised from train.seed, plus model.pretrained when set.
-std::unique_ptr<nn::Module> build_model(const Config& cfg);
 // optim.* over the model's parameters (flatten them first for one-launch steps).
 std::unique_ptr<Optimizer> build_optimizer(const Config& cfg, nn::Module& model);
 

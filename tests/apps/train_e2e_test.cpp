@@ -4,7 +4,7 @@
 #include <filesystem>
 #include <sstream>
 
-#include "apps/common/evaluate.h"
+#include "pipeline/predictions.h"
 #include "engine/metrics.h"
 #include "io/cache.h"
 #include "io/runlog.h"
@@ -41,10 +41,11 @@ TEST(TrainE2E, DemoTrainsAndBeatsChanceOnHeldOutSplit) {
   auto model = build_model(cfg);
   load_state_dict(model->state_dict(), load_safetensors(s.best_weights));
   const std::string train_cache = split_cache_path(cfg.data, "train");
-  Predictions p = predict_cache(*model, split_cache_path(cfg.data, "test"), 8, Device::cpu());
+  PredictionTable p = predict_cache(*model, split_cache_path(cfg.data, "test"), 8, Device::cpu());
   const std::vector<int64_t> counts = Cache::open(train_cache).class_counts(3);
-  Tensor probs = posthoc_probabilities(p.logits, std::vector<double>(counts.begin(), counts.end()), cfg.posthoc.tau2);
-  ClassificationMetrics m = classification_metrics(p.labels, probs);
+  Tensor probs = posthoc_probabilities(p.scores_tensor(DType::F32), std::vector<double>(counts.begin(), counts.end()),
+                                       cfg.posthoc.tau2);
+  ClassificationMetrics m = classification_metrics(p.labels_tensor(), probs);
   std::printf("held-out test: n %lld, balanced accuracy %.3f, accuracy %.3f, macro AUC %.3f\n",
               (long long)m.num_samples, m.balanced_accuracy.value, m.accuracy.value, m.auc_macro.value);
   EXPECT_GT(m.balanced_accuracy.value, 0.5);  // chance: 1/3

@@ -1,17 +1,17 @@
-// SVG charts: well-formed documents that carry every series, gaps at NaN, readable ticks, and
-// atomic writes. What they look like was checked by eye (PNG via rsvg-convert).
+// SVG charts: well-formed documents that carry every series, gaps at NaN, and readable ticks
+// (the atomic writes are io/atomic_file.h's, tested in text_test.cpp). What they look like was
+// checked by eye (PNG via rsvg-convert).
 #include "io/plot.h"
 
 #include <cmath>
-#include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include "engine/check.h"
 #include "test_util.h"
+#include "xml_check.h"
 
 namespace mc::plot {
 namespace {
+using test::xml_problem;
 
 size_t count(const std::string& s, const std::string& part) {
   size_t n = 0;
@@ -33,7 +33,7 @@ TEST(Plot, NiceTicks) {
   EXPECT_EQ(nice_ticks(3, 3), (std::vector<double>{3}));
 }
 
-TEST(Plot, XmlProblemFindsBrokenDocuments) {
+TEST(Plot, XmlCheckFindsBrokenDocuments) {  // the test aid the chart tests rely on
   EXPECT_EQ(xml_problem("<?xml version=\"1.0\"?>\n<svg a=\"1\"><g><text>a &amp; b</text></g><rect/></svg>\n"), "");
   EXPECT_NE(xml_problem("<svg><g></svg>"), "");
   EXPECT_NE(xml_problem("<svg></svg><svg></svg>"), "");
@@ -127,23 +127,6 @@ TEST(Plot, ConfusionHeatmapShowsCountsAndRowPercentages) {
   EXPECT_HAS(s, "predicted class");
   EXPECT_HAS(s, "fill=\"#ffffff\">10</text>");  // dark cell, white text
   EXPECT_THROW(svg(ConfusionChart{"x", {"a", "b"}, {1, 2, 3}}), Error);
-}
-
-TEST(Plot, WriteTextAtomicLeavesNoTemporary) {
-  const std::string dir = test::temp_dir(), path = dir + "/a.svg";
-  write_text_atomic(path, "<svg/>");
-  write_text_atomic(path, "<svg></svg>");
-  std::ifstream in(path);
-  std::stringstream got;
-  got << in.rdbuf();
-  EXPECT_EQ(got.str(), "<svg></svg>");
-  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir), {}), 1);
-  try {
-    write_text_atomic(dir + "/missing/b.svg", "x");
-    FAIL();
-  } catch (const Error& e) {
-    EXPECT_HAS(std::string(e.what()), "missing/b.svg");
-  }
 }
 
 }  // namespace

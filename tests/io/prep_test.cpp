@@ -1,4 +1,4 @@
-// mc_prep's library: labels, splits, pairing, progress, the command line, and whole runs on
+// mc_prep's library: labels, splits, pairing, progress, and whole runs on
 // real scans and on generated data with broken subjects.
 #include <yaml-cpp/yaml.h>
 
@@ -148,6 +148,28 @@ TEST(PrepProgress, RendersRateAndEtaAndDegradesToLines) {
   EXPECT_NE(text.find("total)"), std::string::npos);
 }
 
+// Not a terminal: 10% steps print only when the gap since the last line allows it (the programs
+// use Progress::kMinGapSeconds), so a fast loop logs its first line and the final one.
+TEST(PrepProgress, PlainLinesKeepTheirMinimumGap) {
+  std::ostringstream log;
+  {
+    Progress p("work", 100, log, false, 1e9, 1e9);
+    for (int i = 0; i < 100; ++i) p.tick();
+  }
+  const std::string text = log.str();
+  EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 2) << text;
+  EXPECT_EQ(text.find("work 1/100"), 0u) << text;
+  EXPECT_NE(text.find("100/100"), std::string::npos);
+  std::ostringstream unknown;  // no total: time alone decides, and the gap holds too
+  {
+    Progress p("scan", 0, unknown, false, 0, 1e9);
+    for (int i = 0; i < 50; ++i) p.tick();
+  }
+  const std::string u = unknown.str();
+  EXPECT_EQ(std::count(u.begin(), u.end(), '\n'), 2) << u;
+  EXPECT_EQ(Progress::kMinGapSeconds, 10);
+}
+
 TEST(PrepProgress, ParallelForVisitsEveryIndexAndRethrows) {
   std::vector<std::atomic<int>> seen(1000);
   std::ostringstream sink;
@@ -157,33 +179,6 @@ TEST(PrepProgress, ParallelForVisitsEveryIndexAndRethrows) {
   EXPECT_EQ(p.done(), 1000);
   expect_error([] { parallel_for(50, 3, [](int64_t i) { MC_CHECK(i != 17, "boom at ", i); }); },
                {"boom at 17"});
-}
-
-// ------------------------------------------------------------------ command line
-
-TEST(PrepCommandLine, ParsesOptionsAndRejectsUnknownOnes) {
-  const PrepCommand c = parse_prep_command(
-      {"--ct-dir", "c", "--seg-dir=s", "--labels", "l.csv", "--out", "o", "--label-id", "20",
-       "--window", "400,2000", "--window=40,400", "--volume", "64", "--spacing", "1.5",
-       "--margin", "3", "--resize", "fit", "--folds", "5", "--seed", "9", "--workers", "3",
-       "--mask-outside"});
-  EXPECT_EQ(c.prep.seg_dir, "s");
-  EXPECT_EQ(c.prep.preprocess.label_id, 20);
-  ASSERT_EQ(c.prep.preprocess.windows.size(), 2u);
-  EXPECT_EQ(c.prep.preprocess.windows[1].width, 400);
-  EXPECT_EQ(c.prep.preprocess.volume, 64);
-  EXPECT_EQ(c.prep.preprocess.resize, ResizeMode::Fit);
-  EXPECT_EQ(c.prep.folds, 5);
-  EXPECT_EQ(c.prep.workers, 3);
-  EXPECT_TRUE(c.prep.preprocess.mask_outside);
-  EXPECT_TRUE(parse_prep_command({"--help"}).help);
-  EXPECT_NE(prep_usage().find("--split-ratios"), std::string::npos);
-  EXPECT_EQ(parse_prep_command({"--synthetic", "10", "--out", "d", "--size", "48"}).synthetic_size, 48);
-  expect_error([] { parse_prep_command({"--ct-dir", "c", "--out", "o", "--colour", "red"}); },
-               {"unknown option \"--colour\""});
-  expect_error([] { parse_prep_command({"--ct-dir", "c", "--out", "o", "--volume", "big"}); },
-               {"--volume", "\"big\""});
-  expect_error([] { parse_prep_command({"--ct-dir", "c"}); }, {"--out is required"});
 }
 
 // ------------------------------------------------------------------ whole runs

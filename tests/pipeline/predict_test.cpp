@@ -8,7 +8,8 @@
 #include <fstream>
 #include <sstream>
 
-#include "apps/common/predict.h"
+#include "pipeline/model.h"
+#include "pipeline/predict.h"
 #include "pipeline/train_setup.h"
 #include "engine/autograd.h"
 #include "io/checkpoint.h"

@@ -1,64 +1,19 @@
-// Reader of prediction CSV files (format in losses/evaluation.h).
-#include <algorithm>
-#include <cctype>
-#include <cerrno>
+// PredictionTable: its tensors and its CSV form (format in eval/predictions.h).
 #include <cmath>
-#include <cstdlib>
 #include <fstream>
 #include <istream>
 
-#include "losses/evaluation.h"
+#include "eval/predictions.h"
+#include "io/csv.h"
+#include "io/text.h"
 
 namespace mc {
 namespace {
 
-std::string trim(const std::string& s) {
-  size_t a = 0, b = s.size();
-  while (a < b && std::isspace(static_cast<unsigned char>(s[a]))) ++a;
-  while (b > a && std::isspace(static_cast<unsigned char>(s[b - 1]))) --b;
-  std::string t = s.substr(a, b - a);
-  if (t.size() >= 2 && t.front() == '"' && t.back() == '"') t = t.substr(1, t.size() - 2);
-  return t;
-}
-
-std::vector<std::string> split(const std::string& line) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  for (;;) {
-    const size_t comma = line.find(',', start);
-    out.push_back(trim(line.substr(start, comma - start)));
-    if (comma == std::string::npos) return out;
-    start = comma + 1;
-  }
-}
-
-std::string lower(std::string s) {
-  for (char& c : s) c = char(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
-
-bool parse_int(const std::string& s, int64_t& v) {
-  if (s.empty()) return false;
-  char* end = nullptr;
-  errno = 0;
-  const long long x = std::strtoll(s.c_str(), &end, 10);
-  if (*end != '\0' || errno) return false;
-  v = x;
-  return true;
-}
-
-bool parse_double(const std::string& s, double& v) {
-  if (s.empty()) return false;
-  char* end = nullptr;
-  v = std::strtod(s.c_str(), &end);
-  return *end == '\0';
-}
-
 // The score columns are either score_0..score_{K-1} in order (class names "0".."K-1") or names.
-std::vector<std::string> class_names_of(const std::vector<std::string>& cols,
-                                        const std::string& where) {
+std::vector<std::string> class_names_of(const std::vector<std::string>& cols, const std::string& where) {
   bool indexed = true;
-  for (size_t k = 0; k < cols.size(); ++k) indexed &= lower(cols[k]).rfind("score_", 0) == 0;
+  for (size_t k = 0; k < cols.size(); ++k) indexed &= lower(cols[k]).starts_with("score_");
   std::vector<std::string> names;
   for (size_t k = 0; k < cols.size(); ++k) {
     if (indexed) {
@@ -78,20 +33,33 @@ std::vector<std::string> class_names_of(const std::vector<std::string>& cols,
 
 }  // namespace
 
+ScoreKind parse_score_kind(const std::string& s) {
+  if (s == "auto") return ScoreKind::Auto;
+  if (s == "logits") return ScoreKind::Logits;
+  if (s == "probabilities") return ScoreKind::Probabilities;
+  MC_FAIL("unknown score kind '", s, "' (allowed: auto, logits, probabilities)");
+}
+
+const char* score_kind_name(ScoreKind k) {
+  return k == ScoreKind::Auto ? "auto" : k == ScoreKind::Logits ? "logits" : "probabilities";
+}
+
+Tensor PredictionTable::labels_tensor() const { return Tensor::from(labels, {size()}); }
+
+Tensor PredictionTable::scores_tensor(DType dt) const {
+  MC_CHECK(int64_t(scores.size()) == size() * num_classes(), source, ": ", scores.size(), " scores for ",
+           size(), " rows of ", num_classes(), " classes");
+  const Tensor t = Tensor::from(scores, {size(), num_classes()});
+  return dt == DType::F64 ? t : t.to(dt);
+}
+
 PredictionTable parse_predictions_csv(std::istream& in, const std::string& name) {
+  const CsvTable csv = parse_csv(in, name);
   PredictionTable p;
   p.source = name;
-  std::string line;
-  int64_t line_no = 0;
-  std::vector<std::string> header;
-  while (header.empty() && std::getline(in, line)) {
-    ++line_no;
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    if (line_no == 1 && line.rfind("\xEF\xBB\xBF", 0) == 0) line = line.substr(3);  // UTF-8 BOM
-    if (!trim(line).empty()) header = split(line);
-  }
+  const auto& header = csv.header;
   MC_CHECK(!header.empty(), name, ": empty file (expected a header id,label,score_0,...)");
-  const std::string where = name + ":" + std::to_string(line_no);
+  const std::string where = name + ":" + std::to_string(csv.header_line);
   int64_t id_col = -1, label_col = -1;
   std::vector<int64_t> score_cols;
   std::vector<std::string> score_names;
@@ -99,12 +67,11 @@ PredictionTable parse_predictions_csv(std::istream& in, const std::string& name)
     const std::string h = lower(header[c]);
     if (h == "id" && id_col < 0) id_col = int64_t(c);
     else if (h == "label" && label_col < 0) label_col = int64_t(c);
-    else { score_cols.push_back(int64_t(c)); score_names.push_back(header[c]); }
+    else score_cols.push_back(int64_t(c)), score_names.push_back(header[c]);
   }
   MC_CHECK(id_col >= 0, where, ": missing column 'id' (header: id,label,score_0,...)");
   MC_CHECK(label_col >= 0, where, ": missing column 'label' (header: id,label,score_0,...)");
-  MC_CHECK(score_cols.size() >= 2, where, ": need at least 2 score columns, found ",
-           score_cols.size());
+  MC_CHECK(score_cols.size() >= 2, where, ": need at least 2 score columns, found ", score_cols.size());
   p.class_names = class_names_of(score_names, where);
   const int64_t K = int64_t(score_cols.size());
   auto class_list = [&] {
@@ -112,33 +79,29 @@ PredictionTable parse_predictions_csv(std::istream& in, const std::string& name)
     for (const auto& n : p.class_names) s += (s.empty() ? "" : ", ") + n;
     return s;
   };
-  while (std::getline(in, line)) {
-    ++line_no;
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    if (trim(line).empty()) continue;
-    const auto f = split(line);
-    const std::string at = name + ":" + std::to_string(line_no);
-    MC_CHECK(f.size() == header.size(), at, ": ", f.size(), " fields, but the header has ",
-             header.size(), " columns");
+  for (const CsvRow& row : csv.rows) {
+    const auto& f = row.cells;
+    const std::string at = csv.where(row);
     p.ids.push_back(f[size_t(id_col)]);
     const std::string& lab = f[size_t(label_col)];
     const std::string lat = at + ":" + std::to_string(label_col + 1);
     int64_t y = -1;
-    if (parse_int(lab, y)) {
+    if (const auto v = parse_int(lab)) {
+      y = *v;
       MC_CHECK(y >= 0 && y < K, lat, ": label ", y, " outside [0, ", K, ")");
     } else {
       for (int64_t k = 0; k < K && y < 0; ++k)
         if (lower(lab) == lower(p.class_names[size_t(k)])) y = k;
-      MC_CHECK(y >= 0, lat, ": label '", lab, "' is neither a class index in [0, ", K,
-               ") nor a class name (", class_list(), ")");
+      MC_CHECK(y >= 0, lat, ": label '", lab, "' is neither a class index in [0, ", K, ") nor a class name (",
+               class_list(), ")");
     }
     p.labels.push_back(y);
     for (int64_t k = 0; k < K; ++k) {
       const size_t c = size_t(score_cols[size_t(k)]);
-      double v = 0;
-      MC_CHECK(parse_double(f[c], v) && std::isfinite(v), at, ":", c + 1, ": score '", f[c],
-               "' in column '", header[c], "' is not a finite number");
-      p.scores.push_back(v);
+      const auto v = parse_double(f[c]);
+      MC_CHECK(v && std::isfinite(*v), at, ":", c + 1, ": score '", f[c], "' in column '", header[c],
+               "' is not a finite number");
+      p.scores.push_back(*v);
     }
   }
   MC_CHECK(!p.labels.empty(), name, ": no prediction rows after the header");
@@ -146,7 +109,7 @@ PredictionTable parse_predictions_csv(std::istream& in, const std::string& name)
 }
 
 PredictionTable read_predictions_csv(const std::string& path) {
-  std::ifstream in(path);
+  std::ifstream in(path, std::ios::binary);
   MC_CHECK(in.good(), path, ": cannot open predictions file");
   return parse_predictions_csv(in, path);
 }
@@ -160,11 +123,12 @@ std::string predictions_csv(const PredictionTable& p) {
   s += "\n";
   for (int64_t i = 0; i < N; ++i) {
     const std::string& id = p.ids[size_t(i)];
+    // Refused rather than quoted: the file stays readable by a plain split on ','.
     MC_CHECK(id.find_first_of(",\"\r\n") == std::string::npos && trim(id) == id && !id.empty(),
              "subject id '", id, "' cannot be written to a predictions CSV (empty, or holds a comma, "
              "quote, line break or surrounding space)");
     s += id + "," + std::to_string(p.labels[size_t(i)]);
-    for (int64_t k = 0; k < K; ++k) s += "," + json_number(p.scores[size_t(i * K + k)]);
+    for (int64_t k = 0; k < K; ++k) s += "," + shortest(p.scores[size_t(i * K + k)]);
     s += "\n";
   }
   return s;

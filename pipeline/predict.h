@@ -1,6 +1,5 @@
-// A trained model outside training: the checkpoint's config, the model with its weights, the
-// training prior for post-hoc adjustment, and predictions for raw scans preprocessed exactly as
-// mc_prep does (what mc_predict runs; mc_eval's report loads its model here too).
+// Predictions for raw scans with a trained model (pipeline/model.h), each scan preprocessed
+// exactly as mc_prep does: what mc_predict runs.
 #pragma once
 #include <iosfwd>
 #include <memory>
@@ -11,39 +10,9 @@
 #include "engine/nn.h"
 #include "pipeline/config.h"
 #include "io/preprocess.h"
+#include "pipeline/model.h"
 
 namespace mc {
-
-// The run config behind a checkpoint: config_path (+ overrides) when given, else the resolved
-// config mc_train stored in the metadata of <tag>.state.safetensors beside the weights.
-Config checkpoint_config(const std::string& checkpoint, const std::string& config_path,
-                         const std::vector<std::string>& overrides = {});
-
-struct LoadedModel {
-  std::unique_ptr<nn::Module> model;  // eval mode, on `device`
-  Device device = Device::cpu();
-  std::string checkpoint;
-  int64_t epoch = -1;  // from the weights' metadata when mc_train wrote them, else -1
-  int64_t in_chans = 1, num_classes = 3;
-};
-// build_model(cfg) without its pretrained import (the checkpoint replaces every tensor), then a
-// strict load: every tensor must be there with its shape; "module." prefixes (DataParallel,
-// MedicalNet) are stripped. Errors name the checkpoint and what does not fit.
-LoadedModel load_model(const Config& cfg, const std::string& checkpoint);
-
-// Training class counts for post-hoc logit adjustment, from the "class_counts" metadata of the
-// checkpoint's state file ("20,110,181") or from the train cache of cfg.data, in that order
-// (cache_first: the other way round). counts is empty when neither is there, or when a class has
-// no samples (log 0): `source` then says why, and callers skip the adjustment.
-struct TrainingPrior {
-  std::vector<int64_t> counts;
-  std::string source;
-  bool usable() const { return !counts.empty(); }
-};
-TrainingPrior training_prior(const Config& cfg, const std::string& checkpoint, bool cache_first = false);
-
-// Display names of the model's classes: io/labels.h's when there are kNumClasses, else "0", "1"...
-std::vector<std::string> class_names_for(int64_t num_classes);
 
 // ---- raw scans ----
 struct ScanInput {
@@ -73,17 +42,6 @@ ScanPrediction predict_scan(LoadedModel& m, const Tensor& input, const std::stri
 std::string prediction_json(const ScanPrediction& p, const std::vector<std::string>& names, bool raw);
 std::string prediction_csv_header(const std::vector<std::string>& names, bool raw);
 std::string prediction_csv_row(const ScanPrediction& p, const std::vector<std::string>& names, bool raw);
-
-// The model over one split's cache (cfg.data), in cache order, with the config's batch size.
-struct SplitLogits {
-  std::string cache;
-  std::vector<std::string> ids;
-  std::vector<int64_t> labels;  // -1 = unknown
-  std::vector<double> logits;   // N x K, row-major
-  int64_t num_classes = 0;
-};
-SplitLogits predict_split(LoadedModel& m, const Config& cfg, const std::string& split,
-                          bool progress);
 
 // ---- the command line of mc_predict (here, so tests run it without a process) ----
 struct PredictCommand {

@@ -9,14 +9,16 @@
 #include <fstream>
 #include <sstream>
 
-#include "apps/common/report.h"
 #include "pipeline/train_setup.h"
 #include "io/cache.h"
 #include "io/checkpoint.h"
-#include "io/plot.h"
 #include "io/prep.h"
 #include "io/runlog.h"
+#include "losses/posthoc.h"
+#include "pipeline/evaluate.h"
+#include "pipeline/model.h"
 #include "test_util.h"
+#include "xml_check.h"
 
 namespace mc {
 namespace {
@@ -154,7 +156,7 @@ TEST(EvalReport, EndToEndMatchesEngineMetricsAndWritesEveryFile) {
   // Pictures: well-formed, with the expected series.
   const std::string roc = slurp(r.roc), sweep = slurp(r.sweep_chart), curves = slurp(r.training_curves),
                     confusion = slurp(r.confusion);
-  for (const std::string* svg : {&roc, &sweep, &curves, &confusion}) EXPECT_EQ(plot::xml_problem(*svg), "");
+  for (const std::string* svg : {&roc, &sweep, &curves, &confusion}) EXPECT_EQ(test::xml_problem(*svg), "");
   for (const char* c : {"osteoporosis  AUC", "osteopenia  AUC", "normal  AUC"}) EXPECT_HAS(roc, c);
   for (const char* c : {">balanced accuracy</text>", ">ROC AUC (macro)</text>", ">0 (none)</text>", ">reported</text>"})
     EXPECT_HAS(sweep, c);

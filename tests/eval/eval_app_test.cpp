@@ -9,7 +9,7 @@
 #include <sstream>
 #include <sys/wait.h>
 
-#include "losses/evaluation.h"
+#include "eval/evaluation.h"
 #include "losses/fixtures.h"
 #include "test_util.h"
 

@@ -1,0 +1,51 @@
+// The evaluation report behind mc_eval: a model's predictions on one split, every metric with
+// its bootstrap interval, the per-class table, the confusion matrix, the post-hoc tau2 sweep
+// (the paper's Table VI) and a screening baseline on the vertebra's HU, written into one folder:
+//   report.md, report.json, predictions.csv (id,label,score_0.. = logits; mc_eval --predictions
+//   reads it), roc.svg, confusion.svg, tau2_sweep.svg, training_curves.svg (from the run's
+//   metrics.csv, when there is one).
+// A checkpoint's report (the model run over a cache first) is pipeline/evaluate.h's.
+#pragma once
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "eval/evaluation.h"
+#include "eval/hu_baseline.h"
+
+namespace mc {
+
+struct ReportRun {  // what was evaluated, for the summary
+  std::string title;       // "resnet10 on the test split"
+  std::string source;      // checkpoint, or predictions CSV
+  std::string model;       // "resnet10 (1 input channel, 3 classes)"; "" in --predictions mode
+  int64_t epoch = -1;      // of the checkpoint, when known
+  std::string split, cache, device;
+  std::vector<double> prior;  // training class counts (or frequencies); empty: unknown
+  std::string prior_source;
+  double tau2 = 0;            // the headline's post-hoc adjustment
+  std::vector<double> sweep;  // tau2 values of the sweep (empty: no sweep)
+  std::string metrics_csv;    // the run log for the training curves ("" = none)
+  std::vector<std::string> notes;  // caveats found while gathering the above
+};
+
+struct Report {
+  ReportRun run;
+  Evaluation headline;             // one row, at run.tau2, with ROC curves
+  std::optional<Evaluation> sweep; // one row per sweep value
+  HuBaseline hu;
+  std::vector<std::string> notes;
+  std::string dir, markdown, json, predictions, roc, confusion, sweep_chart, training_curves;
+  std::string terminal;  // the tables mc_eval prints
+};
+
+// Evaluates `table` (its kind says logits or probabilities) as `run` says and writes the folder;
+// with write_predictions also predictions.csv.
+Report write_report(const PredictionTable& table, ReportRun run, const BootstrapOptions& bootstrap,
+                    HuBaseline hu, const std::string& out_dir, bool write_predictions);
+
+// mc_eval --predictions ... --out DIR: the report for saved scores (no HU baseline and no
+// training curves; several --tau2 values make the sweep, the first is the headline).
+Report write_predictions_report(const PredictionTable& p, const EvalOptions& o, const std::string& out_dir);
+
+}  // namespace mc

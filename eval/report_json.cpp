@@ -1,0 +1,48 @@
+// report.json: the run, the headline evaluation, the sweep, the HU baseline, notes and files.
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "eval/report_text.h"
+
+namespace mc::report_text {
+namespace fs = std::filesystem;
+namespace {
+
+Json value_ci(const MetricValue& v, const Interval* iv) {
+  return {{"value", v.defined ? Json(v.value) : Json()}, {"ci", iv && iv->defined ? Json{iv->lo, iv->hi} : Json()}};
+}
+
+Json metrics_json(const ClassificationMetrics& m, const std::optional<BootstrapResult>& ci) {
+  Json j = Json::object();
+  for (const auto& [name, v] : m.named()) j[name] = value_ci(v, ci_of(ci, name));
+  return j;
+}
+
+}  // namespace
+
+std::string report_json(const Report& r) {
+  const auto& run = r.run;
+  auto file = [](const std::string& p) { return p.empty() ? Json() : Json(fs::path(p).filename().string()); };
+  Json j;
+  j["generator"] = "mc_eval";
+  j["run"] = {{"title", run.title}, {"source", run.source}, {"model", run.model}, {"epoch", run.epoch},
+              {"split", run.split}, {"cache", run.cache}, {"device", run.device},
+              {"prior", run.prior.empty() ? Json() : Json(run.prior)}, {"prior_source", run.prior_source},
+              {"tau2", run.tau2}, {"sweep", run.sweep}};
+  j["evaluation"] = evaluation_json(r.headline);
+  j["sweep"] = r.sweep ? evaluation_json(*r.sweep) : Json();
+  Json rules = Json::array();
+  for (const HuRule& u : r.hu.rules)
+    rules.push_back({{"key", u.key}, {"name", u.name}, {"feature", u.feature}, {"thresholds", u.thresholds},
+                     {"binary", u.binary}, {"metrics", metrics_json(u.metrics, u.ci)},
+                     {"auc_osteoporosis", value_ci(u.auc_osteoporosis, u.ci ? &u.auc_osteoporosis_ci : nullptr)}});
+  j["hu_baseline"] = {{"manifest", r.hu.manifest}, {"available", r.hu.available}, {"note", r.hu.note},
+                      {"n_train", r.hu.n_train}, {"n_eval", r.hu.n_eval}, {"rules", std::move(rules)}};
+  j["notes"] = r.notes;
+  j["files"] = {{"markdown", file(r.markdown)}, {"predictions", file(r.predictions)}, {"roc", file(r.roc)},
+                {"confusion", file(r.confusion)}, {"tau2_sweep", file(r.sweep_chart)},
+                {"training_curves", file(r.training_curves)}};
+  return json_text(j) + "\n";
+}
+
+}  // namespace mc::report_text

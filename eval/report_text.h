@@ -1,0 +1,37 @@
+// Pieces shared by the report's writers (eval/report*.cpp): numbers as people read them (percent
+// with two decimals, as the paper reports), Markdown table rows, and the writers themselves.
+// Not for other callers: eval/report.h is the interface.
+#pragma once
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "eval/report.h"
+
+namespace mc::report_text {
+
+std::string pct(double v);
+std::string pct(const MetricValue& v);  // "n/a" when undefined
+std::string interval(const Interval& iv);
+std::string cell(const MetricValue& v, const Interval* iv);  // "81.25 [70.00, 90.00]"
+std::string tau_text(double t);                              // "%g": 0.5, 1, 0.25
+MetricValue metric(const ClassificationMetrics& m, const std::string& name);
+const Interval* ci_of(const std::optional<BootstrapResult>& ci, const std::string& name);
+std::string row(const std::vector<std::string>& cells);  // "| a | b |\n"
+std::string rule(size_t n);  // first column left-aligned, numbers right-aligned
+std::string where(const Report& r);  // "test split, tau2 = 0.5"
+
+// The headline metrics in report order, with their labels.
+extern const std::vector<std::pair<std::string, std::string>> kMetrics;
+
+std::string sweep_table(const Report& r);  // Markdown, also printed on the terminal
+std::string hu_table(const Report& r);
+std::string markdown(const Report& r);
+std::string report_json(const Report& r);
+std::string roc_svg(const Report& r);
+std::string confusion_svg(const Report& r);
+std::string sweep_svg(const Report& r);
+// The run's metrics.csv as curves; nullopt (with a note in r.notes) when it cannot be read.
+std::optional<std::string> curves_svg(Report& r);
+
+}  // namespace mc::report_text

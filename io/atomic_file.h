@@ -1,0 +1,39 @@
+// Every file MedConv writes is replaced atomically, with one durability policy:
+//   1. the bytes go to a temporary file beside the target ("<target>.tmp.<pid>.<n>": rename is
+//      atomic only within one file system),
+//   2. fsync of the temporary, close, rename over the target,
+//   3. fsync of the folder, so the rename itself survives a power cut (best effort: some file
+//      systems refuse it, and atomicity does not depend on it).
+// A reader sees the old file or the new one, never half of either; on any error the temporary
+// is removed and the target is left as it was.
+#pragma once
+#include <cstddef>
+#include <string>
+#include <string_view>
+
+namespace mc {
+
+// Streaming form, for files too big to hold in memory (caches, checkpoints).
+class AtomicFile {
+ public:
+  explicit AtomicFile(std::string target);  // creates the temporary; throws mc::Error naming target
+  ~AtomicFile();                            // removes the temporary unless committed
+  AtomicFile(const AtomicFile&) = delete;
+  AtomicFile& operator=(const AtomicFile&) = delete;
+
+  void write(const void* data, size_t bytes);
+  void write(std::string_view text) { write(text.data(), text.size()); }
+  void commit();  // fsync, rename over the target, fsync the folder
+  const std::string& target() const { return target_; }
+
+ private:
+  [[noreturn]] void fail(const char* what) const;
+  std::string target_, tmp_;
+  int fd_ = -1;
+  bool committed_ = false;
+};
+
+// The whole file at once.
+void write_atomic(const std::string& path, std::string_view content);
+
+}  // namespace mc

@@ -1,0 +1,115 @@
+// mc_eval's command line (CLI11) and its two modes.
+#include "pipeline/eval_cli.h"
+
+#include <ostream>
+
+#include "io/atomic_file.h"
+#include "pipeline/config.h"
+#include "pipeline/cli.h"
+
+namespace mc {
+namespace {
+
+const char* kUsage =
+    "usage: mc_eval --config FILE.yaml [section.key=value ...] [--checkpoint W.safetensors]\n"
+    "               [--split test|val|train] [--out DIR] [--no-progress]\n"
+    "       mc_eval --predictions FILE.csv [options]\n";
+
+const char* kAbout =
+    "A model (--config): predicts the split's cache with the checkpoint (default\n"
+    "<output.dir>/best.safetensors) and writes a report into --out (default <output.dir>/report):\n"
+    "report.md, report.json, predictions.csv, roc.svg, confusion.svg, tau2_sweep.svg and\n"
+    "training_curves.svg. Every metric has a bootstrap interval (eval.bootstrap resamples, seed\n"
+    "train.seed); probabilities are adjusted post hoc with posthoc.tau2 and the train cache's class\n"
+    "counts; the sweep covers posthoc.sweep; an HU screening baseline comes from mc_prep's\n"
+    "manifest.csv in data.cache_dir.";
+
+// Options that belong to --predictions only (with --config they are config keys).
+const char* kPredictionOnly[] = {"--json", "--tau2", "--prior", "--bootstrap", "--seed", "--level", "--scores", "--no-roc"};
+
+struct Options {
+  std::unique_ptr<CLI::App> app;
+  std::string scores;
+};
+
+Options make_options(EvalCommand& c) {
+  Options o;
+  o.app = cli::make_app("mc_eval", kUsage, kAbout);
+  CLI::App& a = *o.app;
+  const char* model = "A model (--config)";
+  a.add_option("--config", c.config, "the run's config; key=value arguments override it")->type_name("FILE.yaml")->group(model);
+  a.add_option("--checkpoint", c.report.checkpoint, "weights (default <output.dir>/best.safetensors)")->type_name("W")->group(model);
+  a.add_option("--split", c.report.split, "the split to evaluate: test (default), val or train")->type_name("SPLIT")->group(model);
+  a.add_flag_callback("--no-progress", [&c] { c.report.progress = false; }, "no progress bar")->group(model);
+  const char* saved = "Saved predictions (--predictions)";
+  a.add_option("--predictions", c.predictions, "CSV with header id,label,score_0,...,score_{K-1} (or class names\n"
+               "as score headers); labels are class indices or class names")->type_name("FILE")->group(saved);
+  a.add_option("--tau2", c.eval.tau2, "post-hoc logit adjustment: scores = logits - tau2 * log(prior);\n"
+               "several values give a sweep table (default 0 = none)")
+      ->type_name("X[,Y,...]")->delimiter(',')->check(cli::number())->group(saved);
+  a.add_option("--prior", c.eval.prior, "training class counts or frequencies (needed when tau2 != 0)")
+      ->type_name("p0,p1,...")->delimiter(',')->check(cli::number())->group(saved);
+  a.add_option("--scores", o.scores, "auto (default), logits or probabilities")->type_name("KIND")->group(saved);
+  a.add_option("--bootstrap", c.eval.bootstrap.resamples, "bootstrap resamples for the confidence intervals (default 1000,\n"
+               "0 = none)")->type_name("B")->check(cli::count())->group(saved);
+  a.add_option("--seed", c.eval.bootstrap.seed, "bootstrap seed (default 0)")->type_name("S")->check(cli::count())->group(saved);
+  a.add_option("--level", c.eval.bootstrap.level, "interval level (default 0.95)")->type_name("L")->check(cli::number())->group(saved);
+  a.add_flag_callback("--no-roc", [&c] { c.eval.roc = false; }, "leave ROC curve points out of the JSON")->group(saved);
+  a.add_option("--json", c.json, "also write every number as JSON")->type_name("OUT.json")->group(saved);
+  a.add_option("--out", c.out, "also write the report (report.md, report.json, pictures) there")->type_name("DIR");
+  return o;
+}
+
+}  // namespace
+
+std::string eval_usage() {
+  EvalCommand c;
+  return make_options(c).app->help();
+}
+
+EvalCommand parse_eval_command(const std::vector<std::string>& args) {
+  EvalCommand c;
+  c.report.progress = true;
+  Options o = make_options(c);
+  const cli::Parsed parsed = cli::parse(*o.app, args);
+  if (parsed.help) {
+    c.help = true;
+    return c;
+  }
+  const std::string bad = cli::take_overrides(parsed.rest, c.overrides);
+  MC_CHECK(bad.empty(), "unknown option or missing value: ", bad);
+  if (!o.scores.empty()) c.scores = parse_score_kind(o.scores);
+  MC_CHECK(!c.predictions.empty() || !c.config.empty(),
+           "--predictions FILE.csv is required, or --config FILE.yaml to evaluate a checkpoint");
+  MC_CHECK(c.predictions.empty() || c.config.empty(), "give --config or --predictions, not both");
+  if (!c.config.empty()) {
+    for (const char* opt : kPredictionOnly)
+      MC_CHECK(o.app->count(opt) == 0, opt, " is for --predictions; with --config set it in the config "
+               "(posthoc.tau2=X, eval.bootstrap=N, train.seed=S)");
+  } else {
+    MC_CHECK(c.overrides.empty() && c.report.checkpoint.empty() && c.report.split == "test",
+             "key=value, --checkpoint and --split need --config");
+  }
+  return c;
+}
+
+void run_eval(const EvalCommand& cmd, std::ostream& out) {
+  if (!cmd.config.empty()) {
+    ReportOptions ro = cmd.report;
+    ro.out_dir = cmd.out;
+    const Report r = write_model_report(load_config(cmd.config, cmd.overrides), ro);
+    out << r.terminal << "\nreport: " << r.markdown << "\n";
+    return;
+  }
+  PredictionTable p = read_predictions_csv(cmd.predictions);
+  if (cmd.scores) p.kind = *cmd.scores;
+  const Evaluation e = evaluate(p, cmd.eval);
+  out << format_report(e);
+  if (!cmd.json.empty()) {
+    write_atomic(cmd.json, to_json(e));
+    out << "\nwrote " << cmd.json << "\n";
+  }
+  if (!cmd.out.empty()) out << "\nreport: " << write_predictions_report(p, cmd.eval, cmd.out).markdown << "\n";
+}
+
+}  // namespace mc

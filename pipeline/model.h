@@ -1,0 +1,51 @@
+// A model from a run config, and a trained model outside training: the checkpoint's config, the
+// model with its weights, and the training prior for post-hoc adjustment. What mc_predict and
+// mc_eval load their model with (and mc_train builds its model with).
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/nn.h"
+#include "pipeline/config.h"
+
+namespace mc {
+
+// train.device: cpu, cuda (an error without a usable GPU) or auto.
+Device resolve_device(Config::Train::Device d);
+// models::create by model.name, plus model.pretrained's weights when configured (non-strict:
+// the head of a pretrained backbone rarely fits our classes; what loaded is printed).
+std::unique_ptr<nn::Module> build_model(const Config& cfg);
+
+// The run config behind a checkpoint: config_path (+ overrides) when given, else the resolved
+// config mc_train stored in the metadata of <tag>.state.safetensors beside the weights.
+Config checkpoint_config(const std::string& checkpoint, const std::string& config_path,
+                         const std::vector<std::string>& overrides = {});
+
+struct LoadedModel {
+  std::unique_ptr<nn::Module> model;  // eval mode, on `device`
+  Device device = Device::cpu();
+  std::string checkpoint;
+  int64_t epoch = -1;  // from the weights' metadata when mc_train wrote them, else -1
+  int64_t in_chans = 1, num_classes = 3;
+};
+// build_model(cfg) without its pretrained import (the checkpoint replaces every tensor), then a
+// strict load: every tensor must be there with its shape; "module." prefixes (DataParallel,
+// MedicalNet) are stripped. Errors name the checkpoint and what does not fit.
+LoadedModel load_model(const Config& cfg, const std::string& checkpoint);
+
+// Training class counts for post-hoc logit adjustment, from the "class_counts" metadata of the
+// checkpoint's state file ("20,110,181") or from the train cache of cfg.data, in that order
+// (cache_first: the other way round). counts is empty when neither is there, or when a class has
+// no samples (log 0): `source` then says why, and callers skip the adjustment.
+struct TrainingPrior {
+  std::vector<int64_t> counts;
+  std::string source;
+  bool usable() const { return !counts.empty(); }
+};
+TrainingPrior training_prior(const Config& cfg, const std::string& checkpoint, bool cache_first = false);
+
+// Display names of the model's classes: io/labels.h's when there are kNumClasses, else "0", "1"...
+std::vector<std::string> class_names_for(int64_t num_classes);
+
+}  // namespace mc

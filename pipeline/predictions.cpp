@@ -1,0 +1,89 @@
+#include "pipeline/predictions.h"
+
+#include <filesystem>
+#include <memory>
+
+#include "engine/autograd.h"
+#include "engine/dist.h"
+#include "io/cache.h"
+#include "io/loader.h"
+#include "io/progress.h"
+#include "pipeline/model.h"
+
+namespace mc {
+namespace fs = std::filesystem;
+
+PredictionTable predict_cache(nn::Module& model, const std::string& cache_path, int batch, Device dev,
+                              const std::string& label, int rank, int world) {
+  LoaderOptions lo;
+  lo.batch = batch;
+  lo.sampling = Sampling::Sequential;
+  lo.drop_last = false;
+  lo.workers = 1;
+  lo.device = dev;
+  lo.rank = rank;
+  lo.world = world;
+  Loader loader(cache_path, lo);
+  const int64_t N = loader.cache().size();
+  PredictionTable p;
+  p.source = cache_path;
+  p.kind = ScoreKind::Logits;
+  std::unique_ptr<Progress> bar;
+  if (!label.empty()) bar = std::make_unique<Progress>(label, loader.steps_per_epoch());
+  model.eval();
+  NoGradGuard ng;
+  int64_t K = 0;
+  while (auto b = loader.next()) {
+    Tensor out = model.forward(b->images).to(Device::cpu()).to(DType::F32);
+    K = out.size(1);
+    for (float v : out.to_vector<float>()) p.scores.push_back(v);
+    for (int64_t l : b->labels.to_vector<int64_t>()) p.labels.push_back(l);
+    p.ids.insert(p.ids.end(), b->ids.begin(), b->ids.end());
+    p.indices.insert(p.indices.end(), b->indices.begin(), b->indices.end());
+    if (bar) bar->tick();
+  }
+  if (bar) bar->finish();
+  MC_CHECK(world > 1 || p.size() == N, "predict: ", p.size(), " predictions for ", N, " subjects in ", cache_path);
+  p.class_names = class_names_for(K);
+  return p;
+}
+
+PredictionTable gather_predictions(Communicator& comm, const PredictionTable& mine, int64_t N) {
+  const int64_t K = mine.num_classes();
+  const auto scores = all_gather(comm, mine.scores);
+  const auto labels = all_gather(comm, mine.labels);
+  const auto indices = all_gather(comm, mine.indices);
+  const auto ids = all_gather(comm, mine.ids);
+  MC_CHECK(labels.size() == indices.size() && ids.size() == indices.size() &&
+               scores.size() == indices.size() * size_t(K),
+           "gather_predictions: ranks disagree on the number of classes or rows");
+  std::vector<int64_t> row_of(size_t(N), -1);
+  for (size_t r = 0; r < indices.size(); ++r) row_of[size_t(indices[r])] = int64_t(r);
+  PredictionTable p;
+  p.source = mine.source;
+  p.class_names = mine.class_names;
+  p.kind = mine.kind;
+  for (int64_t i = 0; i < N; ++i) {
+    const int64_t r = row_of[size_t(i)];
+    MC_CHECK(r >= 0, "gather_predictions: subject ", i, " was predicted by no rank");
+    p.ids.push_back(ids[size_t(r)]);
+    p.indices.push_back(i);
+    p.labels.push_back(labels[size_t(r)]);
+    p.scores.insert(p.scores.end(), scores.begin() + r * K, scores.begin() + (r + 1) * K);
+  }
+  return p;
+}
+
+PredictionTable predict_split(LoadedModel& m, const Config& cfg, const std::string& split, bool progress) {
+  MC_CHECK(split == "test" || split == "val" || split == "train", "unknown split '", split,
+           "' (allowed: test, val, train)");
+  const std::string cache = split_cache_path(cfg.data, split);
+  MC_CHECK(fs::exists(cache), "the ", split, " cache '", cache, "' not found: run mc_prep first (or set data.",
+           split, "_cache)");
+  const int64_t chans = Cache::open(cache).volume_shape()[0];
+  MC_CHECK(chans == m.in_chans, "the ", split, " cache '", cache, "' holds ", chans,
+           " channel(s) per volume but the model takes ", m.in_chans, " (model.in_chans)");
+  return predict_cache(*m.model, cache, cfg.train.batch_size, m.device, progress ? "predict " + split : "");
+}
+
+}  // namespace mc

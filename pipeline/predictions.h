@@ -1,0 +1,29 @@
+// A model over a cache split: logits for every subject, in cache order, as a PredictionTable
+// (eval/predictions.h), on one rank or gathered over several.
+#pragma once
+#include <string>
+
+#include "engine/nn.h"
+#include "eval/predictions.h"
+#include "pipeline/config.h"
+
+namespace mc {
+
+class Communicator;
+struct LoadedModel;
+
+// Eval mode, no gradients, batches of `batch` on `dev`; shows a progress bar when `label` is set.
+// Rows in cache order, kind Logits, class names from pipeline/model.h's class_names_for,
+// `indices` the cache rows. With world > 1 this rank predicts its shard only (see
+// gather_predictions).
+PredictionTable predict_cache(nn::Module& model, const std::string& cache_path, int batch, Device dev,
+                              const std::string& label = "", int rank = 0, int world = 1);
+// Every rank's shard gathered, in cache order, each subject once (shards wrap around to equal
+// lengths, so a few subjects appear on two ranks). Identical on every rank.
+PredictionTable gather_predictions(Communicator& comm, const PredictionTable& mine, int64_t num_subjects);
+
+// The loaded model over one split's cache (cfg.data: "test", "val" or "train"), with the
+// config's batch size; errors name the split and the cache (missing, wrong channel count).
+PredictionTable predict_split(LoadedModel& m, const Config& cfg, const std::string& split, bool progress);
+
+}  // namespace mc
