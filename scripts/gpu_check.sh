@@ -122,7 +122,7 @@ finish() {
   [ "$FAILED" -ne 0 ] && verdict="FAILED (see the table)"
   { echo; echo "**$verdict** in $(elapsed) s of ${BUDGET} s."; } >>"$SUMMARY"
   cp "$BUILD_DIR/CMakeCache.txt" "$STATE/logs/" 2>/dev/null
-  tar -C "$STATE" -czf "$OUT/logs.tar.gz" logs 2>/dev/null
+  (cd "$STATE" && tar -czf "$OUT/logs.tar.gz" logs $(ls -d bench_* torch_* ratios.md 2>/dev/null))
   [ -f "$STATE/bench.json" ] && cp "$STATE/bench.json" "$OUT/bench.json"
   echo
   cat "$SUMMARY"

@@ -266,7 +266,8 @@ PY
     echo "export RUN_LD_LIBRARY_PATH=$(IFS=:; echo "${ld[*]}")"
     declare -p flags | sed 's/^declare -a flags/declare -a CMAKE_EXTRA/'
   } >>"$STATE/env.sh"
-  if [ "$MODE" = device ] && [ "$(gpu_name)" = none ]; then
+  # GPU_CHECK_ALLOW_NO_GPU=1 walks the device paths on a CPU machine (each GPU stage then fails).
+  if [ "$MODE" = device ] && [ "$(gpu_name)" = none ] && [ -z "${GPU_CHECK_ALLOW_NO_GPU:-}" ]; then
     echo "no GPU visible (nvidia-smi)"; missing+=(GPU)
   fi
   fig "${#system[@]} system, ${#carried[@]} carried${carried:+ (${carried[*]})}, NIfTI $nifti;"
