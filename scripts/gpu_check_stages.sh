@@ -372,8 +372,11 @@ stage_tests() {
   for spec in "${GPU_TESTS[@]}"; do
     read -r bin filter <<<"$spec"
     t0=$(date +%s)
-    OMP_NUM_THREADS=$JOBS run_env "$BUILD_DIR/tests/$bin" --gtest_filter="$filter" \
-      --gtest_output="json:$STATE/logs/gtest_$bin.json" 2>&1 | tee "$STATE/logs/gtest_$bin.txt" || rc=1
+    # Each binary within what is left of the stage, so that a hang is named, not just the stage.
+    OMP_NUM_THREADS=$JOBS run_env timeout -k 2 $(($(left) - 3)) "$BUILD_DIR/tests/$bin" \
+      --gtest_filter="$filter" --gtest_output="json:$STATE/logs/gtest_$bin.json" 2>&1 |
+      tee "$STATE/logs/gtest_$bin.txt"
+    case "${PIPESTATUS[0]}" in 0) ;; 124|137) bad+=("$bin(timeout)"); rc=1 ;; *) rc=1 ;; esac
     [ $(($(date +%s) - t0)) -gt "$slowest" ] && slowest=$(($(date +%s) - t0)) slow=$bin
     if [ -f "$STATE/logs/gtest_$bin.json" ]; then
       read -r -a counts <<<"$(gtest_counts "$STATE/logs/gtest_$bin.json")"
@@ -424,8 +427,8 @@ stage_sanitize() {
       read -r bin filter <<<"$spec"
       log=$STATE/logs/san_${tool}_$bin.log
       runs+=("$tool $bin")
-      ( OMP_NUM_THREADS=2 run_env "$SANITIZER" --tool "$tool" "${opts[@]}" "$BUILD_DIR/tests/$bin" \
-          --gtest_filter="$filter" --gtest_brief=1 >"$log" 2>&1; echo $? >"$log.rc" ) &
+      ( OMP_NUM_THREADS=2 run_env timeout -k 2 $(($(left) - 3)) "$SANITIZER" --tool "$tool" "${opts[@]}" \
+          "$BUILD_DIR/tests/$bin" --gtest_filter="$filter" --gtest_brief=1 >"$log" 2>&1; echo $? >"$log.rc" ) &
       pids+=($!)
       while [ "$(jobs -rp | wc -l)" -ge 6 ]; do wait -n; done
     done
@@ -437,9 +440,11 @@ stage_sanitize() {
     log=$STATE/logs/san_${tool}_$bin.log
     summary=$(grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$log" | tail -1 | sed 's/^=* *//')
     echo "$tool $bin: exit $(cat "$log.rc" 2>/dev/null || echo '?'): ${summary:-no summary}"
-    if [ "$(cat "$log.rc" 2>/dev/null)" != 0 ]; then
-      rc=1; bad+=("$tool:$bin"); grep -E "^=+ (Invalid|Race|Barrier|ERROR|Error)" "$log" | head -5
-    fi
+    case "$(cat "$log.rc" 2>/dev/null)" in
+      0) ;;
+      124|137) rc=1; bad+=("$tool:$bin(timeout)") ;;
+      *) rc=1; bad+=("$tool:$bin"); grep -E "^=+ (Invalid|Race|Barrier|ERROR|Error)" "$log" | head -5 ;;
+    esac
   done
   errors=$(cat "$STATE"/logs/san_*.log | grep -oE "ERROR SUMMARY: [0-9]+|\([0-9]+ errors" |
     grep -oE "[0-9]+" | awk '{s += $1} END {print s + 0}')
