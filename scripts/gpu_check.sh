@@ -23,9 +23,9 @@
 #   tests      75 / 40  the GPU tests only: one process per test binary with a gtest filter
 #   sanitize   60 / 30  compute-sanitizer memcheck, racecheck, synccheck on our own kernels
 #   bench      75 / 30  mc_bench: the headline cases (each under its own time limit)
-#   torch      60 / 30  the same cases in PyTorch, then the ours / PyTorch table
+#   torch      90 / 40  the same cases in PyTorch, then the ours / PyTorch table
 #   train      30 / 20  2 epochs of mc_train on generated data on the GPU
-#   compile    90 / 60  torch.compile of the bf16 step, only with the time left
+#   compile    90 / 60  torch.compile of the bf16 step, only with the time left (optional)
 # The tables of targets, test filters, benchmark cases: scripts/gpu_check_stages.sh.
 # Outputs in $OUT (few files, as the device tool brings back at most 8): summary.md (one line per
 # stage: status, seconds, key figures; the ratio table), check.log (every stage's output),
@@ -189,7 +189,7 @@ else
   stage tests 75 40 build
   stage sanitize 60 30 build
   stage bench 75 30 build
-  stage torch 60 30
+  stage torch 90 40
   stage train 30 20 build
   stage compile 90 60 torch
 fi

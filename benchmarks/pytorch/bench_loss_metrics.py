@@ -275,6 +275,7 @@ def main():
         for n, c in LOSS_SHAPES:
             for adjusted in (False, True):
                 rows.append(loss_case(n, c, adjusted, copy_gbps, args))
+        write_json(args.json, rows)  # before the slow AUC cases: a time limit keeps these
     if args.case in ("all", "auc"):
         rows += auc_cases(args)
     write_json(args.json, rows)

@@ -157,7 +157,7 @@ def main():
     for kind, batch, size, prec in cases(args):
         rows.append(run_case(kind, batch, size, prec, args))
         print_row(rows[-1])
-    write_json(args.json, rows)
+        write_json(args.json, rows)  # after every case: a run stopped by a time limit keeps them
     return 0
 
 
