@@ -1,6 +1,8 @@
 #include "io/nifti.h"
 
+#ifdef MC_HAVE_NIFTI
 #include <nifti2_io.h>
+#endif
 #include <zlib.h>
 
 #include <algorithm>
@@ -19,6 +21,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
+#ifdef MC_HAVE_NIFTI
 static_assert(sizeof(nifti_1_header) == 348 && sizeof(nifti_2_header) == 540);
 
 // nifti_clib reports problems on stderr; we check everything ourselves and throw instead.
@@ -235,6 +238,7 @@ Header parse_header(const std::string& path, Reader& in) {
     MC_FAIL(path, ": vox_offset ", h.vox_offset, " lies inside the header");
   return h;
 }
+#endif  // MC_HAVE_NIFTI
 
 }  // namespace
 
@@ -304,6 +308,9 @@ Volume make_volume(int64_t nx, int64_t ny, int64_t nz, const Affine& affine) {
 }
 
 // ---------------------------------------------------------------- reading
+
+#ifdef MC_HAVE_NIFTI
+bool nifti_supported() { return true; }
 
 Volume read_nifti(const std::string& path) {
   Reader in(path);
@@ -474,6 +481,22 @@ void write_nifti(const std::string& path, const Volume& v, NiftiType type) {
   std::memcpy(head, &h, sizeof h);
   write_bytes(path, head, sizeof head, data.data(), data.size());
 }
+
+#else  // a build without nifti_clib (MC_WITH_NIFTI=OFF)
+
+namespace {
+[[noreturn]] void no_nifti(const std::string& path, const char* what) {
+  MC_FAIL(path, ": cannot ", what, " NIfTI: this program was built without nifti_clib "
+          "(configured with MC_WITH_NIFTI=OFF; rebuild with libnifti2-dev installed)");
+}
+}  // namespace
+
+bool nifti_supported() { return false; }
+Volume read_nifti(const std::string& path) { no_nifti(path, "read"); }
+Volume read_volume(const std::string& path) { no_nifti(path, "read"); }
+void write_nifti(const std::string& path, const Volume&, NiftiType) { no_nifti(path, "write"); }
+
+#endif  // MC_HAVE_NIFTI
 
 // ---------------------------------------------------------------- orientation
 

@@ -49,6 +49,11 @@ struct Volume {
 // Makes a zero-filled 3-D volume (nx, ny, nz) with the given affine.
 Volume make_volume(int64_t nx, int64_t ny, int64_t nz, const Affine& affine = identity_affine());
 
+// False in a build configured with MC_WITH_NIFTI=OFF: read_nifti, read_volume and write_nifti
+// then throw mc::Error naming the file and saying "built without nifti_clib"; everything else
+// here (affines, orientation, make_volume) works in either build.
+bool nifti_supported();
+
 // Reads any NIfTI image (up to 7-D). Throws mc::Error naming the file and the problem.
 Volume read_nifti(const std::string& path);
 // Reads a 3-D volume: 1-D/2-D images get singleton dims appended; a 4-D+ image is an error.

@@ -14,7 +14,10 @@ values printed here match mc_bench's. GPU timing: CUDA events, warm-up, median o
 1M x 3 loss rotates over buffer sets that add up to twice the L2, as mc_bench does.
 
   bench_loss_metrics.py [--case all|loss|auc] [--warmup N] [--repeats N] [--sklearn-repeats N]
-                        [--compile] [--json OUT]
+                        [--compile] [--json OUT] [--dry-run]
+
+--dry-run: parse the arguments, list the records a run would write (to --json too, untimed) and
+stop; needs neither a GPU nor PyTorch (scripts/gpu_check.sh --rehearse).
 """
 import argparse
 import json
@@ -33,6 +36,19 @@ except ImportError as e:  # reported by main(), so that --help still works
 K_LOGITS, K_LOSS_LABELS, K_AUC_LABELS, K_AUC_NOISE = 1, 2, 3, 4
 COPY_BYTES = 1 << 30
 AUC_ROWS, AUC_CLASSES = 10_000_000, 3
+LOSS_SHAPES = ((1 << 20, 3), (1 << 16, 1000))
+COPY_NAME = "torch copy_ D2D 1 GiB"
+SKLEARN_NAME = "sklearn roc_auc_score x3 (CPU, f32)"
+TORCHMETRICS_NAME = "torchmetrics multiclass_auroc (GPU, f32)"
+
+
+def loss_name(adjusted, compiled):
+    return ("F.cross_entropy fwd+bwd f32" + (", +offset, weight=" if adjusted else "")
+            + (", compiled" if compiled else ""))
+
+
+def sort_name(tag):
+    return f"torch sort + mid-ranks (GPU, {tag})"
 
 
 def draw(stream, n):
@@ -128,12 +144,10 @@ def copy_case(args):
         dst = torch.empty_like(src)
         r["ms"] = time_ms(lambda i: dst.copy_(src), args.warmup, args.repeats)
         r["gb_per_s"] = gb_per_s(2 * COPY_BYTES, r["ms"])
-    return measured(record("copy", "torch copy_ D2D 1 GiB", COPY_BYTES // 4, 1), body)
+    return measured(record("copy", COPY_NAME, COPY_BYTES // 4, 1), body)
 
 
 def loss_case(n, c, adjusted, copy_gbps, args):
-    name = "F.cross_entropy fwd+bwd f32" + (", +offset, weight=" if adjusted else "")
-
     def body(r):
         logits, labels, offset, weight = loss_data(n, c)
         nbytes = 2 * 4 * n * c + 8 * n
@@ -157,7 +171,7 @@ def loss_case(n, c, adjusted, copy_gbps, args):
         r["gb_per_s"] = gb_per_s(nbytes, r["ms"])
         r["copy_share"] = r["gb_per_s"] / copy_gbps if copy_gbps else None
         r["values"] = [last["loss"].item()]
-    return measured(record("loss", name + (", compiled" if args.compile else ""), n, c), body)
+    return measured(record("loss", loss_name(adjusted, args.compile), n, c), body)
 
 
 def torch_auc(scores, labels, k):
@@ -187,7 +201,7 @@ def auc_cases(args):
         r["ms"] = sorted(times)[len(times) // 2]
     try:
         import sklearn  # noqa: F401
-        rows.append(measured(record("auc", "sklearn roc_auc_score x3 (CPU, f32)", n, c), sklearn_body))
+        rows.append(measured(record("auc", SKLEARN_NAME, n, c), sklearn_body))
     except ImportError:
         print("auc: sklearn not installed", flush=True)
 
@@ -203,7 +217,7 @@ def auc_cases(args):
                 out["auc"] = multiclass_auroc(s32, y, num_classes=c, average="none", thresholds=None)
             r["ms"] = time_ms(fn, args.warmup, args.repeats)
             r["values"] = out["auc"].tolist()
-        rows.append(measured(record("auc", "torchmetrics multiclass_auroc (GPU, f32)", n, c), tm_body))
+        rows.append(measured(record("auc", TORCHMETRICS_NAME, n, c), tm_body))
     except ImportError:
         print("auc: torchmetrics not installed", flush=True)
 
@@ -216,7 +230,7 @@ def auc_cases(args):
                 out["auc"] = torch.stack([torch_auc(sd, y, k) for k in range(c)])
             r["ms"] = time_ms(fn, args.warmup, args.repeats)
             r["values"] = out["auc"].tolist()
-        rows.append(measured(record("auc", f"torch sort + mid-ranks (GPU, {tag})", n, c), sort_body))
+        rows.append(measured(record("auc", sort_name(tag), n, c), sort_body))
     return rows
 
 
@@ -235,7 +249,16 @@ def main():
     ap.add_argument("--sklearn-repeats", type=int, default=1, help="sklearn on 10M rows takes seconds")
     ap.add_argument("--compile", action="store_true", help="torch.compile the loss function")
     ap.add_argument("--json")
+    ap.add_argument("--dry-run", action="store_true", help="parse, list the records, time nothing")
     args = ap.parse_args()
+    if args.warmup < 0 or args.repeats < 1 or args.sklearn_repeats < 1:
+        ap.error("--warmup must be >= 0, --repeats and --sklearn-repeats >= 1")
+    if args.dry_run:
+        rows = planned(args)
+        for r in rows:
+            print(f"would time: {r['kind']} {r['name']} {r['n']} x {r['c']}")
+        write_json(args.json, rows)
+        return 0
     if MISSING:
         print(f"bench_loss_metrics: {MISSING} not installed; nothing to time")
         return 0
@@ -249,15 +272,33 @@ def main():
     if args.case in ("all", "loss"):
         rows.append(copy_case(args))
         copy_gbps = rows[0]["gb_per_s"]
-        for n, c in ((1 << 20, 3), (1 << 16, 1000)):
+        for n, c in LOSS_SHAPES:
             for adjusted in (False, True):
                 rows.append(loss_case(n, c, adjusted, copy_gbps, args))
+        write_json(args.json, rows)  # before the slow AUC cases: a time limit keeps these
     if args.case in ("all", "auc"):
         rows += auc_cases(args)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump([{k: finite(v) for k, v in r.items()} for r in rows], f, indent=1)
+    write_json(args.json, rows)
     return 0
+
+
+def planned(args):
+    """The records a run with these arguments writes (sklearn and torchmetrics when installed)."""
+    rows = []
+    if args.case in ("all", "loss"):
+        rows.append(record("copy", COPY_NAME, COPY_BYTES // 4, 1))
+        rows += [record("loss", loss_name(adjusted, args.compile), n, c)
+                 for n, c in LOSS_SHAPES for adjusted in (False, True)]
+    if args.case in ("all", "auc"):
+        names = [SKLEARN_NAME, TORCHMETRICS_NAME, sort_name("f32"), sort_name("f64")]
+        rows += [record("auc", name, AUC_ROWS, AUC_CLASSES) for name in names]
+    return rows
+
+
+def write_json(path, rows):
+    if path:
+        with open(path, "w") as f:
+            json.dump([{k: finite(v) for k, v in r.items()} for r in rows], f, indent=1)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,10 @@ fp32 (TF32 off), tf32 and bf16 (autocast, channels-last 3-D), timed with CUDA ev
 repeats, median. Prints the same table as mc_bench; --json writes the same records.
 
   bench_resnet3d.py [--case all|step|infer] [--precision all|fp32|tf32|bf16] [--shape all|128|96|64]
-                    [--warmup N] [--repeats N] [--compile] [--json OUT]
+                    [--warmup N] [--repeats N] [--compile] [--json OUT] [--dry-run]
+
+--dry-run: parse the arguments, list the cases (and write their records, untimed, to --json) and
+stop; needs no GPU (scripts/gpu_check.sh --rehearse).
 """
 import argparse
 import json
@@ -16,8 +19,12 @@ import math
 import os
 import sys
 
-import torch
-import torch.nn.functional as F
+try:
+    import torch
+    import torch.nn.functional as F
+    MISSING = None
+except ImportError as e:  # reported by main(), so that --help and --dry-run still work
+    MISSING = e.name
 
 SHAPES = [(8, 128), (8, 96), (32, 64)]
 GFLOP_PER_VOLUME_128 = 231.7  # training step, forward + backward (REFERENCE.md)
@@ -88,9 +95,13 @@ def measure(kind, batch, size, prec, args):
     return ms, torch.cuda.max_memory_allocated() / 2**30
 
 
+def new_row(kind, batch, size, prec):
+    return {"kind": kind, "name": "resnet50", "precision": prec, "batch": batch, "size": size,
+            "ms": None, "volumes_per_s": None, "tflops": None, "peak_gib": None, "error": ""}
+
+
 def run_case(kind, batch, size, prec, args):
-    row = {"kind": kind, "name": "resnet50", "precision": prec, "batch": batch, "size": size,
-           "ms": None, "volumes_per_s": None, "tflops": None, "peak_gib": None, "error": ""}
+    row = new_row(kind, batch, size, prec)
     set_precision(prec)
     gflop = GFLOP_PER_VOLUME_128 * (size / 128) ** 3 * batch / (1 if kind == "step" else 3)
     try:
@@ -120,7 +131,20 @@ def main():
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--compile", action="store_true", help="torch.compile the model")
     ap.add_argument("--json")
+    ap.add_argument("--dry-run", action="store_true", help="parse, list the cases, time nothing")
     args = ap.parse_args()
+    if args.warmup < 0 or args.repeats < 1:
+        ap.error("--warmup must be >= 0 and --repeats >= 1")
+    if args.dry_run:
+        rows = [new_row(kind, batch, size, prec) for kind, batch, size, prec in cases(args)]
+        for r in rows:
+            print(f"would time: {r['kind']} {r['name']} {r['precision']} {r['batch']}x{r['size']}"
+                  + (" (torch.compile)" if args.compile else ""))
+        write_json(args.json, rows)
+        return 0
+    if MISSING:
+        print(f"bench_resnet3d: {MISSING} not installed; nothing to time")
+        return 0
     if not torch.cuda.is_available():
         print("bench_resnet3d: no GPU; nothing to time")
         return 0
@@ -130,21 +154,25 @@ def main():
           f"PyTorch {torch.__version__}, cuDNN {torch.backends.cudnn.version()}, model: {source}"
           + (", torch.compile" if args.compile else ""))
     rows = []
+    for kind, batch, size, prec in cases(args):
+        rows.append(run_case(kind, batch, size, prec, args))
+        print_row(rows[-1])
+        write_json(args.json, rows)  # after every case: a run stopped by a time limit keeps them
+    return 0
+
+
+def cases(args):
+    """(kind, batch, size, precision) of every case the arguments select, in run order."""
     precs = [q for q in ("fp32", "tf32", "bf16") if args.precision in ("all", q)]
-    for kind in ("step", "infer"):
-        if args.case not in ("all", kind):
-            continue
-        for batch, size in SHAPES:
-            if args.shape not in ("all", str(size)):
-                continue
-            for prec in precs:
-                rows.append(run_case(kind, batch, size, prec, args))
-                print_row(rows[-1])
-    if args.json:
-        with open(args.json, "w") as f:
+    return [(kind, batch, size, prec) for kind in ("step", "infer") if args.case in ("all", kind)
+            for batch, size in SHAPES if args.shape in ("all", str(size)) for prec in precs]
+
+
+def write_json(path, rows):
+    if path:
+        with open(path, "w") as f:
             json.dump([{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
                        for r in rows], f, indent=1)
-    return 0
 
 
 if __name__ == "__main__":

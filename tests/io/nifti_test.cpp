@@ -1,16 +1,25 @@
 // NIfTI reading against nibabel on real scans, round trips, hand-made headers (big-endian,
-// NIfTI-2, every datatype) and broken files.
+// NIfTI-2, every datatype) and broken files. In a build without nifti_clib (MC_WITH_NIFTI=OFF)
+// every test that reads or writes NIfTI skips, and NiftiBuild checks the error it gets instead.
+#if __has_include(<nifti2_io.h>)  // with nifti_clib: check the hand-made layout against it
+#define MC_TEST_HAVE_NIFTI_HEADERS 1
 #include <nifti2_io.h>
+#endif
 #include <yaml-cpp/yaml.h>
 #include <zlib.h>
 
+#include <array>
 #include <cmath>
+#include <cstddef>
 #include <cstring>
 #include <fstream>
 #include <iterator>
 
 #include "io/nifti.h"
 #include "test_util.h"
+
+#define MC_SKIP_WITHOUT_NIFTI() \
+  if (!::mc::nifti_supported()) GTEST_SKIP() << "built without nifti_clib (MC_WITH_NIFTI=OFF)"
 
 namespace mc {
 namespace {
@@ -66,23 +75,73 @@ Affine lps_affine() {
   return a;
 }
 
+// NIfTI datatype codes (nifti1.h).
+enum Dt : int16_t {
+  kUint8 = 2, kInt16 = 4, kInt32 = 8, kFloat32 = 16, kComplex64 = 32, kFloat64 = 64,
+  kInt8 = 256, kUint16 = 512, kUint32 = 768, kInt64 = 1024, kUint64 = 1280
+};
+
+// Hand-made headers are written field by field at the offsets the NIfTI-1 and NIfTI-2 standards
+// give, not through nifti_clib's structs: the reader is held to the standard, and this file
+// builds without nifti_clib. Where the library is present its layout must agree.
+struct N1Header {  // NIfTI-1: 348 bytes
+  std::array<char, 348> bytes{};
+  template <class T>
+  void set(size_t offset, T v) { std::memcpy(bytes.data() + offset, &v, sizeof v); }
+  void magic(const char* m) { std::memcpy(bytes.data() + 344, m, 4); }
+};
+enum N1 : size_t {
+  kN1Dim = 40, kN1Datatype = 70, kN1Bitpix = 72, kN1Pixdim = 76, kN1VoxOffset = 108,
+  kN1SclSlope = 112, kN1SclInter = 116, kN1QformCode = 252, kN1SformCode = 254, kN1Magic = 344
+};
+enum N2 : size_t {  // NIfTI-2: 540 bytes
+  kN2Magic = 4, kN2Datatype = 12, kN2Bitpix = 14, kN2Dim = 16, kN2Pixdim = 104,
+  kN2VoxOffset = 168, kN2SclSlope = 176, kN2SformCode = 348, kN2SrowX = 400
+};
+#ifdef MC_TEST_HAVE_NIFTI_HEADERS
+static_assert(sizeof(nifti_1_header) == 348 && offsetof(nifti_1_header, dim) == kN1Dim &&
+              offsetof(nifti_1_header, datatype) == kN1Datatype &&
+              offsetof(nifti_1_header, bitpix) == kN1Bitpix &&
+              offsetof(nifti_1_header, pixdim) == kN1Pixdim &&
+              offsetof(nifti_1_header, vox_offset) == kN1VoxOffset &&
+              offsetof(nifti_1_header, scl_slope) == kN1SclSlope &&
+              offsetof(nifti_1_header, scl_inter) == kN1SclInter &&
+              offsetof(nifti_1_header, qform_code) == kN1QformCode &&
+              offsetof(nifti_1_header, sform_code) == kN1SformCode &&
+              offsetof(nifti_1_header, magic) == kN1Magic);
+static_assert(sizeof(nifti_2_header) == 540 && offsetof(nifti_2_header, magic) == kN2Magic &&
+              offsetof(nifti_2_header, datatype) == kN2Datatype &&
+              offsetof(nifti_2_header, bitpix) == kN2Bitpix &&
+              offsetof(nifti_2_header, dim) == kN2Dim &&
+              offsetof(nifti_2_header, pixdim) == kN2Pixdim &&
+              offsetof(nifti_2_header, vox_offset) == kN2VoxOffset &&
+              offsetof(nifti_2_header, scl_slope) == kN2SclSlope &&
+              offsetof(nifti_2_header, sform_code) == kN2SformCode &&
+              offsetof(nifti_2_header, srow_x) == kN2SrowX &&
+              offsetof(nifti_2_header, srow_y) == kN2SrowX + 32 &&
+              offsetof(nifti_2_header, srow_z) == kN2SrowX + 64);
+static_assert(kUint8 == DT_UINT8 && kInt16 == DT_INT16 && kInt32 == DT_INT32 &&
+              kFloat32 == DT_FLOAT32 && kComplex64 == DT_COMPLEX64 && kFloat64 == DT_FLOAT64 &&
+              kInt8 == DT_INT8 && kUint16 == DT_UINT16 && kUint32 == DT_UINT32 &&
+              kInt64 == DT_INT64 && kUint64 == DT_UINT64);
+#endif
+
 // A NIfTI-1 header built field by field for hand-made files.
-nifti_1_header header_n1(std::vector<int16_t> dims, int16_t datatype, int16_t bitpix,
-                         float slope = 1, float inter = 0) {
-  nifti_1_header h;
-  std::memset(&h, 0, sizeof h);
-  h.sizeof_hdr = 348;
-  h.dim[0] = int16_t(dims.size());
-  for (size_t d = 0; d < 7; ++d) h.dim[d + 1] = d < dims.size() ? dims[d] : 1;
-  for (int d = 0; d < 8; ++d) h.pixdim[d] = 1;
-  h.pixdim[1] = 2, h.pixdim[2] = 3, h.pixdim[3] = 4;
-  h.datatype = datatype;
-  h.bitpix = bitpix;
-  h.vox_offset = 352;
-  h.scl_slope = slope;
-  h.scl_inter = inter;
-  h.qform_code = 0, h.sform_code = 0;  // affine = pixdim scaling
-  std::memcpy(h.magic, "n+1", 4);
+N1Header header_n1(std::vector<int16_t> dims, int16_t datatype, int16_t bitpix,
+                   float slope = 1, float inter = 0) {
+  N1Header h;
+  h.set<int32_t>(0, 348);
+  h.set<int16_t>(kN1Dim, int16_t(dims.size()));
+  for (size_t d = 0; d < 7; ++d) h.set<int16_t>(kN1Dim + 2 * (d + 1), d < dims.size() ? dims[d] : 1);
+  for (size_t d = 0; d < 8; ++d) h.set<float>(kN1Pixdim + 4 * d, 1);
+  h.set<float>(kN1Pixdim + 4, 2), h.set<float>(kN1Pixdim + 8, 3), h.set<float>(kN1Pixdim + 12, 4);
+  h.set(kN1Datatype, datatype);
+  h.set(kN1Bitpix, bitpix);
+  h.set<float>(kN1VoxOffset, 352);
+  h.set(kN1SclSlope, slope);
+  h.set(kN1SclInter, inter);
+  h.set<int16_t>(kN1QformCode, 0), h.set<int16_t>(kN1SformCode, 0);  // affine = pixdim scaling
+  h.magic("n+1");
   return h;
 }
 
@@ -97,10 +156,10 @@ void swap_n1_header_by_hand(char* h) {
     for (int e = 0; e < f[2]; ++e) std::reverse(h + f[0] + e * f[1], h + f[0] + (e + 1) * f[1]);
 }
 
-std::string write_hand_made(const std::string& path, nifti_1_header h, const void* data,
+std::string write_hand_made(const std::string& path, const N1Header& h, const void* data,
                             size_t bytes, int elem, bool big_endian, bool gz) {
   std::vector<char> file(352 + bytes, 0);
-  std::memcpy(file.data(), &h, sizeof h);
+  std::memcpy(file.data(), h.bytes.data(), h.bytes.size());
   std::memcpy(file.data() + 352, data, bytes);
   if (big_endian) {
     swap_n1_header_by_hand(file.data());
@@ -115,6 +174,7 @@ std::string write_hand_made(const std::string& path, nifti_1_header h, const voi
 // ------------------------------------------------------------------ against nibabel
 
 TEST(NiftiNibabel, EveryFileInSharedDataMatches) {
+  MC_SKIP_WITHOUT_NIFTI();
   const std::string root = test::shared_data("");
   if (root.empty()) GTEST_SKIP() << "no ../shared/data";
   const YAML::Node ref =
@@ -166,6 +226,7 @@ TEST(NiftiNibabel, EveryFileInSharedDataMatches) {
 // ------------------------------------------------------------------ round trips
 
 TEST(NiftiRoundTrip, F32I16U8PlainAndGzip) {
+  MC_SKIP_WITHOUT_NIFTI();
   Affine a = lps_affine();
   a[0][1] = 0.1, a[1][0] = -0.1;  // slightly oblique: the qform and sform both carry it
   const Volume v = ramp_volume(7, 5, 3, a);
@@ -189,6 +250,7 @@ TEST(NiftiRoundTrip, F32I16U8PlainAndGzip) {
 }
 
 TEST(NiftiRoundTrip, IntegerTypesRoundAndRefuseOutOfRange) {
+  MC_SKIP_WITHOUT_NIFTI();
   Volume v = make_volume(2, 1, 1);
   v.ptr()[0] = 1.4f, v.ptr()[1] = -2.6f;
   write_nifti(temp("r.nii"), v, NiftiType::I16);
@@ -202,9 +264,10 @@ TEST(NiftiRoundTrip, IntegerTypesRoundAndRefuseOutOfRange) {
 }
 
 TEST(NiftiHandMade, BigEndianHeaderAndDataReadLikeLittleEndian) {
+  MC_SKIP_WITHOUT_NIFTI();
   const std::vector<int16_t> data{-1024, -1, 0, 1, 300, 3071};
   for (bool gz : {false, true}) {
-    const auto h = header_n1({3, 2, 1}, DT_INT16, 16, 2.0f, -1024.0f);
+    const auto h = header_n1({3, 2, 1}, kInt16, 16, 2.0f, -1024.0f);
     const std::string be = write_hand_made(temp(gz ? "be.nii.gz" : "be.nii"), h, data.data(),
                                            data.size() * 2, 2, true, gz);
     const std::string le = write_hand_made(temp(gz ? "le.nii.gz" : "le.nii"), h, data.data(),
@@ -236,34 +299,35 @@ void check_datatype(int16_t code, std::vector<T> values, float slope, float inte
 }
 
 TEST(NiftiHandMade, EveryIntegerAndFloatDatatype) {
-  check_datatype<uint8_t>(DT_UINT8, {0, 31, 255}, 1, 0);
-  check_datatype<int8_t>(DT_INT8, {-128, 0, 127}, 1, 0);
-  check_datatype<int16_t>(DT_INT16, {-32768, 12, 32767}, 1, -1024);
-  check_datatype<uint16_t>(DT_UINT16, {0, 1024, 4095}, 1, -1024);  // a common CT encoding
-  check_datatype<int32_t>(DT_INT32, {-1207, 0, 3382}, 1, 0);
-  check_datatype<uint32_t>(DT_UINT32, {0, 7, 100000}, 0.5f, 0);
-  check_datatype<int64_t>(DT_INT64, {-5, 0, 5}, 1, 0);
-  check_datatype<uint64_t>(DT_UINT64, {0, 5, 9}, 1, 0);
-  check_datatype<float>(DT_FLOAT32, {-1.5f, 0.25f, 1e3f}, 0, 7);  // slope 0: no scaling at all
-  check_datatype<double>(DT_FLOAT64, {20, 31, -0.125}, NAN, 0);   // slope NaN: no scaling
+  MC_SKIP_WITHOUT_NIFTI();
+  check_datatype<uint8_t>(kUint8, {0, 31, 255}, 1, 0);
+  check_datatype<int8_t>(kInt8, {-128, 0, 127}, 1, 0);
+  check_datatype<int16_t>(kInt16, {-32768, 12, 32767}, 1, -1024);
+  check_datatype<uint16_t>(kUint16, {0, 1024, 4095}, 1, -1024);  // a common CT encoding
+  check_datatype<int32_t>(kInt32, {-1207, 0, 3382}, 1, 0);
+  check_datatype<uint32_t>(kUint32, {0, 7, 100000}, 0.5f, 0);
+  check_datatype<int64_t>(kInt64, {-5, 0, 5}, 1, 0);
+  check_datatype<uint64_t>(kUint64, {0, 5, 9}, 1, 0);
+  check_datatype<float>(kFloat32, {-1.5f, 0.25f, 1e3f}, 0, 7);  // slope 0: no scaling at all
+  check_datatype<double>(kFloat64, {20, 31, -0.125}, NAN, 0);   // slope NaN: no scaling
 }
 
 TEST(NiftiHandMade, NiftiTwoHeader) {
-  nifti_2_header h;
-  std::memset(&h, 0, sizeof h);
-  h.sizeof_hdr = 540;
-  std::memcpy(h.magic, "n+2\0\r\n\032\n", 8);
-  h.datatype = DT_FLOAT64;
-  h.bitpix = 64;
-  h.dim[0] = 3, h.dim[1] = 2, h.dim[2] = 2, h.dim[3] = 2;
-  for (int d = 0; d < 8; ++d) h.pixdim[d] = 1;
-  h.vox_offset = 544;
-  h.scl_slope = 1;
-  h.sform_code = 1;
-  const double srow[3][4] = {{0, 0, -1.5, 10}, {2, 0, 0, -20}, {0, 3, 0, 30}};
-  std::memcpy(h.srow_x, srow[0], 32), std::memcpy(h.srow_y, srow[1], 32), std::memcpy(h.srow_z, srow[2], 32);
+  MC_SKIP_WITHOUT_NIFTI();
   std::vector<char> file(544 + 8 * 8, 0);
-  std::memcpy(file.data(), &h, sizeof h);
+  auto set = [&](size_t offset, auto v) { std::memcpy(file.data() + offset, &v, sizeof v); };
+  set(0, int32_t(540));
+  std::memcpy(file.data() + kN2Magic, "n+2\0\r\n\032\n", 8);
+  set(kN2Datatype, int16_t(kFloat64));
+  set(kN2Bitpix, int16_t(64));
+  const int64_t dim[4] = {3, 2, 2, 2};
+  for (size_t d = 0; d < 8; ++d) set(kN2Dim + 8 * d, d < 4 ? dim[d] : int64_t(0));
+  for (size_t d = 0; d < 8; ++d) set(kN2Pixdim + 8 * d, 1.0);
+  set(kN2VoxOffset, int64_t(544));
+  set(kN2SclSlope, 1.0);
+  set(kN2SformCode, int32_t(1));
+  const double srow[3][4] = {{0, 0, -1.5, 10}, {2, 0, 0, -20}, {0, 3, 0, 30}};
+  std::memcpy(file.data() + kN2SrowX, srow, sizeof srow);  // srow_x, srow_y, srow_z follow each other
   for (int i = 0; i < 8; ++i) {
     const double x = i * 1.25 - 3;
     std::memcpy(file.data() + 544 + 8 * i, &x, 8);
@@ -278,12 +342,13 @@ TEST(NiftiHandMade, NiftiTwoHeader) {
 }
 
 TEST(NiftiHandMade, SqueezesTrailingSingletonsAndPadsLowRank) {
+  MC_SKIP_WITHOUT_NIFTI();
   std::vector<float> d(6, 2.f);
-  auto h = header_n1({3, 2, 1, 1, 1}, DT_FLOAT32, 32);
+  auto h = header_n1({3, 2, 1, 1, 1}, kFloat32, 32);
   const Volume v = read_nifti(write_hand_made(temp("s.nii"), h, d.data(), 24, 4, false, false));
   EXPECT_EQ(v.dims, (std::vector<int64_t>{3, 2}));
   EXPECT_EQ(read_volume(temp("s.nii")).dims, (std::vector<int64_t>{3, 2, 1}));
-  h = header_n1({1, 1, 3, 2}, DT_FLOAT32, 32);
+  h = header_n1({1, 1, 3, 2}, kFloat32, 32);
   write_hand_made(temp("4d.nii"), h, d.data(), 24, 4, false, false);
   EXPECT_EQ(read_nifti(temp("4d.nii")).dims.size(), 4u);
   expect_error([&] { read_volume(temp("4d.nii")); }, {"4d.nii", "4-D", "3-D volume is needed"});
@@ -292,10 +357,12 @@ TEST(NiftiHandMade, SqueezesTrailingSingletonsAndPadsLowRank) {
 // ------------------------------------------------------------------ broken files
 
 TEST(NiftiErrors, MissingFile) {
+  MC_SKIP_WITHOUT_NIFTI();
   expect_error([&] { read_nifti(temp("nope.nii.gz")); }, {"nope.nii.gz", "no such file"});
 }
 
 TEST(NiftiErrors, TruncatedGzipAnywhereIsDetected) {
+  MC_SKIP_WITHOUT_NIFTI();
   Volume v = ramp_volume(40, 30, 20, lps_affine());
   for (int64_t i = 0; i < v.numel(); ++i) v.ptr()[i] = float((i * 7919) % 3001 - 1000);
   write_nifti(temp("full.nii.gz"), v, NiftiType::I16);
@@ -312,6 +379,7 @@ TEST(NiftiErrors, TruncatedGzipAnywhereIsDetected) {
 }
 
 TEST(NiftiErrors, TruncatedRealScanMissingOnlyItsGzipTrailer) {
+  MC_SKIP_WITHOUT_NIFTI();
   const std::string ct = test::shared_data("totalsegmentator_example/example_ct_sm.nii.gz");
   if (ct.empty()) GTEST_SKIP() << "no ../shared/data";
   const auto bytes = slurp(ct);  // all voxels are still in there; only the length field is gone
@@ -320,9 +388,10 @@ TEST(NiftiErrors, TruncatedRealScanMissingOnlyItsGzipTrailer) {
 }
 
 TEST(NiftiErrors, WrongMagic) {
+  MC_SKIP_WITHOUT_NIFTI();
   const std::vector<float> d(6, 1.f);
-  auto h = header_n1({3, 2}, DT_FLOAT32, 32);
-  std::memcpy(h.magic, "xyz", 4);
+  auto h = header_n1({3, 2}, kFloat32, 32);
+  h.magic("xyz");
   write_hand_made(temp("magic.nii"), h, d.data(), 24, 4, false, false);
   expect_error([&] { read_nifti(temp("magic.nii")); }, {"magic.nii", "wrong magic"});
   spit(temp("text.nii"), "hello, this is not an image at all", 34);
@@ -330,16 +399,18 @@ TEST(NiftiErrors, WrongMagic) {
 }
 
 TEST(NiftiErrors, UnsupportedDatatype) {
+  MC_SKIP_WITHOUT_NIFTI();
   const std::vector<float> d(12, 1.f);
-  const auto h = header_n1({3, 2}, DT_COMPLEX64, 64);
+  const auto h = header_n1({3, 2}, kComplex64, 64);
   write_hand_made(temp("complex.nii.gz"), h, d.data(), 48, 4, false, true);
   expect_error([&] { read_nifti(temp("complex.nii.gz")); },
                {"complex.nii.gz", "unsupported datatype 32"});
 }
 
 TEST(NiftiErrors, DimsThatDontMatchTheData) {
+  MC_SKIP_WITHOUT_NIFTI();
   const std::vector<float> d(6, 1.f);
-  const auto h = header_n1({3, 2, 5}, DT_FLOAT32, 32);  // says 30 voxels, holds 6
+  const auto h = header_n1({3, 2, 5}, kFloat32, 32);  // says 30 voxels, holds 6
   write_hand_made(temp("short.nii"), h, d.data(), 24, 4, false, false);
   expect_error([&] { read_nifti(temp("short.nii")); }, {"short.nii", "dims don't match the data size"});
   write_hand_made(temp("short.nii.gz"), h, d.data(), 24, 4, false, true);  // a sound gzip stream
@@ -347,10 +418,29 @@ TEST(NiftiErrors, DimsThatDontMatchTheData) {
 }
 
 TEST(NiftiErrors, InvalidInterceptWithValidSlope) {
+  MC_SKIP_WITHOUT_NIFTI();
   const std::vector<int16_t> d(6, 1);
-  const auto h = header_n1({3, 2}, DT_INT16, 16, 1.0f, NAN);
+  const auto h = header_n1({3, 2}, kInt16, 16, 1.0f, NAN);
   write_hand_made(temp("inter.nii"), h, d.data(), 12, 2, false, false);
   expect_error([&] { read_nifti(temp("inter.nii")); }, {"inter.nii", "scl_inter"});
+}
+
+// ------------------------------------------------------------------ either build
+
+// With nifti_clib: a round trip works and a missing file is named. Without it: every NIfTI
+// entry point throws naming the file and the reason, never a silent empty volume.
+TEST(NiftiBuild, ReadsAndWritesOrSaysBuiltWithoutNiftiClib) {
+  const Volume v = ramp_volume(3, 2, 2, lps_affine());
+  if (nifti_supported()) {
+    write_nifti(temp("v.nii.gz"), v, NiftiType::F32);
+    EXPECT_TRUE(test::all_close(read_volume(temp("v.nii.gz")).data, v.data, 0, 0));
+    expect_error([&] { read_nifti(temp("absent.nii")); }, {"absent.nii", "no such file"});
+    return;
+  }
+  const std::string reason = "built without nifti_clib";
+  expect_error([&] { write_nifti(temp("w.nii.gz"), v, NiftiType::F32); }, {"w.nii.gz", reason});
+  expect_error([&] { read_nifti(temp("r.nii")); }, {"r.nii", "cannot read", reason});
+  expect_error([&] { read_volume(temp("v.nii.gz")); }, {"v.nii.gz", "cannot read", reason});
 }
 
 // ------------------------------------------------------------------ orientation
