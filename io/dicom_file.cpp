@@ -205,9 +205,12 @@ std::vector<uint8_t> inflate_raw(const std::string& path, const uint8_t* p, size
 }  // namespace
 
 bool check_dicom_structure(const std::string& path, DicomFileLayout* layout) {
-  std::ifstream f(path, std::ios::binary);
+  std::ifstream f(path, std::ios::binary | std::ios::ate);
   if (!f) MC_FAIL(path, ": cannot open");
-  std::vector<uint8_t> b((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  std::vector<uint8_t> b(size_t(f.tellg()));
+  f.seekg(0);
+  if (!f.read(reinterpret_cast<char*>(b.data()), std::streamsize(b.size())))
+    MC_FAIL(path, ": read error");
   const bool part10 = b.size() >= 132 && std::memcmp(&b[128], "DICM", 4) == 0;
   Walker w(path, b);
   size_t at = 0;

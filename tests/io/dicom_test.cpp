@@ -381,7 +381,7 @@ TEST(DicomFixtures, AFileCutAnywhereIsAnErrorNeverACrash) {
     };
     write(int64_t(bytes.size()));
     const Volume whole = read_dicom_series(cut);
-    const int64_t step = name == std::string("shuffled") ? 1 : 3;
+    const int64_t step = name == std::string("shuffled") ? 2 : 5;
     for (int64_t n = 0; n < int64_t(bytes.size()); n += step, ++cuts) {
       write(n);
       try {
@@ -398,7 +398,7 @@ TEST(DicomFixtures, AFileCutAnywhereIsAnErrorNeverACrash) {
       }
     }
   }
-  EXPECT_GT(cuts, 1500);
+  EXPECT_GT(cuts, 1000);
   EXPECT_GE(errors, cuts - 8);
 }
 
