@@ -75,6 +75,7 @@ void gradcheck_rows(std::vector<Row>& r) {
                   Conv3dOpts o, uint64_t gseed) {
     Row row;
     row.name = std::move(name);
+    row.family = "Conv";
     const bool bias = shapes.size() == 3;
     row.make = [=](DType dt) {
       In in{act(rn(shapes[0], seeds[0], dt), TolClass::Conv),
@@ -105,6 +106,7 @@ void gradcheck_rows(std::vector<Row>& r) {
 
   Row bn;
   bn.name = "batch_norm/train_small";
+  bn.family = "BatchNorm";
   bn.make = [](DType dt) {
     return In{act(rn({3, 3, 2, 3, 2}, 20, dt), TolClass::BnOut),
               param(rn({3}, 21, dt), true, TolClass::BnStats),
@@ -125,6 +127,7 @@ void gradcheck_rows(std::vector<Row>& r) {
 
   Row bne;
   bne.name = "batch_norm/eval_small";
+  bne.family = "BatchNorm";
   bne.make = [](DType dt) {
     return In{act(rn({2, 4, 3, 2, 2}, 32, dt), TolClass::BnEval),
               param(rn({4}, 33, dt), true, TolClass::BnStats),
@@ -144,6 +147,7 @@ void gradcheck_rows(std::vector<Row>& r) {
 
   Row relu_r;
   relu_r.name = "relu/small";
+  relu_r.family = "Elementwise";
   relu_r.make = [](DType dt) {
     // Inputs away from relu's kink, so finite differences are smooth.
     Tensor x = rn({2, 3, 4}, 40, DType::F64);
@@ -161,6 +165,7 @@ void gradcheck_rows(std::vector<Row>& r) {
                     Tensor (*f)(const Tensor&, const Tensor&)) {
     Row row;
     row.name = std::move(name);
+    row.family = "Elementwise";
     row.make = [=](DType dt) { return In{act(rn({3, 5}, a, dt)), act(rn({3, 5}, b, dt))}; };
     row.run = [=](const Ts& in) { return Ts{f(in[0], in[1])}; };
     row.gradcheck = true;
@@ -173,6 +178,7 @@ void gradcheck_rows(std::vector<Row>& r) {
 
   Row sc;
   sc.name = "scale/small";
+  sc.family = "Elementwise";
   sc.make = [](DType dt) { return In{act(rn({7}, 48, dt))}; };
   sc.run = [](const Ts& in) { return Ts{scale(in[0], -1.7)}; };
   sc.gradcheck = true;
@@ -182,6 +188,7 @@ void gradcheck_rows(std::vector<Row>& r) {
 
   Row mn;
   mn.name = "mean/small";
+  mn.family = "Elementwise";
   mn.make = [](DType dt) { return In{act(rn({2, 3}, 50, dt), TolClass::Sum)}; };
   mn.run = [](const Ts& in) { return Ts{mean(in[0])}; };
   mn.gradcheck = true;
@@ -205,6 +212,7 @@ void gradcheck_rows(std::vector<Row>& r) {
                   std::array<int64_t, 3> p, uint64_t g) {
     Row row;
     row.name = std::move(name);
+    row.family = "Pool";
     row.make = [=](DType dt) { return In{act(perm_input(dt))}; };
     row.run = [=](const Ts& in) { return Ts{max_pool3d(in[0], k, s, p)}; };
     row.gradcheck = true;
@@ -218,6 +226,7 @@ void gradcheck_rows(std::vector<Row>& r) {
 
   Row gap;
   gap.name = "global_avg_pool3d/small";
+  gap.family = "Pool";
   gap.make = [](DType dt) { return In{act(rn({2, 3, 2, 3, 4}, 70, dt), TolClass::GapGrad)}; };
   gap.run = [](const Ts& in) { return Ts{global_avg_pool3d(in[0])}; };
   gap.gradcheck = true;
@@ -229,6 +238,7 @@ void gradcheck_rows(std::vector<Row>& r) {
 
   Row lin;
   lin.name = "linear/small";
+  lin.family = "Linear";
   lin.make = [](DType dt) {
     return In{act(rn({4, 6}, 72, dt), TolClass::Linear),
               param(rn({3, 6}, 73, dt), true, TolClass::Linear),
@@ -243,6 +253,7 @@ void gradcheck_rows(std::vector<Row>& r) {
 
   Row fl;
   fl.name = "flatten/small";
+  fl.family = "Elementwise";
   fl.make = [](DType dt) { return In{act(rn({2, 3, 2}, 76, dt))}; };
   fl.run = [](const Ts& in) { return Ts{flatten(in[0])}; };
   fl.gradcheck = true;
@@ -253,6 +264,7 @@ void gradcheck_rows(std::vector<Row>& r) {
   auto smax = [&](std::string name, uint64_t seed, uint64_t g, bool log) {
     Row row;
     row.name = std::move(name);
+    row.family = "Softmax";
     row.make = [=](DType dt) { return In{act(rn({4, 5}, seed, dt), TolClass::SoftmaxGrad)}; };
     row.run = [=](const Ts& in) { return Ts{log ? log_softmax(in[0]) : softmax(in[0])}; };
     row.gradcheck = true;
@@ -267,6 +279,7 @@ void gradcheck_rows(std::vector<Row>& r) {
   auto ce = [&](std::string name, uint64_t seed, uint64_t g, bool terms, bool mean_) {
     Row row;
     row.name = std::move(name);
+    row.family = "CrossEntropy";
     row.make = [=](DType dt) {
       In in{act(rn({5, 3}, seed, dt), TolClass::SoftmaxGrad),
             index(Tensor::from<int64_t>({0, 2, 1, 2, 2}, {5}))};
@@ -293,6 +306,7 @@ void gradcheck_rows(std::vector<Row>& r) {
   // conv -> bn -> relu -> conv + shortcut: checks accumulation through a shared input.
   Row res;
   res.name = "residual_block/small";
+  res.family = "Step";
   res.make = [](DType dt) {
     return In{act(rn({2, 3, 3, 3, 3}, 100, dt), TolClass::Step),
               weight(rn({3, 3, 3, 3, 3}, 101, dt), TolClass::Step),
@@ -325,6 +339,8 @@ const std::vector<Row>& rows() {
     std::vector<Row> r;
     gradcheck_rows(r);
     parity_rows(r);
+    for (const Row& row : r)
+      MC_CHECK(!row.family.empty(), "op row ", row.name, " names no family");
     return r;
   }();
   return all;

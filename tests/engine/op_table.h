@@ -60,7 +60,8 @@ struct Input {
 };
 
 struct Row {
-  std::string name;  // unique; mc_bench --case op:NAME
+  std::string name;    // unique; mc_bench --case op:NAME
+  std::string family;  // the kernel family: GPU tests are named Cuda<family>/... (e.g. CudaConv)
   // The inputs, on the CPU in `dt` (F64 for gradient checks, F32 otherwise), from fixed seeds.
   std::function<std::vector<Input>(DType dt)> make;
   // Runs the op through the engine on the given tensors (any device). outputs[0] is the

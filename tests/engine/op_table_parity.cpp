@@ -32,9 +32,11 @@ Input param(Tensor t, bool grad = false, TolClass g = TolClass::Exact) {
   return {std::move(t), Role::Param, grad, g};
 }
 
-Row base(std::string name, std::vector<Precision> precisions, uint64_t dy_seed) {
+Row base(std::string name, std::string family, std::vector<Precision> precisions,
+         uint64_t dy_seed) {
   Row r;
   r.name = std::move(name);
+  r.family = std::move(family);
   r.precisions = std::move(precisions);
   r.dy_seed = dy_seed;
   return r;
@@ -48,7 +50,7 @@ void elementwise(std::vector<Row>& r) {
   const auto one = [](DType dt) { return In{act(rn({3, 1001}, 1, dt))}; };
   auto add_row = [&](std::string name, std::function<In(DType)> make,
                      std::function<Ts(const Ts&)> run, bool backward = true) {
-    Row row = base(std::move(name), kFp32Bf16, 3);
+    Row row = base(std::move(name), "Elementwise", kFp32Bf16, 3);
     row.make = std::move(make);
     row.run = std::move(run);
     row.backward = backward;
@@ -69,30 +71,30 @@ void elementwise(std::vector<Row>& r) {
           },
           false);
   // A flat slice at offset 1: misaligned for the vectorised kernels.
-  Row mis = base("relu/misaligned", kFp32, 3);
+  Row mis = base("relu/misaligned", "Elementwise", kFp32, 3);
   mis.make = [](DType dt) { return In{act_nograd(rn({2000}, 3, dt))}; };
   mis.run = [](const Ts& in) { return Ts{relu(in[0].flat_slice(1, {1999}))}; };
   mis.backward = false;
   r.push_back(mis);
 
-  Row sum_r = base("sum", kFp32Bf16, 4);
+  Row sum_r = base("sum", "Elementwise", kFp32Bf16, 4);
   sum_r.make = one;
   sum_r.run = [](const Ts& in) { return Ts{sum(in[0])}; };
   sum_r.fwd = TolClass::Sum;
   r.push_back(sum_r);
 
   // alpha * s[0] from a device scalar (the backward of sum and mean, with no host read).
-  Row bc = base("broadcast_scalar", kFp32, 0);
+  Row bc = base("broadcast_scalar", "Elementwise", kFp32, 0);
   bc.make = [](DType dt) { return In{act_nograd(Tensor::full({}, 1.5, dt))}; };
   bc.run = [](const Ts& in) { return Ts{prims::broadcast_scalar(in[0], {4, 5}, 0.25)}; };
   bc.backward = false;
   r.push_back(bc);
 
-  Row tl = base("to_layout/ndhwc", kFp32, 5);
+  Row tl = base("to_layout/ndhwc", "Layout", kFp32, 5);
   tl.make = [](DType dt) { return In{act(rn({2, 5, 3, 4, 6}, 7, dt))}; };
   tl.run = [](const Ts& in) { return Ts{to_layout(in[0], Layout::NDHWC)}; };
   r.push_back(tl);
-  Row tlb = base("to_layout/ndhwc_bf16", kFp32, 5);
+  Row tlb = base("to_layout/ndhwc_bf16", "Layout", kFp32, 5);
   tlb.make = tl.make;
   tlb.run = [](const Ts& in) { return Ts{prims::to_layout(in[0], Layout::NDHWC, DType::BF16)}; };
   tlb.backward = false;
@@ -103,7 +105,7 @@ void elementwise(std::vector<Row>& r) {
 
 void heads(std::vector<Row>& r) {
   for (bool log : {false, true}) {
-    Row row = base(log ? "log_softmax" : "softmax", kFp32, 9);
+    Row row = base(log ? "log_softmax" : "softmax", "Softmax", kFp32, 9);
     row.make = [](DType dt) { return In{act(rn({6, 10}, 8, dt, 3.0), TolClass::SoftmaxGrad)}; };
     row.run = [log](const Ts& in) { return Ts{log ? log_softmax(in[0]) : softmax(in[0])}; };
     row.fwd = TolClass::Softmax;
@@ -113,7 +115,7 @@ void heads(std::vector<Row>& r) {
     for (bool adjust : {false, true}) {
       Row row = base(std::string("cross_entropy/") + (mean_ ? "mean" : "sum") +
                          (adjust ? "_adjusted" : ""),
-                     kFp32, 11);
+                     "CrossEntropy", kFp32, 11);
       row.make = [adjust](DType dt) {
         std::vector<int64_t> lab;
         for (int i = 0; i < 37; ++i) lab.push_back((i * 7) % 3);
@@ -134,7 +136,7 @@ void heads(std::vector<Row>& r) {
     }
   // The head computes in f32 in every precision: a bf16 input (what global pooling gives in bf16
   // mode) is widened, its gradient narrowed back.
-  Row lin = base("linear", kAll, 14);
+  Row lin = base("linear", "Linear", kAll, 14);
   lin.make = [](DType dt) {
     return In{act(rn({5, 70}, 11, dt), TolClass::Linear),
               param(rn({3, 70}, 12, dt, 0.1), true, TolClass::Linear),
@@ -159,7 +161,7 @@ void pooling(std::vector<Row>& r) {
     prims::maxpool3d_forward(in[0].detach(), g, am);
     return Ts{max_pool3d(in[0], {3, 3, 3}, {2, 2, 2}, {1, 1, 1}), am};
   };
-  Row mp = base("max_pool3d/k3s2p1", kFp32Bf16, 16);
+  Row mp = base("max_pool3d/k3s2p1", "Pool", kFp32Bf16, 16);
   mp.make = [](DType dt) {
     Tensor x = un({2, 3, 9, 10, 11}, 15, -4, 4, DType::F32);
     for (int64_t i = 0; i < x.numel(); ++i) x.data<float>()[i] = std::round(x.data<float>()[i]);
@@ -169,13 +171,13 @@ void pooling(std::vector<Row>& r) {
   mp.layouts = true;
   r.push_back(mp);
   // bf16: the maxima are inputs (exact); gradients are summed in float and rounded once.
-  Row mpb = base("max_pool3d/k3s2p1_randn", kFp32Bf16, 16);
+  Row mpb = base("max_pool3d/k3s2p1_randn", "Pool", kFp32Bf16, 16);
   mpb.make = [](DType dt) { return In{act(rn({2, 3, 9, 10, 11}, 17, dt))}; };
   mpb.run = run;
   mpb.layouts = true;
   r.push_back(mpb);
 
-  Row gap = base("global_avg_pool3d", kFp32, 20);
+  Row gap = base("global_avg_pool3d", "Pool", kFp32, 20);
   gap.make = [](DType dt) { return In{act(rn({2, 5, 4, 5, 6}, 19, dt), TolClass::GapGrad)}; };
   gap.run = [](const Ts& in) { return Ts{global_avg_pool3d(in[0])}; };
   gap.layouts = true;
@@ -188,7 +190,8 @@ void pooling(std::vector<Row>& r) {
 
 void batch_norm_rows(std::vector<Row>& r) {
   for (const Shape& shape : {Shape{4, 6, 5, 6, 7}, Shape{16, 6}}) {
-    Row row = base("batch_norm/train_" + std::to_string(shape.size()) + "d", kFp32Bf16, 22);
+    Row row = base("batch_norm/train_" + std::to_string(shape.size()) + "d", "BatchNorm", kFp32Bf16,
+                   22);
     const int64_t C = shape[1];
     row.make = [shape, C](DType dt) {
       return In{act(rn(shape, 21, dt, 2.0), TolClass::BnOut),
@@ -212,7 +215,7 @@ void batch_norm_rows(std::vector<Row>& r) {
     row.extra = TolClass::BnStats;
     r.push_back(row);
   }
-  Row ev = base("batch_norm/eval", kFp32, 28);
+  Row ev = base("batch_norm/eval", "BatchNorm", kFp32, 28);
   ev.make = [](DType dt) {
     return In{act(rn({3, 4, 5, 4, 3}, 27, dt), TolClass::BnEval),
               param(un({4}, 29, 0.5, 1.5, dt), true, TolClass::BnStats),
@@ -227,7 +230,7 @@ void batch_norm_rows(std::vector<Row>& r) {
   ev.fwd = TolClass::BnEval;
   r.push_back(ev);
   // affine=False, no running statistics.
-  Row na = base("batch_norm/train_noaffine", kFp32, 28);
+  Row na = base("batch_norm/train_noaffine", "BatchNorm", kFp32, 28);
   na.make = [](DType dt) { return In{act(rn({3, 4, 5, 4, 3}, 27, dt), TolClass::BnEval)}; };
   na.run = [](const Ts& in) {
     Tensor none;
@@ -248,7 +251,7 @@ struct ConvCase {
 };
 
 Row conv_row(const ConvCase& c, uint64_t seed) {
-  Row row = base(std::string("conv3d/") + c.name, kAll, 0);
+  Row row = base(std::string("conv3d/") + c.name, "Conv", kAll, 0);
   const uint64_t sx = ++seed, sw = ++seed, sb = c.bias ? ++seed : 0;
   row.dy_seed = ++seed;
   row.make = [c, sx, sw, sb](DType dt) {
@@ -288,7 +291,7 @@ void conv_rows(std::vector<Row>& r) {
   // Big inputs, where cuDNN 9.10-9.15 returned wrong bf16 3-D convolutions (REFERENCE.md).
   for (const auto& [name, xs, O] : {std::tuple{"large_8x64x64", Shape{8, 64, 64, 64, 64}, 64},
                                     {"large_2x256x32", Shape{2, 256, 32, 32, 32}, 256}}) {
-    Row row = base(std::string("conv3d/") + name, kAll, 202);
+    Row row = base(std::string("conv3d/") + name, "ConvLarge", kAll, 202);
     const int64_t C = xs[1], Oc = O;
     const Shape x_shape = xs;
     row.make = [x_shape, C, Oc](DType dt) {
@@ -314,7 +317,7 @@ void optim_rows(std::vector<Row>& r) {
               param(rn({n}, 42, DType::F32, 0.1)), param(un({n}, 43, 0, 0.01, DType::F32))};
   };
   // Three steps from non-zero moments; outputs: parameters, then the moments.
-  Row adam = base("adamw", kFp32, 0);
+  Row adam = base("adamw", "Optim", kFp32, 0);
   adam.make = inputs;
   adam.run = [](const Ts& in) {
     Tensor p = in[0].clone();
@@ -328,7 +331,7 @@ void optim_rows(std::vector<Row>& r) {
   adam.backward = false;
   r.push_back(adam);
   for (bool nesterov : {false, true}) {
-    Row sgd = base(nesterov ? "sgd/nesterov" : "sgd", kFp32, 0);
+    Row sgd = base(nesterov ? "sgd/nesterov" : "sgd", "Optim", kFp32, 0);
     sgd.make = inputs;
     sgd.run = [nesterov](const Ts& in) {
       Tensor q = in[0].clone();
@@ -350,7 +353,7 @@ void optim_rows(std::vector<Row>& r) {
 // tf32 and bf16 the same step exercises the dtype and layout plumbing across autograd (bf16
 // activations, NDHWC through pooling and the residual add, bf16 gradients into f32 weights).
 void step_row(std::vector<Row>& r) {
-  Row row = base("train_step/small_resnet", kAll, 0);
+  Row row = base("train_step/small_resnet", "Step", kAll, 0);
   row.make = [](DType dt) {
     return In{act(rn({3, 2, 10, 11, 12}, 58, dt)),
               {Tensor::from<int64_t>({2, 0, 1}, {3}), Role::Index, false, TolClass::Exact},
