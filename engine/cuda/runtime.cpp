@@ -256,11 +256,16 @@ cudaStream_t copy_stream(int device) {
   return s.copy_stream;
 }
 
-// `waiter` waits for the work enqueued so far on `signaller` (no host sync).
-void order_after(cudaStream_t waiter, cudaStream_t signaller) {
+// `waiter` waits for the work enqueued so far on `signaller`, a stream of device `signal_dev`
+// (no host sync). The event belongs to the signaller's device; a stream may wait on an event of
+// another device.
+void order_after(cudaStream_t waiter, cudaStream_t signaller, int signal_dev) {
   cudaEvent_t e;
-  MC_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
-  MC_CUDA_CHECK(cudaEventRecord(e, signaller));
+  {
+    DeviceGuard g(signal_dev);
+    MC_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+    MC_CUDA_CHECK(cudaEventRecord(e, signaller));
+  }
   MC_CUDA_CHECK(cudaStreamWaitEvent(waiter, e, 0));
   MC_CUDA_CHECK(cudaEventDestroy(e));  // released once the wait has been satisfied
 }
@@ -307,9 +312,9 @@ void copy(void* dst, bool dst_cuda, const void* src, bool src_cuda, size_t bytes
   const bool peer = src_device != device;
   // The source's writes run on its own device's stream; its allocator may hand the block out
   // again as soon as the source tensor is released, so that stream must also wait for the copy.
-  if (peer) order_after(s, stream(src_device));
+  if (peer) order_after(s, stream(src_device), src_device);
   MC_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, s));
-  if (peer) order_after(stream(src_device), s);
+  if (peer) order_after(stream(src_device), s, device);
   if (!dst_cuda || !src_cuda) MC_CUDA_CHECK(cudaStreamSynchronize(s));
 }
 
@@ -330,7 +335,7 @@ void upload(void* dst, const void* src, size_t bytes, int device, std::shared_pt
   if (bytes == 0) return;
   DeviceGuard g(device);
   cudaStream_t compute = stream(device), copy = copy_stream(device);
-  order_after(copy, compute);
+  order_after(copy, compute, device);
   MC_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, copy));
   cudaEvent_t done = nullptr;
   {
