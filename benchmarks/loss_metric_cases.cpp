@@ -17,22 +17,18 @@
 // bench_loss_metrics.py does the same for PyTorch.
 #include "loss_metric_cases.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
-
-#ifdef MC_HAVE_CUDA
-#include <cuda_runtime_api.h>
-
-#include <algorithm>
 #include <functional>
-#include <stdexcept>
 
-#include "engine/cuda_runtime.h"
+#include "engine/device.h"
+#include "engine/dispatch.h"
+#include "engine/memory.h"
 #include "engine/metrics.h"
 #include "engine/tensor.h"
 #include "kernels/loss.h"
 #include "kernels/metrics.h"
-#endif
 
 namespace mc::bench {
 namespace {
@@ -56,7 +52,7 @@ std::string escape(const std::string& s) {
 // ms, gb_per_s and copy_share are 0 where they do not apply (a failed or unmeasured row).
 std::string positive(double v) { return v > 0 ? num(v) : "null"; }
 
-#ifdef MC_HAVE_CUDA
+const Device kGpu = Device::cuda();
 
 void print(const LossMetricRecord& r) {
   std::printf("%-5s %-48s %9lld x %-5lld", r.kind.c_str(), r.name.c_str(), (long long)r.n,
@@ -84,42 +80,18 @@ uint64_t draw(uint64_t stream, uint64_t i) {
 }
 double uniform(uint64_t stream, uint64_t i) { return double(draw(stream, i) >> 11) * 0x1p-53; }
 
-void check(cudaError_t e, const char* what) {
-  if (e != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(e));
-}
-
-// Median ms of f(i) over `repeats` after `warmup`; i counts every call, warm-up included.
+// Median ms of f(i) over `repeats` after `warmup` (CUDA events on the engine's stream); i counts
+// every call, warm-up included.
 double time_ms(int warmup, int repeats, const std::function<void(int)>& f) {
-  cudaStream_t s = cuda::stream(0);
   int call = 0;
-  for (int i = 0; i < warmup; ++i) f(call++);
-  check(cudaStreamSynchronize(s), "warm-up");
-  std::vector<cudaEvent_t> ev(size_t(2 * repeats));
-  for (auto& e : ev) check(cudaEventCreate(&e), "cudaEventCreate");
-  for (int i = 0; i < repeats; ++i) {
-    check(cudaEventRecord(ev[size_t(2 * i)], s), "cudaEventRecord");
-    f(call++);
-    check(cudaEventRecord(ev[size_t(2 * i + 1)], s), "cudaEventRecord");
-  }
-  check(cudaStreamSynchronize(s), "run");
-  std::vector<double> t;
-  for (int i = 0; i < repeats; ++i) {
-    float ms = 0;
-    check(cudaEventElapsedTime(&ms, ev[size_t(2 * i)], ev[size_t(2 * i + 1)]), "elapsed");
-    t.push_back(ms);
-  }
-  for (auto& e : ev) cudaEventDestroy(e);
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
+  return mc::time_ms(kGpu, warmup, repeats, [&] { f(call++); });
 }
 
 double gb_per_s(double bytes, double ms) { return bytes / 1e9 / (ms / 1e3); }
 
 // Buffer sets to rotate through so that the one in use is not in L2 (see the top comment).
 int rotation_sets(double set_bytes) {
-  int l2 = 0;
-  check(cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, 0), "L2 size");
-  return 1 + int(std::ceil(2.0 * double(l2) / set_bytes));
+  return 1 + int(std::ceil(2.0 * double(cache_bytes(kGpu)) / set_bytes));
 }
 
 // Runs one case, turning a failure (OOM, a launch error) into the record's error, and prints it.
@@ -135,8 +107,8 @@ LossMetricRecord measured(const char* kind, const std::string& name, int64_t n, 
   } catch (const std::exception& e) {
     r.error = e.what();
   }
-  cuda::synchronize(0);
-  cuda::allocator(0).empty_cache();
+  synchronize(kGpu);
+  empty_cache(kGpu);
   print(r);
   return r;
 }
@@ -144,13 +116,10 @@ LossMetricRecord measured(const char* kind, const std::string& name, int64_t n, 
 LossMetricRecord copy_case(int warmup, int repeats) {
   const int64_t bytes = int64_t(1) << 30;
   return measured("copy", "cudaMemcpyAsync D2D 1 GiB", bytes / 4, 1, [&](LossMetricRecord& r) {
-    const Tensor a = Tensor::zeros({bytes / 4}, DType::F32, Device::cuda()),
-                 b = Tensor::empty({bytes / 4}, DType::F32, Device::cuda());
-    r.ms = time_ms(warmup, repeats, [&](int) {
-      check(cudaMemcpyAsync(b.raw(), a.raw(), size_t(bytes), cudaMemcpyDeviceToDevice,
-                            cuda::stream(0)),
-            "cudaMemcpyAsync");
-    });
+    const Tensor a = Tensor::zeros({bytes / 4}, DType::F32, kGpu);
+    Tensor b = Tensor::empty({bytes / 4}, DType::F32, kGpu);
+    // device_copy between two device buffers: one cudaMemcpyAsync on the engine's stream.
+    r.ms = time_ms(warmup, repeats, [&](int) { device_copy(b.raw(), kGpu, a.raw(), kGpu, size_t(bytes)); });
     r.gb_per_s = gb_per_s(2.0 * double(bytes), r.ms);
   });
 }
@@ -182,27 +151,31 @@ LossMetricRecord loss_case(int64_t N, int64_t C, bool adjusted, double copy_gbps
     const Tensor loss = Tensor::empty({1}, DType::F32, dev),
                  dloss = Tensor::full({1}, 1.0, DType::F32, dev);
     const Tensor bad = Tensor::zeros({1}, DType::I32, dev);
+    const size_t ws = MC_DISPATCH_SIZE(dev, cross_entropy_workspace, N, C);
+    const Tensor work = Tensor::empty({int64_t(ws)}, DType::U8, dev);
     r.ms = time_ms(warmup, repeats, [&](int i) {
       const size_t s = size_t(i) % z.size();
-      kernels::cuda::cross_entropy_fused(
-          z[s].data<float>(), y[s].data<int64_t>(), adjusted ? off.data<float>() : nullptr,
-          adjusted ? w.data<float>() : nullptr, N, C, true, loss.data<float>(), dz[s].data<float>(),
-          dloss.data<float>(), bad.data<int>(), cuda::stream(0));
+      MC_DISPATCH(dev, cross_entropy_fused, z[s].raw(), y[s].data<int64_t>(),
+                  adjusted ? off.raw() : nullptr, adjusted ? w.raw() : nullptr, kernels::F32, N, C,
+                  true, loss.raw(), dz[s].raw(), dloss.raw(), bad.data<int>(), work.raw(), ws);
     });
     r.gb_per_s = gb_per_s(bytes, r.ms);
     r.copy_share = copy_gbps > 0 ? r.gb_per_s / copy_gbps : 0;
-    if (bad.item() != 0) throw std::runtime_error("the kernel saw a label outside [0, C)");
+    MC_CHECK(bad.item() == 0, "the kernel saw a label outside [0, C)");
     r.values = {loss.item()};
   });
 }
 
-#endif  // MC_HAVE_CUDA
+bool have_gpu(const char* what) {
+  if (cuda_available()) return true;
+  std::printf("%s: no GPU on this machine\n", what);
+  return false;
+}
 
 }  // namespace
 
-#ifdef MC_HAVE_CUDA
-
 std::vector<LossMetricRecord> loss_cases(int warmup, int repeats) {
+  if (!have_gpu("loss")) return {};
   std::vector<LossMetricRecord> out{copy_case(warmup, repeats)};
   const double copy_gbps = out[0].error.empty() ? out[0].gb_per_s : 0;
   for (const auto& [N, C] : {std::pair<int64_t, int64_t>{1 << 20, 3}, {1 << 16, 1000}})
@@ -212,6 +185,7 @@ std::vector<LossMetricRecord> loss_cases(int warmup, int repeats) {
 }
 
 std::vector<LossMetricRecord> auc_cases(int warmup, int repeats) {
+  if (!have_gpu("auc")) return {};
   const int64_t N = 10'000'000, K = 3;
   // Class k's score: uniform, shifted up by 0.5 for its positives, kept in [0, 1) (torchmetrics
   // softmaxes anything else) and rounded to f32 so that ties occur. Expected AUC: 0.875.
@@ -227,21 +201,21 @@ std::vector<LossMetricRecord> auc_cases(int warmup, int repeats) {
   const Device dev = Device::cuda();
   std::vector<LossMetricRecord> out;
   out.push_back(measured("auc", "sort + rank sums (kernels, f64)", N, K, [&](LossMetricRecord& r) {
-    namespace kc = kernels::cuda;
     const Tensor y = Tensor::from(labels, {N}).to(dev), s = Tensor::from(scores, {N, K}).to(dev);
     const Tensor order = Tensor::empty({K * N}, DType::I32, dev),
                  sorted = Tensor::empty({K * N}, DType::F64, dev),
                  group_end = Tensor::empty({K * N}, DType::U8, dev),
                  pos = Tensor::empty({K}, DType::I64, dev),
                  rank2 = Tensor::empty({K}, DType::I64, dev);
-    const size_t sort_ws = kc::sort_columns_workspace(N), rank_ws = kc::auc_rank_sums_workspace(N);
+    const size_t sort_ws = MC_DISPATCH_SIZE(dev, sort_columns_workspace, N),
+                 rank_ws = MC_DISPATCH_SIZE(dev, auc_rank_sums_workspace, N);
     const Tensor work = Tensor::empty({int64_t(std::max(sort_ws, rank_ws)) + 1}, DType::U8, dev);
     r.ms = time_ms(warmup, repeats, [&](int) {
-      kc::sort_columns(s.data<double>(), N, K, order.data<int32_t>(), sorted.data<double>(),
-                       group_end.data<uint8_t>(), work.raw(), sort_ws, cuda::stream(0));
-      kc::auc_rank_sums(y.data<int64_t>(), order.data<int32_t>(), group_end.data<uint8_t>(), N, K,
-                        pos.data<int64_t>(), rank2.data<int64_t>(), work.raw(), rank_ws,
-                        cuda::stream(0));
+      MC_DISPATCH(dev, sort_columns, s.data<double>(), N, K, order.data<int32_t>(),
+                  sorted.data<double>(), group_end.data<uint8_t>(), work.raw(), sort_ws);
+      MC_DISPATCH(dev, auc_rank_sums, y.data<int64_t>(), order.data<int32_t>(),
+                  group_end.data<uint8_t>(), N, K, pos.data<int64_t>(), rank2.data<int64_t>(),
+                  work.raw(), rank_ws);
     });
     const auto P = pos.to_vector<int64_t>(), R = rank2.to_vector<int64_t>();
     for (int64_t k = 0; k < K; ++k) {  // AUC = 2U / (2PQ), 2U = sum 2r - P(P+1)
@@ -260,18 +234,6 @@ std::vector<LossMetricRecord> auc_cases(int warmup, int repeats) {
   return out;
 }
 
-#else
-
-std::vector<LossMetricRecord> loss_cases(int, int) {
-  std::printf("loss: this build has no CUDA backend\n");
-  return {};
-}
-std::vector<LossMetricRecord> auc_cases(int, int) {
-  std::printf("auc: this build has no CUDA backend\n");
-  return {};
-}
-
-#endif  // MC_HAVE_CUDA
 
 std::string to_json(const std::vector<LossMetricRecord>& records) {
   std::string o;

@@ -1,27 +1,31 @@
-// GPU speed of MedConv: the full training step (forward, loss, backward, AdamW) and inference of
-// the 3D ResNet-50, per shape and precision, plus the cuDNN convolutions of its layers.
-// Timed with CUDA events on the engine's stream: warm-up, repeats, median.
+// Speed of MedConv: the full training step (forward, loss, backward, AdamW) and inference of the
+// 3D ResNet-50, per shape and precision, the cuDNN convolutions of its layers, the rows of the
+// backend-ops table (tests/engine/op_table.h), the loader, the gradient all-reduce, the loss and
+// the AUC. GPU cases are timed with CUDA events on the engine's stream (warm-up, repeats,
+// median); op rows and the loader also run on the CPU.
 //
-//   mc_bench [--case all|step|infer|conv|loader|loss|auc] [--precision all|fp32|tf32|bf16]
-//            [--shape all|128|96|64] [--warmup N] [--repeats N] [--model resnet50] [--json OUT]
+//   mc_bench [--case all|step|infer|conv|loader|allreduce|loss|auc|ops|op:NAME]
+//            [--precision all|fp32|tf32|bf16] [--shape all|128|96|64] [--warmup N] [--repeats N]
+//            [--model resnet50] [--json OUT] [--list]
 //
-// TFLOP/s counts 231.7 GFLOP per volume per training step at 128^3 (REFERENCE.md), scaled with
-// the voxel count; inference counts a third of that (the forward pass). bf16 runs channels-last.
-// The loss and auc cases live in loss_metric_cases.cpp.
+// Every case runs in the compute mode mc_train runs in (compute_mode_for: the precision decides
+// the layout, and the input is converted with to_layout before the first op), so the numbers are
+// those of training. TFLOP/s counts 231.7 GFLOP per volume per training step at 128^3
+// (REFERENCE.md), scaled with the voxel count; inference counts a third of that (the forward
+// pass). The loss and auc cases live in loss_metric_cases.cpp.
 #include <algorithm>
 #include <cmath>
-#include <filesystem>
-#include <thread>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <functional>
 #include <string>
+#include <thread>
 #include <vector>
 
-#include "io/cache.h"
-#include "io/loader.h"
-#include "engine/random.h"
+#include "engine/device.h"
+#include "engine/dispatch.h"
 #include "engine/dist.h"
 #include "engine/memory.h"
 #include "engine/ops.h"
@@ -29,15 +33,11 @@
 #include "engine/precision.h"
 #include "engine/prims.h"
 #include "engine/random.h"
-#include "models/resnet3d.h"
+#include "io/cache.h"
+#include "io/loader.h"
 #include "loss_metric_cases.h"
-#ifdef MC_HAVE_CUDA
-#include <cublas_v2.h>
-#include <cuda_runtime_api.h>
-#include <cudnn.h>
-
-#include "engine/cuda_runtime.h"
-#endif
+#include "models/resnet3d.h"
+#include "tests/engine/op_table.h"
 
 using namespace mc;
 
@@ -46,6 +46,7 @@ namespace {
 struct Options {
   std::string cases = "all", precision = "all", shape = "all", model = "resnet50", json;
   int warmup = 3, repeats = 10;
+  bool list = false;
 };
 
 struct Shape3 {
@@ -81,47 +82,22 @@ bool selected(const std::string& filter, const std::string& v) {
   return filter == "all" || filter == v;
 }
 
-#ifdef MC_HAVE_CUDA
+const Device kGpu = Device::cuda();
 
-void check(cudaError_t e, const char* what) {
-  if (e != cudaSuccess) {
-    std::fprintf(stderr, "mc_bench: %s: %s\n", what, cudaGetErrorString(e));
-    std::exit(1);
-  }
+// Median milliseconds of f over `repeats` runs after `warmup` (CUDA events on the GPU).
+double time_ms(const Options& o, Device d, const std::function<void()>& f) {
+  return mc::time_ms(d, o.warmup, o.repeats, f);
 }
 
-// Median milliseconds of f over `repeats` runs after `warmup`, timed on the engine's stream.
-double time_ms(const Options& o, const std::function<void()>& f) {
-  cudaStream_t s = cuda::stream(0);
-  for (int i = 0; i < o.warmup; ++i) f();
-  check(cudaStreamSynchronize(s), "warm-up");
-  std::vector<cudaEvent_t> ev(size_t(2 * o.repeats));
-  for (auto& e : ev) check(cudaEventCreate(&e), "cudaEventCreate");
-  for (int i = 0; i < o.repeats; ++i) {
-    check(cudaEventRecord(ev[size_t(2 * i)], s), "cudaEventRecord");
-    f();
-    check(cudaEventRecord(ev[size_t(2 * i + 1)], s), "cudaEventRecord");
-  }
-  check(cudaStreamSynchronize(s), "run");
-  std::vector<double> t;
-  for (int i = 0; i < o.repeats; ++i) {
-    float ms = 0;
-    check(cudaEventElapsedTime(&ms, ev[size_t(2 * i)], ev[size_t(2 * i + 1)]), "elapsed");
-    t.push_back(ms);
-  }
-  for (auto& e : ev) cudaEventDestroy(e);
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
-}
-
-Tensor random_input(const Shape& s, uint64_t seed) {
+Tensor random_input(const Shape& s, uint64_t seed, Device d) {
   Generator g(seed);
-  return randn(s, g).to(Device::cuda());
+  return randn(s, g).to(d);
 }
 
 double gib(size_t b) { return double(b) / double(1ull << 30); }
 
 // One whole-model case: a fresh model per case so that cases do not share caches or memory.
+// The step is mc_train's: the input converted to the compute mode's layout, then the model.
 Row model_case(const Options& o, const std::string& kind, Shape3 sh, Precision p) {
   Row r;
   r.kind = kind;
@@ -130,15 +106,15 @@ Row model_case(const Options& o, const std::string& kind, Shape3 sh, Precision p
   r.batch = sh.batch;
   r.size = sh.size;
   r.anchor_ms = o.model == "resnet50" ? anchor(kind, sh.batch, sh.size, p) : NAN;
-  PrecisionScope scope(p, p == Precision::BF16);
-  auto& alloc = cuda::allocator(0);
+  const ComputeMode mode = compute_mode_for(p, kGpu);
+  PrecisionScope scope(mode.precision);
   try {
     auto model = models::create(o.model, 1, 3, 0);
-    model->flatten_parameters(Device::cuda());
-    const Tensor x = random_input({sh.batch, 1, sh.size, sh.size, sh.size}, 1);
+    model->flatten_parameters(kGpu);
+    const Tensor x = random_input({sh.batch, 1, sh.size, sh.size, sh.size}, 1, kGpu);
     std::vector<int64_t> lab;
     for (int64_t i = 0; i < sh.batch; ++i) lab.push_back(i % 3);
-    const Tensor y = Tensor::from(lab, {sh.batch}).to(Device::cuda());
+    const Tensor y = Tensor::from(lab, {sh.batch}).to(kGpu);
     AdamW opt(model->parameters());
     const double vox = double(sh.size * sh.size * sh.size) / (128.0 * 128.0 * 128.0);
     double gflop = 231.7 * vox * double(sh.batch);
@@ -147,7 +123,7 @@ Row model_case(const Options& o, const std::string& kind, Shape3 sh, Precision p
       model->train(true);
       step = [&] {
         model->zero_grad();
-        Tensor loss = cross_entropy(model->forward(x), y);
+        Tensor loss = cross_entropy(model->forward(to_layout(x, mode.layout)), y);
         loss.backward();
         opt.step();
       };
@@ -156,24 +132,25 @@ Row model_case(const Options& o, const std::string& kind, Shape3 sh, Precision p
       gflop /= 3.0;
       step = [&] {
         NoGradGuard ng;
-        model->forward(x);
+        model->forward(to_layout(x, mode.layout));
       };
     }
-    cuda::synchronize(0);
-    alloc.reset_peak();
-    r.ms = time_ms(o, step);
-    r.peak_gib = gib(alloc.peak_bytes);
+    synchronize(kGpu);
+    reset_peak(kGpu);
+    r.ms = time_ms(o, kGpu, step);
+    r.peak_gib = gib(memory_stats(kGpu).peak);
     r.volumes_per_s = double(sh.batch) / (r.ms / 1e3);
     r.tflops = gflop / r.ms;  // GFLOP / ms = TFLOP/s
   } catch (const std::exception& e) {
     r.error = e.what();
   }
-  cuda::synchronize(0);
-  alloc.empty_cache();
+  synchronize(kGpu);
+  empty_cache(kGpu);
   return r;
 }
 
-// The convolutions of ResNet-50 at 8 x 128^3 (forward, dgrad, wgrad), one row per direction.
+// The convolutions of ResNet-50 at 8 x 128^3 (forward, dgrad, wgrad), one row per direction, in
+// the compute mode's dtype and layout.
 void conv_cases(const Options& o, Precision p, std::vector<Row>& rows) {
   struct C {
     const char* name;
@@ -185,18 +162,18 @@ void conv_cases(const Options& o, Precision p, std::vector<Row>& rows) {
                   {"l2 3x3x3 128->128 @16", 128, 16, 128, 3, 1, 1},
                   {"l3 3x3x3 256->256 @8", 256, 8, 256, 3, 1, 1},
                   {"l4 3x3x3 512->512 @4", 512, 4, 512, 3, 1, 1}};
-  PrecisionScope scope(p, p == Precision::BF16);
+  const ComputeMode mode = compute_mode_for(p, kGpu);
+  PrecisionScope scope(mode.precision);
   const int64_t N = 8;
   for (const C& c : cs) {
     kernels::ConvGeom g;
     g.N = N, g.C = c.C, g.D = g.H = g.W = c.S, g.O = c.O;
     g.k = {c.k, c.k, c.k}, g.stride = {c.s, c.s, c.s}, g.pad = {c.p, c.p, c.p};
     const DType dt = activation_dtype();
-    const Layout l = channels_last() ? Layout::NDHWC : Layout::NCDHW;
-    Tensor x = random_input({N, c.C, c.S, c.S, c.S}, 3).to(dt).set_layout(l);
-    Tensor w = random_input({c.O, c.C, c.k, c.k, c.k}, 4);
-    Tensor dy = random_input({N, c.O, g.oD(), g.oH(), g.oW()}, 5).to(dt).set_layout(l);
-    // (the layout tag on random data only changes the memory order, not the statistics)
+    const Tensor x = prims::to_layout(random_input({N, c.C, c.S, c.S, c.S}, 3, kGpu), mode.layout, dt);
+    const Tensor w = random_input({c.O, c.C, c.k, c.k, c.k}, 4, kGpu);
+    const Tensor dy =
+        prims::to_layout(random_input({N, c.O, g.oD(), g.oH(), g.oW()}, 5, kGpu), mode.layout, dt);
     const double gf = g.forward_flops() / 1e9;
     const std::pair<const char*, std::function<void()>> dirs[] = {
         {"fprop", [&] { prims::conv3d_forward(x, w, Tensor(), g); }},
@@ -210,7 +187,7 @@ void conv_cases(const Options& o, Precision p, std::vector<Row>& rows) {
       r.batch = N;
       r.size = c.S;
       try {
-        r.ms = time_ms(o, f);
+        r.ms = time_ms(o, kGpu, f);
         r.tflops = gf / r.ms;
       } catch (const std::exception& e) {
         r.error = e.what();
@@ -218,8 +195,8 @@ void conv_cases(const Options& o, Precision p, std::vector<Row>& rows) {
       rows.push_back(r);
     }
   }
-  cuda::synchronize(0);
-  cuda::allocator(0).empty_cache();
+  synchronize(kGpu);
+  empty_cache(kGpu);
 }
 
 // What the gradient all-reduce costs a MedConv step (issue: one NCCL rank, the only NCCL run a
@@ -229,26 +206,61 @@ void conv_cases(const Options& o, Precision p, std::vector<Row>& rows) {
 void allreduce_case(const Options& o, std::vector<Row>& rows) {
   Row r{"comm", "all-reduce resnet50 grads (1 NCCL rank)", "fp32", 1, 0};
   try {
-    auto c = detail::make_nccl_communicator(0, 1, 0, detail::nccl_unique_id(), nullptr);
-    Tensor g = Tensor::full({46161219}, 1e-3, DType::F32, c->device());
-    r.ms = time_ms(o, [&] { c->all_reduce_sum({g}, Communicator::kDefaultBucketBytes); });
-    r.tflops = 0;
+    if constexpr (kCudaBuilt) {  // NCCL exists in CUDA builds only
+      auto c = detail::make_nccl_communicator(0, 1, 0, detail::nccl_unique_id(), nullptr);
+      Tensor g = Tensor::full({46161219}, 1e-3, DType::F32, c->device());
+      r.ms = time_ms(o, c->device(), [&] { c->all_reduce_sum({g}, Communicator::kDefaultBucketBytes); });
+      r.tflops = 0;
+    }
   } catch (const std::exception& e) {
     r.error = e.what();
   }
   rows.push_back(r);
 }
 
-void print_device() {
-  cudaDeviceProp prop{};
-  check(cudaGetDeviceProperties(&prop, 0), "cudaGetDeviceProperties");
-  int cublas_v = 0;
-  cublasGetVersion(cuda::cublas(0), &cublas_v);
-  std::printf("device: %s (%d SMs, %.1f GiB), cuDNN %zu, cuBLAS %d\n", prop.name,
-              prop.multiProcessorCount, gib(prop.totalGlobalMem), cudnnGetVersion(), cublas_v);
+// One row of the backend-ops table, forward and (where it has one) backward, in the compute
+// mode of each precision the row lists (the CPU: f32 NCDHW).
+void op_case(const Options& o, const optable::Row& row, Device dev, std::vector<Row>& rows) {
+  const std::vector<optable::Input> spec = row.make(DType::F32);
+  std::vector<Precision> precs = dev.is_cuda() ? row.precisions : std::vector<Precision>{};
+  if (precs.empty()) precs.push_back(Precision::FP32);
+  for (Precision p : precs) {
+    if (!selected(o.precision, precision_name(p))) continue;
+    Row r;
+    r.kind = "op";
+    r.name = row.name + (dev.is_cpu() ? " (cpu)" : "");
+    r.precision = precision_name(p);
+    r.batch = spec[0].value.dim() ? spec[0].value.size(0) : 1;
+    try {
+      const ComputeMode mode = compute_mode_for(p, dev);
+      PrecisionScope scope(mode.precision);
+      std::vector<Tensor> in;
+      for (const optable::Input& i : spec) {
+        Tensor t = i.value.to(dev);
+        if (i.role == optable::Role::Activation && is_floating(t.dtype())) {
+          t = t.to(dev.is_cuda() ? activation_dtype() : DType::F32);
+          if (t.dim() == 5) t = prims::to_layout(t, mode.layout);
+        }
+        if (row.backward && i.grad && is_floating(t.dtype())) t.set_requires_grad(true);
+        in.push_back(t);
+      }
+      Tensor dy;
+      r.ms = time_ms(o, dev, [&] {
+        for (Tensor& t : in) t.zero_grad();
+        const std::vector<Tensor> out = row.run(in);
+        if (!row.backward) return;
+        if (!dy.defined()) dy = Tensor::full(out[0].shape(), 0.5, out[0].dtype(), dev).set_layout(out[0].layout());
+        out[0].backward(dy);
+      });
+      r.tflops = NAN;
+    } catch (const std::exception& e) {
+      r.error = e.what();
+    }
+    rows.push_back(r);
+  }
+  synchronize(dev);
+  empty_cache(dev);
 }
-
-#endif  // MC_HAVE_CUDA
 
 void print_row(const Row& r) {
   if (!r.error.empty()) {
@@ -259,7 +271,7 @@ void print_row(const Row& r) {
   std::printf("%-6s %-30s %-5s %3lldx%-4lld %9.2f ms", r.kind.c_str(), r.name.c_str(),
               r.precision.c_str(), (long long)r.batch, (long long)r.size, r.ms);
   if (!std::isnan(r.volumes_per_s)) std::printf(" %8.1f vol/s", r.volumes_per_s);
-  std::printf(" %7.1f TFLOP/s", r.tflops);
+  if (!std::isnan(r.tflops)) std::printf(" %7.1f TFLOP/s", r.tflops);
   if (!std::isnan(r.peak_gib)) std::printf(" %6.2f GiB peak", r.peak_gib);
   if (!std::isnan(r.anchor_ms))
     std::printf("   (PyTorch %.1f ms: x%.2f)", r.anchor_ms, r.anchor_ms / r.ms);
@@ -323,19 +335,35 @@ void loader_case(int workers) {
     }
     write_cache(cache, recs, vols, {});
   }
-  for (bool aug : {false, true}) {
-    const double vps = measure_loader_throughput(cache, 8, workers, aug, 8);
-    std::printf("loader 128^3 batch 8, %d workers, %-18s %8.1f volumes/s\n", workers,
-                aug ? "with augmentation:" : "no augmentation:", vps);
-  }
+  // The training batch on all cores, and a small one on two workers (what the loader test
+  // used to print).
+  for (const auto& [batch, w] : {std::pair{8, workers}, {2, 2}})
+    for (bool aug : {false, true}) {
+      const double vps = measure_loader_throughput(cache, batch, w, aug, 8);
+      std::printf("loader 128^3 batch %d, %d workers, %-18s %8.1f volumes/s\n", batch, w,
+                  aug ? "with augmentation:" : "no augmentation:", vps);
+    }
 }
 
 int usage(const char* argv0) {
   std::printf(
-      "usage: %s [--case all|step|infer|conv|loader|allreduce|loss|auc] [--precision all|fp32|tf32|bf16]\n"
-      "          [--shape all|128|96|64] [--warmup N] [--repeats N] [--model NAME] [--json OUT]\n"
-      "Times MedConv's training step and inference on the GPU (CUDA events, median).\n",
+      "usage: %s [--case all|step|infer|conv|loader|allreduce|loss|auc|ops|op:NAME]\n"
+      "          [--precision all|fp32|tf32|bf16] [--shape all|128|96|64] [--warmup N]\n"
+      "          [--repeats N] [--model NAME] [--json OUT] [--list]\n"
+      "Times MedConv's training step and inference on the GPU (CUDA events, median), the rows of\n"
+      "the backend-ops table (op:NAME, ops for all of them; on the CPU without a GPU) and the\n"
+      "loader. --list names the cases and the op rows.\n",
       argv0);
+  return 0;
+}
+
+int list_cases() {
+  std::printf("cases: step infer conv loader allreduce loss auc ops\nop rows (--case op:NAME):\n");
+  for (const optable::Row& r : optable::rows()) {
+    std::printf("  op:%-42s", r.name.c_str());
+    for (Precision p : r.precisions) std::printf(" %s", precision_name(p));
+    std::printf("%s\n", r.layouts ? "  (NCDHW/NDHWC)" : "");
+  }
   return 0;
 }
 
@@ -366,6 +394,8 @@ int main(int argc, char** argv) {
       o.warmup = std::atoi(next().c_str());
     else if (a == "--repeats")
       o.repeats = std::max(1, std::atoi(next().c_str()));
+    else if (a == "--list")
+      o.list = true;
     else if (a == "-h" || a == "--help")
       return usage(argv[0]);
     else {
@@ -373,22 +403,39 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
+  if (o.list) return list_cases();
+  std::vector<Row> rows;
+  const bool gpu = cuda_available();
+  // Op rows: one by name, or all of them (never part of "all": the table is long).
+  const bool one_op = o.cases.rfind("op:", 0) == 0;
+  if (one_op || o.cases == "ops") {
+    const Device dev = gpu ? kGpu : Device::cpu();
+    std::printf("device: %s\n", device_description(dev).c_str());
+    try {
+      if (one_op) op_case(o, optable::row(o.cases.substr(3)), dev, rows);
+      else
+        for (const optable::Row& r : optable::rows())
+          if (!r.sampled || gpu) op_case(o, r, dev, rows);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "mc_bench: %s\n", e.what());
+      return 2;
+    }
+    for (const Row& r : rows) print_row(r);
+    if (!o.json.empty()) write_json(o.json, rows, "");
+    return 0;
+  }
   if (o.cases == "loader" || o.cases == "all")
     loader_case(std::max(2, int(std::thread::hardware_concurrency())));
   if (o.cases == "loader") return 0;
-#ifndef MC_HAVE_CUDA
-  std::printf("mc_bench: this build has no CUDA backend; see mc_bench_cpu for CPU timings\n");
-  return 0;
-#else
-  if (!cuda_available()) {
-    std::printf("mc_bench: no GPU on this machine; nothing to time\n");
+  if (!gpu) {
+    std::printf("mc_bench: no GPU on this machine (or no CUDA in this build); the op rows run on "
+                "the CPU (--case ops), mc_bench_cpu times the CPU step\n");
     return 0;
   }
-  print_device();
+  std::printf("device: %s\n", device_description(kGpu).c_str());
   std::vector<Precision> precs;
   for (Precision p : {Precision::FP32, Precision::TF32, Precision::BF16})
     if (selected(o.precision, precision_name(p))) precs.push_back(p);
-  std::vector<Row> rows;
   for (const char* kind : {"step", "infer"}) {
     if (!selected(o.cases, kind)) continue;
     for (const Shape3& sh : kShapes) {
@@ -415,5 +462,4 @@ int main(int argc, char** argv) {
     for (const auto& r : bench::auc_cases(o.warmup, o.repeats)) extra.push_back(r);
   if (!o.json.empty()) write_json(o.json, rows, bench::to_json(extra));
   return 0;
-#endif
 }

@@ -1,9 +1,10 @@
 # One library per layer; each layer's sources are globbed so adding a file needs no CMake edit.
 # A layer links only the layers below it (DESIGN.md), which is what enforces the layering.
 function(mc_layer name dir)
-  # Files named *.cu or *_cuda.cpp are the CUDA backend: built only when CUDA is on.
+  # The CUDA backend is built only when CUDA is on: files named *.cu, and every .cpp in the
+  # layer's cuda/ folder (engine/cuda/: the cuDNN, cuBLAS, NCCL and runtime glue).
   file(GLOB _cpu CONFIGURE_DEPENDS ${dir}/*.cpp)
-  file(GLOB _cuda CONFIGURE_DEPENDS ${dir}/*.cu ${dir}/*_cuda.cpp)
+  file(GLOB _cuda CONFIGURE_DEPENDS ${dir}/*.cu ${dir}/cuda/*.cpp ${dir}/cuda/*.cu)
   list(REMOVE_ITEM _cpu ${_cuda} "")
   set(_srcs ${_cpu} ${PROJECT_SOURCE_DIR}/cmake/empty.cpp)
   if(MC_HAVE_CUDA)

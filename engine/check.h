@@ -1,5 +1,6 @@
-// One error type and the check macros for every library we call (DESIGN: "One error header").
-// Library code throws mc::Error; it never calls exit().
+// One error type and the check macros (DESIGN: "One error header"). Library code throws
+// mc::Error; it never calls exit(). Header-only, so kernels/ (which links no engine code) throws
+// the same error; engine/cuda/check.h adds the CUDA, cuDNN, cuBLAS and NCCL checks.
 #pragma once
 #include <sstream>
 #include <stdexcept>
@@ -12,7 +13,13 @@ class Error : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-[[noreturn]] void throw_error(const char* file, int line, const std::string& msg);
+// "msg [file.cpp:42]" (the file's base name).
+[[noreturn]] inline void throw_error(const char* file, int line, const std::string& msg) {
+  const char* base = file;
+  for (const char* p = file; *p; ++p)
+    if (*p == '/') base = p + 1;
+  throw Error(msg + " [" + base + ":" + std::to_string(line) + "]");
+}
 
 namespace detail {
 template <class... A>
@@ -24,7 +31,7 @@ std::string cat(const A&... a) {
 }  // namespace detail
 }  // namespace mc
 
-// MC_CHECK(cond, parts...): throws mc::Error("file:line: parts...") when cond is false.
+// MC_CHECK(cond, parts...): throws mc::Error("parts... [file:line]") when cond is false.
 #define MC_CHECK(cond, ...)                                                    \
   do {                                                                         \
     if (!(cond)) ::mc::throw_error(__FILE__, __LINE__, ::mc::detail::cat(__VA_ARGS__)); \

@@ -15,7 +15,7 @@
 //          and distribute it, or combine pairs with a commutative IEEE addition, which is exact
 //          in either order; the tests gather every rank's result and compare bytes.
 //   NCCL   CUDA tensors on the engine stream cuda::stream(device) (no host sync), one GPU per
-//          rank, picked by the local rank.
+//          rank, picked by detail::rank_device.
 //
 // Failure handling: every collective has a deadline (env MC_DIST_TIMEOUT_S, default 300 s). MPI
 // ops are non-blocking requests polled until done or late; NCCL ops are watched by a thread that
@@ -116,8 +116,9 @@ double allreduce_scalar(Communicator& c, double v);
 //     taken: run with TORCHELASTIC_USE_AGENT_STORE=False.)
 //   - Otherwise: Local, world 1.
 // The MPI launcher's variables win over torchrun's; when both give a world size they must
-// agree. For CUDA the rank's GPU is cuda(local_rank) (made current); NCCL refuses two ranks on
-// one GPU, so a local rank without its own GPU is an error. Deadlines: MC_DIST_TIMEOUT_S.
+// agree. For CUDA the rank's GPU is cuda(detail::rank_device(local_rank, visible GPUs)), made
+// current; NCCL refuses two ranks on one GPU (its init fails naming both). Deadlines:
+// MC_DIST_TIMEOUT_S.
 std::unique_ptr<Communicator> init_distributed(Device dev);
 
 // A world-1 communicator on `dev` (tests, single-process runs).
@@ -136,13 +137,17 @@ std::unique_ptr<Communicator> make_mpi_communicator();
 std::vector<uint8_t> tcp_share(int rank, int world, const std::string& addr, int port,
                                const std::vector<uint8_t>& payload,
                                std::chrono::milliseconds timeout);
-#ifdef MC_HAVE_CUDA
-// dist_nccl_cuda.cpp. `host` (may be null) carries host-side collectives and abort().
+// engine/cuda/nccl.cpp (CUDA builds only). `host` (may be null) carries host-side collectives
+// and abort().
 std::array<char, 128> nccl_unique_id();
 std::unique_ptr<Communicator> make_nccl_communicator(int rank, int world, int local_rank,
                                                      const std::array<char, 128>& id,
                                                      std::unique_ptr<Communicator> host);
-#endif
+// The GPU index of a rank with local rank `local_rank` when `visible` GPUs are visible: 0 when
+// one is (each rank sees only its own: CUDA_VISIBLE_DEVICES, Slurm's default), else
+// local_rank % visible. Throws when none is visible.
+int rank_device(int local_rank, int visible);
+inline double seconds(std::chrono::milliseconds t) { return double(t.count()) / 1000.0; }
 }  // namespace detail
 
 }  // namespace mc

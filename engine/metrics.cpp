@@ -3,12 +3,9 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
-#include <optional>
 
+#include "engine/dispatch.h"
 #include "kernels/metrics.h"
-#ifdef MC_HAVE_CUDA
-#include "engine/cuda_runtime.h"
-#endif
 
 namespace mc {
 namespace {
@@ -17,36 +14,14 @@ constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 // Device memory for one chunk of bootstrap multiplicities (int32 per row and resample).
 constexpr int64_t kBootstrapChunkBytes = int64_t(256) << 20;
 
-// Where the kernels run: the inputs' device (made current), on the engine's stream for it.
+// Where the kernels run: the inputs' device (engine/dispatch.h routes each call).
 struct Backend {
   Device dev;
-  kernels::Stream stream = nullptr;
-#ifdef MC_HAVE_CUDA
-  std::optional<cuda::DeviceGuard> guard;
-#endif
-  explicit Backend(Device d) : dev(d) {
-#ifdef MC_HAVE_CUDA
-    if (dev.is_cuda()) {
-      guard.emplace(dev.index);
-      stream = cuda::stream(dev.index);
-    }
-#else
-    MC_CHECK(!dev.is_cuda(), "metrics: tensor on ", dev.str(), " but this build has no CUDA");
-#endif
-  }
+  explicit Backend(Device d) : dev(d) {}
   Tensor empty(int64_t n, DType dt) const { return Tensor::empty({std::max<int64_t>(n, 1)}, dt, dev); }
 };
-
-#ifdef MC_HAVE_CUDA
-#define MC_KERNEL(be, fn, ...)                                              \
-  ((be).dev.is_cuda() ? kernels::cuda::fn(__VA_ARGS__, (be).stream) \
-                      : kernels::cpu::fn(__VA_ARGS__))
-#define MC_KERNEL_SIZE(be, fn, ...) \
-  ((be).dev.is_cuda() ? kernels::cuda::fn(__VA_ARGS__) : kernels::cpu::fn(__VA_ARGS__))
-#else
-#define MC_KERNEL(be, fn, ...) kernels::cpu::fn(__VA_ARGS__)
-#define MC_KERNEL_SIZE(be, fn, ...) kernels::cpu::fn(__VA_ARGS__)
-#endif
+#define MC_KERNEL(be, fn, ...) MC_DISPATCH((be).dev, fn, __VA_ARGS__)
+#define MC_KERNEL_SIZE(be, fn, ...) MC_DISPATCH_SIZE((be).dev, fn, __VA_ARGS__)
 
 // Inputs on one device, validated, with predictions and the per-class sort every metric uses.
 struct Prepared {

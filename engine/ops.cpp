@@ -58,22 +58,37 @@ struct BatchNormNode : Node {
   }
 };
 
-struct ReluNode : Node {
-  Tensor y;
-  const char* name() const override { return "relu"; }
-  std::vector<Tensor> backward(const Tensor& dy) override { return {prims::relu_backward(y, dy)}; }
+struct PointwiseNode : Node {
+  kernels::Pointwise f, g;
+  Tensor saved;  // x or y, as g wants
+  double alpha;
+  const char* name() const override { return kernels::pointwise_name(f); }
+  std::vector<Tensor> backward(const Tensor& dy) override {
+    return {prims::pointwise(g, saved, dy, alpha)};
+  }
 };
 
+struct ToLayoutNode : Node {
+  Layout from;
+  const char* name() const override { return "to_layout"; }
+  std::vector<Tensor> backward(const Tensor& dy) override { return {prims::to_layout(dy, from)}; }
+};
+
+// Gradients go back in each input's own layout (the forward computed in a's).
 struct AddNode : Node {
+  Layout la, lb;
   const char* name() const override { return "add"; }
-  std::vector<Tensor> backward(const Tensor& dy) override { return {dy, dy}; }
+  std::vector<Tensor> backward(const Tensor& dy) override {
+    return {prims::to_layout(dy, la), prims::to_layout(dy, lb)};
+  }
 };
 
 struct MulNode : Node {
   Tensor a, b;
   const char* name() const override { return "mul"; }
   std::vector<Tensor> backward(const Tensor& dy) override {
-    return {needs(0) ? prims::mul(dy, b) : Tensor(), needs(1) ? prims::mul(dy, a) : Tensor()};
+    return {needs(0) ? prims::to_layout(prims::mul(dy, b), a.layout()) : Tensor(),
+            needs(1) ? prims::to_layout(prims::mul(dy, a), b.layout()) : Tensor()};
   }
 };
 
@@ -103,9 +118,10 @@ struct MaxPoolNode : Node {
 
 struct GapNode : Node {
   Shape xs;
+  Layout xl;  // dx goes back in the input's layout
   const char* name() const override { return "global_avg_pool3d"; }
   std::vector<Tensor> backward(const Tensor& dy) override {
-    return {prims::avgpool_global_backward(dy, xs)};
+    return {prims::avgpool_global_backward(dy, xs, xl)};
   }
 };
 
@@ -137,13 +153,13 @@ struct SoftmaxNode : Node {
 };
 
 struct CrossEntropyNode : Node {
-  Tensor logits, labels, offset, weight;
-  bool mean;
+  Tensor logits, labels;
+  prims::CrossEntropyArgs args;
   const char* name() const override { return "cross_entropy"; }
   std::vector<Tensor> backward(const Tensor& dy) override {
     // The fused kernel recomputes softmax; dloss stays on the device.
     Tensor d;
-    prims::cross_entropy(logits, labels, offset, weight, mean, &d, dy);
+    prims::cross_entropy(logits, labels, args, &d, dy);
     return {d};
   }
 };
@@ -197,11 +213,32 @@ Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, Ten
   return y;
 }
 
-Tensor relu(const Tensor& x) {
-  Tensor y = prims::relu_forward(x);
+Tensor pointwise_op(kernels::Pointwise f, kernels::Pointwise g, bool backward_uses_output,
+                    const Tensor& x, double alpha) {
+  MC_CHECK(kernels::pointwise_arity(f) == 1 && kernels::pointwise_arity(g) == 2,
+           "pointwise_op: ", kernels::pointwise_name(f), " must take one input and ",
+           kernels::pointwise_name(g), " two");
+  Tensor y = prims::pointwise(f, x, Tensor(), alpha);
   if (any_requires_grad({&x})) {
-    auto n = node<ReluNode>();
-    n->y = y.detach();
+    auto n = node<PointwiseNode>();
+    n->f = f;
+    n->g = g;
+    n->saved = backward_uses_output ? y.detach() : x.detach();
+    n->alpha = alpha;
+    record(y, n, {&x});
+  }
+  return y;
+}
+
+Tensor relu(const Tensor& x) {
+  return pointwise_op(kernels::Pointwise::Relu, kernels::Pointwise::ReluBackward, true, x);
+}
+
+Tensor to_layout(const Tensor& x, Layout layout) {
+  Tensor y = prims::to_layout(x, layout);
+  if (!y.shares_storage(x) && any_requires_grad({&x})) {
+    auto n = node<ToLayoutNode>();
+    n->from = x.layout();
     record(y, n, {&x});
   }
   return y;
@@ -209,7 +246,12 @@ Tensor relu(const Tensor& x) {
 
 Tensor add(const Tensor& a, const Tensor& b) {
   Tensor y = prims::add(a, b);
-  if (any_requires_grad({&a, &b})) record(y, node<AddNode>(), {&a, &b});
+  if (any_requires_grad({&a, &b})) {
+    auto n = node<AddNode>();
+    n->la = a.layout();
+    n->lb = b.layout();
+    record(y, n, {&a, &b});
+  }
   return y;
 }
 
@@ -281,6 +323,7 @@ Tensor global_avg_pool3d(const Tensor& x) {
   if (any_requires_grad({&x})) {
     auto n = node<GapNode>();
     n->xs = x.shape();
+    n->xl = x.layout();
     record(y, n, {&x});
   }
   return y;
@@ -299,6 +342,9 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias) {
 }
 
 Tensor reshape(const Tensor& x, const Shape& shape) {
+  MC_CHECK(x.dim() != 5 || x.layout() == Layout::NCDHW || shape == x.shape(), "reshape of ",
+           x.str(), " held channels-last (NDHWC) to ", shape_str(shape),
+           ": convert it with to_layout(x, Layout::NCDHW) first");
   Tensor y = x.view(shape);
   if (any_requires_grad({&x})) {
     auto n = node<ReshapeNode>();
@@ -334,14 +380,13 @@ Tensor log_softmax(const Tensor& x) { return softmax_impl(x, true); }
 
 Tensor cross_entropy(const Tensor& logits, const Tensor& labels, const Tensor& weight,
                      const Tensor& offset, bool mean) {
-  Tensor loss = prims::cross_entropy(logits, labels, offset, weight, mean, nullptr, 1.0);
+  const prims::CrossEntropyArgs args{.weight = weight, .offset = offset, .mean = mean};
+  Tensor loss = prims::cross_entropy(logits, labels, args);
   if (any_requires_grad({&logits})) {
     auto n = node<CrossEntropyNode>();
     n->logits = logits.detach();
     n->labels = labels;
-    n->offset = offset;
-    n->weight = weight;
-    n->mean = mean;
+    n->args = args;
     record(loss, n, {&logits});
   }
   return loss;

@@ -5,6 +5,7 @@
 
 #include "engine/autograd.h"
 #include "engine/tensor.h"
+#include "kernels/elementwise.h"
 
 namespace mc {
 
@@ -19,6 +20,10 @@ Tensor conv3d(const Tensor& x, const Tensor& w, const Tensor& bias, const Conv3d
 Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& running_mean,
                   Tensor& running_var, bool training, double momentum = 0.1, double eps = 1e-5);
 
+// y = f(x) for a one-input pointwise op of kernels/elementwise.h, with its backward
+// dx = g(saved, dy, alpha) (g a two-input op; saved is y when backward_uses_output, else x).
+Tensor pointwise_op(kernels::Pointwise f, kernels::Pointwise g, bool backward_uses_output,
+                    const Tensor& x, double alpha = 0);
 Tensor relu(const Tensor& x);
 Tensor add(const Tensor& a, const Tensor& b);
 Tensor mul(const Tensor& a, const Tensor& b);
@@ -31,6 +36,10 @@ Tensor max_pool3d(const Tensor& x, std::array<int64_t, 3> kernel, std::array<int
                   std::array<int64_t, 3> padding);
 Tensor global_avg_pool3d(const Tensor& x);  // [N,C,D,H,W] -> [N,C]
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias);
+// x in memory layout `layout` (engine/precision.h's ComputeMode says which a program uses); x
+// itself when it already is. The gradient goes back in x's layout.
+Tensor to_layout(const Tensor& x, Layout layout);
+// Not for NDHWC 5-D tensors (their memory order is not the logical one): to_layout first.
 Tensor reshape(const Tensor& x, const Shape& shape);
 Tensor flatten(const Tensor& x, int64_t start_dim = 1);
 Tensor softmax(const Tensor& x);

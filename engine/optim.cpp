@@ -1,9 +1,7 @@
 #include "engine/optim.h"
 
 #include "engine/autograd.h"
-#ifdef MC_HAVE_CUDA
-#include "engine/cuda_runtime.h"
-#endif
+#include "engine/dispatch.h"
 
 namespace mc {
 
@@ -58,13 +56,7 @@ void AdamW::step() {
   kernels::AdamWArgs a{lr_, o_.beta1, o_.beta2, o_.eps, o_.weight_decay, step_};
   float *m = m_.data<float>(), *v = v_.data<float>();
   for_each_run([&](float* p, const float* g, int64_t off, int64_t n) {
-    if (device_.is_cuda()) {
-#ifdef MC_HAVE_CUDA
-      kernels::cuda::adamw_step(p, g, m + off, v + off, n, a, cuda::stream(device_.index));
-#endif
-    } else {
-      kernels::cpu::adamw_step(p, g, m + off, v + off, n, a);
-    }
+    MC_DISPATCH(device_, adamw_step, p, g, m + off, v + off, n, a);
   });
 }
 
@@ -96,13 +88,7 @@ void SGD::step() {
   ++step_;
   float* buf = buf_.defined() ? buf_.data<float>() : nullptr;
   for_each_run([&](float* p, const float* g, int64_t off, int64_t n) {
-    if (device_.is_cuda()) {
-#ifdef MC_HAVE_CUDA
-      kernels::cuda::sgd_step(p, g, buf ? buf + off : nullptr, n, a, cuda::stream(device_.index));
-#endif
-    } else {
-      kernels::cpu::sgd_step(p, g, buf ? buf + off : nullptr, n, a);
-    }
+    MC_DISPATCH(device_, sgd_step, p, g, buf ? buf + off : nullptr, n, a);
   });
 }
 

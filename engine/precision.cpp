@@ -7,7 +7,6 @@
 namespace mc {
 namespace {
 std::atomic<Precision> g_precision{Precision::FP32};
-std::atomic<bool> g_channels_last{false};
 std::atomic<bool> g_deterministic{false};
 }  // namespace
 
@@ -31,19 +30,16 @@ Precision parse_precision(const std::string& s) {
 
 DType activation_dtype() { return precision() == Precision::BF16 ? DType::BF16 : DType::F32; }
 
-void set_channels_last(bool on) { g_channels_last = on; }
-bool channels_last() { return g_channels_last; }
+ComputeMode compute_mode_for(Precision p, Device d) {
+  const bool cl = d.is_cuda() && (p == Precision::TF32 || p == Precision::BF16);
+  return {p, cl ? Layout::NDHWC : Layout::NCDHW};
+}
+
+void apply(const ComputeMode& m) { set_precision(m.precision); }
 void set_deterministic(bool on) { g_deterministic = on; }
 bool deterministic() { return g_deterministic; }
 
-PrecisionScope::PrecisionScope(Precision p, bool cl)
-    : prev_(precision()), prev_cl_(channels_last()) {
-  set_precision(p);
-  set_channels_last(cl);
-}
-PrecisionScope::~PrecisionScope() {
-  set_precision(prev_);
-  set_channels_last(prev_cl_);
-}
+PrecisionScope::PrecisionScope(Precision p) : prev_(precision()) { set_precision(p); }
+PrecisionScope::~PrecisionScope() { set_precision(prev_); }
 
 }  // namespace mc

@@ -21,26 +21,37 @@ Precision parse_precision(const std::string& s);  // throws naming the allowed v
 // The dtype activations take on the GPU in the current mode (BF16 in bf16, else F32).
 DType activation_dtype();
 
-// Channels-last (NDHWC) activations for tensor-core convolutions: the first convolution turns
-// an NCDHW input into NDHWC and every op after keeps the layout tag it was given.
-void set_channels_last(bool on);
-bool channels_last();
+// What a program computes in, chosen once from its precision config (compute_mode_for): the
+// process-wide precision above, and the memory layout of the model's input. The layout is not a
+// process-wide setting: the program converts its input once with to_layout(x, mode.layout)
+// (engine/ops.h) before the first op, and every op keeps the layout tag its input carries.
+//   CUDA, tf32 or bf16  NDHWC: tensor-core convolutions and cuDNN's persistent batch norm want
+//                       channels last
+//   CUDA, fp32          NCDHW: FMA convolutions gain nothing from NDHWC, and cuDNN's NCDHW
+//                       kernels are its most tested
+//   CPU                 NCDHW (the CPU computes NDHWC exactly as NCDHW, only slower)
+struct ComputeMode {
+  Precision precision = Precision::FP32;
+  Layout layout = Layout::NCDHW;
+};
+ComputeMode compute_mode_for(Precision p, Device d);
+// Sets the precision of `m` process-wide (the layout is applied to tensors, not set).
+void apply(const ComputeMode& m);
 
 // Deterministic mode: cuDNN algorithm choice is restricted to deterministic algorithms.
 void set_deterministic(bool on);
 bool deterministic();
 
-// Sets a mode for a scope (tests, benchmarks) and restores the previous settings.
+// Sets a precision for a scope (tests, benchmarks) and restores the previous one.
 class PrecisionScope {
  public:
-  explicit PrecisionScope(Precision p, bool channels_last = mc::channels_last());
+  explicit PrecisionScope(Precision p);
   ~PrecisionScope();
   PrecisionScope(const PrecisionScope&) = delete;
   PrecisionScope& operator=(const PrecisionScope&) = delete;
 
  private:
   Precision prev_;
-  bool prev_cl_;
 };
 
 }  // namespace mc

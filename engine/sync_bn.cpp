@@ -284,7 +284,8 @@ std::shared_ptr<SyncBatchNormNode> make_node(Communicator& comm, const Dims& d, 
 Tensor sync_batch_norm(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& rm, Tensor& rv,
                        bool training, double momentum, double eps, Communicator& comm) {
   if (!training) return batch_norm(x, w, b, rm, rv, false, momentum, eps);
-  if (!x.device().is_cpu())
+  // The loops below read NCDHW memory; the prims take any layout.
+  if (!x.device().is_cpu() || (x.dim() == 5 && x.layout() == Layout::NDHWC))
     return detail::sync_batch_norm_prims(x, w, b, rm, rv, momentum, eps, comm);
   const Dims d = dims_of(x, w, b, rm, rv);
   for (const Tensor* t : {&w, &b})

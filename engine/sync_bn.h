@@ -16,8 +16,8 @@
 // Every rank must call it (and run backward through it) in the same order: each call is one
 // collective in forward and one in backward. `comm` must outlive the autograd graph.
 //
-// CPU tensors (f32, f64): per-channel loops accumulating in double; on one rank the result is
-// bit-identical to batch_norm. Other devices go through the batch-norm prims (cuDNN on CUDA):
+// CPU tensors (f32, f64, NCDHW): per-channel loops accumulating in double; on one rank the
+// result is bit-identical to batch_norm. Other devices go through the batch-norm prims (cuDNN on CUDA):
 // the local mean and inverse std come from the training prim, the merge runs on the host in
 // double, the normalisation and gradients are affine maps done by the evaluation prims. That
 // path reads the per-channel statistics on the host (two small syncs in forward, one in

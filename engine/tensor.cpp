@@ -3,11 +3,9 @@
 #include <cstring>
 #include <sstream>
 
+#include "engine/dispatch.h"
 #include "engine/memory.h"
 #include "kernels/elementwise.h"
-#ifdef MC_HAVE_CUDA
-#include "engine/cuda_runtime.h"
-#endif
 
 namespace mc {
 
@@ -167,30 +165,25 @@ Tensor& Tensor::copy_(const Tensor& src) {
     return *this;
   }
   Tensor s = src.to(device_);  // cast where the destination lives
-  if (device_.is_cuda()) {
-#ifdef MC_HAVE_CUDA
-    kernels::cuda::cast(s.raw(), int(s.dtype_), raw(), int(dtype_), numel(), cuda::stream(device_.index));
-#else
-    MC_FAIL("built without CUDA");
-#endif
-  } else {
-    kernels::cpu::cast(s.raw(), int(s.dtype_), raw(), int(dtype_), numel());
-  }
+  MC_DISPATCH(device_, cast, s.raw(), kdt(s.dtype_), raw(), kdt(dtype_), numel());
   return *this;
 }
 
 Tensor& Tensor::fill_(double v) {
   if (numel() == 0) return *this;
-  if (device_.is_cuda()) {
-#ifdef MC_HAVE_CUDA
-    kernels::cuda::fill(raw(), int(dtype_), v, numel(), cuda::stream(device_.index));
-#else
-    MC_FAIL("built without CUDA");
-#endif
-  } else {
-    kernels::cpu::fill(raw(), int(dtype_), v, numel());
-  }
+  MC_DISPATCH(device_, fill, raw(), kdt(dtype_), v, numel());
   return *this;
+}
+
+Tensor upload(const Tensor& host, Device dev) {
+  MC_CHECK(host.device().is_cpu(), "upload: the source must be a CPU tensor, got ", host.str());
+  if (dev.is_cpu()) return host;
+  Tensor t = Tensor::empty(host.shape(), host.dtype(), dev);
+  t.set_layout(host.layout());
+  // The tensor handle keeps the source's storage (and any wrapped memory) alive until the copy
+  // has read it.
+  device_upload(t.raw(), dev, host.raw(), host.nbytes(), std::make_shared<Tensor>(host));
+  return t;
 }
 
 double Tensor::item() const {

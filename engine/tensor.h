@@ -98,4 +98,9 @@ class Tensor {
   std::shared_ptr<AutogradMeta> ag_;
 };
 
+// A copy of CPU tensor `host` on `dev` that never blocks the host (engine/memory.h's
+// device_upload; page-locked sources copy asynchronously); `host` stays referenced until the copy
+// has read it, so release it freely. On the CPU, `host` itself.
+Tensor upload(const Tensor& host, Device dev);
+
 }  // namespace mc

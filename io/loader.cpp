@@ -20,13 +20,9 @@
 #include <numeric>
 #include <thread>
 
+#include "engine/dispatch.h"
 #include "engine/memory.h"
 #include "engine/random.h"
-#ifdef MC_HAVE_CUDA
-#include <cuda_runtime.h>
-
-#include "engine/cuda_runtime.h"
-#endif
 
 namespace mc {
 
@@ -34,47 +30,23 @@ namespace {
 
 constexpr uint64_t kSamplingTag = 0x5A3D'0000'0000'0001ull;  // keeps sampling apart from augmentation
 
-// ---------------------------------------------------------------- host buffers
-// Page-locked when a GPU is usable: copies from it run at full PCIe speed and asynchronously.
-void* host_alloc(size_t bytes, bool want_pinned, bool& pinned) {
-  pinned = false;
-#ifdef MC_HAVE_CUDA
-  if (want_pinned && cuda_available()) {
-    void* p = nullptr;
-    if (cudaHostAlloc(&p, bytes, cudaHostAllocPortable) == cudaSuccess) {
-      pinned = true;
-      return p;
-    }
-    (void)cudaGetLastError();  // fall back to pageable memory
-  }
-#endif
-  void* p = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
-  MC_CHECK(p, "loader: out of host memory allocating ", bytes, " bytes");
-  return p;
-}
-
-void host_free(void* p, bool pinned) noexcept {
-#ifdef MC_HAVE_CUDA
-  if (pinned) {
-    cudaFreeHost(p);
-    return;
-  }
-#endif
-  std::free(p);
-}
-
+// ---------------------------------------------------------------- ring slots
+// Images and labels live in page-locked host buffers when a GPU is usable (engine/memory.h), so
+// a batch goes up on the device's copy stream without blocking the host; the slot returns to
+// the ring once the copy has read it.
 struct Slot {
-  float* images = nullptr;
-  bool pinned = false;
+  HostBuffer image_buf, label_buf;
+  float* images;
+  int64_t* label_data;
   int64_t b = 0, epoch = 0, step = 0;
   std::vector<int64_t> labels, indices, positions;
   std::vector<std::string> ids;
   std::vector<kernels::AugmentParams> params;
-  Slot(size_t floats, bool want_pinned)
-      : images(static_cast<float*>(host_alloc(floats * sizeof(float), want_pinned, pinned))) {}
-  ~Slot() { host_free(images, pinned); }
-  Slot(const Slot&) = delete;
-  Slot& operator=(const Slot&) = delete;
+  Slot(size_t floats, int batch, bool want_pinned)
+      : image_buf(floats * sizeof(float), want_pinned),
+        label_buf(size_t(batch) * sizeof(int64_t), want_pinned),
+        images(static_cast<float*>(image_buf.data())),
+        label_data(static_cast<int64_t*>(label_buf.data())) {}
 };
 
 // Shared with the keep-alive handles of returned batches, so a batch may outlive the loader.
@@ -217,6 +189,7 @@ struct Loader::State {
       const int64_t idx = order[size_t(pos % int64_t(order.size()))];
       const CacheRecord& r = cache.record(idx);
       slot.indices.push_back(idx);
+      slot.label_data[slot.labels.size()] = r.label;
       slot.labels.push_back(r.label);
       slot.ids.push_back(r.id);
       if (!o.augment) continue;
@@ -229,7 +202,8 @@ struct Loader::State {
     float* dst = cpu_augment ? (scratch.resize(size_t(slot.b * vn)), scratch.data()) : slot.images;
     for (int64_t j = 0; j < slot.b; ++j) cache.read_f32(slot.indices[size_t(j)], dst + j * vn);
     if (cpu_augment)
-      kernels::cpu::augment(dst, slot.images, slot.params.data(), slot.b, vs[0], vs[1], vs[2], vs[3]);
+      kernels::cpu::augment(dst, slot.images, slot.params.data(), slot.b, vs[0], vs[1], vs[2], vs[3],
+                            nullptr);
     if (o.sample_hook)
       for (int64_t j = 0; j < slot.b; ++j)
         o.sample_hook(cache.record(slot.indices[size_t(j)]), slot.images + j * vn, vn);
@@ -328,13 +302,11 @@ Loader::Loader(Cache cache, const LoaderOptions& opts, int64_t start_epoch)
   s.strength = balaug_strengths(counts, o.balaug_power, o.balaug_cap);
   s.order_size = int64_t(epoch_order(s.labels, o.num_classes, o.sampling, o.seed, 0, o.epoch_samples).size());
   s.batches = shard_batches(s.order_size, o.batch, o.rank, o.world, o.drop_last);
-#ifdef MC_HAVE_CUDA
+  MC_CHECK(!o.device.is_cuda() || kCudaBuilt, "loader: device ", o.device.str(),
+           " but this build has no CUDA backend");
   s.augment_on_gpu = o.augment && o.augment_on_device && o.device.is_cuda();
-#else
-  MC_CHECK(!o.device.is_cuda(), "loader: device ", o.device.str(), " but this build has no CUDA");
-#endif
   for (int i = 0; i < o.prefetch; ++i) {
-    s.ring->slots.push_back(std::make_unique<Slot>(s.slot_floats(), o.pinned));
+    s.ring->slots.push_back(std::make_unique<Slot>(s.slot_floats(), o.batch, o.pinned));
     s.ring->free.push_back(i);
   }
   s.start(start_epoch);
@@ -366,7 +338,7 @@ std::optional<Batch> Loader::next() {
   }
   const int64_t job = (s.cur_epoch - s.start_epoch) * s.spe() + s.next_step;
   auto grow = [&] {  // the caller holds every slot: grow the ring instead of waiting forever
-    s.ring->slots.push_back(std::make_unique<Slot>(s.slot_floats(), s.o.pinned));
+    s.ring->slots.push_back(std::make_unique<Slot>(s.slot_floats(), s.o.batch, s.o.pinned));
     s.ring->free.push_back(int(s.ring->slots.size() - 1));
     s.ring->cv.notify_all();
   };
@@ -410,8 +382,6 @@ std::optional<Batch> Loader::next() {
   Batch out;
   Shape shape{slot.b};
   for (int64_t d : s.cache.volume_shape()) shape.push_back(d);
-  Tensor images = Tensor::from_blob(slot.images, shape, DType::F32, std::move(keep));
-  out.labels = Tensor::from(slot.labels, {slot.b});
   out.ids = slot.ids;
   out.indices = slot.indices;
   out.positions = slot.positions;
@@ -419,26 +389,25 @@ std::optional<Batch> Loader::next() {
   out.step = slot.step;
   const Device dev = s.o.device;
   if (dev.is_cpu()) {
-    out.images = std::move(images);
+    out.images = Tensor::from_blob(slot.images, shape, DType::F32, std::move(keep));
+    out.labels = Tensor::from(slot.labels, {slot.b});
     return out;
   }
-  out.labels = out.labels.to(dev);
+  // Asynchronous uploads (engine/memory.h): they hold the slot until their copies have read it,
+  // and the device's stream waits for them, so nothing here syncs the host.
+  out.labels = upload(Tensor::from_blob(slot.label_data, {slot.b}, DType::I64, keep), dev);
+  const Tensor raw = upload(Tensor::from_blob(slot.images, shape, DType::F32, std::move(keep)), dev);
   if (!s.augment_on_gpu) {
-    out.images = images.to(dev);
+    out.images = raw;
     return out;
   }
-#ifdef MC_HAVE_CUDA
-  const std::vector<kernels::AugmentParams> params = slot.params;  // before the slot is reused
-  const Tensor raw = images.to(dev);  // device_copy returns once the host side is read
-  images = Tensor();                  // the slot is free again
+  const std::vector<kernels::AugmentParams> params = slot.params;  // the slot may be reused soon
   out.images = Tensor::empty(shape, DType::F32, dev);
   const Shape& vs = s.cache.volume_shape();
-  // On the engine's stream: what follows sees the finished batch, and `raw` may be released
-  // while the kernel still reads it (the allocator reuses blocks in that stream's order).
-  cuda::DeviceGuard guard(dev.index);
-  kernels::cuda::augment(raw.data<float>(), out.images.data<float>(), params.data(), shape[0],
-                         vs[0], vs[1], vs[2], vs[3], cuda::stream(dev.index));
-#endif
+  // On the device's stream, after the upload: `raw` may be released while the kernel still
+  // reads it (the allocator reuses blocks in that stream's order).
+  MC_DISPATCH(dev, augment, raw.data<float>(), out.images.data<float>(), params.data(), shape[0],
+              vs[0], vs[1], vs[2], vs[3]);
   return out;
 }
 

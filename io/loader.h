@@ -56,8 +56,10 @@ struct LoaderOptions {
   int prefetch = 4;  // ring slots (batches ready or being built ahead of the consumer)
   bool pinned = true;  // page-locked ring buffers when a GPU is usable (fast async copies)
 
-  // Where next() delivers. On a CUDA device the raw batch is copied up and, when augment and
-  // augment_on_device, augmented there by kernels::cuda::augment (same params as the CPU path).
+  // Where next() delivers. On a CUDA device the raw batch (images and labels) goes up from its
+  // page-locked slot on the device's copy stream, ordered by events (mc::upload: next() never
+  // waits for the copy), and, when augment and augment_on_device, is augmented there by
+  // kernels::cuda::augment (same params as the CPU path).
   Device device = Device::cpu();
   bool augment_on_device = true;
 

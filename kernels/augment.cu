@@ -4,10 +4,9 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
-#include <stdexcept>
-#include <string>
 
 #include "kernels/augment.h"
+#include "kernels/cuda_common.cuh"
 
 namespace mc::kernels::cuda {
 
@@ -40,28 +39,22 @@ __global__ void augment_kernel(const float* __restrict__ x, float* __restrict__ 
   y[int64_t(bc) * vol + v] = val;
 }
 
-void check(cudaError_t e, const char* what) {
-  if (e != cudaSuccess)
-    throw std::runtime_error(std::string("augment: ") + what + ": " + cudaGetErrorString(e));
-}
-
 }  // namespace
 
 void augment(const float* x, float* y, const AugmentParams* params, int64_t B, int64_t C,
              int64_t D, int64_t H, int64_t W, Stream s) {
   if (B == 0 || C == 0 || D == 0 || H * W == 0) return;
-  if (D > 65535 || kChunk * C > 65535)  // grid y and z limits
-    throw std::invalid_argument("augment: depth or channel count too large for the grid");
+  MC_CHECK(D <= 65535 && kChunk * C <= 65535,  // grid y and z limits
+           "augment: depth ", D, " or channel count ", C, " too large for the grid");
   const int64_t per_sample = C * D * H * W;
-  constexpr int threads = 256;
-  for (int64_t b0 = 0; b0 < B; b0 += kChunk) {
+    for (int64_t b0 = 0; b0 < B; b0 += kChunk) {
     const int64_t nb = std::min<int64_t>(kChunk, B - b0);
     ParamChunk pc;
     std::copy(params + b0, params + b0 + nb, pc.p);
-    const dim3 grid(unsigned((H * W + threads - 1) / threads), unsigned(D), unsigned(nb * C));
-    augment_kernel<<<grid, threads, 0, s>>>(x + b0 * per_sample, y + b0 * per_sample, pc, int(C),
+    const dim3 grid(unsigned((H * W + kThreads - 1) / kThreads), unsigned(D), unsigned(nb * C));
+    augment_kernel<<<grid, kThreads, 0, s>>>(x + b0 * per_sample, y + b0 * per_sample, pc, int(C),
                                             int(D), int(H), int(W));
-    check(cudaGetLastError(), "launch");
+    MC_KERNEL_LAUNCHED("kernels/augment.cu", "augment");
   }
 }
 

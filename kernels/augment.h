@@ -83,7 +83,7 @@ AugmentParams augment_params(const AugmentDraw& d, int64_t D, int64_t H, int64_t
 namespace cpu {
 // x and y: [B, C, D, H, W] f32, distinct buffers; params: B structs (host).
 void augment(const float* x, float* y, const AugmentParams* params, int64_t B, int64_t C,
-             int64_t D, int64_t H, int64_t W);
+             int64_t D, int64_t H, int64_t W, Stream s);
 }  // namespace cpu
 namespace cuda {
 // Same contract on device x and y; params stay on the host (passed as kernel arguments).

@@ -204,7 +204,7 @@ void slice(const float* x, float* y, const AugmentParams& p, const IntegerMap& i
 }  // namespace
 
 void augment(const float* x, float* y, const AugmentParams* params, int64_t B, int64_t C,
-             int64_t D, int64_t H, int64_t W) {
+             int64_t D, int64_t H, int64_t W, Stream) {
   const int64_t vol = D * H * W, plane = H * W;
   std::vector<IntegerMap> maps;
   for (int64_t b = 0; b < B; ++b) maps.push_back(integer_map(params[b], D, H, W));

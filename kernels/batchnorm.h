@@ -1,26 +1,30 @@
-// Batch norm over (N, spatial) per channel, NCDHW, PyTorch semantics: normalise with the biased
-// batch variance, store the unbiased one in running_var, momentum m: r = (1 - m) r + m batch.
+// Batch norm over (N, spatial) per channel, PyTorch semantics: normalise with the biased batch
+// variance, store the unbiased one in running_var, momentum m: r = (1 - m) r + m batch.
+// x, y, dx, dy: [N, C, S] (NCDHW) or [N, S, C] (NDHWC); per-channel tensors: C values of the
+// same dtype. Statistics accumulate in double. CPU only, f32 and f64: the CUDA path is cuDNN
+// (engine/cuda/bn.cpp), which takes the same layouts.
 #pragma once
 #include <cstdint>
 
+#include "kernels/common.h"
+
 namespace mc::kernels::cpu {
 // Training: also writes save_mean / save_invstd (per channel) for backward, and updates the
-// running statistics (when non-null). Statistics are accumulated in double.
-template <class T>
-void batchnorm_forward_train(const T* x, const T* w, const T* b, T* y, T* running_mean,
-                             T* running_var, T* save_mean, T* save_invstd, int64_t N, int64_t C,
-                             int64_t S, double momentum, double eps);
-template <class T>
-void batchnorm_forward_eval(const T* x, const T* w, const T* b, const T* running_mean,
-                            const T* running_var, T* y, int64_t N, int64_t C, int64_t S, double eps);
+// running statistics (when non-null). w, b may be null (affine = False).
+void batchnorm_forward_train(const void* x, const void* w, const void* b, void* y,
+                             void* running_mean, void* running_var, void* save_mean,
+                             void* save_invstd, int dt, int layout, int64_t N, int64_t C,
+                             int64_t S, double momentum, double eps, Stream s);
+void batchnorm_forward_eval(const void* x, const void* w, const void* b, const void* running_mean,
+                            const void* running_var, void* y, int dt, int layout, int64_t N,
+                            int64_t C, int64_t S, double eps, Stream s);
 // Gradients for the training-mode forward (batch statistics). dx, dw, db may be null.
-template <class T>
-void batchnorm_backward_train(const T* x, const T* dy, const T* w, const T* save_mean,
-                              const T* save_invstd, T* dx, T* dw, T* db, int64_t N, int64_t C,
-                              int64_t S);
+void batchnorm_backward_train(const void* x, const void* dy, const void* w, const void* save_mean,
+                              const void* save_invstd, void* dx, void* dw, void* db, int dt,
+                              int layout, int64_t N, int64_t C, int64_t S, Stream s);
 // Gradients for the eval-mode forward (fixed running statistics).
-template <class T>
-void batchnorm_backward_eval(const T* x, const T* dy, const T* w, const T* running_mean,
-                             const T* running_var, T* dx, T* dw, T* db, int64_t N, int64_t C,
-                             int64_t S, double eps);
+void batchnorm_backward_eval(const void* x, const void* dy, const void* w,
+                             const void* running_mean, const void* running_var, void* dx, void* dw,
+                             void* db, int dt, int layout, int64_t N, int64_t C, int64_t S,
+                             double eps, Stream s);
 }  // namespace mc::kernels::cpu

@@ -1,8 +1,11 @@
-// 3-D convolution geometry and the CPU reference (NCDHW, weights O x I/g x kd x kh x kw).
-// The CUDA path is cuDNN (engine/), which takes the same geometry.
+// 3-D convolution geometry and the CPU reference: activations NCDHW or NDHWC (layout code),
+// weights O x I/g x kd x kh x kw, f32 or f64. The CUDA path is cuDNN (engine/cuda/conv.cpp),
+// which takes the same geometry.
 #pragma once
 #include <array>
 #include <cstdint>
+
+#include "kernels/common.h"
 
 namespace mc::kernels {
 
@@ -25,12 +28,15 @@ struct ConvGeom {
 };
 
 namespace cpu {
-// y[N,O,oD,oH,oW] = conv(x, w) + b (b may be null). Threads over the batch and GEMM.
-template <class T> void conv3d_forward(const ConvGeom& g, const T* x, const T* w, const T* b, T* y);
-// dx = conv_transpose(dy, w)   (overwrites dx)
-template <class T> void conv3d_backward_data(const ConvGeom& g, const T* dy, const T* w, T* dx);
-// dw = corr(x, dy), db = sum(dy) (overwrite; db may be null)
-template <class T>
-void conv3d_backward_weight(const ConvGeom& g, const T* x, const T* dy, T* dw, T* db);
+// y[N,O,oD,oH,oW] = conv(x, w) + b (b may be null), y in x's layout. vol2col + GEMM per sample
+// and group; NDHWC data is transposed to NCDHW around the same computation (exact).
+void conv3d_forward(const ConvGeom& g, const void* x, const void* w, const void* b, void* y, int dt,
+                    int layout, Stream s);
+// dx = conv_transpose(dy, w)   (overwrites dx; dx and dy in `layout`)
+void conv3d_backward_data(const ConvGeom& g, const void* dy, const void* w, void* dx, int dt,
+                          int layout, Stream s);
+// dw = corr(x, dy), db = sum(dy) (overwrite; db may be null; x and dy in `layout`)
+void conv3d_backward_weight(const ConvGeom& g, const void* x, const void* dy, void* dw, void* db,
+                            int dt, int layout, Stream s);
 }  // namespace cpu
 }  // namespace mc::kernels

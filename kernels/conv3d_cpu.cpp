@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <vector>
 
+#include "engine/check.h"
 #include "kernels/conv3d.h"
+#include "kernels/elementwise.h"
 #include "kernels/gemm.h"
 
 namespace mc::kernels::cpu {
@@ -70,10 +72,8 @@ void col2vol(const ConvGeom& g, int64_t Cg, const T* col, T* dx) {
   }
 }
 
-}  // namespace
-
 template <class T>
-void conv3d_forward(const ConvGeom& g, const T* x, const T* w, const T* b, T* y) {
+void forward(const ConvGeom& g, const T* x, const T* w, const T* b, T* y) {
   const int64_t Cg = g.C / g.groups, Og = g.O / g.groups, K = g.k[0] * g.k[1] * g.k[2];
   const int64_t S = g.oD() * g.oH() * g.oW(), inS = g.D * g.H * g.W;
   const bool pw = is_pointwise(g);
@@ -99,7 +99,7 @@ void conv3d_forward(const ConvGeom& g, const T* x, const T* w, const T* b, T* y)
 }
 
 template <class T>
-void conv3d_backward_data(const ConvGeom& g, const T* dy, const T* w, T* dx) {
+void backward_data(const ConvGeom& g, const T* dy, const T* w, T* dx) {
   const int64_t Cg = g.C / g.groups, Og = g.O / g.groups, K = g.k[0] * g.k[1] * g.k[2];
   const int64_t S = g.oD() * g.oH() * g.oW(), inS = g.D * g.H * g.W;
   const bool pw = is_pointwise(g);
@@ -121,7 +121,7 @@ void conv3d_backward_data(const ConvGeom& g, const T* dy, const T* w, T* dx) {
 }
 
 template <class T>
-void conv3d_backward_weight(const ConvGeom& g, const T* x, const T* dy, T* dw, T* db) {
+void backward_weight(const ConvGeom& g, const T* x, const T* dy, T* dw, T* db) {
   const int64_t Cg = g.C / g.groups, Og = g.O / g.groups, K = g.k[0] * g.k[1] * g.k[2];
   const int64_t S = g.oD() * g.oH() * g.oW(), inS = g.D * g.H * g.W;
   const bool pw = is_pointwise(g);
@@ -151,12 +151,78 @@ void conv3d_backward_weight(const ConvGeom& g, const T* x, const T* dy, T* dw, T
   }
 }
 
-#define MC_INST(T)                                                                          \
-  template void conv3d_forward<T>(const ConvGeom&, const T*, const T*, const T*, T*);       \
-  template void conv3d_backward_data<T>(const ConvGeom&, const T*, const T*, T*);           \
-  template void conv3d_backward_weight<T>(const ConvGeom&, const T*, const T*, T*, T*);
-MC_INST(float)
-MC_INST(double)
-#undef MC_INST
+// An activation [N, C, S] in NCDHW order: `p` itself, or an NCDHW copy of NDHWC data.
+struct Ncdhw {
+  std::vector<char> buf;
+  const void* p;
+  Ncdhw(const void* data, int dt, int layout, int64_t N, int64_t C, int64_t S) : p(data) {
+    if (layout == NCDHW) return;
+    buf.resize(size_t(N * C * S) * dt_size(dt));
+    transpose(data, dt, buf.data(), dt, N, S, C, nullptr);  // [N, S, C] -> [N, C, S]
+    p = buf.data();
+  }
+};
+// Where an NCDHW result is computed: `out` itself, or scratch transposed into `out` by done().
+struct NcdhwOut {
+  std::vector<char> buf;
+  void* out;
+  void* p;
+  int dt, layout;
+  int64_t N, C, S;
+  NcdhwOut(void* o, int dt_, int layout_, int64_t N_, int64_t C_, int64_t S_)
+      : out(o), p(o), dt(dt_), layout(layout_), N(N_), C(C_), S(S_) {
+    if (layout == NCDHW) return;
+    buf.resize(size_t(N * C * S) * dt_size(dt));
+    p = buf.data();
+  }
+  void done() {
+    if (layout != NCDHW) transpose(p, dt, out, dt, N, C, S, nullptr);  // [N, C, S] -> [N, S, C]
+  }
+};
+
+template <class F> void by_type(int dt, int layout, const char* what, F&& f) {
+  MC_CHECK(layout == NCDHW || layout == NDHWC, "kernels/conv3d_cpu.cpp: ", what,
+           ": unknown layout code ", layout);
+  if (dt == F32) return f(float{});
+  MC_CHECK(dt == F64, "kernels/conv3d_cpu.cpp: ", what, " takes f32 or f64, got ", dt_name(dt));
+  f(double{});
+}
+
+}  // namespace
+
+void conv3d_forward(const ConvGeom& g, const void* x, const void* w, const void* b, void* y, int dt,
+                    int layout, Stream) {
+  by_type(dt, layout, "conv3d", [&](auto t) {
+    using T = decltype(t);
+    const Ncdhw xi(x, dt, layout, g.N, g.C, g.D * g.H * g.W);
+    NcdhwOut yo(y, dt, layout, g.N, g.O, g.oD() * g.oH() * g.oW());
+    forward<T>(g, static_cast<const T*>(xi.p), static_cast<const T*>(w),
+               static_cast<const T*>(b), static_cast<T*>(yo.p));
+    yo.done();
+  });
+}
+
+void conv3d_backward_data(const ConvGeom& g, const void* dy, const void* w, void* dx, int dt,
+                          int layout, Stream) {
+  by_type(dt, layout, "conv3d backward", [&](auto t) {
+    using T = decltype(t);
+    const Ncdhw dyi(dy, dt, layout, g.N, g.O, g.oD() * g.oH() * g.oW());
+    NcdhwOut dxo(dx, dt, layout, g.N, g.C, g.D * g.H * g.W);
+    backward_data<T>(g, static_cast<const T*>(dyi.p), static_cast<const T*>(w),
+                     static_cast<T*>(dxo.p));
+    dxo.done();
+  });
+}
+
+void conv3d_backward_weight(const ConvGeom& g, const void* x, const void* dy, void* dw, void* db,
+                            int dt, int layout, Stream) {
+  by_type(dt, layout, "conv3d backward", [&](auto t) {
+    using T = decltype(t);
+    const Ncdhw xi(x, dt, layout, g.N, g.C, g.D * g.H * g.W);
+    const Ncdhw dyi(dy, dt, layout, g.N, g.O, g.oD() * g.oH() * g.oW());
+    backward_weight<T>(g, static_cast<const T*>(xi.p), static_cast<const T*>(dyi.p),
+                       static_cast<T*>(dw), static_cast<T*>(db));
+  });
+}
 
 }  // namespace mc::kernels::cpu

@@ -1,19 +1,16 @@
-// CUDA twins of kernels/elementwise_cpu.cpp, plus dtype-generic (f32 | bf16) versions of the
-// arithmetic, a deterministic sum and the NCDHW <-> NDHWC transpose that the engine needs
-// (declared at the end of kernels/elementwise.h's cuda:: section once that header grows them;
-// until then engine/cuda_elementwise_cuda.cpp declares them).
+// CUDA twins of kernels/elementwise_cpu.cpp (contract in kernels/elementwise.h): the pointwise
+// functors of the header applied by one vectorised map kernel, fill and cast over all seven
+// dtypes, a deterministic sum, the broadcast of a device scalar, and the NCDHW <-> NDHWC
+// transpose.
 //
-// Arithmetic is done in float with explicitly rounded operations (__fmul_rn, __fadd_rn) where
-// the CPU twin rounds each step: nvcc would otherwise contract a*b+c into an FMA and the f32
-// results would differ from the CPU reference in the last bit.
-// bf16 data is loaded to float, computed in float and rounded once (round to nearest even).
+// The functors round each operation explicitly (add_rn, mul_rn), so f32 results equal the CPU
+// twin's bit for bit. bf16 data is loaded to float, computed in float and rounded once (round to
+// nearest even).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
-#include <stdexcept>
-#include <string>
 
 #include "kernels/cuda_common.cuh"
 #include "kernels/elementwise.h"
@@ -22,117 +19,52 @@
 namespace mc::kernels::cuda {
 namespace {
 
-constexpr int kThreads = 256;
+#define MC_LAUNCHED(what) MC_KERNEL_LAUNCHED("kernels/elementwise.cu", what)
 
-void check(const char* what) { check_launch("kernels/elementwise.cu", what); }
-
-int grid_for(int64_t n, int per_thread = 1) {
-  const int64_t b = (n + int64_t(kThreads) * per_thread - 1) / (int64_t(kThreads) * per_thread);
-  return int(b < 1 ? 1 : (b > (1 << 16) ? (1 << 16) : b));  // grid-stride beyond 16M threads
-}
-
-
-// ---- elementwise maps: y[i] = op(a[i]) or op(a[i], b[i]), vectorised by 16 bytes ----
-
-struct Add {
-  __device__ float operator()(float a, float b) const { return __fadd_rn(a, b); }
-};
-struct Mul {
-  __device__ float operator()(float a, float b) const { return __fmul_rn(a, b); }
-};
-struct Axpy {  // a = x, b = y: y + alpha x, rounded as the CPU's y += alpha * x
-  float alpha;
-  __device__ float operator()(float x, float y) const { return __fadd_rn(y, __fmul_rn(alpha, x)); }
-};
-struct ReluBwd {  // a = y (forward output), b = dy
-  __device__ float operator()(float y, float dy) const { return y > 0.f ? dy : 0.f; }
-};
-struct Scale {
-  float alpha;
-  __device__ float operator()(float x) const { return __fmul_rn(alpha, x); }
-};
-struct Relu {
-  __device__ float operator()(float x) const { return x > 0.f ? x : 0.f; }
-};
+// ---- pointwise maps: y[i] = op(a[i], b[i], alpha), vectorised by 16 bytes ----
 
 template <class T, int V> struct alignas(sizeof(T) * V) Pack { T v[V]; };
 
+// No __restrict__: y may alias a or b (axpy writes into its second input).
 template <class T, int V, class Op>
-__global__ void map2_kernel(Op op, const T* __restrict__ a, const T* __restrict__ b,
-                            T* __restrict__ y, int64_t n) {
+__global__ void map_kernel(Op op, const T* a, const T* b, T* y, float alpha, int64_t n) {
   const int64_t stride = int64_t(gridDim.x) * blockDim.x;
   const int64_t first = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   const int64_t nv = n / V;
   for (int64_t i = first; i < nv; i += stride) {
     const Pack<T, V> pa = reinterpret_cast<const Pack<T, V>*>(a)[i];
-    const Pack<T, V> pb = reinterpret_cast<const Pack<T, V>*>(b)[i];
+    Pack<T, V> pb{};
+    if (b) pb = reinterpret_cast<const Pack<T, V>*>(b)[i];
     Pack<T, V> out;
 #pragma unroll
-    for (int k = 0; k < V; ++k) out.v[k] = from_f<T>(op(to_f(pa.v[k]), to_f(pb.v[k])));
+    for (int k = 0; k < V; ++k)
+      out.v[k] = from_f<T>(op(to_f(pa.v[k]), b ? to_f(pb.v[k]) : 0.f, alpha));
     reinterpret_cast<Pack<T, V>*>(y)[i] = out;
   }
-  for (int64_t i = nv * V + first; i < n; i += stride) y[i] = from_f<T>(op(to_f(a[i]), to_f(b[i])));
-}
-
-template <class T, int V, class Op>
-__global__ void map1_kernel(Op op, const T* __restrict__ a, T* __restrict__ y, int64_t n) {
-  const int64_t stride = int64_t(gridDim.x) * blockDim.x;
-  const int64_t first = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  const int64_t nv = n / V;
-  for (int64_t i = first; i < nv; i += stride) {
-    const Pack<T, V> pa = reinterpret_cast<const Pack<T, V>*>(a)[i];
-    Pack<T, V> out;
-#pragma unroll
-    for (int k = 0; k < V; ++k) out.v[k] = from_f<T>(op(to_f(pa.v[k])));
-    reinterpret_cast<Pack<T, V>*>(y)[i] = out;
-  }
-  for (int64_t i = nv * V + first; i < n; i += stride) y[i] = from_f<T>(op(to_f(a[i])));
+  for (int64_t i = nv * V + first; i < n; i += stride)
+    y[i] = from_f<T>(op(to_f(a[i]), b ? to_f(b[i]) : 0.f, alpha));
 }
 
 bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
 
 template <class T, class Op>
-void map2(Op op, const void* a, const void* b, void* y, int64_t n, Stream s, const char* what) {
-  if (n <= 0) return;
+void map(Op op, const void* a, const void* b, void* y, float alpha, int64_t n, Stream s) {
   constexpr int V = 16 / sizeof(T);
   auto* pa = static_cast<const T*>(a);
   auto* pb = static_cast<const T*>(b);
   auto* py = static_cast<T*>(y);
-  if (aligned16(a) && aligned16(b) && aligned16(y))
-    map2_kernel<T, V><<<grid_for(n, V), kThreads, 0, s>>>(op, pa, pb, py, n);
+  if (aligned16(a) && (!b || aligned16(b)) && aligned16(y))
+    map_kernel<T, V><<<grid_for(n, V), kThreads, 0, s>>>(op, pa, pb, py, alpha, n);
   else
-    map2_kernel<T, 1><<<grid_for(n), kThreads, 0, s>>>(op, pa, pb, py, n);
-  check(what);
+    map_kernel<T, 1><<<grid_for(n), kThreads, 0, s>>>(op, pa, pb, py, alpha, n);
 }
 
-template <class T, class Op>
-void map1(Op op, const void* a, void* y, int64_t n, Stream s, const char* what) {
-  if (n <= 0) return;
-  constexpr int V = 16 / sizeof(T);
-  auto* pa = static_cast<const T*>(a);
-  auto* py = static_cast<T*>(y);
-  if (aligned16(a) && aligned16(y))
-    map1_kernel<T, V><<<grid_for(n, V), kThreads, 0, s>>>(op, pa, py, n);
-  else
-    map1_kernel<T, 1><<<grid_for(n), kThreads, 0, s>>>(op, pa, py, n);
-  check(what);
-}
-
-// Dispatch on the dtype code: F32 or BF16 only.
 template <class Op>
-void map2_dt(int dt, Op op, const void* a, const void* b, void* y, int64_t n, Stream s,
-             const char* what) {
-  if (dt == F32) return map2<float>(op, a, b, y, n, s, what);
-  if (dt == BF16) return map2<bf16>(op, a, b, y, n, s, what);
-  throw std::invalid_argument(std::string("kernels/elementwise.cu: ") + what +
-                              " takes f32 or bf16");
-}
-template <class Op>
-void map1_dt(int dt, Op op, const void* a, void* y, int64_t n, Stream s, const char* what) {
-  if (dt == F32) return map1<float>(op, a, y, n, s, what);
-  if (dt == BF16) return map1<bf16>(op, a, y, n, s, what);
-  throw std::invalid_argument(std::string("kernels/elementwise.cu: ") + what +
-                              " takes f32 or bf16");
+void map_dt(Op op, const void* a, const void* b, void* y, int dt, double alpha, int64_t n,
+            Stream s, const char* what) {
+  if (dt == F32) return map<float>(op, a, b, y, float(alpha), n, s);
+  MC_CHECK(dt == BF16, "kernels/elementwise.cu: ", what, " takes f32 or bf16, got ", dt_name(dt));
+  map<bf16>(op, a, b, y, float(alpha), n, s);
 }
 
 // ---- fill and cast over all seven dtypes ----
@@ -144,7 +76,6 @@ template <class T> __global__ void fill_kernel(T* y, T v, int64_t n) {
 
 template <class T> void fill_as(void* y, T v, int64_t n, Stream s) {
   fill_kernel<T><<<grid_for(n), kThreads, 0, s>>>(static_cast<T*>(y), v, n);
-  check("fill");
 }
 
 // Loads as double and stores as the CPU twin does (bf16/f16 round from float).
@@ -194,18 +125,19 @@ template <class F> void with_type(int dt, F&& f) {
     case I64: return f(int64_t{});
     case U8: return f(uint8_t{});
   }
-  throw std::invalid_argument("kernels/elementwise.cu: unknown dtype code " + std::to_string(dt));
+  MC_FAIL("kernels/elementwise.cu: unknown dtype code ", dt);
 }
 
-size_t size_of(int dt) {
-  static const size_t sz[] = {4, 8, 2, 2, 4, 8, 1};
-  return sz[dt];
+// f32 or bf16 only (what the layout and reduction kernels compute on).
+template <class F> void f32_or_bf16(int dt, const char* what, F&& f) {
+  if (dt == F32) return f(float{});
+  MC_CHECK(dt == BF16, "kernels/elementwise.cu: ", what, " takes f32 or bf16, got ", dt_name(dt));
+  f(bf16{});
 }
 
 // ---- deterministic sum: fixed grid, one double partial per block, summed in index order ----
 
 constexpr int kSumBlocks = 1024;
-__device__ double g_sum_partial[kSumBlocks];
 
 __device__ double block_sum(double v) {
   __shared__ double smem[kThreads / 32];
@@ -219,18 +151,19 @@ __device__ double block_sum(double v) {
   return v;  // valid in thread 0
 }
 
-template <class T> __global__ void sum_partial_kernel(const T* x, int64_t n) {
+template <class T> __global__ void sum_partial_kernel(const T* x, int64_t n, double* partial) {
   double acc = 0;
   const int64_t stride = int64_t(gridDim.x) * blockDim.x;
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride)
     acc += double(to_f(x[i]));
   acc = block_sum(acc);
-  if (threadIdx.x == 0) g_sum_partial[blockIdx.x] = acc;
+  if (threadIdx.x == 0) partial[blockIdx.x] = acc;
 }
 
-template <class Y> __global__ void sum_final_kernel(int blocks, double scale, Y* y) {
+template <class Y>
+__global__ void sum_final_kernel(const double* partial, int blocks, double scale, Y* y) {
   double acc = 0;
-  for (int i = threadIdx.x; i < blocks; i += blockDim.x) acc += g_sum_partial[i];
+  for (int i = threadIdx.x; i < blocks; i += blockDim.x) acc += partial[i];
   acc = block_sum(acc);
   if (threadIdx.x == 0) y[0] = from_f<Y>(float(acc * scale));
 }
@@ -238,8 +171,8 @@ template <class Y> __global__ void sum_final_kernel(int blocks, double scale, Y*
 // ---- y[i] = alpha * s[0], s a device scalar (autograd's broadcast of d(sum) without a sync) ----
 
 template <class S, class Y>
-__global__ void broadcast_kernel(const S* s, float alpha, Y* y, int64_t n) {
-  const Y v = from_f<Y>(__fmul_rn(alpha, to_f(s[0])));
+__global__ void broadcast_kernel(const S* s, double alpha, Y* y, int64_t n) {
+  const Y v = from_f<Y>(float(double(to_f(s[0])) * alpha));  // as the CPU twin: double, then once
   const int64_t stride = int64_t(gridDim.x) * blockDim.x;
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) y[i] = v;
 }
@@ -267,40 +200,45 @@ __global__ void transpose_kernel(const X* __restrict__ x, Y* __restrict__ y, int
   }
 }
 
-template <class X, class Y>
-void transpose_as(const void* x, void* y, int64_t B, int64_t R, int64_t Q, Stream s) {
-  const int64_t tiles_q = (Q + kTile - 1) / kTile, tiles = (R + kTile - 1) / kTile * tiles_q;
-  if (B > 65535 || tiles > 0x7fffffff) throw std::invalid_argument("transpose: too large a grid");
-  transpose_kernel<X, Y><<<dim3(unsigned(tiles), unsigned(B)), dim3(kTile, 8), 0, s>>>(
-      static_cast<const X*>(x), static_cast<Y*>(y), R, Q, tiles_q);
-  check("transpose");
-}
-
 }  // namespace
 
 // ---------------- declared in kernels/elementwise.h ----------------
 
+void pointwise(Pointwise op, const void* a, const void* b, void* y, int dt, double alpha, int64_t n,
+               Stream s) {
+  if (n <= 0) return;
+  MC_CHECK(pointwise_arity(op) == 1 || b, "pointwise ", pointwise_name(op), ": needs two inputs");
+  switch (op) {
+#define MC_POINTWISE_CUDA(name, arity)                                                    \
+  case Pointwise::name:                                                                   \
+    map_dt(pointwise::name{}, a, arity == 2 ? b : nullptr, y, dt, alpha, n, s, #name);    \
+    break;
+    MC_POINTWISE_OPS(MC_POINTWISE_CUDA)
+#undef MC_POINTWISE_CUDA
+    default: MC_FAIL("pointwise: unknown op ", int(op));
+  }
+  MC_LAUNCHED("pointwise");
+}
+
 void fill(void* y, int dt, double v, int64_t n, Stream s) {
   if (n <= 0) return;
   switch (dt) {
-    case F32: return fill_as<float>(y, float(v), n, s);
-    case F64: return fill_as<double>(y, v, n, s);
-    case BF16: return fill_as<uint16_t>(y, float_to_bf16(float(v)), n, s);
-    case F16: return fill_as<uint16_t>(y, float_to_f16(float(v)), n, s);
-    case I32: return fill_as<int32_t>(y, int32_t(v), n, s);
-    case I64: return fill_as<int64_t>(y, int64_t(v), n, s);
-    case U8: return fill_as<uint8_t>(y, uint8_t(v), n, s);
+    case F32: fill_as<float>(y, float(v), n, s); break;
+    case F64: fill_as<double>(y, v, n, s); break;
+    case BF16: fill_as<uint16_t>(y, float_to_bf16(float(v)), n, s); break;
+    case F16: fill_as<uint16_t>(y, float_to_f16(float(v)), n, s); break;
+    case I32: fill_as<int32_t>(y, int32_t(v), n, s); break;
+    case I64: fill_as<int64_t>(y, int64_t(v), n, s); break;
+    case U8: fill_as<uint8_t>(y, uint8_t(v), n, s); break;
+    default: MC_FAIL("kernels/elementwise.cu: fill: unknown dtype code ", dt);
   }
-  throw std::invalid_argument("kernels/elementwise.cu: fill: unknown dtype code " +
-                              std::to_string(dt));
+  MC_LAUNCHED("fill");
 }
 
 void cast(const void* x, int xdt, void* y, int ydt, int64_t n, Stream s) {
   if (n <= 0) return;
   if (xdt == ydt) {
-    const cudaError_t e =
-        cudaMemcpyAsync(y, x, size_t(n) * size_of(xdt), cudaMemcpyDeviceToDevice, s);
-    if (e != cudaSuccess) throw std::runtime_error(std::string("cast: ") + cudaGetErrorString(e));
+    MC_CUDA_CHECK(cudaMemcpyAsync(y, x, size_t(n) * dt_size(xdt), cudaMemcpyDeviceToDevice, s));
     return;
   }
   with_type(xdt, [&](auto xt) {
@@ -311,101 +249,57 @@ void cast(const void* x, int xdt, void* y, int ydt, int64_t n, Stream s) {
           <<<grid_for(n), kThreads, 0, s>>>(static_cast<const X*>(x), static_cast<Y*>(y), n);
     });
   });
-  check("cast");
+  MC_LAUNCHED("cast");
 }
 
-void add(const float* a, const float* b, float* y, int64_t n, Stream s) {
-  map2<float>(Add{}, a, b, y, n, s, "add");
-}
-void axpy(float alpha, const float* x, float* y, int64_t n, Stream s) {
-  map2<float>(Axpy{alpha}, x, y, y, n, s, "axpy");
-}
-void scale(const float* x, float alpha, float* y, int64_t n, Stream s) {
-  map1<float>(Scale{alpha}, x, y, n, s, "scale");
-}
-void relu_forward(const float* x, float* y, int64_t n, Stream s) {
-  map1<float>(Relu{}, x, y, n, s, "relu");
-}
-void relu_backward(const float* y, const float* dy, float* dx, int64_t n, Stream s) {
-  map2<float>(ReluBwd{}, y, dy, dx, n, s, "relu backward");
+size_t sum_workspace(int64_t) { return sizeof(double) * kSumBlocks; }
+
+void sum(const void* x, int xdt, int64_t n, double scale, void* y, int ydt, void* work,
+         size_t work_bytes, Stream s) {
+  MC_CHECK(work && work_bytes >= sum_workspace(n), "kernels/elementwise.cu: sum needs ",
+           sum_workspace(n), " bytes of workspace, got ", work_bytes);
+  const int blocks = grid_for(n, 1, kSumBlocks);
+  auto* partial = static_cast<double*>(work);
+  f32_or_bf16(xdt, "sum", [&](auto xt) {
+    using X = decltype(xt);
+    sum_partial_kernel<X><<<blocks, kThreads, 0, s>>>(static_cast<const X*>(x), n, partial);
+  });
+  f32_or_bf16(ydt, "sum", [&](auto yt) {
+    using Y = decltype(yt);
+    sum_final_kernel<Y><<<1, kThreads, 0, s>>>(partial, blocks, scale, static_cast<Y*>(y));
+  });
+  MC_LAUNCHED("sum");
 }
 
-// ---------------- dtype-generic (F32 | BF16) ----------------
-
-void add(const void* a, const void* b, void* y, int dt, int64_t n, Stream s) {
-  map2_dt(dt, Add{}, a, b, y, n, s, "add");
-}
-void mul(const void* a, const void* b, void* y, int dt, int64_t n, Stream s) {
-  map2_dt(dt, Mul{}, a, b, y, n, s, "mul");
-}
-void axpy(float alpha, const void* x, void* y, int dt, int64_t n, Stream s) {
-  map2_dt(dt, Axpy{alpha}, x, y, y, n, s, "axpy");
-}
-void scale(const void* x, float alpha, void* y, int dt, int64_t n, Stream s) {
-  map1_dt(dt, Scale{alpha}, x, y, n, s, "scale");
-}
-void relu_forward(const void* x, void* y, int dt, int64_t n, Stream s) {
-  map1_dt(dt, Relu{}, x, y, n, s, "relu");
-}
-void relu_backward(const void* y, const void* dy, void* dx, int dt, int64_t n, Stream s) {
-  map2_dt(dt, ReluBwd{}, y, dy, dx, n, s, "relu backward");
-}
-
-void sum(const void* x, int xdt, int64_t n, double scale, void* y, int ydt, Stream s) {
-  const int blocks = grid_for(n) < kSumBlocks ? grid_for(n) : kSumBlocks;
-  if (xdt == F32)
-    sum_partial_kernel<float><<<blocks, kThreads, 0, s>>>(static_cast<const float*>(x), n);
-  else if (xdt == BF16)
-    sum_partial_kernel<bf16><<<blocks, kThreads, 0, s>>>(static_cast<const bf16*>(x), n);
-  else
-    throw std::invalid_argument("kernels/elementwise.cu: sum takes f32 or bf16");
-  check("sum");
-  if (ydt == F32)
-    sum_final_kernel<float><<<1, kThreads, 0, s>>>(blocks, scale, static_cast<float*>(y));
-  else if (ydt == BF16)
-    sum_final_kernel<bf16><<<1, kThreads, 0, s>>>(blocks, scale, static_cast<bf16*>(y));
-  else
-    throw std::invalid_argument("kernels/elementwise.cu: sum writes f32 or bf16");
-  check("sum");
-}
-
-void broadcast_scalar(const void* scalar, int sdt, float alpha, void* y, int ydt, int64_t n,
+void broadcast_scalar(const void* scalar, int sdt, double alpha, void* y, int ydt, int64_t n,
                       Stream s) {
   if (n <= 0) return;
-  const int g = grid_for(n);
-  if (sdt == F32 && ydt == F32)
-    broadcast_kernel<<<g, kThreads, 0, s>>>(static_cast<const float*>(scalar), alpha,
-                                            static_cast<float*>(y), n);
-  else if (sdt == F32 && ydt == BF16)
-    broadcast_kernel<<<g, kThreads, 0, s>>>(static_cast<const float*>(scalar), alpha,
-                                            static_cast<bf16*>(y), n);
-  else if (sdt == BF16 && ydt == BF16)
-    broadcast_kernel<<<g, kThreads, 0, s>>>(static_cast<const bf16*>(scalar), alpha,
-                                            static_cast<bf16*>(y), n);
-  else if (sdt == BF16 && ydt == F32)
-    broadcast_kernel<<<g, kThreads, 0, s>>>(static_cast<const bf16*>(scalar), alpha,
-                                            static_cast<float*>(y), n);
-  else
-    throw std::invalid_argument("kernels/elementwise.cu: broadcast_scalar takes f32 or bf16");
-  check("broadcast_scalar");
+  f32_or_bf16(sdt, "broadcast_scalar", [&](auto st) {
+    f32_or_bf16(ydt, "broadcast_scalar", [&](auto yt) {
+      using S = decltype(st);
+      using Y = decltype(yt);
+      broadcast_kernel<<<grid_for(n), kThreads, 0, s>>>(static_cast<const S*>(scalar), alpha,
+                                                        static_cast<Y*>(y), n);
+    });
+  });
+  MC_LAUNCHED("broadcast_scalar");
 }
 
 void transpose(const void* x, int xdt, void* y, int ydt, int64_t B, int64_t R, int64_t Q,
                Stream s) {
   if (B * R * Q == 0) return;
-  auto bad = [] {
-    throw std::invalid_argument("kernels/elementwise.cu: transpose takes f32 or bf16");
-  };
-  if (xdt == F32 && ydt == F32)
-    transpose_as<float, float>(x, y, B, R, Q, s);
-  else if (xdt == F32 && ydt == BF16)
-    transpose_as<float, bf16>(x, y, B, R, Q, s);
-  else if (xdt == BF16 && ydt == F32)
-    transpose_as<bf16, float>(x, y, B, R, Q, s);
-  else if (xdt == BF16 && ydt == BF16)
-    transpose_as<bf16, bf16>(x, y, B, R, Q, s);
-  else
-    bad();
+  const int64_t tiles_q = (Q + kTile - 1) / kTile, tiles = (R + kTile - 1) / kTile * tiles_q;
+  MC_CHECK(B <= 65535 && tiles <= 0x7fffffff, "kernels/elementwise.cu: transpose of ", B, " x ",
+           R, " x ", Q, " is too large a grid");
+  f32_or_bf16(xdt, "transpose", [&](auto xt) {
+    f32_or_bf16(ydt, "transpose", [&](auto yt) {
+      using X = decltype(xt);
+      using Y = decltype(yt);
+      transpose_kernel<X, Y><<<dim3(unsigned(tiles), unsigned(B)), dim3(kTile, 8), 0, s>>>(
+          static_cast<const X*>(x), static_cast<Y*>(y), R, Q, tiles_q);
+    });
+  });
+  MC_LAUNCHED("transpose");
 }
 
 }  // namespace mc::kernels::cuda

@@ -1,33 +1,101 @@
-// Elementwise kernels. CPU twins are templated over float/double where gradients are checked.
+// Elementwise kernels: pointwise maps, fill and cast, a deterministic sum, the broadcast of a
+// scalar and the batched transpose that changes a 5-D activation's memory layout.
+//
+// A pointwise op is one functor below, applied by both backends (so they round alike), plus one
+// line in MC_POINTWISE_OPS: the CPU and CUDA launchers expand that list, nothing else changes.
+// Functors take (a, b, alpha) in float (bf16 data is loaded to float and rounded once on the way
+// out) or double (the CPU's f64, for gradient checks); one-input ops ignore b.
 #pragma once
 #include <cstdint>
 
 #include "kernels/common.h"
 
 namespace mc::kernels {
+
+namespace pointwise {
+struct Relu {
+  template <class T> MC_HD T operator()(T x, T, T) const { return x > T(0) ? x : T(0); }
+};
+struct ReluBackward {  // a = y (the forward's output), b = dy
+  template <class T> MC_HD T operator()(T y, T dy, T) const { return y > T(0) ? dy : T(0); }
+};
+struct Add {
+  template <class T> MC_HD T operator()(T a, T b, T) const { return add_rn(a, b); }
+};
+struct Mul {
+  template <class T> MC_HD T operator()(T a, T b, T) const { return mul_rn(a, b); }
+};
+struct Scale {
+  template <class T> MC_HD T operator()(T x, T, T alpha) const { return mul_rn(alpha, x); }
+};
+struct Axpy {  // a = x, b = y: y + alpha x (as the CPU's y += alpha * x rounds it)
+  template <class T> MC_HD T operator()(T x, T y, T alpha) const {
+    return add_rn(y, mul_rn(alpha, x));
+  }
+};
+}  // namespace pointwise
+
+// X(functor, number of inputs)
+#define MC_POINTWISE_OPS(X) \
+  X(Relu, 1)                \
+  X(ReluBackward, 2)        \
+  X(Add, 2)                 \
+  X(Mul, 2)                 \
+  X(Scale, 1)               \
+  X(Axpy, 2)
+
+enum class Pointwise : int {
+#define MC_POINTWISE_ENUM(name, arity) name,
+  MC_POINTWISE_OPS(MC_POINTWISE_ENUM)
+#undef MC_POINTWISE_ENUM
+};
+inline int pointwise_arity(Pointwise op) {
+  switch (op) {
+#define MC_POINTWISE_ARITY(name, arity) \
+  case Pointwise::name: return arity;
+    MC_POINTWISE_OPS(MC_POINTWISE_ARITY)
+#undef MC_POINTWISE_ARITY
+  }
+  return 0;
+}
+inline const char* pointwise_name(Pointwise op) {
+  switch (op) {
+#define MC_POINTWISE_NAME(name, arity) \
+  case Pointwise::name: return #name;
+    MC_POINTWISE_OPS(MC_POINTWISE_NAME)
+#undef MC_POINTWISE_NAME
+  }
+  return "?";
+}
+
+// CPU: f32 and f64 unless noted. CUDA: f32 and bf16 unless noted.
 namespace cpu {
-void fill(void* y, int dt, double v, int64_t n);
-void cast(const void* x, int xdt, void* y, int ydt, int64_t n);
-template <class T> void add(const T* a, const T* b, T* y, int64_t n);            // y = a + b
-template <class T> void axpy(T alpha, const T* x, T* y, int64_t n);            // y += alpha x
-template <class T> void scale(const T* x, T alpha, T* y, int64_t n);           // y = alpha x
-template <class T> void relu_forward(const T* x, T* y, int64_t n);
-template <class T> void relu_backward(const T* y, const T* dy, T* dx, int64_t n);  // uses output
+// y[i] = op(a[i], b[i], alpha) for i < n; b may be null for one-input ops; y may alias a or b.
+void pointwise(Pointwise op, const void* a, const void* b, void* y, int dt, double alpha, int64_t n,
+               Stream s);
+void fill(void* y, int dt, double v, int64_t n, Stream s);                   // every dtype
+void cast(const void* x, int xdt, void* y, int ydt, int64_t n, Stream s);    // every dtype
+// y[0] = scale * sum(x) in double, in a fixed order (deterministic); `work` holds
+// sum_workspace(n) bytes (the CPU needs none).
+size_t sum_workspace(int64_t n);
+void sum(const void* x, int xdt, int64_t n, double scale, void* y, int ydt, void* work,
+         size_t work_bytes, Stream s);
+// y[i] = alpha * scalar[0] (scalar: one element in this backend's memory).
+void broadcast_scalar(const void* scalar, int sdt, double alpha, void* y, int ydt, int64_t n,
+                      Stream s);
+// [B, R, Q] -> [B, Q, R] with a dtype change (NCDHW <-> NDHWC with R, Q = C, D*H*W).
+void transpose(const void* x, int xdt, void* y, int ydt, int64_t B, int64_t R, int64_t Q, Stream s);
 }  // namespace cpu
-namespace cuda {  // f32 | bf16 (dt) unless noted
+namespace cuda {
+void pointwise(Pointwise op, const void* a, const void* b, void* y, int dt, double alpha, int64_t n,
+               Stream s);
 void fill(void* y, int dt, double v, int64_t n, Stream s);
 void cast(const void* x, int xdt, void* y, int ydt, int64_t n, Stream s);
-void add(const void* a, const void* b, void* y, int dt, int64_t n, Stream s);
-void mul(const void* a, const void* b, void* y, int dt, int64_t n, Stream s);
-void axpy(float alpha, const void* x, void* y, int dt, int64_t n, Stream s);
-void scale(const void* x, float alpha, void* y, int dt, int64_t n, Stream s);
-void relu_forward(const void* x, void* y, int dt, int64_t n, Stream s);
-void relu_backward(const void* y, const void* dy, void* dx, int dt, int64_t n, Stream s);
-// y[0] = scale * sum(x), fixed-order (deterministic) double accumulation.
-void sum(const void* x, int xdt, int64_t n, double scale, void* y, int ydt, Stream s);
-// y[i] = alpha * scalar[0] (device scalar).
-void broadcast_scalar(const void* scalar, int sdt, float alpha, void* y, int ydt, int64_t n, Stream s);
-// [B, R, Q] -> [B, Q, R] with a dtype change.
+size_t sum_workspace(int64_t n);
+void sum(const void* x, int xdt, int64_t n, double scale, void* y, int ydt, void* work,
+         size_t work_bytes, Stream s);
+void broadcast_scalar(const void* scalar, int sdt, double alpha, void* y, int ydt, int64_t n,
+                      Stream s);
 void transpose(const void* x, int xdt, void* y, int ydt, int64_t B, int64_t R, int64_t Q, Stream s);
 }  // namespace cuda
 }  // namespace mc::kernels

@@ -8,38 +8,38 @@
 // set of rows in a fixed order, blocks reduce with a fixed shuffle tree and write one partial
 // each, and a one-block kernel sums the partials in index order. No float atomics anywhere.
 //
-// The partials live in module-level device arrays (one copy per device), so the launcher
-// allocates nothing and is capturable in a CUDA graph. The price: two cross-entropy launches
-// on different streams of one device must not overlap (the engine uses one stream per device).
+// The partials live in the caller's workspace (the engine takes it from the stream-ordered
+// caching allocator), so the launcher allocates nothing, is capturable in a CUDA graph, and two
+// launches on two streams never share scratch.
 #include <cuda_runtime.h>
 
 #include <cmath>
-#include <cstdio>
-#include <stdexcept>
-#include <string>
 
+#include "kernels/cuda_common.cuh"
 #include "kernels/loss.h"
 
 namespace mc::kernels::cuda {
 namespace {
 
-constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / 32;
-constexpr int kMaxBlocks = 1024;
+constexpr int kPartBlocks = 1024;  // at most this many blocks write a partial
 constexpr int kThreadRowMaxC = 16;
 
-__device__ double g_part_loss[kMaxBlocks];
-__device__ double g_part_weight[kMaxBlocks];
-__device__ double g_weight_sum;  // sum of w[y] over valid labels, for the gradient's scale
-
-void check(cudaError_t e, const char* what) {
-  if (e != cudaSuccess)
-    throw std::runtime_error(std::string("kernels/loss.cu: ") + what + ": " + cudaGetErrorString(e));
+// The workspace: per-block partial loss and weight sums, and the total weight (sum of w[y] over
+// valid labels, for the gradient's scale).
+struct Parts {
+  double* loss;
+  double* weight;
+  double* weight_sum;
+};
+Parts parts_of(void* work) {
+  auto* d = static_cast<double*>(work);
+  return {d, d + kPartBlocks, d + 2 * kPartBlocks};
 }
 
 int blocks_for(int64_t rows, int rows_per_block) {
   const int64_t b = (rows + rows_per_block - 1) / rows_per_block;
-  return int(b < 1 ? 1 : (b > kMaxBlocks ? kMaxBlocks : b));
+  return int(b < 1 ? 1 : (b > kPartBlocks ? kPartBlocks : b));
 }
 
 __device__ __forceinline__ double warp_sum(double v) {
@@ -66,7 +66,8 @@ __device__ __forceinline__ bool valid_label(int64_t y, int64_t C, int* bad) {
 }
 
 // Pass 0 (mean reduction with a gradient only): sum of w[y] so the gradient pass knows its scale.
-__global__ void weight_partials(const int64_t* labels, const float* weight, int64_t N, int64_t C) {
+__global__ void weight_partials(const int64_t* labels, const float* weight, int64_t N, int64_t C,
+                                Parts parts) {
   __shared__ double smem[kWarps];
   double acc = 0;
   for (int64_t i = int64_t(blockIdx.x) * kThreads + threadIdx.x; i < N;
@@ -75,33 +76,33 @@ __global__ void weight_partials(const int64_t* labels, const float* weight, int6
     if (y >= 0 && y < C) acc += weight ? double(weight[y]) : 1.0;
   }
   acc = block_sum(acc, smem);
-  if (threadIdx.x == 0) g_part_weight[blockIdx.x] = acc;
+  if (threadIdx.x == 0) parts.weight[blockIdx.x] = acc;
 }
 
 // One block: sums the partials in index order. Writes the loss (and/or the weight total).
-__global__ void finalize(int parts, bool with_loss, bool mean, float* loss) {
+__global__ void finalize(Parts parts, int count, bool with_loss, bool mean, float* loss) {
   __shared__ double smem[kWarps];
   double l = 0, w = 0;
-  for (int b = threadIdx.x; b < parts; b += kThreads) {
-    if (with_loss) l += g_part_loss[b];
-    w += g_part_weight[b];
+  for (int b = threadIdx.x; b < count; b += kThreads) {
+    if (with_loss) l += parts.loss[b];
+    w += parts.weight[b];
   }
   w = block_sum(w, smem);
   if (with_loss) l = block_sum(l, smem);
   if (threadIdx.x != 0) return;
   if (with_loss) *loss = float(mean ? l / w : l);  // 0/0 = NaN when no label counts, as PyTorch
-  else g_weight_sum = w;
+  else *parts.weight_sum = w;
 }
 
 // d(loss)/dz scale: dloss / sum(w) for the mean, dloss for the sum.
-__device__ __forceinline__ float grad_scale(bool mean, const float* dloss) {
-  return mean ? float(double(*dloss) / g_weight_sum) : *dloss;
+__device__ __forceinline__ float grad_scale(bool mean, const float* dloss, const Parts& parts) {
+  return mean ? float(double(*dloss) / *parts.weight_sum) : *dloss;
 }
 
 template <bool kGrad>
 __global__ void ce_thread_rows(const float* logits, const int64_t* labels, const float* offset,
                                const float* weight, int64_t N, int C, bool mean, float* dlogits,
-                               const float* dloss, int* bad) {
+                               const float* dloss, int* bad, Parts parts) {
   __shared__ float s_off[kThreadRowMaxC], s_w[kThreadRowMaxC];
   __shared__ double smem[kWarps];
   if (threadIdx.x < C) {
@@ -109,7 +110,7 @@ __global__ void ce_thread_rows(const float* logits, const int64_t* labels, const
     s_w[threadIdx.x] = weight ? weight[threadIdx.x] : 1.f;
   }
   __syncthreads();
-  const float scale = kGrad ? grad_scale(mean, dloss) : 0.f;
+  const float scale = kGrad ? grad_scale(mean, dloss, parts) : 0.f;
   double acc_l = 0, acc_w = 0;
   for (int64_t i = int64_t(blockIdx.x) * kThreads + threadIdx.x; i < N;
        i += int64_t(gridDim.x) * kThreads) {
@@ -137,18 +138,18 @@ __global__ void ce_thread_rows(const float* logits, const int64_t* labels, const
   acc_l = block_sum(acc_l, smem);
   acc_w = block_sum(acc_w, smem);
   if (threadIdx.x == 0) {
-    g_part_loss[blockIdx.x] = acc_l;
-    g_part_weight[blockIdx.x] = acc_w;
+    parts.loss[blockIdx.x] = acc_l;
+    parts.weight[blockIdx.x] = acc_w;
   }
 }
 
 template <bool kGrad>
 __global__ void ce_warp_rows(const float* logits, const int64_t* labels, const float* offset,
                              const float* weight, int64_t N, int64_t C, bool mean, float* dlogits,
-                             const float* dloss, int* bad) {
+                             const float* dloss, int* bad, Parts parts) {
   __shared__ double smem[kWarps];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const float scale = kGrad ? grad_scale(mean, dloss) : 0.f;
+  const float scale = kGrad ? grad_scale(mean, dloss, parts) : 0.f;
   double acc_l = 0, acc_w = 0;  // meaningful in lane 0
   for (int64_t i = int64_t(blockIdx.x) * kWarps + warp; i < N; i += int64_t(gridDim.x) * kWarps) {
     const float* z = logits + i * C;
@@ -191,41 +192,55 @@ __global__ void ce_warp_rows(const float* logits, const int64_t* labels, const f
   acc_l = block_sum(acc_l, smem);
   acc_w = block_sum(acc_w, smem);
   if (threadIdx.x == 0) {
-    g_part_loss[blockIdx.x] = acc_l;
-    g_part_weight[blockIdx.x] = acc_w;
+    parts.loss[blockIdx.x] = acc_l;
+    parts.weight[blockIdx.x] = acc_w;
   }
 }
 
 }  // namespace
 
-void cross_entropy_fused(const float* logits, const int64_t* labels, const float* offset,
-                         const float* weight, int64_t N, int64_t C, bool mean, float* loss,
-                         float* dlogits, const float* dloss, int* bad_label, Stream s) {
-  if (N <= 0 || C <= 0) throw std::runtime_error("kernels/loss.cu: empty logits");
-  if (dlogits && !dloss) throw std::runtime_error("kernels/loss.cu: gradient without dloss");
+size_t cross_entropy_workspace(int64_t, int64_t) { return sizeof(double) * (2 * kPartBlocks + 1); }
+
+void cross_entropy_fused(const void* logits_v, const int64_t* labels, const void* offset_v,
+                         const void* weight_v, int dt, int64_t N, int64_t C, bool mean, void* loss_v,
+                         void* dlogits_v, const void* dloss_v, int* bad_label, void* work,
+                         size_t work_bytes, Stream s) {
+  MC_CHECK(N > 0 && C > 0, "kernels/loss.cu: empty logits (", N, " x ", C, ")");
+  MC_CHECK(dt == F32, "kernels/loss.cu: cross_entropy computes in f32, got ", dt_name(dt));
+  MC_CHECK(!dlogits_v || dloss_v, "kernels/loss.cu: a gradient needs dloss");
+  MC_CHECK(work && work_bytes >= cross_entropy_workspace(N, C), "kernels/loss.cu: needs ",
+           cross_entropy_workspace(N, C), " bytes of workspace, got ", work_bytes);
+  const auto* logits = static_cast<const float*>(logits_v);
+  const auto* offset = static_cast<const float*>(offset_v);
+  const auto* weight = static_cast<const float*>(weight_v);
+  auto* loss = static_cast<float*>(loss_v);
+  auto* dlogits = static_cast<float*>(dlogits_v);
+  const auto* dloss = static_cast<const float*>(dloss_v);
+  const Parts parts = parts_of(work);
   const bool per_thread = C <= kThreadRowMaxC;
   const int blocks = blocks_for(N, per_thread ? kThreads : kWarps);
   if (dlogits && mean) {  // the gradient's scale needs sum(w) before any row is written
-    weight_partials<<<blocks_for(N, kThreads), kThreads, 0, s>>>(labels, weight, N, C);
-    finalize<<<1, kThreads, 0, s>>>(blocks_for(N, kThreads), false, mean, nullptr);
+    const int wb = blocks_for(N, kThreads);
+    weight_partials<<<wb, kThreads, 0, s>>>(labels, weight, N, C, parts);
+    finalize<<<1, kThreads, 0, s>>>(parts, wb, false, mean, nullptr);
   }
   if (per_thread) {
     if (dlogits)
       ce_thread_rows<true><<<blocks, kThreads, 0, s>>>(logits, labels, offset, weight, N, int(C),
-                                                       mean, dlogits, dloss, bad_label);
+                                                       mean, dlogits, dloss, bad_label, parts);
     else
       ce_thread_rows<false><<<blocks, kThreads, 0, s>>>(logits, labels, offset, weight, N, int(C),
-                                                        mean, nullptr, nullptr, bad_label);
+                                                        mean, nullptr, nullptr, bad_label, parts);
   } else {
     if (dlogits)
       ce_warp_rows<true><<<blocks, kThreads, 0, s>>>(logits, labels, offset, weight, N, C, mean,
-                                                     dlogits, dloss, bad_label);
+                                                     dlogits, dloss, bad_label, parts);
     else
       ce_warp_rows<false><<<blocks, kThreads, 0, s>>>(logits, labels, offset, weight, N, C, mean,
-                                                      nullptr, nullptr, bad_label);
+                                                      nullptr, nullptr, bad_label, parts);
   }
-  finalize<<<1, kThreads, 0, s>>>(blocks, true, mean, loss);
-  check(cudaGetLastError(), "cross_entropy_fused launch");
+  finalize<<<1, kThreads, 0, s>>>(parts, blocks, true, mean, loss);
+  MC_KERNEL_LAUNCHED("kernels/loss.cu", "cross_entropy_fused");
 }
 
 }  // namespace mc::kernels::cuda

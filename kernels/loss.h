@@ -7,24 +7,31 @@
 //         = sum_i l_i                  (reduction sum)
 //   dlogits_i = scale * w[y_i] * (softmax(z_i) - onehot(y_i)), scale = dloss (/ sum w for mean)
 //
-// Labels outside [0, C) are an error the caller checks first (CPU) or reports via `bad_label`.
+// logits, offset, weight, loss, dlogits and dloss have dtype `dt` (CPU: f32 or f64; CUDA: f32);
+// dloss is one element in the backend's memory (on CUDA a device scalar: no host sync, graph
+// capturable), read only when dlogits is non-null. A label outside [0, C) sets *bad_label to 1
+// (an int in the backend's memory, may be null), contributes nothing and gets a zero gradient
+// row. `work` holds cross_entropy_workspace(N, C) bytes of the backend's memory (partial sums:
+// two calls on two streams never share scratch).
 #pragma once
+#include <cstddef>
 #include <cstdint>
 
 #include "kernels/common.h"
 
 namespace mc::kernels {
 namespace cpu {
-// Writes loss[0]; when dlogits is non-null also the gradient scaled by dloss.
-template <class T>
-void cross_entropy_fused(const T* logits, const int64_t* labels, const T* offset, const T* weight,
-                         int64_t N, int64_t C, bool mean, T* loss, T* dlogits, T dloss);
+size_t cross_entropy_workspace(int64_t N, int64_t C);
+void cross_entropy_fused(const void* logits, const int64_t* labels, const void* offset,
+                         const void* weight, int dt, int64_t N, int64_t C, bool mean, void* loss,
+                         void* dlogits, const void* dloss, int* bad_label, void* work,
+                         size_t work_bytes, Stream s);
 }  // namespace cpu
 namespace cuda {
-// Same contract on device pointers; dloss is a device scalar (no host sync, graph capturable).
-// A label outside [0, C) sets *bad_label to 1 (device int, may be null) and contributes nothing.
-void cross_entropy_fused(const float* logits, const int64_t* labels, const float* offset,
-                         const float* weight, int64_t N, int64_t C, bool mean, float* loss,
-                         float* dlogits, const float* dloss, int* bad_label, Stream s);
+size_t cross_entropy_workspace(int64_t N, int64_t C);
+void cross_entropy_fused(const void* logits, const int64_t* labels, const void* offset,
+                         const void* weight, int dt, int64_t N, int64_t C, bool mean, void* loss,
+                         void* dlogits, const void* dloss, int* bad_label, void* work,
+                         size_t work_bytes, Stream s);
 }  // namespace cuda
 }  // namespace mc::kernels

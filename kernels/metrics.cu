@@ -3,32 +3,23 @@
 #include <cuda_runtime.h>
 
 #include <cub/cub.cuh>
-#include <stdexcept>
-#include <string>
 
+#include "kernels/cuda_common.cuh"
 #include "kernels/metrics.h"
 
 namespace mc::kernels::cuda {
 namespace {
 
 using ull = unsigned long long;
-constexpr int kThreads = 256;
-constexpr int kMaxGrid = 4096;
+constexpr int kMaxGrid = 4096;  // counting kernels: fewer blocks, less atomic contention
 // Positions per segment of the bootstrap AUC walk (segments start on tie-group boundaries).
 constexpr int64_t kSegment = 2048;
 // Confusion matrices up to this many cells are counted in shared memory first.
 constexpr int64_t kSharedCells = 1024;
 
-void check(cudaError_t e, const char* what) {
-  if (e != cudaSuccess)
-    throw std::runtime_error(std::string("kernels/metrics.cu: ") + what + ": " +
-                             cudaGetErrorString(e));
-}
+int grid(int64_t n) { return grid_for(n, 1, kMaxGrid); }
 
-int grid_for(int64_t n) {
-  const int64_t g = (n + kThreads - 1) / kThreads;
-  return int(g < 1 ? 1 : (g > kMaxGrid ? kMaxGrid : g));
-}
+#define MC_LAUNCHED(what) MC_KERNEL_LAUNCHED("kernels/metrics.cu", what)
 
 #define MC_GRID_STRIDE(i, n) \
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < (n); \
@@ -245,19 +236,17 @@ __global__ void auc_combine(const int64_t* part, int64_t B, int64_t K, int64_t S
 
 size_t cub_sort_bytes(int64_t N) {
   size_t bytes = 0;
-  check(cub::DeviceRadixSort::SortPairs(nullptr, bytes, static_cast<const double*>(nullptr),
+  MC_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(nullptr, bytes, static_cast<const double*>(nullptr),
                                         static_cast<double*>(nullptr),
                                         static_cast<const int32_t*>(nullptr),
-                                        static_cast<int32_t*>(nullptr), N),
-        "radix sort size");
+                                        static_cast<int32_t*>(nullptr), N));
   return bytes;
 }
 
 size_t cub_scan_bytes(int64_t N) {
   size_t bytes = 0;
-  check(cub::DeviceScan::InclusiveScan(nullptr, bytes, static_cast<const int32_t*>(nullptr),
-                                       static_cast<int32_t*>(nullptr), MaxOp{}, N),
-        "scan size");
+  MC_CUDA_CHECK(cub::DeviceScan::InclusiveScan(nullptr, bytes, static_cast<const int32_t*>(nullptr),
+                                       static_cast<int32_t*>(nullptr), MaxOp{}, N));
   return bytes;
 }
 
@@ -284,9 +273,8 @@ size_t auc_carve(Carve& c, int64_t N, int64_t B, int64_t K, int64_t** seg, int64
 }
 
 void need(size_t have, size_t want, const char* what) {
-  if (have < want)
-    throw std::invalid_argument(std::string("kernels/metrics.cu: ") + what + " workspace of " +
-                                std::to_string(have) + " bytes, needs " + std::to_string(want));
+  MC_CHECK(have >= want, "kernels/metrics.cu: ", what, " workspace of ", have, " bytes, needs ",
+           want);
 }
 
 }  // namespace
@@ -294,36 +282,36 @@ void need(size_t have, size_t want, const char* what) {
 void validate(const int64_t* labels, const double* scores, int64_t N, int64_t K, int64_t* faults,
               Stream s) {
   set_faults<<<1, 1, 0, s>>>(faults, N);
-  validate_kernel<<<grid_for(N * (scores ? K : 1)), kThreads, 0, s>>>(labels, scores, N, K, faults);
-  check(cudaGetLastError(), "validate");
+  validate_kernel<<<grid(N * (scores ? K : 1)), kThreads, 0, s>>>(labels, scores, N, K, faults);
+  MC_LAUNCHED("validate");
 }
 
 void offset_softmax(const float* x, const double* offset, int64_t N, int64_t K, bool softmax,
                     double* out, Stream s) {
-  offset_softmax_kernel<<<grid_for(N), kThreads, 0, s>>>(x, offset, N, K, softmax, out);
-  check(cudaGetLastError(), "offset_softmax");
+  offset_softmax_kernel<<<grid(N), kThreads, 0, s>>>(x, offset, N, K, softmax, out);
+  MC_LAUNCHED("offset_softmax");
 }
 
 void offset_softmax(const double* x, const double* offset, int64_t N, int64_t K, bool softmax,
                     double* out, Stream s) {
-  offset_softmax_kernel<<<grid_for(N), kThreads, 0, s>>>(x, offset, N, K, softmax, out);
-  check(cudaGetLastError(), "offset_softmax");
+  offset_softmax_kernel<<<grid(N), kThreads, 0, s>>>(x, offset, N, K, softmax, out);
+  MC_LAUNCHED("offset_softmax");
 }
 
 void argmax_rows(const double* scores, int64_t N, int64_t K, int32_t* pred, Stream s) {
-  argmax_kernel<<<grid_for(N), kThreads, 0, s>>>(scores, N, K, pred);
-  check(cudaGetLastError(), "argmax_rows");
+  argmax_kernel<<<grid(N), kThreads, 0, s>>>(scores, N, K, pred);
+  MC_LAUNCHED("argmax_rows");
 }
 
 void confusion_matrix(const int64_t* labels, const int32_t* pred, int64_t N, int64_t K,
                       int64_t* cm, Stream s) {
-  check(cudaMemsetAsync(cm, 0, size_t(K * K) * sizeof(int64_t), s), "confusion memset");
+  MC_CUDA_CHECK(cudaMemsetAsync(cm, 0, size_t(K * K) * sizeof(int64_t), s));
   if (K * K <= kSharedCells)
-    confusion_shared<<<grid_for(N), kThreads, size_t(K * K) * sizeof(unsigned), s>>>(labels, pred,
+    confusion_shared<<<grid(N), kThreads, size_t(K * K) * sizeof(unsigned), s>>>(labels, pred,
                                                                                     N, K, cm);
   else
-    confusion_global<<<grid_for(N), kThreads, 0, s>>>(labels, pred, N, K, cm);
-  check(cudaGetLastError(), "confusion_matrix");
+    confusion_global<<<grid(N), kThreads, 0, s>>>(labels, pred, N, K, cm);
+  MC_LAUNCHED("confusion_matrix");
 }
 
 size_t sort_columns_workspace(int64_t N) {
@@ -344,13 +332,12 @@ void sort_columns(const double* scores, int64_t N, int64_t K, int32_t* order, do
   void* tmp;
   size_t tmp_bytes = sort_carve(c, N, &keys, &rows, &tmp);
   for (int64_t k = 0; k < K; ++k) {
-    gather_column<<<grid_for(N), kThreads, 0, s>>>(scores, N, K, k, keys, rows);
-    check(cub::DeviceRadixSort::SortPairs(tmp, tmp_bytes, keys, sorted + k * N, rows,
-                                          order + k * N, N, 0, int(sizeof(double) * 8), s),
-          "radix sort");
+    gather_column<<<grid(N), kThreads, 0, s>>>(scores, N, K, k, keys, rows);
+    MC_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(tmp, tmp_bytes, keys, sorted + k * N, rows,
+                                          order + k * N, N, 0, int(sizeof(double) * 8), s));
   }
-  mark_group_ends<<<grid_for(N * K), kThreads, 0, s>>>(sorted, N, K, group_end);
-  check(cudaGetLastError(), "sort_columns");
+  mark_group_ends<<<grid(N * K), kThreads, 0, s>>>(sorted, N, K, group_end);
+  MC_LAUNCHED("sort_columns");
 }
 
 size_t auc_rank_sums_workspace(int64_t N) {
@@ -369,32 +356,32 @@ void auc_rank_sums(const int64_t* labels, const int32_t* order, const uint8_t* g
   int32_t* b[4];  // heads, group starts, mirrored tails, mirrored group ends
   void* tmp;
   size_t tmp_bytes = rank_carve(c, N, b, &tmp);
-  check(cudaMemsetAsync(pos, 0, size_t(K) * sizeof(int64_t), s), "rank memset");
-  check(cudaMemsetAsync(rank2, 0, size_t(K) * sizeof(int64_t), s), "rank memset");
+  MC_CUDA_CHECK(cudaMemsetAsync(pos, 0, size_t(K) * sizeof(int64_t), s));
+  MC_CUDA_CHECK(cudaMemsetAsync(rank2, 0, size_t(K) * sizeof(int64_t), s));
   for (int64_t k = 0; k < K; ++k) {
-    mark_heads_tails<<<grid_for(N), kThreads, 0, s>>>(group_end + k * N, N, b[0], b[2]);
-    check(cub::DeviceScan::InclusiveScan(tmp, tmp_bytes, b[0], b[1], MaxOp{}, N, s), "scan");
-    check(cub::DeviceScan::InclusiveScan(tmp, tmp_bytes, b[2], b[3], MaxOp{}, N, s), "scan");
-    rank_sum_kernel<<<grid_for(N), kThreads, 0, s>>>(labels, order + k * N, b[1], b[3], N, k, pos,
+    mark_heads_tails<<<grid(N), kThreads, 0, s>>>(group_end + k * N, N, b[0], b[2]);
+    MC_CUDA_CHECK(cub::DeviceScan::InclusiveScan(tmp, tmp_bytes, b[0], b[1], MaxOp{}, N, s));
+    MC_CUDA_CHECK(cub::DeviceScan::InclusiveScan(tmp, tmp_bytes, b[2], b[3], MaxOp{}, N, s));
+    rank_sum_kernel<<<grid(N), kThreads, 0, s>>>(labels, order + k * N, b[1], b[3], N, k, pos,
                                                       rank2);
   }
-  check(cudaGetLastError(), "auc_rank_sums");
+  MC_LAUNCHED("auc_rank_sums");
 }
 
 void bootstrap_counts(uint64_t seed, int64_t first, int64_t B, int64_t N, int32_t* counts,
                       Stream s) {
-  check(cudaMemsetAsync(counts, 0, size_t(B * N) * sizeof(int32_t), s), "counts memset");
-  bootstrap_counts_kernel<<<grid_for(B * N), kThreads, 0, s>>>(seed, first, B, N, counts);
-  check(cudaGetLastError(), "bootstrap_counts");
+  MC_CUDA_CHECK(cudaMemsetAsync(counts, 0, size_t(B * N) * sizeof(int32_t), s));
+  bootstrap_counts_kernel<<<grid(B * N), kThreads, 0, s>>>(seed, first, B, N, counts);
+  MC_LAUNCHED("bootstrap_counts");
 }
 
 void bootstrap_confusion(const int32_t* counts, const int64_t* labels, const int32_t* pred,
                          int64_t N, int64_t B, int64_t K, int64_t* cm, Stream s) {
-  check(cudaMemsetAsync(cm, 0, size_t(B * K * K) * sizeof(int64_t), s), "confusion memset");
+  MC_CUDA_CHECK(cudaMemsetAsync(cm, 0, size_t(B * K * K) * sizeof(int64_t), s));
   const int64_t rows = 256, chunks = (N + rows - 1) / rows;
-  bootstrap_confusion_kernel<<<grid_for(chunks * B), kThreads, 0, s>>>(counts, labels, pred, N, B,
+  bootstrap_confusion_kernel<<<grid(chunks * B), kThreads, 0, s>>>(counts, labels, pred, N, B,
                                                                        K, rows, cm);
-  check(cudaGetLastError(), "bootstrap_confusion");
+  MC_LAUNCHED("bootstrap_confusion");
 }
 
 size_t bootstrap_auc_workspace(int64_t N, int64_t B, int64_t K) {
@@ -411,11 +398,11 @@ void bootstrap_auc(const int32_t* counts, const int64_t* labels, const int32_t* 
   Carve c{static_cast<char*>(work)};
   int64_t *seg, *part;
   const int64_t S = int64_t(auc_carve(c, N, B, K, &seg, &part));
-  segment_starts<<<grid_for(K * (S + 1)), kThreads, 0, s>>>(group_end, N, K, S, seg);
-  auc_segments<<<grid_for(K * S * B), kThreads, 0, s>>>(counts, labels, order, group_end, N, B, K,
+  segment_starts<<<grid(K * (S + 1)), kThreads, 0, s>>>(group_end, N, K, S, seg);
+  auc_segments<<<grid(K * S * B), kThreads, 0, s>>>(counts, labels, order, group_end, N, B, K,
                                                         S, seg, part);
-  auc_combine<<<grid_for(K * B), kThreads, 0, s>>>(part, B, K, S, pos, neg, u2);
-  check(cudaGetLastError(), "bootstrap_auc");
+  auc_combine<<<grid(K * B), kThreads, 0, s>>>(part, B, K, S, pos, neg, u2);
+  MC_LAUNCHED("bootstrap_auc");
 }
 
 }  // namespace mc::kernels::cuda

@@ -8,7 +8,7 @@
 
 namespace mc::kernels::cpu {
 
-void validate(const int64_t* labels, const double* scores, int64_t N, int64_t K, int64_t* faults) {
+void validate(const int64_t* labels, const double* scores, int64_t N, int64_t K, int64_t* faults, Stream) {
   faults[0] = faults[1] = N;
   for (int64_t i = 0; i < N && faults[0] == N; ++i)
     if (labels[i] < 0 || labels[i] >= K) faults[0] = i;
@@ -34,15 +34,15 @@ static void offset_softmax_impl(const T* x, const double* offset, int64_t N, int
   }
 }
 void offset_softmax(const float* x, const double* offset, int64_t N, int64_t K, bool softmax,
-                    double* out) {
+                    double* out, Stream) {
   offset_softmax_impl(x, offset, N, K, softmax, out);
 }
 void offset_softmax(const double* x, const double* offset, int64_t N, int64_t K, bool softmax,
-                    double* out) {
+                    double* out, Stream) {
   offset_softmax_impl(x, offset, N, K, softmax, out);
 }
 
-void argmax_rows(const double* scores, int64_t N, int64_t K, int32_t* pred) {
+void argmax_rows(const double* scores, int64_t N, int64_t K, int32_t* pred, Stream) {
   for (int64_t i = 0; i < N; ++i) {
     const double* r = scores + i * K;
     int32_t best = 0;
@@ -53,7 +53,7 @@ void argmax_rows(const double* scores, int64_t N, int64_t K, int32_t* pred) {
 }
 
 void confusion_matrix(const int64_t* labels, const int32_t* pred, int64_t N, int64_t K,
-                      int64_t* cm) {
+                      int64_t* cm, Stream) {
   std::fill(cm, cm + K * K, 0);
   for (int64_t i = 0; i < N; ++i) ++cm[labels[i] * K + pred[i]];
 }
@@ -61,7 +61,7 @@ void confusion_matrix(const int64_t* labels, const int32_t* pred, int64_t N, int
 size_t sort_columns_workspace(int64_t) { return 0; }
 
 void sort_columns(const double* scores, int64_t N, int64_t K, int32_t* order, double* sorted,
-                  uint8_t* group_end, void*, size_t) {
+                  uint8_t* group_end, void*, size_t, Stream) {
   for (int64_t k = 0; k < K; ++k) {
     int32_t* o = order + k * N;
     std::iota(o, o + N, 0);
@@ -75,7 +75,7 @@ void sort_columns(const double* scores, int64_t N, int64_t K, int32_t* order, do
 size_t auc_rank_sums_workspace(int64_t) { return 0; }
 
 void auc_rank_sums(const int64_t* labels, const int32_t* order, const uint8_t* group_end,
-                   int64_t N, int64_t K, int64_t* pos, int64_t* rank2, void*, size_t) {
+                   int64_t N, int64_t K, int64_t* pos, int64_t* rank2, void*, size_t, Stream) {
   for (int64_t k = 0; k < K; ++k) {
     const int32_t* o = order + k * N;
     const uint8_t* end = group_end + k * N;
@@ -94,14 +94,14 @@ void auc_rank_sums(const int64_t* labels, const int32_t* order, const uint8_t* g
   }
 }
 
-void bootstrap_counts(uint64_t seed, int64_t first, int64_t B, int64_t N, int32_t* counts) {
+void bootstrap_counts(uint64_t seed, int64_t first, int64_t B, int64_t N, int32_t* counts, Stream) {
   std::fill(counts, counts + B * N, 0);
   for (int64_t b = 0; b < B; ++b)
     for (int64_t i = 0; i < N; ++i) ++counts[bootstrap_draw(seed, first + b, i, N) * B + b];
 }
 
 void bootstrap_confusion(const int32_t* counts, const int64_t* labels, const int32_t* pred,
-                         int64_t N, int64_t B, int64_t K, int64_t* cm) {
+                         int64_t N, int64_t B, int64_t K, int64_t* cm, Stream) {
   std::fill(cm, cm + B * K * K, 0);
   for (int64_t j = 0; j < N; ++j) {
     const int64_t cell = labels[j] * K + pred[j];
@@ -113,7 +113,7 @@ size_t bootstrap_auc_workspace(int64_t, int64_t, int64_t) { return 0; }
 
 void bootstrap_auc(const int32_t* counts, const int64_t* labels, const int32_t* order,
                    const uint8_t* group_end, int64_t N, int64_t B, int64_t K, int64_t* pos,
-                   int64_t* neg, int64_t* u2, void*, size_t) {
+                   int64_t* neg, int64_t* u2, void*, size_t, Stream) {
   const size_t nb = size_t(B);
   for (int64_t k = 0; k < K; ++k) {
     std::vector<int64_t> below(nb, 0), gpos(nb, 0), gneg(nb, 0), u(nb, 0), ptot(nb, 0);

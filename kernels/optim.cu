@@ -6,15 +6,12 @@
 #include <cuda_runtime.h>
 
 #include <cmath>
-#include <stdexcept>
-#include <string>
 
+#include "kernels/cuda_common.cuh"
 #include "kernels/optim.h"
 
 namespace mc::kernels::cuda {
 namespace {
-
-constexpr int kThreads = 256;
 
 struct AdamW {
   float step_size, bc2_sqrt, decay, w1, b2, w2, eps;
@@ -80,16 +77,12 @@ void launch(const Op& op, float* p, const float* g, float* m, float* v, int64_t 
             const char* what) {
   if (n <= 0) return;
   const bool vec = aligned16(p) && aligned16(g) && (!m || aligned16(m)) && (!v || aligned16(v));
-  int64_t blocks = (n / (vec ? 4 : 1) + kThreads - 1) / kThreads;
-  blocks = blocks < 1 ? 1 : (blocks > 4096 ? 4096 : blocks);
+  const int blocks = grid_for(n, vec ? 4 : 1, 4096);
   if (vec)
-    step_kernel<Op, true><<<int(blocks), kThreads, 0, s>>>(op, p, g, m, v, n);
+    step_kernel<Op, true><<<blocks, kThreads, 0, s>>>(op, p, g, m, v, n);
   else
-    step_kernel<Op, false><<<int(blocks), kThreads, 0, s>>>(op, p, g, m, v, n);
-  const cudaError_t e = cudaGetLastError();
-  if (e != cudaSuccess)
-    throw std::runtime_error(std::string("kernels/optim.cu: ") + what + ": " +
-                             cudaGetErrorString(e));
+    step_kernel<Op, false><<<blocks, kThreads, 0, s>>>(op, p, g, m, v, n);
+  MC_CUDA_LAUNCHED(what);
 }
 
 }  // namespace
@@ -102,13 +95,13 @@ void adamw_step(float* p, const float* g, float* m, float* v, int64_t n, const A
   const AdamW op{float(a.lr / bc1),    float(std::sqrt(bc2)), float(1.0 - a.lr * a.weight_decay),
                  float(1.0 - a.beta1), float(a.beta2),        float(1.0 - a.beta2),
                  float(a.eps)};
-  launch(op, p, g, m, v, n, s, "adamw_step");
+  launch(op, p, g, m, v, n, s, "kernels/optim.cu: adamw_step");
 }
 
 void sgd_step(float* p, const float* g, float* buf, int64_t n, const SGDArgs& a, Stream s) {
   const Sgd op{float(a.lr), float(a.momentum), float(1.0 - a.dampening), float(a.weight_decay),
                a.nesterov,  a.first_step,      a.momentum != 0 && buf};
-  launch(op, p, g, op.has_buf ? buf : nullptr, nullptr, n, s, "sgd_step");
+  launch(op, p, g, op.has_buf ? buf : nullptr, nullptr, n, s, "kernels/optim.cu: sgd_step");
 }
 
 }  // namespace mc::kernels::cuda

@@ -1,5 +1,6 @@
-// Optimizer updates over flat arrays, PyTorch's exact semantics (torch.optim.AdamW / SGD,
-// single-tensor "foreach=False" arithmetic).
+// Optimizer updates over flat f32 arrays, PyTorch's exact semantics (torch.optim.AdamW / SGD,
+// single-tensor "foreach=False" arithmetic). Both backends round every step alike: results agree
+// bit for bit.
 #pragma once
 #include <cstdint>
 
@@ -18,8 +19,8 @@ struct SGDArgs {
 };
 
 namespace cpu {
-void adamw_step(float* p, const float* g, float* m, float* v, int64_t n, const AdamWArgs& a);
-void sgd_step(float* p, const float* g, float* buf, int64_t n, const SGDArgs& a);
+void adamw_step(float* p, const float* g, float* m, float* v, int64_t n, const AdamWArgs& a, Stream s);
+void sgd_step(float* p, const float* g, float* buf, int64_t n, const SGDArgs& a, Stream s);
 }  // namespace cpu
 namespace cuda {
 void adamw_step(float* p, const float* g, float* m, float* v, int64_t n, const AdamWArgs& a, Stream s);

@@ -6,7 +6,7 @@ namespace mc::kernels::cpu {
 
 // PyTorch's _single_tensor_adamw in float arithmetic: decay first, then the moments, then
 // param -= (lr / bc1) * m / (sqrt(v) / sqrt(bc2) + eps).
-void adamw_step(float* p, const float* g, float* m, float* v, int64_t n, const AdamWArgs& a) {
+void adamw_step(float* p, const float* g, float* m, float* v, int64_t n, const AdamWArgs& a, Stream) {
   // Scalars in double as Python computes them, then used as float like torch's CPU kernels.
   const double bc1 = 1.0 - std::pow(a.beta1, double(a.step));
   const double bc2 = 1.0 - std::pow(a.beta2, double(a.step));
@@ -23,7 +23,7 @@ void adamw_step(float* p, const float* g, float* m, float* v, int64_t n, const A
   }
 }
 
-void sgd_step(float* p, const float* g, float* buf, int64_t n, const SGDArgs& a) {
+void sgd_step(float* p, const float* g, float* buf, int64_t n, const SGDArgs& a, Stream) {
   const float lr = float(a.lr), mom = float(a.momentum), damp = float(1.0 - a.dampening);
   const float wd = float(a.weight_decay);
 #pragma omp parallel for schedule(static) if (n > (1 << 16))

@@ -3,11 +3,7 @@
 #pragma once
 #include <cstdint>
 
-#ifdef __CUDACC__
-#define MC_HD __host__ __device__ __forceinline__
-#else
-#define MC_HD inline
-#endif
+#include "kernels/common.h"  // MC_HD
 
 namespace mc::kernels {
 

@@ -8,8 +8,6 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
-#include <stdexcept>
-#include <string>
 #include <type_traits>
 
 #include "kernels/cuda_common.cuh"
@@ -18,14 +16,7 @@
 namespace mc::kernels::cuda {
 namespace {
 
-constexpr int kThreads = 256;
-
-void check(const char* what) { check_launch("kernels/pool.cu", what); }
-
-int grid_for(int64_t n) {
-  const int64_t b = (n + kThreads - 1) / kThreads;
-  return int(b < 1 ? 1 : (b > (1 << 20) ? (1 << 20) : b));
-}
+#define MC_LAUNCHED(what) MC_KERNEL_LAUNCHED("kernels/pool.cu", what)
 
 
 // Geometry in plain ints for the device (PoolGeom's std::array is host-only in spirit).
@@ -187,53 +178,57 @@ __global__ void gap_bwd_kernel(const T* __restrict__ dy, T* __restrict__ dx, int
   }
 }
 
-template <class F> void by_type(int dt, bool cl, const char* what, F&& f) {
+// Runs f(T{}, bool_constant<channels last>) for f32 or bf16 data in either layout.
+template <class F> void by_type(int dt, int layout, const char* what, F&& f) {
+  MC_CHECK(layout == NCDHW || layout == NDHWC, "kernels/pool.cu: ", what, ": unknown layout code ",
+           layout);
+  MC_CHECK(dt == F32 || dt == BF16, "kernels/pool.cu: ", what, " takes f32 or bf16, got ",
+           dt_name(dt));
+  const bool cl = layout == NDHWC;
   if (dt == F32)
     cl ? f(float{}, std::true_type{}) : f(float{}, std::false_type{});
-  else if (dt == BF16)
-    cl ? f(bf16{}, std::true_type{}) : f(bf16{}, std::false_type{});
   else
-    throw std::invalid_argument(std::string("kernels/pool.cu: ") + what + " takes f32 or bf16");
+    cl ? f(bf16{}, std::true_type{}) : f(bf16{}, std::false_type{});
 }
 
 }  // namespace
 
 void maxpool3d_forward(const PoolGeom& pg, const void* x, void* y, int32_t* argmax, int dt,
-                       bool channels_last, Stream s) {
+                       int layout, Stream s) {
   const G g = make(pg);
   const int64_t total = g.N * g.C * g.oD * g.oH * g.oW;
   if (total == 0) return;
-  if (g.D * g.H * g.W > 0x7fffffff)
-    throw std::invalid_argument("max_pool3d: plane too large for i32 argmax");
-  by_type(dt, channels_last, "max_pool3d", [&](auto t, auto cl) {
+  MC_CHECK(g.D * g.H * g.W <= 0x7fffffff, "max_pool3d: plane of ", g.D * g.H * g.W,
+           " voxels is too large for the i32 argmax");
+  by_type(dt, layout, "max_pool3d", [&](auto t, auto cl) {
     using T = decltype(t);
     maxpool_fwd_kernel<T, decltype(cl)::value><<<grid_for(total), kThreads, 0, s>>>(
         g, static_cast<const T*>(x), static_cast<T*>(y), argmax);
   });
-  check("max_pool3d");
+  MC_LAUNCHED("max_pool3d");
 }
 
 void maxpool3d_backward(const PoolGeom& pg, const void* dy, const int32_t* argmax, void* dx, int dt,
-                        bool channels_last, Stream s) {
+                        int layout, Stream s) {
   const G g = make(pg);
   const int64_t total = g.N * g.C * g.D * g.H * g.W;
   if (total == 0) return;
-  by_type(dt, channels_last, "max_pool3d backward", [&](auto t, auto cl) {
+  by_type(dt, layout, "max_pool3d backward", [&](auto t, auto cl) {
     using T = decltype(t);
     maxpool_bwd_kernel<T, decltype(cl)::value><<<grid_for(total), kThreads, 0, s>>>(
         g, static_cast<const T*>(dy), argmax, static_cast<T*>(dx));
   });
-  check("max_pool3d backward");
+  MC_LAUNCHED("max_pool3d backward");
 }
 
 void avgpool_global_forward(const void* x, void* y, int dt, int64_t N, int64_t C, int64_t S,
-                            bool channels_last, Stream s) {
+                            int layout, Stream s) {
   if (N * C == 0) return;
-  if (S == 0) throw std::invalid_argument("global_avg_pool: empty spatial extent");
-  by_type(dt, channels_last, "global_avg_pool", [&](auto t, auto cl) {
+  MC_CHECK(S > 0, "global_avg_pool: empty spatial extent");
+  by_type(dt, layout, "global_avg_pool", [&](auto t, auto cl) {
     using T = decltype(t);
     if constexpr (decltype(cl)::value) {
-      if (N > 65535) throw std::invalid_argument("global_avg_pool: batch too large for the grid");
+      MC_CHECK(N <= 65535, "global_avg_pool: batch of ", N, " is too large for the grid");
       gap_fwd_cl_kernel<T><<<dim3(unsigned((C + 31) / 32), unsigned(N)), dim3(32, 8), 0, s>>>(
           static_cast<const T*>(x), static_cast<T*>(y), C, S);
     } else {
@@ -241,19 +236,19 @@ void avgpool_global_forward(const void* x, void* y, int dt, int64_t N, int64_t C
           <<<unsigned(N * C), kThreads, 0, s>>>(static_cast<const T*>(x), static_cast<T*>(y), S);
     }
   });
-  check("global_avg_pool");
+  MC_LAUNCHED("global_avg_pool");
 }
 
 void avgpool_global_backward(const void* dy, void* dx, int dt, int64_t N, int64_t C, int64_t S,
-                             bool channels_last, Stream s) {
+                             int layout, Stream s) {
   const int64_t total = N * C * S;
   if (total == 0) return;
-  by_type(dt, channels_last, "global_avg_pool backward", [&](auto t, auto cl) {
+  by_type(dt, layout, "global_avg_pool backward", [&](auto t, auto cl) {
     using T = decltype(t);
     gap_bwd_kernel<T, decltype(cl)::value><<<grid_for(total), kThreads, 0, s>>>(
         static_cast<const T*>(dy), static_cast<T*>(dx), C, S, total);
   });
-  check("global_avg_pool backward");
+  MC_LAUNCHED("global_avg_pool backward");
 }
 
 }  // namespace mc::kernels::cuda

@@ -1,8 +1,15 @@
-// Pooling, NCDHW. Max pool keeps the argmax (index within the input plane) for backward; ties
-// take the first maximum and NaN propagates, as PyTorch.
+// Pooling over [N, C, D, H, W] activations in either memory layout (kernels/common.h's LY codes).
+// Max pool keeps the argmax for backward: the input-plane index (d*H + h)*W + w of each window's
+// maximum, as i32 (the plane must have fewer than 2^31 voxels); ties take the first maximum and
+// NaN propagates, as PyTorch. Backward sums each input's gradient in output order on both
+// backends (the CUDA twin gathers over the covering windows: no atomics), so f32 results agree
+// bit for bit. Global average pool: [N, C, S] (or [N, S, C]) -> [N, C].
+// CPU: f32 and f64. CUDA: f32 and bf16 (computed in float, rounded once).
 #pragma once
 #include <array>
 #include <cstdint>
+
+#include "kernels/common.h"
 
 namespace mc::kernels {
 
@@ -16,28 +23,23 @@ struct PoolGeom {
 };
 
 namespace cpu {
-template <class T> void maxpool3d_forward(const PoolGeom& g, const T* x, T* y, int64_t* argmax);
-template <class T>
-void maxpool3d_backward(const PoolGeom& g, const T* dy, const int64_t* argmax, T* dx);  // overwrites dx
-// Global average pool: [N*C, S] -> [N*C].
-template <class T> void avgpool_global_forward(const T* x, T* y, int64_t NC, int64_t S);
-template <class T> void avgpool_global_backward(const T* dy, T* dx, int64_t NC, int64_t S);
-}  // namespace cpu
-}  // namespace mc::kernels
-
-// ---- CUDA (kernels/pool.cu) ----
-// f32 or bf16 by dtype code `dt` (kernels/common.h); `channels_last`: the buffers hold NDHWC
-// instead of NCDHW (argmax is the input-plane index (d*H + h)*W + w either way, as i32).
-// Backward gathers over the windows that cover each input element: no atomics, deterministic.
-#include "kernels/common.h"
-namespace mc::kernels::cuda {
 void maxpool3d_forward(const PoolGeom& g, const void* x, void* y, int32_t* argmax, int dt,
-                       bool channels_last, Stream s);
+                       int layout, Stream s);
 void maxpool3d_backward(const PoolGeom& g, const void* dy, const int32_t* argmax, void* dx,
-                        int dt, bool channels_last, Stream s);  // overwrites dx
-// [N, C, S] (or [N, S, C] channels-last) -> [N, C]: fixed-order reduction, float accumulation.
+                        int dt, int layout, Stream s);  // overwrites dx
 void avgpool_global_forward(const void* x, void* y, int dt, int64_t N, int64_t C, int64_t S,
-                            bool channels_last, Stream s);
+                            int layout, Stream s);
 void avgpool_global_backward(const void* dy, void* dx, int dt, int64_t N, int64_t C, int64_t S,
-                             bool channels_last, Stream s);
-}  // namespace mc::kernels::cuda
+                             int layout, Stream s);
+}  // namespace cpu
+namespace cuda {
+void maxpool3d_forward(const PoolGeom& g, const void* x, void* y, int32_t* argmax, int dt,
+                       int layout, Stream s);
+void maxpool3d_backward(const PoolGeom& g, const void* dy, const int32_t* argmax, void* dx,
+                        int dt, int layout, Stream s);
+void avgpool_global_forward(const void* x, void* y, int dt, int64_t N, int64_t C, int64_t S,
+                            int layout, Stream s);
+void avgpool_global_backward(const void* dy, void* dx, int dt, int64_t N, int64_t C, int64_t S,
+                             int layout, Stream s);
+}  // namespace cuda
+}  // namespace mc::kernels

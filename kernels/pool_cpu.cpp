@@ -1,17 +1,28 @@
+// CPU twins of kernels/pool.cu (contract in kernels/pool.h). Both layouts visit elements in the
+// same order (only the address differs), so NDHWC results equal NCDHW results bit for bit.
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <type_traits>
 
+#include "engine/check.h"
 #include "kernels/pool.h"
 
 namespace mc::kernels::cpu {
+namespace {
 
-template <class T>
-void maxpool3d_forward(const PoolGeom& g, const T* x, T* y, int64_t* argmax) {
+// Element (n, c, plane index p) of a [N, C, P] (NCDHW) or [N, P, C] (NDHWC) buffer.
+template <bool CL> int64_t at(int64_t n, int64_t c, int64_t p, int64_t C, int64_t P) {
+  return CL ? (n * P + p) * C + c : (n * C + c) * P + p;
+}
+
+template <class T, bool CL>
+void maxpool_forward(const PoolGeom& g, const T* x, T* y, int32_t* argmax) {
   const int64_t oD = g.out(0), oH = g.out(1), oW = g.out(2), inS = g.D * g.H * g.W;
+  const int64_t oS = oD * oH * oW;
 #pragma omp parallel for schedule(static)
   for (int64_t nc = 0; nc < g.N * g.C; ++nc) {
-    const T* xp = x + nc * inS;
+    const int64_t n = nc / g.C, c = nc % g.C;
     for (int64_t od = 0; od < oD; ++od)
       for (int64_t oh = 0; oh < oH; ++oh)
         for (int64_t ow = 0; ow < oW; ++ow) {
@@ -27,7 +38,7 @@ void maxpool3d_forward(const PoolGeom& g, const T* x, T* y, int64_t* argmax) {
                 const int64_t iw = ow * g.stride[2] - g.pad[2] + e;
                 if (iw < 0 || iw >= g.W) continue;
                 const int64_t idx = (id * g.H + ih) * g.W + iw;
-                const T v = xp[idx];
+                const T v = x[at<CL>(n, c, idx, g.C, inS)];
                 if (arg < 0 || v > best || std::isnan(v)) {
                   best = v;
                   arg = idx;
@@ -37,51 +48,97 @@ void maxpool3d_forward(const PoolGeom& g, const T* x, T* y, int64_t* argmax) {
             }
           }
         done:
-          const int64_t o = nc * oD * oH * oW + (od * oH + oh) * oW + ow;
+          const int64_t o = at<CL>(n, c, (od * oH + oh) * oW + ow, g.C, oS);
           y[o] = best;
-          argmax[o] = arg;
+          argmax[o] = int32_t(arg);
         }
   }
 }
 
-template <class T>
-void maxpool3d_backward(const PoolGeom& g, const T* dy, const int64_t* argmax, T* dx) {
+template <class T, bool CL>
+void maxpool_backward(const PoolGeom& g, const T* dy, const int32_t* argmax, T* dx) {
   const int64_t oS = g.out(0) * g.out(1) * g.out(2), inS = g.D * g.H * g.W;
 #pragma omp parallel for schedule(static)
   for (int64_t nc = 0; nc < g.N * g.C; ++nc) {
-    T* d = dx + nc * inS;
-    std::fill(d, d + inS, T(0));
+    const int64_t n = nc / g.C, c = nc % g.C;
+    for (int64_t p = 0; p < inS; ++p) dx[at<CL>(n, c, p, g.C, inS)] = T(0);
     for (int64_t o = 0; o < oS; ++o) {
-      const int64_t a = argmax[nc * oS + o];
-      if (a >= 0) d[a] += dy[nc * oS + o];
+      const int64_t i = at<CL>(n, c, o, g.C, oS);
+      if (argmax[i] >= 0) dx[at<CL>(n, c, argmax[i], g.C, inS)] += dy[i];
     }
   }
 }
 
-template <class T> void avgpool_global_forward(const T* x, T* y, int64_t NC, int64_t S) {
+template <class T, bool CL>
+void gap_forward(const T* x, T* y, int64_t N, int64_t C, int64_t S) {
 #pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < NC; ++i) {
+  for (int64_t i = 0; i < N * C; ++i) {
+    const int64_t n = i / C, c = i % C;
     double acc = 0;
-    for (int64_t s = 0; s < S; ++s) acc += x[i * S + s];
+    for (int64_t s = 0; s < S; ++s) acc += x[at<CL>(n, c, s, C, S)];
     y[i] = T(acc / double(S));
   }
 }
 
-template <class T> void avgpool_global_backward(const T* dy, T* dx, int64_t NC, int64_t S) {
+template <class T, bool CL>
+void gap_backward(const T* dy, T* dx, int64_t N, int64_t C, int64_t S) {
 #pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < NC; ++i) {
+  for (int64_t i = 0; i < N * C; ++i) {
+    const int64_t n = i / C, c = i % C;
     const T v = T(double(dy[i]) / double(S));
-    std::fill(dx + i * S, dx + (i + 1) * S, v);
+    for (int64_t s = 0; s < S; ++s) dx[at<CL>(n, c, s, C, S)] = v;
   }
 }
 
-#define MC_INST(T)                                                                     \
-  template void maxpool3d_forward<T>(const PoolGeom&, const T*, T*, int64_t*);          \
-  template void maxpool3d_backward<T>(const PoolGeom&, const T*, const int64_t*, T*);   \
-  template void avgpool_global_forward<T>(const T*, T*, int64_t, int64_t);              \
-  template void avgpool_global_backward<T>(const T*, T*, int64_t, int64_t);
-MC_INST(float)
-MC_INST(double)
-#undef MC_INST
+// Runs f(T{}, bool_constant<channels last>) for f32 or f64 data in either layout.
+template <class F> void by_type(int dt, int layout, const char* what, F&& f) {
+  MC_CHECK(layout == NCDHW || layout == NDHWC, "kernels/pool_cpu.cpp: ", what,
+           ": unknown layout code ", layout);
+  MC_CHECK(dt == F32 || dt == F64, "kernels/pool_cpu.cpp: ", what, " takes f32 or f64, got ",
+           dt_name(dt));
+  const bool cl = layout == NDHWC;
+  if (dt == F32)
+    cl ? f(float{}, std::true_type{}) : f(float{}, std::false_type{});
+  else
+    cl ? f(double{}, std::true_type{}) : f(double{}, std::false_type{});
+}
+
+}  // namespace
+
+void maxpool3d_forward(const PoolGeom& g, const void* x, void* y, int32_t* argmax, int dt,
+                       int layout, Stream) {
+  MC_CHECK(g.D * g.H * g.W <= 0x7fffffff, "max_pool3d: plane of ", g.D * g.H * g.W,
+           " voxels is too large for the i32 argmax");
+  by_type(dt, layout, "max_pool3d", [&](auto t, auto cl) {
+    using T = decltype(t);
+    maxpool_forward<T, decltype(cl)::value>(g, static_cast<const T*>(x), static_cast<T*>(y),
+                                            argmax);
+  });
+}
+
+void maxpool3d_backward(const PoolGeom& g, const void* dy, const int32_t* argmax, void* dx, int dt,
+                        int layout, Stream) {
+  by_type(dt, layout, "max_pool3d backward", [&](auto t, auto cl) {
+    using T = decltype(t);
+    maxpool_backward<T, decltype(cl)::value>(g, static_cast<const T*>(dy), argmax,
+                                             static_cast<T*>(dx));
+  });
+}
+
+void avgpool_global_forward(const void* x, void* y, int dt, int64_t N, int64_t C, int64_t S,
+                            int layout, Stream) {
+  by_type(dt, layout, "global_avg_pool", [&](auto t, auto cl) {
+    using T = decltype(t);
+    gap_forward<T, decltype(cl)::value>(static_cast<const T*>(x), static_cast<T*>(y), N, C, S);
+  });
+}
+
+void avgpool_global_backward(const void* dy, void* dx, int dt, int64_t N, int64_t C, int64_t S,
+                             int layout, Stream) {
+  by_type(dt, layout, "global_avg_pool backward", [&](auto t, auto cl) {
+    using T = decltype(t);
+    gap_backward<T, decltype(cl)::value>(static_cast<const T*>(dy), static_cast<T*>(dx), N, C, S);
+  });
+}
 
 }  // namespace mc::kernels::cpu

@@ -3,9 +3,6 @@
 // Reductions use a fixed shuffle tree: deterministic.
 #include <cuda_runtime.h>
 
-#include <stdexcept>
-#include <string>
-
 #include "kernels/cuda_common.cuh"
 #include "kernels/softmax.h"
 
@@ -59,27 +56,29 @@ __global__ void softmax_bwd_kernel(const float* __restrict__ y, const float* __r
     d[c] = log ? float(g[c] - exp(double(yr[c])) * s) : float(yr[c] * (g[c] - s));
 }
 
-void check(const char* what) { check_launch("kernels/softmax.cu", what); }
-
-unsigned blocks_for(int64_t R) {
+unsigned blocks_for(int64_t R, int dt, const char* what) {
+  MC_CHECK(dt == F32, "kernels/softmax.cu: ", what, " computes in f32, got ", dt_name(dt));
   const int64_t b = (R + kWarps - 1) / kWarps;
-  if (b > 0x7fffffff) throw std::invalid_argument("softmax: too many rows");
+  MC_CHECK(b <= 0x7fffffff, "kernels/softmax.cu: ", what, ": too many rows (", R, ")");
   return unsigned(b);
 }
 
 }  // namespace
 
-void softmax_forward(const float* x, float* y, int64_t R, int64_t C, bool log, Stream s) {
+void softmax_forward(const void* x, void* y, int dt, int64_t R, int64_t C, bool log, Stream s) {
   if (R * C == 0) return;
-  softmax_fwd_kernel<<<blocks_for(R), dim3(32, kWarps), 0, s>>>(x, y, R, C, log);
-  check("softmax");
+  softmax_fwd_kernel<<<blocks_for(R, dt, "softmax"), dim3(32, kWarps), 0, s>>>(
+      static_cast<const float*>(x), static_cast<float*>(y), R, C, log);
+  MC_KERNEL_LAUNCHED("kernels/softmax.cu", "softmax");
 }
 
-void softmax_backward(const float* y, const float* dy, float* dx, int64_t R, int64_t C, bool log,
-                      Stream s) {
+void softmax_backward(const void* y, const void* dy, void* dx, int dt, int64_t R, int64_t C,
+                      bool log, Stream s) {
   if (R * C == 0) return;
-  softmax_bwd_kernel<<<blocks_for(R), dim3(32, kWarps), 0, s>>>(y, dy, dx, R, C, log);
-  check("softmax backward");
+  softmax_bwd_kernel<<<blocks_for(R, dt, "softmax backward"), dim3(32, kWarps), 0, s>>>(
+      static_cast<const float*>(y), static_cast<const float*>(dy), static_cast<float*>(dx), R, C,
+      log);
+  MC_KERNEL_LAUNCHED("kernels/softmax.cu", "softmax backward");
 }
 
 }  // namespace mc::kernels::cuda

@@ -1,11 +1,13 @@
 #include <algorithm>
 #include <cmath>
 
+#include "engine/check.h"
 #include "kernels/softmax.h"
 
 namespace mc::kernels::cpu {
+namespace {
 
-template <class T> void softmax_forward(const T* x, T* y, int64_t R, int64_t C, bool log) {
+template <class T> void forward(const T* x, T* y, int64_t R, int64_t C, bool log) {
 #pragma omp parallel for schedule(static) if (R * C > (1 << 16))
   for (int64_t r = 0; r < R; ++r) {
     const T* xr = x + r * C;
@@ -20,7 +22,7 @@ template <class T> void softmax_forward(const T* x, T* y, int64_t R, int64_t C, 
 }
 
 template <class T>
-void softmax_backward(const T* y, const T* dy, T* dx, int64_t R, int64_t C, bool log) {
+void backward(const T* y, const T* dy, T* dx, int64_t R, int64_t C, bool log) {
 #pragma omp parallel for schedule(static) if (R * C > (1 << 16))
   for (int64_t r = 0; r < R; ++r) {
     const T* yr = y + r * C;
@@ -33,11 +35,27 @@ void softmax_backward(const T* y, const T* dy, T* dx, int64_t R, int64_t C, bool
   }
 }
 
-#define MC_INST(T)                                                              \
-  template void softmax_forward<T>(const T*, T*, int64_t, int64_t, bool);       \
-  template void softmax_backward<T>(const T*, const T*, T*, int64_t, int64_t, bool);
-MC_INST(float)
-MC_INST(double)
-#undef MC_INST
+template <class F> void on_fp(int dt, const char* what, F&& f) {
+  if (dt == F32) return f(float{});
+  MC_CHECK(dt == F64, "kernels/softmax_cpu.cpp: ", what, " takes f32 or f64, got ", dt_name(dt));
+  f(double{});
+}
+
+}  // namespace
+
+void softmax_forward(const void* x, void* y, int dt, int64_t R, int64_t C, bool log, Stream) {
+  on_fp(dt, "softmax", [&](auto t) {
+    using T = decltype(t);
+    forward(static_cast<const T*>(x), static_cast<T*>(y), R, C, log);
+  });
+}
+
+void softmax_backward(const void* y, const void* dy, void* dx, int dt, int64_t R, int64_t C,
+                      bool log, Stream) {
+  on_fp(dt, "softmax backward", [&](auto t) {
+    using T = decltype(t);
+    backward(static_cast<const T*>(y), static_cast<const T*>(dy), static_cast<T*>(dx), R, C, log);
+  });
+}
 
 }  // namespace mc::kernels::cpu

@@ -1,17 +1,23 @@
-// The CUDA runtime layer: allocator size classes and precision settings (everywhere), error
-// macros (everywhere a CUDA build exists: without a driver every call fails, which is what they
-// report), and on a GPU the caching allocator, copies, device flags, and the promise that a warm
-// training step makes no cudaMalloc.
+// The device layer: dispatch, compute modes, plan keys, device flags, host buffers and uploads
+// (everywhere); error macros (everywhere a CUDA build exists: without a driver every call fails,
+// which is what they report); and on a GPU the caching allocator, copies, uploads, device flags,
+// and the promise that a warm training step makes no cudaMalloc.
 #include <gtest/gtest.h>
 
+#include <cstring>
+
+#include "engine/cuda/conv_plan.h"
+#include "engine/device.h"
+#include "engine/dispatch.h"
 #include "engine/memory.h"
 #include "engine/ops.h"
 #include "engine/optim.h"
 #include "engine/precision.h"
+#include "engine/prims.h"
 #include "test_util.h"
 #ifdef MC_HAVE_CUDA
-#include "engine/cuda_check.h"
-#include "engine/cuda_runtime.h"
+#include "engine/cuda/check.h"
+#include "engine/cuda/runtime.h"
 #endif
 
 namespace mc {
@@ -30,15 +36,85 @@ TEST(CudaPrecision, NamesRoundTripAndBadValuesNameTheChoices) {
 
 TEST(CudaPrecision, ScopeRestores) {
   const Precision before = precision();
-  const bool cl = channels_last();
   {
-    PrecisionScope s(Precision::BF16, true);
+    PrecisionScope s(Precision::BF16);
     EXPECT_EQ(precision(), Precision::BF16);
     EXPECT_EQ(activation_dtype(), DType::BF16);
-    EXPECT_TRUE(channels_last());
   }
   EXPECT_EQ(precision(), before);
-  EXPECT_EQ(channels_last(), cl);
+}
+
+// The precision config decides the layout, for every program alike (issue: bf16/tf32 training
+// ran NCDHW while mc_bench timed NDHWC).
+TEST(ComputeMode, PrecisionDecidesTheLayout) {
+  const Device gpu = Device::cuda(), cpu = Device::cpu();
+  EXPECT_EQ(compute_mode_for(Precision::FP32, gpu).layout, Layout::NCDHW);
+  EXPECT_EQ(compute_mode_for(Precision::TF32, gpu).layout, Layout::NDHWC);
+  EXPECT_EQ(compute_mode_for(Precision::BF16, gpu).layout, Layout::NDHWC);
+  for (Precision p : {Precision::FP32, Precision::TF32, Precision::BF16}) {
+    EXPECT_EQ(compute_mode_for(p, cpu).layout, Layout::NCDHW) << precision_name(p);
+    EXPECT_EQ(compute_mode_for(p, gpu).precision, p);
+  }
+  const Precision before = precision();
+  apply(compute_mode_for(Precision::TF32, gpu));
+  EXPECT_EQ(precision(), Precision::TF32);
+  set_precision(before);
+  // The model input is converted once, by the same op everywhere; on the CPU that is a no-op.
+  const Tensor x = test::randn({1, 2, 3, 3, 3}, 1);
+  EXPECT_TRUE(to_layout(x, compute_mode_for(Precision::BF16, cpu).layout).shares_storage(x));
+}
+
+// A CUDA device is an error wherever no GPU can run it: never a silent no-op (issue: AdamW::step
+// on a CUDA tensor did nothing in a build without CUDA).
+TEST(Dispatch, CudaDeviceWithoutAGpuIsAnError) {
+  if (test::have_gpu()) GTEST_SKIP() << "a GPU is present";
+  float v = 1.f;
+  kernels::AdamWArgs a;
+  test::expect_error([&] { MC_DISPATCH(Device::cuda(), adamw_step, &v, &v, &v, &v, 1, a); },
+                     {"cuda"});
+  test::expect_error([&] { Tensor::zeros({3}, DType::F32, Device::cuda()); }, {"cuda"});
+  int calls = 0;
+  on_device(Device::cpu(), "probe", [&](kernels::Stream s) { calls += s == nullptr; },
+            [&](kernels::Stream) { calls += 100; });
+  EXPECT_EQ(calls, 1);
+}
+
+// Issue: the cuDNN plan cache key ignored pointer alignment, and parameters are packed unpadded.
+TEST(ConvPlanKey, AlignmentIsPartOfTheKey) {
+  alignas(256) static char buf[1024];
+  EXPECT_EQ(cuda::alignment_class(buf), 256);
+  EXPECT_EQ(cuda::alignment_class(buf + 4), 4);
+  EXPECT_EQ(cuda::alignment_class(buf + 12), 4);
+  EXPECT_EQ(cuda::alignment_class(buf + 16), 16);
+  EXPECT_EQ(cuda::alignment_class(buf + 1), 1);
+  EXPECT_EQ(cuda::alignment_class(nullptr), 256);
+  kernels::ConvGeom g;
+  g.N = 2, g.C = 4, g.D = g.H = g.W = 8, g.O = 8, g.k = {3, 3, 3};
+  const auto key = [&](const void* w) {
+    return cuda::conv_plan_key(cuda::ConvDir::Fwd, DType::F32, Layout::NCDHW, 0, false, g, buf, w,
+                               buf);
+  };
+  EXPECT_EQ(key(buf + 256), key(buf + 512));      // same classes: one plan
+  EXPECT_FALSE(key(buf + 256) == key(buf + 12));  // a 4-byte aligned weight: its own plan
+  EXPECT_NE(cuda::ConvPlanKeyHash{}(key(buf + 256)), cuda::ConvPlanKeyHash{}(key(buf + 12)));
+}
+
+// Issue: a bad label on the GPU was silently dropped; the trainer checks the flags every N steps.
+TEST(DeviceFlags, CheckEveryNSteps) {
+  test::expect_error([] { DeviceFlagCheck(Device::cpu(), 0); }, {"every"});
+  DeviceFlagCheck c(Device::cpu(), 3);
+  for (int i = 0; i < 7; ++i) c.step();
+  EXPECT_EQ(c.checks(), 2);
+  EXPECT_NO_THROW(check_device_flags(Device::cpu()));
+}
+
+TEST(HostBuffer, PageableWithoutAGpuAndUploadToTheCpuIsTheTensor) {
+  HostBuffer b(1000, true);
+  EXPECT_EQ(b.pinned(), test::have_gpu());
+  std::memset(b.data(), 7, b.bytes());
+  EXPECT_EQ(static_cast<unsigned char*>(b.data())[999], 7);
+  const Tensor x = test::randn({5}, 2);
+  EXPECT_TRUE(upload(x, Device::cpu()).shares_storage(x));
 }
 
 TEST(CudaRuntime, DeviceCountIsZeroOrMoreNeverThrows) {
@@ -146,6 +222,73 @@ TEST(CudaRuntime, BadLabelRaisesADeviceFlag) {
   cross_entropy(logits, labels);  // no host sync, so no error yet
   EXPECT_THROW(cuda::check_device_flags(0), Error);
   EXPECT_NO_THROW(cuda::check_device_flags(0));  // cleared
+  // The same through the engine's periodic check, and through the backward's device-dloss path.
+  Tensor lg = logits.clone().set_requires_grad(true);
+  cross_entropy(lg, labels).backward();
+  DeviceFlagCheck every2(Device::cuda(), 2);
+  EXPECT_NO_THROW(every2.step());
+  EXPECT_THROW(every2.step(), Error);
+}
+
+// Issue: the device-dloss overload skipped the label, offset and weight checks on the GPU.
+TEST(CudaRuntime, BothCrossEntropyOverloadsCheckTheSameThings) {
+  MC_SKIP_WITHOUT_GPU();
+  const Device g = Device::cuda();
+  const Tensor logits = test::randn({4, 3}, 3).to(g);
+  const Tensor labels = Tensor::from<int64_t>({0, 1, 2, 2}, {4}).to(g);
+  const Tensor dloss = Tensor::full({}, 1.0, DType::F32, g);
+  const std::vector<std::pair<prims::CrossEntropyArgs, Tensor>> bad = {
+      {{}, labels.to(DType::I32)},                                     // i32 labels
+      {{}, Tensor::from<int64_t>({0, 1, 2}, {3}).to(g)},               // wrong length
+      {{.weight = Tensor::full({2}, 1.0, DType::F32, g)}, labels},     // weight of 2 classes
+      {{.offset = Tensor::full({3}, 1.0, DType::F64, g)}, labels},     // f64 offset
+      {{.offset = Tensor::full({3}, 1.0, DType::F32)}, labels}};       // offset on the CPU
+  for (const auto& [args, y] : bad) {
+    Tensor d;
+    EXPECT_THROW(prims::cross_entropy(logits, y, args, &d, 1.0), Error);
+    EXPECT_THROW(prims::cross_entropy(logits, y, args, &d, dloss), Error);
+  }
+  Tensor d;
+  EXPECT_THROW(prims::cross_entropy(logits, labels, {}, &d, Tensor::full({}, 1.0, DType::F32)),
+               Error);  // d(loss) on the host
+}
+
+// Issue: a copy between two GPUs did not order the source's stream after it.
+TEST(CudaRuntime, PeerCopyOrdersBothStreams) {
+  MC_SKIP_WITHOUT_GPU();
+  if (cuda_device_count() < 2) GTEST_SKIP() << "needs two GPUs";
+  const Tensor h = test::randn({1 << 20}, 4);
+  for (int i = 0; i < 3; ++i) {
+    Tensor a = h.to(Device::cuda(0));
+    Tensor b = a.to(Device::cuda(1));  // then a's block goes back to cuda:0's cache at once
+    a = Tensor();
+    Tensor c = Tensor::full({1 << 20}, -1.0, DType::F32, Device::cuda(0));  // may reuse it
+    EXPECT_EQ(b.to_vector<float>(), h.to_vector<float>());
+    EXPECT_EQ(c.to_vector<float>()[0], -1.f);
+  }
+}
+
+// Uploads do not block the host, hold their source until the copy has read it, and order the
+// device's later work after them.
+TEST(CudaRuntime, UploadsHoldTheirSourceAndOrderTheStream) {
+  MC_SKIP_WITHOUT_GPU();
+  const Device g = Device::cuda();
+  HostBuffer pinned(4 << 20, true);
+  EXPECT_TRUE(pinned.pinned());
+  auto* f = static_cast<float*>(pinned.data());
+  for (int i = 0; i < (1 << 20); ++i) f[i] = float(i % 1000) * 0.5f;
+  auto released = std::make_shared<int>(0);
+  std::shared_ptr<void> keep(nullptr, [released](void*) { ++*released; });
+  Tensor src = Tensor::from_blob(f, {1 << 20}, DType::F32, keep);
+  keep.reset();
+  Tensor d = upload(src, g);
+  src = Tensor();
+  Tensor doubled = prims::scale(d, 2.0);  // on the compute stream: after the copy
+  synchronize(g);
+  EXPECT_EQ(*released, 1);
+  EXPECT_EQ(cuda::pending_uploads(0), 0u);
+  const auto v = doubled.to_vector<float>();
+  for (int i = 0; i < (1 << 20); i += 4099) ASSERT_EQ(v[size_t(i)], float(i % 1000)) << i;
 }
 
 // A warm step (forward, loss, backward, AdamW) takes every block it needs from the cache.

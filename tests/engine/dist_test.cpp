@@ -658,6 +658,18 @@ TEST(DistMpi, AbortOnThrowEndsTheJob) {
 
 // ---------------- NCCL (one rank; needs a GPU) ----------------
 
+// Issue: NCCL took local_rank as the device index, wrong when each rank sees one GPU
+// (CUDA_VISIBLE_DEVICES per rank, Slurm's default binding).
+TEST(DistNccl, RankDeviceRule) {
+  EXPECT_EQ(detail::rank_device(0, 1), 0);
+  EXPECT_EQ(detail::rank_device(3, 1), 0);  // one visible GPU: it is this rank's
+  EXPECT_EQ(detail::rank_device(3, 8), 3);
+  EXPECT_EQ(detail::rank_device(9, 8), 1);
+  EXPECT_EQ(detail::rank_device(5, 4), 1);
+  test::expect_error([] { detail::rank_device(2, 0); }, {"local rank 2", "no", "visible"});
+  test::expect_error([] { detail::rank_device(-1, 2); }, {"negative local rank"});
+}
+
 TEST(DistNccl, OneRankOnTheGpu) {
   MC_SKIP_WITHOUT_GPU();
 #ifndef MC_HAVE_CUDA

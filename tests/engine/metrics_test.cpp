@@ -246,12 +246,12 @@ TEST(MetricsKernels, WalkEqualsRankSums) {
   std::vector<int32_t> order(static_cast<size_t>(N * K)), ones(static_cast<size_t>(N), 1);
   std::vector<double> sorted(static_cast<size_t>(N * K));
   std::vector<uint8_t> end(static_cast<size_t>(N * K));
-  kernels::cpu::sort_columns(s.data(), N, K, order.data(), sorted.data(), end.data(), nullptr, 0);
+  kernels::cpu::sort_columns(s.data(), N, K, order.data(), sorted.data(), end.data(), nullptr, 0, nullptr);
   std::vector<int64_t> pos(3), r2(3), wpos(3), wneg(3), u2(3);
   kernels::cpu::auc_rank_sums(y.data(), order.data(), end.data(), N, K, pos.data(), r2.data(),
-                              nullptr, 0);
+                              nullptr, 0, nullptr);
   kernels::cpu::bootstrap_auc(ones.data(), y.data(), order.data(), end.data(), N, 1, K,
-                              wpos.data(), wneg.data(), u2.data(), nullptr, 0);
+                              wpos.data(), wneg.data(), u2.data(), nullptr, 0, nullptr);
   for (size_t k = 0; k < 3; ++k) {
     EXPECT_EQ(wpos[k], pos[k]);
     EXPECT_EQ(wneg[k], N - pos[k]);
@@ -299,7 +299,7 @@ TEST(MetricsCuda, KernelsMatchCpuTwins) {
     const auto NK = size_t(N * K);
     // validate: clean, then a bad label and a NaN planted
     std::vector<int64_t> faults(2);
-    kernels::cpu::validate(c.y.data(), c.s.data(), N, K, faults.data());
+    kernels::cpu::validate(c.y.data(), c.s.data(), N, K, faults.data(), nullptr);
     Tensor gf = Tensor::empty({2}, DType::I64, Device::cuda(0));
     kernels::cuda::validate(gy.data<int64_t>(), gs.data<double>(), N, K, gf.data<int64_t>(), nullptr);
     EXPECT_EQ(gf.to_vector<int64_t>(), faults);
@@ -310,7 +310,7 @@ TEST(MetricsCuda, KernelsMatchCpuTwins) {
       by[5] = K;
       by[N - 1] = -1;
       bs[size_t(3 * K + 1)] = NAN;
-      kernels::cpu::validate(by.data(), bs.data(), N, K, faults.data());
+      kernels::cpu::validate(by.data(), bs.data(), N, K, faults.data(), nullptr);
       kernels::cuda::validate(on_gpu(by).data<int64_t>(), on_gpu(bs).data<double>(), N, K,
                               gf.data<int64_t>(), nullptr);
       EXPECT_EQ(gf.to_vector<int64_t>(), (std::vector<int64_t>{5, 3}));
@@ -321,12 +321,12 @@ TEST(MetricsCuda, KernelsMatchCpuTwins) {
     for (int64_t k = 0; k < K; ++k) offset.push_back(-0.7 * double(k) + 0.1);
     std::vector<double> p(NK);
     Tensor gp = Tensor::empty({N * K}, DType::F64, Device::cuda(0));
-    kernels::cpu::offset_softmax(c.s.data(), offset.data(), N, K, true, p.data());
+    kernels::cpu::offset_softmax(c.s.data(), offset.data(), N, K, true, p.data(), nullptr);
     kernels::cuda::offset_softmax(gs.data<double>(), on_gpu(offset).data<double>(), N, K, true,
                                   gp.data<double>(), nullptr);
     EXPECT_TRUE(test::all_close(gp.to(Device::cpu()), Tensor::from(p, {N * K}), 1e-14, 1e-300));
     std::vector<float> s32(c.s.begin(), c.s.end());
-    kernels::cpu::offset_softmax(s32.data(), nullptr, N, K, false, p.data());
+    kernels::cpu::offset_softmax(s32.data(), nullptr, N, K, false, p.data(), nullptr);
     kernels::cuda::offset_softmax(on_gpu(s32).data<float>(), nullptr, N, K, false,
                                   gp.data<double>(), nullptr);
     EXPECT_EQ(gp.to_vector<double>(), p);
@@ -335,10 +335,10 @@ TEST(MetricsCuda, KernelsMatchCpuTwins) {
     std::vector<int64_t> cm(static_cast<size_t>(K * K));
     Tensor gpred = Tensor::empty({N}, DType::I32, Device::cuda(0));
     Tensor gcm = Tensor::empty({K * K}, DType::I64, Device::cuda(0));
-    kernels::cpu::argmax_rows(c.s.data(), N, K, pred.data());
+    kernels::cpu::argmax_rows(c.s.data(), N, K, pred.data(), nullptr);
     kernels::cuda::argmax_rows(gs.data<double>(), N, K, gpred.data<int32_t>(), nullptr);
     EXPECT_EQ(gpred.to_vector<int32_t>(), pred);
-    kernels::cpu::confusion_matrix(c.y.data(), pred.data(), N, K, cm.data());
+    kernels::cpu::confusion_matrix(c.y.data(), pred.data(), N, K, cm.data(), nullptr);
     kernels::cuda::confusion_matrix(gy.data<int64_t>(), gpred.data<int32_t>(), N, K,
                                     gcm.data<int64_t>(), nullptr);
     EXPECT_EQ(gcm.to_vector<int64_t>(), cm);
@@ -346,7 +346,7 @@ TEST(MetricsCuda, KernelsMatchCpuTwins) {
     std::vector<int32_t> order(NK);
     std::vector<double> sorted(NK);
     std::vector<uint8_t> end(NK);
-    kernels::cpu::sort_columns(c.s.data(), N, K, order.data(), sorted.data(), end.data(), nullptr, 0);
+    kernels::cpu::sort_columns(c.s.data(), N, K, order.data(), sorted.data(), end.data(), nullptr, 0, nullptr);
     Tensor gorder = Tensor::empty({N * K}, DType::I32, Device::cuda(0));
     Tensor gsorted = Tensor::empty({N * K}, DType::F64, Device::cuda(0));
     Tensor gend = Tensor::empty({N * K}, DType::U8, Device::cuda(0));
@@ -364,7 +364,7 @@ TEST(MetricsCuda, KernelsMatchCpuTwins) {
     // rank sums, on the GPU's own order
     std::vector<int64_t> pos(static_cast<size_t>(K)), r2(static_cast<size_t>(K));
     kernels::cpu::auc_rank_sums(c.y.data(), order.data(), end.data(), N, K, pos.data(), r2.data(),
-                                nullptr, 0);
+                                nullptr, 0, nullptr);
     Tensor gpos = Tensor::empty({K}, DType::I64, Device::cuda(0));
     Tensor gr2 = Tensor::empty({K}, DType::I64, Device::cuda(0));
     const size_t rs = kernels::cuda::auc_rank_sums_workspace(N);
@@ -377,19 +377,19 @@ TEST(MetricsCuda, KernelsMatchCpuTwins) {
     // bootstrap: identical draws, confusion matrices and AUC statistics
     const int64_t B = N >= (1 << 20) ? 8 : 33;
     std::vector<int32_t> counts(static_cast<size_t>(B * N));
-    kernels::cpu::bootstrap_counts(1234, 5, B, N, counts.data());
+    kernels::cpu::bootstrap_counts(1234, 5, B, N, counts.data(), nullptr);
     Tensor gcounts = Tensor::empty({B * N}, DType::I32, Device::cuda(0));
     kernels::cuda::bootstrap_counts(1234, 5, B, N, gcounts.data<int32_t>(), nullptr);
     EXPECT_EQ(gcounts.to_vector<int32_t>(), counts);
     const auto BK = static_cast<size_t>(B * K);
     std::vector<int64_t> bcm(BK * size_t(K)), bp(BK), bn(BK), bu(BK);
-    kernels::cpu::bootstrap_confusion(counts.data(), c.y.data(), pred.data(), N, B, K, bcm.data());
+    kernels::cpu::bootstrap_confusion(counts.data(), c.y.data(), pred.data(), N, B, K, bcm.data(), nullptr);
     Tensor gbcm = Tensor::empty({B * K * K}, DType::I64, Device::cuda(0));
     kernels::cuda::bootstrap_confusion(gcounts.data<int32_t>(), gy.data<int64_t>(),
                                        gpred.data<int32_t>(), N, B, K, gbcm.data<int64_t>(), nullptr);
     EXPECT_EQ(gbcm.to_vector<int64_t>(), bcm);
     kernels::cpu::bootstrap_auc(counts.data(), c.y.data(), order.data(), end.data(), N, B, K,
-                                bp.data(), bn.data(), bu.data(), nullptr, 0);
+                                bp.data(), bn.data(), bu.data(), nullptr, 0, nullptr);
     Tensor gbp = Tensor::empty({B * K}, DType::I64, Device::cuda(0));
     Tensor gbn = Tensor::empty({B * K}, DType::I64, Device::cuda(0));
     Tensor gbu = Tensor::empty({B * K}, DType::I64, Device::cuda(0));

@@ -20,7 +20,7 @@ using kernels::Border;
 Tensor augment_cpu(const Tensor& x, const std::vector<AugmentParams>& p) {
   Tensor y = Tensor::empty(x.shape());
   kernels::cpu::augment(x.data<float>(), y.data<float>(), p.data(), x.size(0), x.size(1), x.size(2),
-                        x.size(3), x.size(4));
+                        x.size(3), x.size(4), nullptr);
   return y;
 }
 

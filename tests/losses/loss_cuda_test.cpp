@@ -20,10 +20,12 @@ CeResult cpu_ce(const Tensor& x, const Tensor& y, const Tensor& off, const Tenso
                 float dloss) {
   const int64_t N = x.size(0), C = x.size(1);
   float loss = 0;
+  int bad = 0;
   Tensor d = Tensor::empty({N, C});
-  kernels::cpu::cross_entropy_fused<float>(x.data<float>(), y.data<int64_t>(), off.data<float>(),
-                                           w.data<float>(), N, C, mean, &loss, d.data<float>(),
-                                           dloss);
+  kernels::cpu::cross_entropy_fused(x.data<float>(), y.data<int64_t>(), off.data<float>(),
+                                    w.data<float>(), kernels::F32, N, C, mean, &loss,
+                                    d.data<float>(), &dloss, &bad, nullptr, 0, nullptr);
+  EXPECT_EQ(bad, 0);
   return {loss, d};
 }
 
@@ -35,10 +37,12 @@ CeResult gpu_ce(const Tensor& x, const Tensor& y, const Tensor& off, const Tenso
   Tensor gx = x.to(g), gy = y.to(g), goff = off.to(g), gw = w.to(g);
   Tensor loss = Tensor::empty({}, DType::F32, g), d = Tensor::empty({N, C}, DType::F32, g);
   Tensor dl = Tensor::full({}, dloss, DType::F32, g), bad = Tensor::zeros({}, DType::I32, g);
+  const size_t ws = kernels::cuda::cross_entropy_workspace(N, C);
+  Tensor work = Tensor::empty({int64_t(ws)}, DType::U8, g);
   kernels::cuda::cross_entropy_fused(gx.data<float>(), gy.data<int64_t>(), goff.data<float>(),
-                                     gw.data<float>(), N, C, mean, loss.data<float>(),
-                                     d.data<float>(), dl.data<float>(), bad.data<int32_t>(),
-                                     nullptr);
+                                     gw.data<float>(), kernels::F32, N, C, mean,
+                                     loss.data<float>(), d.data<float>(), dl.data<float>(),
+                                     bad.data<int32_t>(), work.raw(), ws, nullptr);
   if (bad_out) *bad_out = int(bad.item());
   return {loss.item(), d.to(Device::cpu())};
 }
@@ -123,6 +127,36 @@ TEST(LossCuda, BadLabelFlagged) {
     EXPECT_EQ(bad_clean, 0);
   }
 #endif
+}
+
+// The CPU twin has the same contract: a bad label raises its flag, adds nothing and gets a zero
+// gradient row (the prim checks host labels first, so this is the kernel's own guarantee).
+TEST(LossCpu, BadLabelFlaggedLikeTheGpu) {
+  for (int64_t C : {3, 100}) {
+    Inputs in = random_inputs(64, C, 5);
+    in.y.data<int64_t>()[10] = -1;
+    float loss = 0, dloss = 1.f;
+    int bad = 0;
+    Tensor d = Tensor::empty({64, C});
+    kernels::cpu::cross_entropy_fused(in.x.data<float>(), in.y.data<int64_t>(),
+                                      in.off.data<float>(), in.w.data<float>(), kernels::F32, 64,
+                                      C, true, &loss, d.data<float>(), &dloss, &bad, nullptr, 0,
+                                      nullptr);
+    EXPECT_EQ(bad, 1);
+    std::vector<int64_t> keep;
+    for (int64_t i = 0; i < 64; ++i)
+      if (i != 10) keep.push_back(i);
+    Tensor x = Tensor::empty({63, C}), y = Tensor::empty({63}, DType::I64);
+    for (size_t r = 0; r < keep.size(); ++r) {
+      for (int64_t c = 0; c < C; ++c)
+        x.data<float>()[int64_t(r) * C + c] = in.x.data<float>()[keep[r] * C + c];
+      y.data<int64_t>()[r] = in.y.data<int64_t>()[keep[r]];
+    }
+    const CeResult ref = cpu_ce(x, y, in.off, in.w, true, 1.0f);
+    EXPECT_EQ(loss, ref.loss);
+    const auto g = d.to_vector<float>();
+    for (int64_t c = 0; c < C; ++c) EXPECT_EQ(g[size_t(10 * C + c)], 0.0f);
+  }
 }
 
 }  // namespace

@@ -1,11 +1,16 @@
 // CUDA runtime services, one set per device: the caching allocator, the stream every op runs on,
-// cuDNN and cuBLAS handles bound to that stream, copies, and flags that kernels raise on device
-// (checked later, so a step needs no host sync). engine/memory.cpp routes CUDA memory here.
-// The handle types are declared opaquely so this header does not pull in the CUDA headers.
+// a copy stream for uploads, cuDNN and cuBLAS handles bound to the compute stream, copies,
+// page-locked host memory, timing, and flags that kernels raise on device (checked later, so a
+// step needs no host sync). engine/memory.cpp and engine/device.cpp route CUDA work here.
+// The handle types are declared opaquely so this header does not pull in the CUDA headers; it
+// is declared in every build, defined (engine/cuda/runtime.cpp, allocator.cpp) only with CUDA.
 #pragma once
 #include <cstddef>
+#include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
+#include <string>
 #include <vector>
 
 typedef struct CUstream_st* cudaStream_t;
@@ -50,6 +55,8 @@ class CachingAllocator {
 CachingAllocator& allocator(int device);
 // Copies between host and device memory or two device buffers, ordered on stream(device);
 // waits for completion when host memory is involved (the host buffer may be reused at once).
+// Between two GPUs (`device` holds dst) the copy waits for the source GPU's stream, and that
+// stream then waits for the copy, so the source's block is not reused before it is read.
 void copy(void* dst, bool dst_cuda, const void* src, bool src_cuda, size_t bytes, int device);
 void memset0(void* p, size_t bytes, int device);
 int device_count();  // 0 on any error (no driver, no device)
@@ -58,7 +65,26 @@ int device_count();  // 0 on any error (no driver, no device)
 cudaStream_t stream(int device);
 cudnnHandle_t cudnn(int device);    // bound to stream(device)
 cublasHandle_t cublas(int device);  // bound to stream(device), with a fixed workspace
+// Waits for stream(device); also releases the sources of finished uploads.
 void synchronize(int device);
+
+// Page-locked host memory (cudaHostAlloc, portable): uploads from it run asynchronously at full
+// speed. Returns null when the driver refuses (the caller falls back to pageable memory).
+void* host_alloc_pinned(size_t bytes) noexcept;
+void host_free_pinned(void* p) noexcept;
+// Host -> device without a host sync, on the device's copy stream: the copy first waits for the
+// work enqueued so far on stream(device) (dst may be a block that work just released), and
+// stream(device) then waits for the copy (events both ways). `keep` holds the source until the
+// copy has finished; it is released by a later upload or synchronize(device).
+void upload(void* dst, const void* src, size_t bytes, int device, std::shared_ptr<void> keep);
+size_t pending_uploads(int device);  // uploads whose sources are still held (tests)
+
+// Median milliseconds of f() over `repeats` runs after `warmup`, timed with events on
+// stream(device).
+double time_ms(int device, int warmup, int repeats, const std::function<void()>& f);
+// "NVIDIA H100 80GB HBM3 (132 SMs, 79.1 GiB), cuDNN 91400, cuBLAS 130100"
+std::string device_description(int device);
+size_t l2_cache_bytes(int device);
 
 // Errors that kernels detect on the device (e.g. a label outside [0, C)) raise a flag instead of
 // forcing a host sync; check_device_flags() reads them (one sync) and throws naming the fault.
@@ -66,6 +92,7 @@ void synchronize(int device);
 enum class DeviceFlag : int { BadLabel = 0, Count };
 int* device_flag(int device, DeviceFlag f);  // device int, 0 = fine
 void check_device_flags(int device);         // throws mc::Error if any flag is set (then clears)
+void sync_check_flags(int device);           // check_device_flags now when MC_SYNC_CHECK=1
 
 // Sets the current device for a scope and restores the previous one.
 class DeviceGuard {

@@ -1,49 +1,31 @@
 // CUDA prims: 3-D convolution through cuDNN's convolution API (N-d descriptors).
 //
-// Each (direction, shape, dtype, layout, math mode) gets a plan once: descriptors plus the
-// algorithm cudnnFind*AlgorithmEx measured fastest (deterministic ones only in deterministic
-// mode). Plans are cached per device, so a warm step only looks up and launches. Workspaces come
-// from the caching allocator and go back to it after the launch (stream order keeps that safe).
+// Each (direction, shape, dtype, layout, math mode, operand alignment) gets a plan once:
+// descriptors plus the algorithm cudnnFind*AlgorithmEx measured fastest (deterministic ones only
+// in deterministic mode). Plans are cached per device (key: engine/cuda/conv_plan.h), so a warm
+// step only looks up and launches. Workspaces come from the caching allocator and go back to it
+// after the launch (stream order keeps that safe).
 //
 // Precision: fp32 runs FMA kernels only (CUDNN_FMA_MATH: on Ampere and later DEFAULT_MATH would
 // let cuDNN use TF32); tf32 and bf16 run tensor-op math. We never take an algorithm whose math
 // type is TENSOR_OP_MATH_ALLOW_CONVERSION: that one may round fp32 data down to fp16.
-// Layout: channels_last() turns activations NDHWC (filters then take cuDNN's NHWC filter
-// format); otherwise the input's layout tag is kept.
+// Layout: the activation input's layout tag (NDHWC activations take cuDNN's NHWC filter
+// format); the program picks it once (engine/precision.h's ComputeMode).
 #include <algorithm>
 #include <unordered_map>
 
-#include "engine/cuda_prims.h"
-#include "engine/cuda_util.h"
+#include "engine/cuda/conv_plan.h"
+#include "engine/cuda/dnn.h"
+#include "engine/cuda/util.h"
 #include "engine/precision.h"
 
-namespace mc::cuda_prims {
+namespace mc::cuda {
 namespace {
 
-using cuda::ConvDesc;
-using cuda::FilterDesc;
-using cuda::OnDevice;
-using cuda::TensorDesc;
-
-enum class Dir : uint8_t { Fwd, Data, Filter };
-
-struct Key {
-  Dir dir;
-  DType dt;
-  Layout layout;
-  cudnnMathType_t math;
-  bool det;
-  std::array<int64_t, 19> g;  // N C D H W O k[3] stride[3] pad[3] dil[3] groups
-  bool operator==(const Key&) const = default;
-};
-struct KeyHash {
-  size_t operator()(const Key& k) const {
-    size_t h = size_t(k.dir) * 31 + size_t(k.dt) * 7 + size_t(k.layout) * 3 + size_t(k.math) * 131 +
-               size_t(k.det);
-    for (int64_t v : k.g) h = h * 1000003u ^ size_t(v);
-    return h;
-  }
-};
+using Dir = ConvDir;
+using Key = ConvPlanKey;
+using KeyHash = ConvPlanKeyHash;
+using prims::to_layout;
 
 struct Plan {
   TensorDesc x, y, bias;  // y: the output of the forward conv (dy in backward)
@@ -66,25 +48,21 @@ cudnnMathType_t math_for(DType dt) {
 DType compute_dtype(const Tensor& t) {
   return t.dtype() == DType::BF16 || precision() == Precision::BF16 ? DType::BF16 : DType::F32;
 }
-Layout compute_layout(const Tensor& t) { return channels_last() ? Layout::NDHWC : t.layout(); }
+Layout compute_layout(const Tensor& t) { return t.dim() == 5 ? t.layout() : Layout::NCDHW; }
 
-Key make_key(Dir dir, DType dt, Layout l, const ConvGeom& g) {
-  return {dir,
-          dt,
-          l,
-          math_for(dt),
-          deterministic(),
-          {g.N, g.C, g.D, g.H, g.W, g.O, g.k[0], g.k[1], g.k[2], g.stride[0], g.stride[1],
-           g.stride[2], g.pad[0], g.pad[1], g.pad[2], g.dil[0], g.dil[1], g.dil[2], g.groups}};
+Key make_key(Dir dir, DType dt, Layout l, const ConvGeom& g, const Tensor& a, const Tensor& b,
+             const Tensor& c) {
+  return conv_plan_key(dir, dt, l, int(math_for(dt)), deterministic(), g, a.raw(), b.raw(),
+                       c.raw());
 }
 
 void describe_plan(Plan& p, const Key& k, const ConvGeom& g) {
-  cuda::describe(p.x, k.dt, {g.N, g.C, g.D, g.H, g.W}, k.layout);
-  cuda::describe(p.y, k.dt, {g.N, g.O, g.oD(), g.oH(), g.oW()}, k.layout);
-  cuda::describe_channels(p.bias, k.dt, g.O, 5);
+  describe(p.x, k.dt, {g.N, g.C, g.D, g.H, g.W}, k.layout);
+  describe(p.y, k.dt, {g.N, g.O, g.oD(), g.oH(), g.oW()}, k.layout);
+  describe_channels(p.bias, k.dt, g.O, 5);
   const int wdim[5] = {int(g.O), int(g.C / g.groups), int(g.k[0]), int(g.k[1]), int(g.k[2])};
   MC_CUDNN_CHECK(cudnnSetFilterNdDescriptor(
-      p.w, cuda::cudnn_dtype(k.dt),
+      p.w, cudnn_dtype(k.dt),
       k.layout == Layout::NDHWC ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW, 5, wdim));
   const int pad[3] = {int(g.pad[0]), int(g.pad[1]), int(g.pad[2])};
   const int str[3] = {int(g.stride[0]), int(g.stride[1]), int(g.stride[2])};
@@ -92,7 +70,7 @@ void describe_plan(Plan& p, const Key& k, const ConvGeom& g) {
   MC_CUDNN_CHECK(cudnnSetConvolutionNdDescriptor(p.conv, 3, pad, str, dil, CUDNN_CROSS_CORRELATION,
                                                  CUDNN_DATA_FLOAT));  // accumulate in fp32
   MC_CUDNN_CHECK(cudnnSetConvolutionGroupCount(p.conv, int(g.groups)));
-  MC_CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv, k.math));
+  MC_CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv, cudnnMathType_t(k.math)));
   int out[5];
   MC_CUDNN_CHECK(cudnnGetConvolutionNdForwardOutputDim(p.conv, p.x, p.w, 5, out));
   MC_CHECK(out[2] == g.oD() && out[3] == g.oH() && out[4] == g.oW(),
@@ -105,7 +83,7 @@ template <class Perf> const Perf* choose(const Perf* r, int n, const Key& k) {
   for (int i = 0; i < n; ++i) {
     if (r[i].status != CUDNN_STATUS_SUCCESS) continue;
     if (r[i].mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION) continue;
-    if (k.math == CUDNN_FMA_MATH && r[i].mathType == CUDNN_TENSOR_OP_MATH) continue;
+    if (k.math == int(CUDNN_FMA_MATH) && r[i].mathType == CUDNN_TENSOR_OP_MATH) continue;
     if (k.det && r[i].determinism != CUDNN_DETERMINISTIC) continue;
     return &r[i];
   }
@@ -141,7 +119,7 @@ Plan& plan_for(const OnDevice& d, const Key& k, const ConvGeom& g, Search&& run_
   run_search(*p);  // sets algo and workspace
   // The search's workspace (up to GiBs, once per shape) would otherwise sit in the cache in a
   // size class nothing else uses. Only the first step searches, so the sync costs nothing later.
-  cuda::allocator(d.dev).empty_cache();
+  allocator(d.dev).empty_cache();
   std::lock_guard<std::mutex> lk(g_plans_mu);
   auto& slot = g_plans[d.dev][k];
   if (!slot) slot = std::move(p);
@@ -157,14 +135,14 @@ void* ptr(const Tensor& t) { return t.defined() ? t.raw() : nullptr; }
 
 Tensor conv3d_forward(const Tensor& x_in, const Tensor& w_in, const Tensor& b, const ConvGeom& g) {
   OnDevice d(x_in, "conv3d");
-  cuda::same_device(d, w_in, "conv3d", "weight");
-  cuda::same_device(d, b, "conv3d", "bias");
+  same_device(d, w_in, "conv3d", "weight");
+  same_device(d, b, "conv3d", "bias");
   const DType dt = compute_dtype(x_in);
   const Layout lay = compute_layout(x_in);
   const Tensor x = to_layout(x_in, lay, dt), w = to_layout(w_in, lay, dt);
   Tensor y = d.empty({g.N, g.O, g.oD(), g.oH(), g.oW()}, dt, lay);
-  cudnnHandle_t h = cuda::cudnn(d.dev);
-  const Key k = make_key(Dir::Fwd, dt, lay, g);
+  cudnnHandle_t h = cudnn(d.dev);
+  const Key k = make_key(Dir::Fwd, dt, lay, g, x, w, y);
   Plan& p = plan_for(d, k, g, [&](Plan& q) {
     const size_t ws_bytes =
         search_workspace(CUDNN_CONVOLUTION_FWD_ALGO_COUNT, [&](int a, size_t* s) {
@@ -180,7 +158,7 @@ Tensor conv3d_forward(const Tensor& x_in, const Tensor& w_in, const Tensor& b, c
     const auto* best = choose(r, n, k);
     q.algo = int(best->algo);
     q.workspace = best->memory;
-    if (k.math != CUDNN_FMA_MATH)
+    if (k.math != int(CUDNN_FMA_MATH))
       MC_CUDNN_CHECK(cudnnSetConvolutionMathType(q.conv, best->mathType));
   });
   Tensor ws = workspace(d, p.workspace);
@@ -198,13 +176,13 @@ Tensor conv3d_forward(const Tensor& x_in, const Tensor& w_in, const Tensor& b, c
 
 Tensor conv3d_backward_data(const Tensor& dy_in, const Tensor& w_in, const ConvGeom& g) {
   OnDevice d(dy_in, "conv3d backward");
-  cuda::same_device(d, w_in, "conv3d backward", "weight");
+  same_device(d, w_in, "conv3d backward", "weight");
   const DType dt = compute_dtype(dy_in);
   const Layout lay = compute_layout(dy_in);
   const Tensor dy = to_layout(dy_in, lay, dt), w = to_layout(w_in, lay, dt);
   Tensor dx = d.empty({g.N, g.C, g.D, g.H, g.W}, dt, lay);
-  cudnnHandle_t h = cuda::cudnn(d.dev);
-  const Key k = make_key(Dir::Data, dt, lay, g);
+  cudnnHandle_t h = cudnn(d.dev);
+  const Key k = make_key(Dir::Data, dt, lay, g, w, dy, dx);
   Plan& p = plan_for(d, k, g, [&](Plan& q) {
     const size_t ws_bytes =
         search_workspace(CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, [&](int a, size_t* s) {
@@ -220,7 +198,7 @@ Tensor conv3d_backward_data(const Tensor& dy_in, const Tensor& w_in, const ConvG
     const auto* best = choose(r, n, k);
     q.algo = int(best->algo);
     q.workspace = best->memory;
-    if (k.math != CUDNN_FMA_MATH)
+    if (k.math != int(CUDNN_FMA_MATH))
       MC_CUDNN_CHECK(cudnnSetConvolutionMathType(q.conv, best->mathType));
   });
   Tensor ws = workspace(d, p.workspace);
@@ -235,14 +213,14 @@ Tensor conv3d_backward_data(const Tensor& dy_in, const Tensor& w_in, const ConvG
 Tensor conv3d_backward_weight(const Tensor& x_in, const Tensor& dy_in, const ConvGeom& g,
                               Tensor* db) {
   OnDevice d(x_in, "conv3d backward");
-  cuda::same_device(d, dy_in, "conv3d backward", "output gradient");
+  same_device(d, dy_in, "conv3d backward", "output gradient");
   const DType dt = compute_dtype(dy_in);
-  const Layout lay = compute_layout(dy_in);
+  const Layout lay = compute_layout(x_in);
   const Tensor x = to_layout(x_in, lay, dt), dy = to_layout(dy_in, lay, dt);
   // Weights are f32 masters in every mode: dw comes back f32, NCDHW, whatever cuDNN ran in.
   Tensor dw = d.empty({g.O, g.C / g.groups, g.k[0], g.k[1], g.k[2]}, dt, lay);
-  cudnnHandle_t h = cuda::cudnn(d.dev);
-  const Key k = make_key(Dir::Filter, dt, lay, g);
+  cudnnHandle_t h = cudnn(d.dev);
+  const Key k = make_key(Dir::Filter, dt, lay, g, x, dy, dw);
   Plan& p = plan_for(d, k, g, [&](Plan& q) {
     const size_t ws_bytes =
         search_workspace(CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, [&](int a, size_t* s) {
@@ -258,7 +236,7 @@ Tensor conv3d_backward_weight(const Tensor& x_in, const Tensor& dy_in, const Con
     const auto* best = choose(r, n, k);
     q.algo = int(best->algo);
     q.workspace = best->memory;
-    if (k.math != CUDNN_FMA_MATH)
+    if (k.math != int(CUDNN_FMA_MATH))
       MC_CUDNN_CHECK(cudnnSetConvolutionMathType(q.conv, best->mathType));
   });
   Tensor ws = workspace(d, p.workspace);
@@ -270,11 +248,12 @@ Tensor conv3d_backward_weight(const Tensor& x_in, const Tensor& dy_in, const Con
     Tensor dbc = d.empty({g.O}, dt);
     const cudnnStatus_t st =
         cudnnConvolutionBackwardBias(h, &one, p.y, dy.raw(), &zero, p.bias, dbc.raw());
-    if (st != CUDNN_STATUS_SUCCESS && dt == DType::BF16) {  // not every cuDNN sums bf16 here
+    if (st == CUDNN_STATUS_NOT_SUPPORTED && dt == DType::BF16) {  // not every cuDNN sums bf16
+      note_once("conv-bias-bf16", "cuDNN does not sum bf16 bias gradients; summing in f32");
       const Tensor dyf = to_layout(dy, lay, DType::F32);
-      cuda::TensorDesc yd, bd;
-      cuda::describe(yd, DType::F32, dy.shape(), lay);
-      cuda::describe_channels(bd, DType::F32, g.O, 5);
+      TensorDesc yd, bd;
+      describe(yd, DType::F32, dy.shape(), lay);
+      describe_channels(bd, DType::F32, g.O, 5);
       dbc = d.empty({g.O}, DType::F32);
       MC_CUDNN_CHECK(cudnnConvolutionBackwardBias(h, &one, yd, dyf.raw(), &zero, bd, dbc.raw()));
     } else {
@@ -286,4 +265,4 @@ Tensor conv3d_backward_weight(const Tensor& x_in, const Tensor& dy_in, const Con
   return to_layout(dw, Layout::NCDHW, DType::F32);
 }
 
-}  // namespace mc::cuda_prims
+}  // namespace mc::cuda

@@ -1,51 +1,13 @@
+// CUDA runtime services (engine/cuda/runtime.h).
+#include <algorithm>
 #include <cstdio>
-#include <cstdlib>
+#include <deque>
 #include <memory>
 
-#include "engine/cuda_check.h"
-#include "engine/cuda_runtime.h"
+#include "engine/cuda/check.h"
+#include "engine/cuda/runtime.h"
 
 namespace mc::cuda {
-
-// ---------------- errors (engine/cuda_check.h) ----------------
-
-namespace {
-int current_device_or(int fallback) {
-  int d = fallback;
-  if (cudaGetDevice(&d) != cudaSuccess) d = fallback;
-  return d;
-}
-}  // namespace
-
-void throw_cuda_error(const char* lib, const char* expr, const char* file, int line,
-                      const std::string& what) {
-  mc::throw_error(
-      file, line,
-      detail::cat(lib, " call ", expr, " failed on cuda:", current_device_or(-1), ": ", what));
-}
-
-void report_cuda_error(const char* lib, const char* expr, const char* file, int line,
-                       const std::string& what) noexcept {
-  std::fprintf(stderr, "MedConv: %s call %s failed on cuda:%d: %s [%s:%d]\n", lib, expr,
-               current_device_or(-1), what.c_str(), file, line);
-}
-
-bool sync_check_enabled() {
-  static const bool on = [] {
-    const char* v = std::getenv("MC_SYNC_CHECK");
-    return v && v[0] && v[0] != '0';
-  }();
-  return on;
-}
-
-void check_launch(const char* what, const char* file, int line) {
-  cudaError_t e = cudaGetLastError();
-  if (e == cudaSuccess && sync_check_enabled()) e = cudaDeviceSynchronize();
-  if (e != cudaSuccess)
-    mc::throw_error(file, line,
-                    detail::cat("CUDA error after ", what, " on cuda:", current_device_or(-1), ": ",
-                                message(e)));
-}
 
 // ---------------- allocator ----------------
 
@@ -159,15 +121,25 @@ void CachingAllocator::out_of_memory(size_t asked, size_t rounded) {
 
 namespace {
 
+// An upload whose source is held until its copy has finished.
+struct Pending {
+  cudaEvent_t done;
+  std::shared_ptr<void> keep;
+};
+
 struct DeviceState {
   explicit DeviceState(int d) : device(d), alloc(d) {}
   int device;
   CachingAllocator alloc;
   std::mutex mu;  // guards the lazy creation below
   cudaStream_t stream = nullptr;
+  cudaStream_t copy_stream = nullptr;
   cudnnHandle_t cudnn = nullptr;
   cublasHandle_t cublas = nullptr;
   int* flags = nullptr;
+  std::mutex upload_mu;  // guards pending and spare
+  std::deque<Pending> pending;
+  std::vector<cudaEvent_t> spare;  // finished events, reused
 };
 
 // Process-lifetime registry, deliberately never destroyed: destroying streams and handles from
@@ -272,22 +244,169 @@ cublasHandle_t cublas(int device) {
   return s.cublas;
 }
 
-void synchronize(int device) { MC_CUDA_CHECK(cudaStreamSynchronize(stream(device))); }
+namespace {
+
+cudaStream_t copy_stream(int device) {
+  DeviceState& s = state(device);
+  std::lock_guard<std::mutex> lk(s.mu);
+  if (!s.copy_stream) {
+    DeviceGuard g(device);
+    MC_CUDA_CHECK(cudaStreamCreateWithFlags(&s.copy_stream, cudaStreamNonBlocking));
+  }
+  return s.copy_stream;
+}
+
+// `waiter` waits for the work enqueued so far on `signaller`, a stream of device `signal_dev`
+// (no host sync). The event belongs to the signaller's device; a stream may wait on an event of
+// another device.
+void order_after(cudaStream_t waiter, cudaStream_t signaller, int signal_dev) {
+  cudaEvent_t e;
+  {
+    DeviceGuard g(signal_dev);
+    MC_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+    MC_CUDA_CHECK(cudaEventRecord(e, signaller));
+  }
+  MC_CUDA_CHECK(cudaStreamWaitEvent(waiter, e, 0));
+  MC_CUDA_CHECK(cudaEventDestroy(e));  // released once the wait has been satisfied
+}
+
+// Drops the sources of finished uploads, oldest first (all of them when `all`: after a sync).
+void release_uploads(DeviceState& s, bool all) {
+  std::vector<std::shared_ptr<void>> done;  // destroyed outside the lock
+  {
+    std::lock_guard<std::mutex> lk(s.upload_mu);
+    while (!s.pending.empty()) {
+      const cudaError_t e = all ? cudaSuccess : cudaEventQuery(s.pending.front().done);
+      if (e == cudaErrorNotReady) break;
+      MC_CUDA_CHECK(e);
+      done.push_back(std::move(s.pending.front().keep));
+      s.spare.push_back(s.pending.front().done);
+      s.pending.pop_front();
+    }
+  }
+}
+
+}  // namespace
+
+void synchronize(int device) {
+  MC_CUDA_CHECK(cudaStreamSynchronize(stream(device)));
+  DeviceState& s = state(device);
+  if (s.copy_stream) {
+    MC_CUDA_CHECK(cudaStreamSynchronize(s.copy_stream));
+    release_uploads(s, true);
+  }
+}
 
 // ---------------- copies ----------------
 
 void copy(void* dst, bool dst_cuda, const void* src, bool src_cuda, size_t bytes, int device) {
   if (bytes == 0) return;
+  int src_device = device;
   if (dst_cuda && src_cuda) {
     cudaPointerAttributes a{};
     MC_CUDA_CHECK(cudaPointerGetAttributes(&a, src));
-    if (a.type == cudaMemoryTypeDevice && a.device != device)
-      synchronize(a.device);  // the source's writes run on its own device's stream
+    if (a.type == cudaMemoryTypeDevice) src_device = a.device;
   }
   DeviceGuard g(device);
   cudaStream_t s = stream(device);
+  const bool peer = src_device != device;
+  // The source's writes run on its own device's stream; its allocator may hand the block out
+  // again as soon as the source tensor is released, so that stream must also wait for the copy.
+  if (peer) order_after(s, stream(src_device), src_device);
   MC_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, s));
+  if (peer) order_after(stream(src_device), s, device);
   if (!dst_cuda || !src_cuda) MC_CUDA_CHECK(cudaStreamSynchronize(s));
+}
+
+void* host_alloc_pinned(size_t bytes) noexcept {
+  void* p = nullptr;
+  if (cudaHostAlloc(&p, bytes, cudaHostAllocPortable) == cudaSuccess) return p;
+  (void)cudaGetLastError();
+  return nullptr;
+}
+
+void host_free_pinned(void* p) noexcept {
+  if (p) MC_CUDA_CHECK_NOTHROW(cudaFreeHost(p));
+}
+
+void upload(void* dst, const void* src, size_t bytes, int device, std::shared_ptr<void> keep) {
+  DeviceState& s = state(device);
+  release_uploads(s, false);
+  if (bytes == 0) return;
+  DeviceGuard g(device);
+  cudaStream_t compute = stream(device), copy = copy_stream(device);
+  order_after(copy, compute, device);
+  MC_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, copy));
+  cudaEvent_t done = nullptr;
+  {
+    std::lock_guard<std::mutex> lk(s.upload_mu);
+    if (!s.spare.empty()) {
+      done = s.spare.back();
+      s.spare.pop_back();
+    }
+  }
+  if (!done) MC_CUDA_CHECK(cudaEventCreateWithFlags(&done, cudaEventDisableTiming));
+  MC_CUDA_CHECK(cudaEventRecord(done, copy));
+  MC_CUDA_CHECK(cudaStreamWaitEvent(compute, done, 0));
+  std::lock_guard<std::mutex> lk(s.upload_mu);
+  s.pending.push_back({done, std::move(keep)});
+}
+
+size_t pending_uploads(int device) {
+  DeviceState& s = state(device);
+  release_uploads(s, false);
+  std::lock_guard<std::mutex> lk(s.upload_mu);
+  return s.pending.size();
+}
+
+// ---------------- timing and description ----------------
+
+double time_ms(int device, int warmup, int repeats, const std::function<void()>& f) {
+  MC_CHECK(repeats >= 1, "time_ms: repeats must be at least 1, got ", repeats);
+  DeviceGuard g(device);
+  cudaStream_t s = stream(device);
+  for (int i = 0; i < warmup; ++i) f();
+  MC_CUDA_CHECK(cudaStreamSynchronize(s));
+  std::vector<cudaEvent_t> ev(size_t(2 * repeats));
+  for (auto& e : ev) MC_CUDA_CHECK(cudaEventCreate(&e));
+  struct Destroy {  // the events go whatever f throws
+    std::vector<cudaEvent_t>& ev;
+    ~Destroy() {
+      for (auto& e : ev) MC_CUDA_CHECK_NOTHROW(cudaEventDestroy(e));
+    }
+  } destroy{ev};
+  for (int i = 0; i < repeats; ++i) {
+    MC_CUDA_CHECK(cudaEventRecord(ev[size_t(2 * i)], s));
+    f();
+    MC_CUDA_CHECK(cudaEventRecord(ev[size_t(2 * i + 1)], s));
+  }
+  MC_CUDA_CHECK(cudaStreamSynchronize(s));
+  std::vector<double> t;
+  for (int i = 0; i < repeats; ++i) {
+    float ms = 0;
+    MC_CUDA_CHECK(cudaEventElapsedTime(&ms, ev[size_t(2 * i)], ev[size_t(2 * i + 1)]));
+    t.push_back(ms);
+  }
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+size_t l2_cache_bytes(int device) {
+  int l2 = 0;
+  MC_CUDA_CHECK(cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, device));
+  return size_t(l2);
+}
+
+std::string device_description(int device) {
+  cudaDeviceProp prop{};
+  MC_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
+  int cublas_v = 0;
+  MC_CUBLAS_CHECK(cublasGetVersion(cublas(device), &cublas_v));
+  char buf[512];
+  std::snprintf(buf, sizeof buf, "%s (%d SMs, %.1f GiB), cuDNN %zu, cuBLAS %d", prop.name,
+                prop.multiProcessorCount, double(prop.totalGlobalMem) / double(1ull << 30),
+                cudnnGetVersion(), cublas_v);
+  return buf;
 }
 
 void memset0(void* p, size_t bytes, int device) {
@@ -325,6 +444,10 @@ void check_device_flags(int device) {
   MC_CHECK(!host[int(DeviceFlag::BadLabel)],
            "cross_entropy: a label outside [0, num_classes) reached the GPU loss (cuda:", device,
            "); such rows were left out of the loss and its gradient");
+}
+
+void sync_check_flags(int device) {
+  if (sync_check_enabled()) check_device_flags(device);
 }
 
 }  // namespace mc::cuda

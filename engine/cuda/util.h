@@ -1,10 +1,15 @@
-// Shared by the CUDA prims (engine/cuda_*_cuda.cpp): RAII cuDNN descriptors, dtype mapping,
-// tensor descriptors in either memory layout, and the per-op device scope. Private to them.
+// Shared by the cuDNN / cuBLAS prims (engine/cuda/conv.cpp, bn.cpp, linear.cpp): RAII cuDNN
+// descriptors, dtype mapping, tensor descriptors in either memory layout, and the per-op device
+// scope. Private to them.
 #pragma once
 #include <array>
+#include <cstdio>
+#include <mutex>
+#include <set>
+#include <string>
 
-#include "engine/cuda_check.h"
-#include "engine/cuda_runtime.h"
+#include "engine/cuda/check.h"
+#include "engine/cuda/runtime.h"
 #include "engine/tensor.h"
 
 namespace mc::cuda {
@@ -52,8 +57,6 @@ inline cudnnDataType_t cudnn_dtype(DType dt) {
   MC_FAIL("cudnn: unknown dtype");
 }
 
-inline int kdt(DType dt) { return int(dt); }  // kernels' dtype codes equal mc::DType's
-
 // Dims in logical order [N, C, spatial...] (what Tensor::shape holds); strides for the layout.
 // Fewer than 4 dims are padded with trailing 1s (cuDNN wants 4-D or 5-D).
 inline void describe(cudnnTensorDescriptor_t d, DType dt, const Shape& shape, Layout layout) {
@@ -85,6 +88,15 @@ inline void describe_channels(cudnnTensorDescriptor_t d, DType dt, int64_t C, si
   Shape s(rank <= 4 ? 4 : 5, 1);
   s[1] = C;
   describe(d, dt, s, Layout::NCDHW);
+}
+
+// Reports a fallback on stderr the first time `key` is seen in this process, so a slower path
+// is never silent and never floods the log.
+inline void note_once(const std::string& key, const std::string& message) {
+  static std::mutex mu;
+  static std::set<std::string> seen;
+  std::lock_guard<std::mutex> lk(mu);
+  if (seen.insert(key).second) std::fprintf(stderr, "MedConv: %s\n", message.c_str());
 }
 
 // What one op on one GPU needs: the device made current for the op's scope, and its stream.

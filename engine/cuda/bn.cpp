@@ -1,4 +1,4 @@
-// CUDA prims: batch norm through cuDNN (spatial mode: statistics per channel over N and space).
+// Batch norm on the GPU through cuDNN (spatial mode: statistics per channel over N and space).
 //
 // Activations may be f32 or bf16, NCDHW or NDHWC; weight, bias, running and saved statistics are
 // always f32 (cuDNN derives an f32 parameter descriptor for bf16 data), so statistics stay fp32
@@ -6,31 +6,24 @@
 // unbiased batch variance in running_var; cuDNN's exponentialAverageFactor is that m (PyTorch
 // hands it its momentum the same way). Channels-last uses SPATIAL_PERSISTENT, cuDNN's fast NHWC
 // path; NCDHW uses plain SPATIAL.
-#include <atomic>
+//
+// Fallbacks: when cuDNN answers NOT_SUPPORTED for a configuration (persistent mode, or bf16 data,
+// depending on the library version), that configuration (dtype, layout and shape) is redone the
+// slower way (SPATIAL; or widened to f32) and remembered, and stderr says so once. Any other
+// status, BAD_PARAM included, is an error: it means a descriptor bug, which a fallback would
+// hide. The training backward runs the mode its forward ran (BNSaved::cudnn_mode).
+#include <mutex>
+#include <set>
+#include <string>
 
-#include "engine/cuda_prims.h"
-#include "engine/cuda_util.h"
-#include "kernels/elementwise.h"
+#include "engine/cuda/dnn.h"
+#include "engine/cuda/util.h"
 
-namespace mc::cuda_prims {
+namespace mc::cuda {
 namespace {
 
-using cuda::OnDevice;
-using cuda::TensorDesc;
-
-// eps of the backward: prims::BNSaved does not carry it. cuDNN normalises with the saved
-// inverse std (which has the forward's eps in it) when saved statistics are given, as here.
-constexpr double kBackwardEps = 1e-5;
-
-// Cleared if this cuDNN refuses the persistent mode for some input: forward and backward must
-// agree on the mode, so the choice is process-wide.
-std::atomic<bool> g_persistent_ok{true};
-
-cudnnBatchNormMode_t train_mode(const Tensor& x) {
-  return x.layout() == Layout::NDHWC && x.dim() == 5 && g_persistent_ok
-             ? CUDNN_BATCHNORM_SPATIAL_PERSISTENT
-             : CUDNN_BATCHNORM_SPATIAL;
-}
+using prims::BNSaved;
+using prims::to_layout;
 
 void check_activation(const Tensor& x, const char* op) {
   MC_CHECK(x.dim() >= 2 && x.dim() <= 5, op, ": input must be [N, C] to [N, C, D, H, W], got ",
@@ -44,42 +37,83 @@ void check_activation(const Tensor& x, const char* op) {
 Tensor param(const OnDevice& d, const Tensor& t, int64_t C, double fill, const char* op,
              const char* what) {
   if (t.defined()) {
-    cuda::same_device(d, t, op, what);
+    same_device(d, t, op, what);
     MC_CHECK(t.dtype() == DType::F32 && t.numel() == C, op, ": ", what, " must be f32[", C,
              "], got ", t.str());
     return t;
   }
-  Tensor c = d.empty({C}, DType::F32);
-  kernels::cuda::fill(c.raw(), cuda::kdt(DType::F32), fill, C, d.stream);
-  return c;
+  return Tensor::full({C}, fill, DType::F32, d.device());
 }
 
 struct Descs {
   TensorDesc x, bn;
   Descs(const Tensor& x_, cudnnBatchNormMode_t mode) {
-    cuda::describe(x, x_.dtype(), x_.shape(), x_.layout());
+    describe(x, x_.dtype(), x_.shape(), x_.layout());
     MC_CUDNN_CHECK(cudnnDeriveBNTensorDescriptor(bn, x, mode));
   }
 };
 
 const float kOne = 1.f, kZero = 0.f;
 
-// Whether this cuDNN runs batch norm on bf16 activations itself. If a call answers NOT_SUPPORTED
-// for bf16 (library-version dependent), the op is redone in f32 (widen, normalise, narrow) and
-// every later call goes that way: slower, never wrong.
-std::atomic<bool> g_bf16_native{true};
-bool native(const Tensor& x) { return x.dtype() != DType::BF16 || g_bf16_native; }
-// After a refused call: whether to redo it (persistent mode first, then bf16 data, is dropped).
-bool fall_back(cudnnStatus_t st, const Tensor& x, cudnnBatchNormMode_t mode) {
-  if (st != CUDNN_STATUS_NOT_SUPPORTED && st != CUDNN_STATUS_BAD_PARAM) return false;
-  if (mode == CUDNN_BATCHNORM_SPATIAL_PERSISTENT) {
-    g_persistent_ok = false;
+// Configurations cuDNN answered NOT_SUPPORTED for, in this process.
+class Refused {
+ public:
+  bool has(const std::string& k) {
+    std::lock_guard<std::mutex> lk(mu_);
+    return keys_.count(k) != 0;
+  }
+  void add(const std::string& k) {
+    std::lock_guard<std::mutex> lk(mu_);
+    keys_.insert(k);
+  }
+
+ private:
+  std::mutex mu_;
+  std::set<std::string> keys_;
+};
+Refused& refused() {
+  static Refused* r = new Refused;  // never destroyed: used until exit
+  return *r;
+}
+
+std::string config(const char* what, const Tensor& x) {
+  return detail::cat(what, " ", dtype_name(x.dtype()), shape_str(x.shape()),
+                     x.layout() == Layout::NDHWC ? " NDHWC" : " NCDHW");
+}
+
+cudnnBatchNormMode_t train_mode(const Tensor& x) {
+  return x.layout() == Layout::NDHWC && x.dim() == 5 && !refused().has(config("persistent", x))
+             ? CUDNN_BATCHNORM_SPATIAL_PERSISTENT
+             : CUDNN_BATCHNORM_SPATIAL;
+}
+
+// Whether cuDNN runs batch norm on x's bf16 data itself (else: widen, normalise, narrow).
+bool native(const Tensor& x) {
+  return x.dtype() != DType::BF16 || !refused().has(config("bf16", x));
+}
+
+// After a call: true when it must be redone without what cuDNN refused (the persistent mode
+// first, then bf16 data); false when it succeeded; throws for every other status.
+bool refused_call(cudnnStatus_t st, const Tensor& x, cudnnBatchNormMode_t mode, const char* call) {
+  if (st == CUDNN_STATUS_SUCCESS) return false;
+  if (st == CUDNN_STATUS_NOT_SUPPORTED && mode == CUDNN_BATCHNORM_SPATIAL_PERSISTENT) {
+    const std::string k = config("persistent", x);
+    refused().add(k);
+    note_once(k, detail::cat("cuDNN refused ", call, " in SPATIAL_PERSISTENT mode for ", k.substr(11),
+                             "; running plain SPATIAL batch norm for that shape"));
     return true;
   }
-  if (x.dtype() != DType::BF16) return false;
-  g_bf16_native = false;
-  return true;
+  if (st == CUDNN_STATUS_NOT_SUPPORTED && x.dtype() == DType::BF16) {
+    const std::string k = config("bf16", x);
+    refused().add(k);
+    note_once(k, detail::cat("cuDNN refused ", call, " on bf16 data for ", k.substr(5),
+                             "; normalising in f32 for that shape"));
+    return true;
+  }
+  MC_CUDNN_CHECK_STATUS(st, call);
+  return false;
 }
+
 Tensor widen(const Tensor& t) { return to_layout(t, t.layout(), DType::F32); }
 Tensor narrow(const Tensor& t, DType dt) { return to_layout(t, t.layout(), dt); }
 
@@ -98,7 +132,7 @@ Tensor batchnorm_forward_train(const Tensor& x, const Tensor& w, const Tensor& b
     param(d, rv, C, 1, "batch_norm", "running_var");
   }
   if (!native(x))
-    return narrow(cuda_prims::batchnorm_forward_train(widen(x), w, b, rm, rv, momentum, eps, saved),
+    return narrow(cuda::batchnorm_forward_train(widen(x), w, b, rm, rv, momentum, eps, saved),
                   x.dtype());
   const Tensor wc = param(d, w, C, 1, "batch_norm", "weight");
   const Tensor bc = param(d, b, C, 0, "batch_norm", "bias");
@@ -107,13 +141,14 @@ Tensor batchnorm_forward_train(const Tensor& x, const Tensor& w, const Tensor& b
   Tensor y = d.empty(x.shape(), x.dtype(), x.layout());
   saved.mean = d.empty({C}, DType::F32);
   saved.invstd = d.empty({C}, DType::F32);
+  saved.eps = eps;
+  saved.cudnn_mode = int(mode);
   const cudnnStatus_t st = cudnnBatchNormalizationForwardTraining(
-      cuda::cudnn(d.dev), mode, &kOne, &kZero, ds.x, x.raw(), ds.x, y.raw(), ds.bn, wc.raw(),
-      bc.raw(), momentum, rm.defined() ? rm.raw() : nullptr, rv.defined() ? rv.raw() : nullptr, eps,
+      cudnn(d.dev), mode, &kOne, &kZero, ds.x, x.raw(), ds.x, y.raw(), ds.bn, wc.raw(), bc.raw(),
+      momentum, rm.defined() ? rm.raw() : nullptr, rv.defined() ? rv.raw() : nullptr, eps,
       saved.mean.raw(), saved.invstd.raw());
-  if (fall_back(st, x, mode))
-    return cuda_prims::batchnorm_forward_train(x, w, b, rm, rv, momentum, eps, saved);
-  MC_CUDNN_CHECK_STATUS(st, "cudnnBatchNormalizationForwardTraining");
+  if (refused_call(st, x, mode, "cudnnBatchNormalizationForwardTraining"))
+    return cuda::batchnorm_forward_train(x, w, b, rm, rv, momentum, eps, saved);
   MC_CUDA_LAUNCHED("batch_norm forward");
   return y;
 }
@@ -126,17 +161,16 @@ Tensor batchnorm_forward_eval(const Tensor& x, const Tensor& w, const Tensor& b,
   param(d, rm, C, 0, "batch_norm", "running_mean");
   param(d, rv, C, 1, "batch_norm", "running_var");
   if (!native(x))
-    return narrow(cuda_prims::batchnorm_forward_eval(widen(x), w, b, rm, rv, eps), x.dtype());
+    return narrow(cuda::batchnorm_forward_eval(widen(x), w, b, rm, rv, eps), x.dtype());
   const Tensor wc = param(d, w, C, 1, "batch_norm", "weight");
   const Tensor bc = param(d, b, C, 0, "batch_norm", "bias");
   Descs ds(x, CUDNN_BATCHNORM_SPATIAL);
   Tensor y = d.empty(x.shape(), x.dtype(), x.layout());
   const cudnnStatus_t st = cudnnBatchNormalizationForwardInference(
-      cuda::cudnn(d.dev), CUDNN_BATCHNORM_SPATIAL, &kOne, &kZero, ds.x, x.raw(), ds.x, y.raw(),
-      ds.bn, wc.raw(), bc.raw(), rm.raw(), rv.raw(), eps);
-  if (fall_back(st, x, CUDNN_BATCHNORM_SPATIAL))
-    return cuda_prims::batchnorm_forward_eval(x, w, b, rm, rv, eps);
-  MC_CUDNN_CHECK_STATUS(st, "cudnnBatchNormalizationForwardInference");
+      cudnn(d.dev), CUDNN_BATCHNORM_SPATIAL, &kOne, &kZero, ds.x, x.raw(), ds.x, y.raw(), ds.bn,
+      wc.raw(), bc.raw(), rm.raw(), rv.raw(), eps);
+  if (refused_call(st, x, CUDNN_BATCHNORM_SPATIAL, "cudnnBatchNormalizationForwardInference"))
+    return cuda::batchnorm_forward_eval(x, w, b, rm, rv, eps);
   MC_CUDA_LAUNCHED("batch_norm forward (eval)");
   return y;
 }
@@ -147,24 +181,29 @@ Tensor batchnorm_backward_train(const Tensor& x, const Tensor& dy_in, const Tens
   check_activation(x, "batch_norm backward");
   const int64_t C = x.size(1);
   if (!native(x))
-    return narrow(cuda_prims::batchnorm_backward_train(widen(x), widen(dy_in), w, saved, dw, db),
+    return narrow(cuda::batchnorm_backward_train(widen(x), widen(dy_in), w, saved, dw, db),
                   x.dtype());
   const Tensor dy = to_layout(dy_in, x.layout(), x.dtype());  // cuDNN: one descriptor for x, dy, dx
   const Tensor wc = param(d, w, C, 1, "batch_norm backward", "weight");
   param(d, saved.mean, C, 0, "batch_norm backward", "saved mean");
   param(d, saved.invstd, C, 0, "batch_norm backward", "saved inverse std");
-  const cudnnBatchNormMode_t mode = train_mode(x);
+  // The forward's mode (its saved statistics are for that mode); one cuDNN later refused for
+  // this configuration falls back to SPATIAL, which recomputes the statistics from x.
+  cudnnBatchNormMode_t mode =
+      saved.cudnn_mode >= 0 ? cudnnBatchNormMode_t(saved.cudnn_mode) : train_mode(x);
+  if (mode == CUDNN_BATCHNORM_SPATIAL_PERSISTENT && train_mode(x) != mode)
+    mode = CUDNN_BATCHNORM_SPATIAL;
+  const bool use_saved = mode == cudnnBatchNormMode_t(saved.cudnn_mode);
   Descs ds(x, mode);
   Tensor dx = d.empty(x.shape(), x.dtype(), x.layout());
   dw = d.empty({C}, DType::F32);
   db = d.empty({C}, DType::F32);
   const cudnnStatus_t st = cudnnBatchNormalizationBackward(
-      cuda::cudnn(d.dev), mode, &kOne, &kZero, &kOne, &kZero, ds.x, x.raw(), ds.x, dy.raw(), ds.x,
-      dx.raw(), ds.bn, wc.raw(), dw.raw(), db.raw(), kBackwardEps, saved.mean.raw(),
-      saved.invstd.raw());
-  if (fall_back(st, x, mode))
-    return cuda_prims::batchnorm_backward_train(x, dy_in, w, saved, dw, db);
-  MC_CUDNN_CHECK_STATUS(st, "cudnnBatchNormalizationBackward");
+      cudnn(d.dev), mode, &kOne, &kZero, &kOne, &kZero, ds.x, x.raw(), ds.x, dy.raw(), ds.x,
+      dx.raw(), ds.bn, wc.raw(), dw.raw(), db.raw(), saved.eps,
+      use_saved ? saved.mean.raw() : nullptr, use_saved ? saved.invstd.raw() : nullptr);
+  if (refused_call(st, x, mode, "cudnnBatchNormalizationBackward"))
+    return cuda::batchnorm_backward_train(x, dy_in, w, saved, dw, db);
   MC_CUDA_LAUNCHED("batch_norm backward");
   return dx;
 }
@@ -184,7 +223,7 @@ Tensor batchnorm_backward_eval(const Tensor& x, const Tensor& dy_in, const Tenso
   param(d, rv, C, 1, "batch_norm backward", "running_var");
   const Tensor wc = param(d, w, C, 1, "batch_norm backward", "weight");
   const Tensor zeros = param(d, Tensor(), C, 0, "", ""), ones = param(d, Tensor(), C, 1, "", "");
-  cudnnHandle_t h = cuda::cudnn(d.dev);
+  cudnnHandle_t h = cudnn(d.dev);
   // In f32 throughout: cuDNN's tensor reduction and op-tensor want one dtype everywhere.
   const Tensor xf = to_layout(x, x.layout(), DType::F32);
   const Tensor dyf = to_layout(dy_in, x.layout(), DType::F32);
@@ -198,18 +237,18 @@ Tensor batchnorm_backward_eval(const Tensor& x, const Tensor& dy_in, const Tenso
   MC_CUDNN_CHECK(cudnnBatchNormalizationForwardInference(
       h, CUDNN_BATCHNORM_SPATIAL, &kOne, &kZero, ds.x, xf.raw(), ds.x, prod.raw(), ds.bn,
       ones.raw(), zeros.raw(), rm.raw(), rv.raw(), eps));
-  cuda::OpTensorDesc mul;
+  OpTensorDesc mul;
   MC_CUDNN_CHECK(
       cudnnSetOpTensorDescriptor(mul, CUDNN_OP_TENSOR_MUL, CUDNN_DATA_FLOAT, CUDNN_PROPAGATE_NAN));
   MC_CUDNN_CHECK(cudnnOpTensor(h, mul, &kOne, ds.x, prod.raw(), &kOne, ds.x, dyf.raw(), &kZero,
                                ds.x, prod.raw()));
 
-  cuda::ReduceDesc sum;
+  ReduceDesc sum;
   MC_CUDNN_CHECK(cudnnSetReduceTensorDescriptor(sum, CUDNN_REDUCE_TENSOR_ADD, CUDNN_DATA_FLOAT,
                                                 CUDNN_PROPAGATE_NAN, CUDNN_REDUCE_TENSOR_NO_INDICES,
                                                 CUDNN_32BIT_INDICES));
-  cuda::TensorDesc per_channel;
-  cuda::describe_channels(per_channel, DType::F32, C, size_t(x.dim()));
+  TensorDesc per_channel;
+  describe_channels(per_channel, DType::F32, C, size_t(x.dim()));
   size_t ws_bytes = 0;
   MC_CUDNN_CHECK(cudnnGetReductionWorkspaceSize(h, sum, ds.x, per_channel, &ws_bytes));
   Tensor ws = ws_bytes ? d.empty({int64_t(ws_bytes)}, DType::U8) : Tensor();
@@ -224,4 +263,4 @@ Tensor batchnorm_backward_eval(const Tensor& x, const Tensor& dy_in, const Tenso
   return to_layout(dxf, x.layout(), x.dtype());
 }
 
-}  // namespace mc::cuda_prims
+}  // namespace mc::cuda

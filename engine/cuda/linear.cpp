@@ -1,4 +1,4 @@
-// CUDA prims: the dense layer through cuBLAS (row-major tensors as column-major transposes).
+// The dense layer on the GPU through cuBLAS (row-major tensors as column-major transposes).
 //
 //   y [N, out] = x [N, in] w[out, in]^T + b   ->  column-major  y^T = w^T' x^T : gemm(T, N)
 //   dx [N, in] = dy w                          ->  dx^T = w^T dy^T            : gemm(N, N)
@@ -11,15 +11,14 @@
 // allows TF32 tensor cores.
 #include <algorithm>
 
-#include "engine/cuda_prims.h"
-#include "engine/cuda_util.h"
+#include "engine/cuda/dnn.h"
+#include "engine/cuda/util.h"
 #include "engine/precision.h"
-#include "kernels/elementwise.h"
 
-namespace mc::cuda_prims {
+namespace mc::cuda {
 namespace {
 
-using cuda::OnDevice;
+using prims::to_layout;
 
 cublasComputeType_t compute_type() {
   return precision() == Precision::TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32
@@ -32,7 +31,7 @@ void gemm(const OnDevice& d, bool ta, bool tb, int64_t m, int64_t n, int64_t k, 
   MC_CHECK(m <= 0x7fffffff && n <= 0x7fffffff && k <= 0x7fffffff,
            "linear: matrix too large for cuBLAS");
   const float one = 1.f, zero = 0.f;
-  MC_CUBLAS_CHECK(cublasGemmEx(cuda::cublas(d.dev), ta ? CUBLAS_OP_T : CUBLAS_OP_N,
+  MC_CUBLAS_CHECK(cublasGemmEx(cublas(d.dev), ta ? CUBLAS_OP_T : CUBLAS_OP_N,
                                tb ? CUBLAS_OP_T : CUBLAS_OP_N, int(m), int(n), int(k), &one, A,
                                CUDA_R_32F, int(lda), B, CUDA_R_32F, int(ldb), &zero, C, CUDA_R_32F,
                                int(ldc), compute_type(), CUBLAS_GEMM_DEFAULT));
@@ -41,7 +40,7 @@ void gemm(const OnDevice& d, bool ta, bool tb, int64_t m, int64_t n, int64_t k, 
 Tensor as_f32(const Tensor& t) { return to_layout(t, t.layout(), DType::F32); }
 
 void check_weight(const OnDevice& d, const Tensor& w, const char* op) {
-  cuda::same_device(d, w, op, "weight");
+  same_device(d, w, op, "weight");
   MC_CHECK(w.dtype() == DType::F32, op, ": weights are f32 masters, got ", w.str());
 }
 
@@ -50,7 +49,7 @@ void check_weight(const OnDevice& d, const Tensor& w, const char* op) {
 Tensor linear_forward(const Tensor& x_in, const Tensor& w, const Tensor& b) {
   OnDevice d(x_in, "linear");
   check_weight(d, w, "linear");
-  cuda::same_device(d, b, "linear", "bias");
+  same_device(d, b, "linear", "bias");
   const int64_t N = x_in.size(0), In = x_in.size(1), Out = w.size(0);
   const Tensor x = as_f32(x_in);
   Tensor y = d.empty({N, Out}, DType::F32);
@@ -58,11 +57,11 @@ Tensor linear_forward(const Tensor& x_in, const Tensor& w, const Tensor& b) {
   gemm(d, true, false, Out, N, In, w.raw(), In, x.raw(), In, y.raw(), Out);
   if (b.defined()) {
     MC_CHECK(b.dtype() == DType::F32, "linear: bias must be f32, got ", b.str());
-    cuda::TensorDesc bd, yd;
-    cuda::describe(bd, DType::F32, {1, Out}, Layout::NCDHW);
-    cuda::describe(yd, DType::F32, {N, Out}, Layout::NCDHW);
+    TensorDesc bd, yd;
+    describe(bd, DType::F32, {1, Out}, Layout::NCDHW);
+    describe(yd, DType::F32, {N, Out}, Layout::NCDHW);
     const float one = 1.f;
-    MC_CUDNN_CHECK(cudnnAddTensor(cuda::cudnn(d.dev), &one, bd, b.raw(), &one, yd, y.raw()));
+    MC_CUDNN_CHECK(cudnnAddTensor(cudnn(d.dev), &one, bd, b.raw(), &one, yd, y.raw()));
   }
   MC_CUDA_LAUNCHED("linear");
   return y;
@@ -72,7 +71,7 @@ void linear_backward(const Tensor& x_in, const Tensor& w, const Tensor& dy_in, T
                      Tensor* dw, Tensor* db) {
   OnDevice d(x_in, "linear backward");
   check_weight(d, w, "linear backward");
-  cuda::same_device(d, dy_in, "linear backward", "output gradient");
+  same_device(d, dy_in, "linear backward", "output gradient");
   const int64_t N = x_in.size(0), In = x_in.size(1), Out = w.size(0);
   const Tensor dy = as_f32(dy_in);
   if (dx) {
@@ -87,8 +86,7 @@ void linear_backward(const Tensor& x_in, const Tensor& w, const Tensor& dy_in, T
   }
   if (db) {
     *db = d.empty({Out}, DType::F32);
-    Tensor ones = d.empty({N}, DType::F32);
-    kernels::cuda::fill(ones.raw(), cuda::kdt(DType::F32), 1.0, N, d.stream);
+    const Tensor ones = Tensor::full({N}, 1.0, DType::F32, d.device());
     if (Out)
       gemm(d, false, false, Out, 1, N, dy.raw(), Out, ones.raw(), std::max<int64_t>(N, 1),
            db->raw(), Out);
@@ -96,4 +94,4 @@ void linear_backward(const Tensor& x_in, const Tensor& w, const Tensor& dy_in, T
   MC_CUDA_LAUNCHED("linear backward");
 }
 
-}  // namespace mc::cuda_prims
+}  // namespace mc::cuda

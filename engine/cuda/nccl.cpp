@@ -16,8 +16,8 @@
 #include <mutex>
 #include <thread>
 
-#include "engine/cuda_check.h"
-#include "engine/cuda_runtime.h"
+#include "engine/cuda/check.h"
+#include "engine/cuda/runtime.h"
 #include "engine/dist.h"
 
 namespace mc {
@@ -46,9 +46,8 @@ class NcclCommunicator final : public Communicator {
       : rank_(rank), world_(world), local_(local_rank), host_(std::move(host)),
         timeout_(dist_timeout()) {
     const int n = cuda::device_count();
-    MC_CHECK(local_rank < n, who(), ": local rank ", local_rank, " needs its own GPU, but ", n,
-             " are visible (NCCL refuses two ranks on one GPU)");
-    dev_ = local_rank;
+    MC_CHECK(n >= 1, who(), ": local rank ", local_rank, " needs a GPU, but none is visible");
+    dev_ = detail::rank_device(local_rank, n);
     MC_CUDA_CHECK(cudaSetDevice(dev_));  // this process's GPU from now on
     stream_ = cuda::stream(dev_);
     static_assert(sizeof(ncclUniqueId) == 128);
