@@ -2,11 +2,9 @@
 
 #include <cmath>
 
+#include "engine/device.h"
 #include "engine/dist.h"
 #include "engine/prims.h"
-#ifdef MC_HAVE_CUDA
-#include "engine/cuda_runtime.h"
-#endif
 
 namespace mc {
 namespace {
@@ -14,16 +12,12 @@ namespace {
 // Faults the GPU kernels flagged instead of throwing (one sync), named with the steps they
 // happened in.
 void check_device_errors(Device dev, int64_t epoch, int64_t first_step, int64_t last_step) {
-#ifdef MC_HAVE_CUDA
   if (!dev.is_cuda()) return;
   try {
-    cuda::check_device_flags(dev.index);
+    check_device_flags(dev);
   } catch (const Error& e) {
     MC_FAIL("epoch ", epoch + 1, ", steps ", first_step, " to ", last_step, ": ", e.what());
   }
-#else
-  (void)dev, (void)epoch, (void)first_step, (void)last_step;
-#endif
 }
 
 }  // namespace

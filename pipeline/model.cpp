@@ -5,6 +5,7 @@
 
 #include "engine/autograd.h"
 #include "engine/memory.h"
+#include "engine/ops.h"
 #include "io/cache.h"
 #include "io/checkpoint.h"
 #include "io/labels.h"
@@ -59,6 +60,17 @@ std::unique_ptr<nn::Module> build_model(const Config& cfg) {
   return m;
 }
 
+ComputeMode set_compute_mode(const Config& cfg, Device dev) {
+  const ComputeMode mode = compute_mode_for(cfg.train.precision, dev);
+  apply(mode);
+  set_deterministic(cfg.train.deterministic);
+  return mode;
+}
+
+Tensor model_input(const Tensor& x, Device dev) {
+  return to_layout(x.to(dev), compute_mode_for(precision(), dev).layout);
+}
+
 Config checkpoint_config(const std::string& checkpoint, const std::string& config_path,
                          const std::vector<std::string>& overrides) {
   if (!config_path.empty()) return load_config(config_path, overrides);
@@ -99,6 +111,7 @@ LoadedModel load_model(const Config& cfg, const std::string& checkpoint) {
     if (v.size() == 1) m.epoch = v[0];
   }
   m.device = resolve_device(cfg.train.device);
+  m.mode = set_compute_mode(cfg, m.device);
   m.model->to(m.device);
   m.model->eval();
   return m;

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "engine/nn.h"
+#include "engine/precision.h"
 #include "pipeline/config.h"
 
 namespace mc {
@@ -16,6 +17,15 @@ Device resolve_device(Config::Train::Device d);
 // models::create by model.name, plus model.pretrained's weights when configured (non-strict:
 // the head of a pretrained backbone rarely fits our classes; what loaded is printed).
 std::unique_ptr<nn::Module> build_model(const Config& cfg);
+
+// The one place a program turns its config into the engine's compute mode on `dev`
+// (train.precision, train.deterministic; engine/precision.h): sets it process-wide and returns
+// it. mc_train, mc_eval, mc_predict and mc_bench all go through compute_mode_for, so what is
+// benchmarked is what runs.
+ComputeMode set_compute_mode(const Config& cfg, Device dev);
+// x on `dev` in the layout the current precision wants there (NDHWC for tf32/bf16 on a GPU):
+// what every program hands to a model's forward.
+Tensor model_input(const Tensor& x, Device dev);
 
 // The run config behind a checkpoint: config_path (+ overrides) when given, else the resolved
 // config mc_train stored in the metadata of <tag>.state.safetensors beside the weights.
@@ -28,6 +38,7 @@ struct LoadedModel {
   std::string checkpoint;
   int64_t epoch = -1;  // from the weights' metadata when mc_train wrote them, else -1
   int64_t in_chans = 1, num_classes = 3;
+  ComputeMode mode;  // set by load_model for `device`
 };
 // build_model(cfg) without its pretrained import (the checkpoint replaces every tensor), then a
 // strict load: every tensor must be there with its shape; "module." prefixes (DataParallel,

@@ -76,7 +76,7 @@ ScanPrediction predict_scan(LoadedModel& m, const Tensor& input, const std::stri
   {
     m.model->eval();
     NoGradGuard ng;
-    logits = m.model->forward(input.to(m.device)).to(Device::cpu()).to(DType::F32);
+    logits = m.model->forward(model_input(input, m.device)).to(Device::cpu()).to(DType::F32);
   }
   ScanPrediction p;
   p.id = id;

@@ -34,7 +34,7 @@ PredictionTable predict_cache(nn::Module& model, const std::string& cache_path, 
   NoGradGuard ng;
   int64_t K = 0;
   while (auto b = loader.next()) {
-    Tensor out = model.forward(b->images).to(Device::cpu()).to(DType::F32);
+    Tensor out = model.forward(model_input(b->images, dev)).to(Device::cpu()).to(DType::F32);
     K = out.size(1);
     for (float v : out.to_vector<float>()) p.scores.push_back(v);
     for (int64_t l : b->labels.to_vector<int64_t>()) p.labels.push_back(l);

@@ -130,6 +130,7 @@ void TrainRun::build() {
   trainer_ = std::make_unique<Trainer>(
       *model_, *opt_, [this](const Tensor& logits, const Tensor& labels) { return (*loss_)(logits, labels); },
       cfg_.trainer, &comm_);
+  trainer_->set_forward([this](const Tensor& x) { return model_->forward(model_input(x, dev_)); });
 }
 
 // Resumes from <run>/last, or records the resolved config of a new run.

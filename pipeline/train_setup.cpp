@@ -11,12 +11,6 @@
 
 namespace mc {
 
-void set_compute_mode(const Config& cfg, Device dev) {
-  (void)dev;  // the layout decision (channels-last for bf16/tf32 on a GPU) will depend on it
-  set_precision(cfg.train.precision);
-  set_deterministic(cfg.train.deterministic);
-}
-
 std::unique_ptr<Optimizer> build_optimizer(const Config& cfg, nn::Module& model) {
   return make_optimizer(model.parameters(), cfg.optim);
 }

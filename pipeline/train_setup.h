@@ -12,9 +12,6 @@
 
 namespace mc {
 
-// The one place a program turns the config into the engine's compute mode (train.precision,
-// train.deterministic) for `dev`. Call it before building the model.
-void set_compute_mode(const Config& cfg, Device dev);
 
 // optim.* over the model's parameters (flatten them first for one-launch steps).
 std::unique_ptr<Optimizer> build_optimizer(const Config& cfg, nn::Module& model);
