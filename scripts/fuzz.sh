@@ -10,10 +10,11 @@
 #                 fuzzing for the whole time and counts every crash, timeout and out-of-memory
 #   targets       nifti nifti_gz safetensors config labels predictions (default: all)
 #
-# Prints one line per target (executions, seconds, crashes) and exits non-zero when any target
-# crashed or any regression input still fails. Findings go to $FUZZ_BUILD_DIR/artifacts/<target>/,
-# the corpus a run grows to $FUZZ_BUILD_DIR/corpus/<target>/ (fuzz/corpus/<target>/ holds the
-# committed seeds and is never written).
+# Prints one line per target (executions, seconds, crashes), then one line per distinct finding
+# (how many inputs, what, the first frame in our code), and exits non-zero when any target
+# crashed or any regression input still fails. Findings go to $FUZZ_BUILD_DIR/artifacts/<target>/
+# (the previous run's to <target>.prev/), the corpus a run grows to $FUZZ_BUILD_DIR/corpus/<target>/
+# (fuzz/corpus/<target>/ holds the committed seeds and is never written).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR=${FUZZ_BUILD_DIR:-build-fuzz}
@@ -39,6 +40,7 @@ done
 # ---- build: every library instrumented for coverage and the sanitizers; harnesses link libFuzzer
 CC=${FUZZ_CC:-clang-14} CXX=${FUZZ_CXX:-clang++-14}
 san="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -gline-tables-only"
+san+=" -fsanitize-coverage-ignorelist=$PWD/fuzz/coverage_ignorelist.txt"
 args=(-DCMAKE_BUILD_TYPE=Release -DMC_WITH_CUDA=OFF -DMC_FUZZ=ON
       -DCMAKE_C_COMPILER="$CC" -DCMAKE_CXX_COMPILER="$CXX"
       -DCMAKE_C_FLAGS="$san" -DCMAKE_CXX_FLAGS="$san")
@@ -67,6 +69,21 @@ common=(-timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=2048 -print_final_stats=
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:allocator_may_return_null=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 
+# One line per distinct finding among the given inputs: count, kind (numbers masked) and the
+# first frame in our sources.
+triage() {
+  local bin=$1 f out kind at
+  shift
+  for f in "$@"; do
+    [ -f "$f" ] || continue
+    out=$("$bin" "${common[@]}" "$f" 2>&1 || true)
+    kind=$(grep -m1 -oE 'runtime error: .*|ERROR: (AddressSanitizer|LeakSanitizer|libFuzzer): [a-z -]+[a-z]|FUZZ_CHECK failed.*' <<<"$out" |
+           sed -E 's/0x[0-9a-f]+|[0-9]+(\.[0-9]+)?(e[+-]?[0-9]+)?/N/g' | cut -c1-100 || true)
+    at=$(grep -m1 -oE '(io|losses|eval|engine|pipeline|kernels|models)/[A-Za-z0-9_]+\.(cpp|h):[0-9]+' <<<"$out" || true)
+    echo "${kind:-no sanitizer report (replay it by hand)} at ${at:-?}"
+  done | sort | uniq -c | sed 's/^ */    /'
+}
+
 failed=0
 summary=()
 for t in "${targets[@]}"; do
@@ -74,13 +91,15 @@ for t in "${targets[@]}"; do
   log=$BUILD_DIR/logs/$t.log
   art=$BUILD_DIR/artifacts/$t
   work=$BUILD_DIR/corpus/$t
+  rm -rf "$art.prev"
+  [ -d "$art" ] && mv "$art" "$art.prev"
   mkdir -p "$(dirname "$log")" "$art" "$work"
   opts=("${common[@]}" -max_len="$(max_len "$t")" -artifact_prefix="$art/")
   [ -f "fuzz/dicts/$t.dict" ] && opts+=(-dict="fuzz/dicts/$t.dict")
 
   # Regressions: each saved input replayed once; one that still fails is counted, not fatal to
   # the rest of the run.
-  reg_total=0 reg_fail=0
+  reg_total=0 reg_fail=0 reg_failing=()
   : >"$log.regressions"
   if [ -d "fuzz/regressions/$t" ]; then
     for f in "fuzz/regressions/$t"/*; do
@@ -88,6 +107,7 @@ for t in "${targets[@]}"; do
       reg_total=$((reg_total + 1))
       if ! "$bin" "${common[@]}" "$f" >>"$log.regressions" 2>&1; then
         reg_fail=$((reg_fail + 1))
+        reg_failing+=("$f")
         echo "fuzz.sh: $t: regression input $f still fails (log: $log.regressions)" >&2
       fi
     done
@@ -123,6 +143,13 @@ for t in "${targets[@]}"; do
   fi
   echo "$line"
   summary+=("$line")
+  if [ "$reg_fail" -ne 0 ]; then
+    while IFS= read -r l; do echo "$l (regression)"; summary+=("$l (regression)"); done \
+      < <(triage "$bin" "${reg_failing[@]}")
+  fi
+  if [ "$crashes" -ne 0 ]; then
+    while IFS= read -r l; do echo "$l"; summary+=("$l"); done < <(triage "$bin" "$art"/*)
+  fi
 done
 if [ ${#targets[@]} -gt 1 ]; then
   echo "---- fuzz.sh summary (${seconds}s per target)"
