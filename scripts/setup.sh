@@ -6,7 +6,8 @@ pkgs=(cmake ninja-build g++ pkg-config libgtest-dev libgmock-dev libopenblas-dev
       libnifti2-dev zlib1g-dev libopenmpi-dev openmpi-bin
       nlohmann-json3-dev libcli11-dev libxxhash-dev
       python3-torch python3-numpy python3-sklearn python3-nibabel
-      libgdcm-dev libgdcm-tools python3-pydicom python3-scipy)
+      libgdcm-dev libgdcm-tools python3-pydicom python3-scipy
+      clang-14 libfuzzer-14-dev libclang-rt-14-dev libomp-14-dev)  # scripts/fuzz.sh
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
