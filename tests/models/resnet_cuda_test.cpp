@@ -17,7 +17,7 @@
 #include <map>
 #include <regex>
 
-include "engine/ops.h"
+#include "engine/ops.h"
 #include "engine/precision.h"
 #include "engine/random.h"
 #include "models/resnet3d.h"
