@@ -9,7 +9,7 @@ GPU_TARGETS=(test_engine test_losses test_kernels test_io test_models mc_bench m
 # allocator/runtime checks, NCCL on one rank, the loss/metric/augmentation kernels, and resnet50's
 # training step against the CPU.
 GPU_TESTS=(
-  "test_engine Cuda*:MetricsCuda*:DistNccl*"
+  "test_engine Cuda*:MetricsCuda*:DistNccl*:TrainerCuda*"
   "test_losses LossCuda*"
   "test_kernels Augment.Cuda*"
   "test_io Loader.Gpu*"
