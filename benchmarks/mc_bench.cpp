@@ -16,7 +16,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <functional>
@@ -33,10 +32,14 @@
 #include "engine/precision.h"
 #include "engine/prims.h"
 #include "engine/random.h"
+#include "io/atomic_file.h"
 #include "io/cache.h"
+#include "io/json.h"
+#include <nlohmann/json.hpp>
 #include "io/loader.h"
 #include "loss_metric_cases.h"
 #include "models/resnet3d.h"
+#include "pipeline/cli.h"
 #include "tests/engine/op_table.h"
 
 using namespace mc;
@@ -279,43 +282,16 @@ void print_row(const Row& r) {
   std::fflush(stdout);
 }
 
-std::string json_escape(const std::string& s) {
-  std::string o;
-  for (char c : s) {
-    if (c == '"' || c == '\\') o += '\\';
-    if (c == '\n') {
-      o += "\\n";
-      continue;
-    }
-    o += c;
-  }
-  return o;
-}
-
-// `extra`: more JSON objects for the array (bench::to_json), may be empty.
-void write_json(const std::string& path, const std::vector<Row>& rows, const std::string& extra) {
-  FILE* f = std::fopen(path.c_str(), "w");
-  if (!f) {
-    std::fprintf(stderr, "mc_bench: cannot write %s\n", path.c_str());
-    return;
-  }
-  auto num = [](double v) { return std::isnan(v) ? std::string("null") : std::to_string(v); };
-  std::fprintf(f, "[\n");
-  for (size_t i = 0; i < rows.size(); ++i) {
-    const Row& r = rows[i];
-    std::fprintf(f,
-                 "  {\"kind\": \"%s\", \"name\": \"%s\", \"precision\": \"%s\", \"batch\": %lld, "
-                 "\"size\": %lld, \"ms\": %s, \"volumes_per_s\": %s, \"tflops\": %s, "
-                 "\"peak_gib\": %s, \"pytorch_ms\": %s, \"error\": \"%s\"}%s\n",
-                 r.kind.c_str(), json_escape(r.name).c_str(), r.precision.c_str(),
-                 (long long)r.batch, (long long)r.size, num(r.ms).c_str(),
-                 num(r.volumes_per_s).c_str(), num(r.tflops).c_str(), num(r.peak_gib).c_str(),
-                 num(r.anchor_ms).c_str(), json_escape(r.error).c_str(),
-                 i + 1 < rows.size() || !extra.empty() ? "," : "");
-  }
-  if (!extra.empty()) std::fprintf(f, "%s\n", extra.c_str());
-  std::fprintf(f, "]\n");
-  std::fclose(f);
+// The rows, then the loss / auc records (`extra`), as one JSON array.
+void write_json(const std::string& path, const std::vector<Row>& rows, const Json& extra) {
+  Json a = Json::array();
+  for (const Row& r : rows)
+    a.push_back({{"kind", r.kind}, {"name", r.name}, {"precision", r.precision},
+                 {"batch", r.batch}, {"size", r.size}, {"ms", r.ms},
+                 {"volumes_per_s", r.volumes_per_s}, {"tflops", r.tflops},
+                 {"peak_gib", r.peak_gib}, {"pytorch_ms", r.anchor_ms}, {"error", r.error}});
+  for (const Json& e : extra) a.push_back(e);
+  write_atomic(path, json_text(a) + "\n");  // NaN (not measured) is written as null
 }
 
 // Loader throughput at 128^3 with augmentation (issue: it must stay well above what the GPU
@@ -345,18 +321,6 @@ void loader_case(int workers) {
     }
 }
 
-int usage(const char* argv0) {
-  std::printf(
-      "usage: %s [--case all|step|infer|conv|loader|allreduce|loss|auc|ops|op:NAME]\n"
-      "          [--precision all|fp32|tf32|bf16] [--shape all|128|96|64] [--warmup N]\n"
-      "          [--repeats N] [--model NAME] [--json OUT] [--list]\n"
-      "Times MedConv's training step and inference on the GPU (CUDA events, median), the rows of\n"
-      "the backend-ops table (op:NAME, ops for all of them; on the CPU without a GPU) and the\n"
-      "loader. --list names the cases and the op rows.\n",
-      argv0);
-  return 0;
-}
-
 int list_cases() {
   std::printf("cases: step infer conv loader allreduce loss auc ops\nop rows (--case op:NAME):\n");
   for (const optable::Row& r : optable::rows()) {
@@ -367,42 +331,46 @@ int list_cases() {
   return 0;
 }
 
+int run(const Options& o);
+
 }  // namespace
 
 int main(int argc, char** argv) {
   Options o;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    auto next = [&]() -> std::string {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "mc_bench: %s needs a value\n", a.c_str());
-        std::exit(2);
-      }
-      return argv[++i];
-    };
-    if (a == "--case")
-      o.cases = next();
-    else if (a == "--precision")
-      o.precision = next();
-    else if (a == "--shape")
-      o.shape = next();
-    else if (a == "--model")
-      o.model = next();
-    else if (a == "--json")
-      o.json = next();
-    else if (a == "--warmup")
-      o.warmup = std::atoi(next().c_str());
-    else if (a == "--repeats")
-      o.repeats = std::max(1, std::atoi(next().c_str()));
-    else if (a == "--list")
-      o.list = true;
-    else if (a == "-h" || a == "--help")
-      return usage(argv[0]);
-    else {
-      std::fprintf(stderr, "mc_bench: unknown argument '%s' (see --help)\n", a.c_str());
-      return 2;
+  auto app = cli::make_app(
+      "mc_bench",
+      "usage: mc_bench [--case all|step|infer|conv|loader|allreduce|loss|auc|ops|op:NAME]\n"
+      "                [--precision all|fp32|tf32|bf16] [--shape all|128|96|64] [--warmup N]\n"
+      "                [--repeats N] [--model NAME] [--json OUT] [--list]",
+      "Times MedConv's training step and inference on the GPU (CUDA events, median), the rows of\n"
+      "the backend-ops table (op:NAME, ops for all of them; on the CPU without a GPU) and the\n"
+      "loader. --list names the cases and the op rows.");
+  app->add_option("--case", o.cases, "what to time (default all)");
+  app->add_option("--precision", o.precision, "fp32, tf32, bf16 or all");
+  app->add_option("--shape", o.shape, "128, 96, 64 or all (cube edge of the input)");
+  app->add_option("--model", o.model, "network (default resnet50)");
+  app->add_option("--json", o.json, "write every row to this JSON file");
+  app->add_option("--warmup", o.warmup, "untimed runs first (default 3)")->check(CLI::Range(0, 100000));
+  app->add_option("--repeats", o.repeats, "timed runs, median reported (default 10)")
+      ->check(CLI::Range(1, 100000));
+  app->add_flag("--list", o.list, "name the cases and the op rows");
+  try {
+    const cli::Parsed p = cli::parse(*app, {argv + 1, argv + argc});
+    if (p.help) {
+      std::printf("%s", app->help().c_str());
+      return 0;
     }
+    MC_CHECK(p.rest.empty(), "unknown argument '", p.rest.front(), "' (see --help)");
+    return run(o);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "mc_bench: %s\n", e.what());
+    return 2;
   }
+}
+
+namespace {
+
+int run(const Options& o) {
   if (o.list) return list_cases();
   std::vector<Row> rows;
   const bool gpu = cuda_available();
@@ -421,7 +389,7 @@ int main(int argc, char** argv) {
       return 2;
     }
     for (const Row& r : rows) print_row(r);
-    if (!o.json.empty()) write_json(o.json, rows, "");
+    if (!o.json.empty()) write_json(o.json, rows, Json::array());
     return 0;
   }
   if (o.cases == "loader" || o.cases == "all")
@@ -463,3 +431,5 @@ int main(int argc, char** argv) {
   if (!o.json.empty()) write_json(o.json, rows, bench::to_json(extra));
   return 0;
 }
+
+}  // namespace
