@@ -1,5 +1,6 @@
 #include "pipeline/predictions.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <memory>
 
@@ -35,7 +36,11 @@ PredictionTable predict_cache(nn::Module& model, const std::string& cache_path, 
   lo.device = dev;
   lo.rank = rank;
   lo.world = world;
-  Loader loader(cache_path, lo);
+  // Sequential order needs no class counts, but the loader checks labels against a class count:
+  // the cache's own (any task).
+  Cache cache = Cache::open(cache_path);
+  for (int64_t y : cache.labels()) lo.num_classes = std::max<int>(lo.num_classes, int(y) + 1);
+  Loader loader(std::move(cache), lo);
   const int64_t N = loader.cache().size();
   PredictionTable p;
   p.source = cache_path;

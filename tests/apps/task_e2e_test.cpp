@@ -154,7 +154,7 @@ TEST(TaskE2E, FourClassesFromThreeThresholdsRunEndToEnd) {
 
 TEST(TaskE2E, RegressionReportsMaeAndDerivedClasses) {
   const std::string out = test::temp_dir() + "/reg";
-  Config cfg = test::e2e_config(out, {"model.head=regression", "train.epochs=2", "eval.bootstrap=20",
+  Config cfg = test::e2e_config(out, {"model.head=regression", "eval.select_by=mae", "train.epochs=2", "eval.bootstrap=20",
                                       "schedule.warmup_epochs=0"});
   test::e2e_prepare();
   std::ostringstream log;
@@ -232,6 +232,7 @@ TEST(TaskE2E, ErrorsNameTheTaskAndTheData) {
   auto reg = binary_overrides(data, root + "/run3");
   reg.push_back("data.tscore_thresholds=[-2.5]");
   reg.push_back("model.head=regression");
+  reg.push_back("eval.select_by=mae");
   const Config c3 = load_config(test::demo_config_path(), reg);
   PrepOptions p3 = prep_options_from_config(c3);
   p3.progress = false;

@@ -40,7 +40,7 @@ TEST(TaskConfig, DefaultIsWhoAndNumClassesIsDerived) {
   EXPECT_EQ(four.model.num_classes, 4);
   EXPECT_EQ(task_of(four).classify(-3.5), 0);
   EXPECT_EQ(task_of(four).classify(-3.0), 1);
-  EXPECT_EQ(task_of(four).classify(-2.5), 1);  // an inner threshold goes up ... but not the first
+  EXPECT_EQ(task_of(four).classify(-2.5), 2);  // an inner threshold goes up (the first stays down)
   EXPECT_EQ(task_of(four).classify(-1.0), 3);
   const Config r = parse_config("model:\n  head: regression\n", "run.yaml");
   EXPECT_TRUE(task_of(r).regression());
@@ -79,7 +79,7 @@ TEST(TaskConfig, BadTasksNameTheKeys) {
   EXPECT_HAS(m, "regression head");
   EXPECT_HAS(m, "model.head (regression");
   m = error_of("data:\n  classes: [normal, mass]\n  tscore_thresholds: []\n  positive_class: tumour\n");
-  EXPECT_HAS(m, "data.positive_class (tumour");
+  EXPECT_HAS(m, "data.positive_class (\"tumour\", from run.yaml");
   EXPECT_HAS(m, "not one of the classes normal,mass");
   m = error_of("eval:\n  select_by: mae\n");
   EXPECT_HAS(m, "eval.select_by (mae");
