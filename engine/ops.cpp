@@ -234,6 +234,15 @@ Tensor relu(const Tensor& x) {
   return pointwise_op(kernels::Pointwise::Relu, kernels::Pointwise::ReluBackward, true, x);
 }
 
+Tensor huber(const Tensor& x, double delta) {
+  MC_CHECK(delta > 0, "huber: delta must be > 0, got ", delta);
+  return pointwise_op(kernels::Pointwise::Huber, kernels::Pointwise::HuberBackward, false, x, delta);
+}
+
+Tensor square(const Tensor& x) {
+  return pointwise_op(kernels::Pointwise::Square, kernels::Pointwise::SquareBackward, false, x);
+}
+
 Tensor to_layout(const Tensor& x, Layout layout) {
   Tensor y = prims::to_layout(x, layout);
   if (!y.shares_storage(x) && any_requires_grad({&x})) {

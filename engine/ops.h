@@ -25,6 +25,9 @@ Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, Ten
 Tensor pointwise_op(kernels::Pointwise f, kernels::Pointwise g, bool backward_uses_output,
                     const Tensor& x, double alpha = 0);
 Tensor relu(const Tensor& x);
+// Elementwise Huber of x with threshold delta (> 0), and x^2: the regression losses' pieces.
+Tensor huber(const Tensor& x, double delta);
+Tensor square(const Tensor& x);
 Tensor add(const Tensor& a, const Tensor& b);
 Tensor mul(const Tensor& a, const Tensor& b);
 Tensor scale(const Tensor& x, double alpha);

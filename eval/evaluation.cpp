@@ -83,6 +83,7 @@ Evaluation evaluate(const PredictionTable& p, const EvalOptions& o) {
                              ? given
                              : posthoc_probabilities(logits, e.prior, tau);
     e.rows.push_back(eval_row(labels, probs, tau, o.bootstrap, o.roc));
+    e.rows.back().probabilities = probs.to(Device::cpu()).to(DType::F64);
   }
   return e;
 }

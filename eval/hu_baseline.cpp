@@ -45,8 +45,8 @@ std::vector<ManifestRow> read_manifest(const std::string& path) {
 }
 
 HuRule score_rule(HuRule r, const std::vector<double>& x, const std::vector<int64_t>& y,
-                  const BootstrapOptions& b) {
-  const int64_t N = int64_t(x.size()), K = r.binary ? 2 : kNumClasses;
+                  const BootstrapOptions& b, int64_t num_classes) {
+  const int64_t N = int64_t(x.size()), K = r.binary ? 2 : num_classes;
   std::vector<int64_t> labels, vs_rest;
   std::vector<double> onehot(size_t(N * K), 0.0), by_hu;
   for (int64_t i = 0; i < N; ++i) {
@@ -131,7 +131,9 @@ std::vector<double> fit_thresholds(const std::vector<double>& x, const std::vect
   return t;
 }
 
-HuBaseline hu_baseline(const std::string& manifest, const std::string& split, const BootstrapOptions& b) {
+HuBaseline hu_baseline(const std::string& manifest, const std::string& split, const BootstrapOptions& b,
+                       const Task& task) {
+  const int64_t K = task.num_classes();
   HuBaseline h;
   h.manifest = manifest;
   if (!fs::exists(manifest)) {
@@ -159,28 +161,37 @@ HuBaseline hu_baseline(const std::string& manifest, const std::string& split, co
     h.note = "the manifest " + manifest + " has no usable rows (status ok, labelled, with HU) in split '" + split + "'";
     return h;
   }
+  for (int64_t v : y)
+    if (v >= K) {
+      h.note = "the manifest " + manifest + " has label " + std::to_string(v) + ", outside the task's " +
+               std::to_string(K) + " classes (" + task.names_csv() + "): no HU baseline (prepared for another task?)";
+      return h;
+    }
   h.available = true;
-  h.rules.push_back(score_rule({.name = "median HU < " + hu_text(kTotalSegmentatorHuThreshold) +
+  // The spine report's cut-off flags osteoporosis: it applies when class 0 is the lowest T-score band.
+  if (task.from_tscores()) h.rules.push_back(score_rule({.name = "median HU < " + hu_text(kTotalSegmentatorHuThreshold) +
                                          " -> osteoporosis (TotalSegmentator spine report)",
                                  .key = "totalsegmentator_median_hu",
                                  .feature = "median_hu",
                                  .thresholds = {kTotalSegmentatorHuThreshold},
                                  .binary = true},
-                                median, y, b));
+                                median, y, b, K));
   if (train_y.empty()) {
     h.note = "no train rows in the manifest: no thresholds fitted";
     return h;
   }
   for (const auto& [feature, tx, ex] : {std::tuple{"mean_hu", &train_mean, &mean}, std::tuple{"median_hu", &train_median, &median}}) {
-    const std::vector<double> t = fit_thresholds(*tx, train_y, kNumClasses);
+    const std::vector<double> t = fit_thresholds(*tx, train_y, K);
     const std::string what = std::string(feature) == "mean_hu" ? "mean HU" : "median HU";
-    h.rules.push_back(score_rule({.name = what + " < " + hu_text(t[0]) + " osteoporosis, < " + hu_text(t[1]) +
-                                           " osteopenia, else normal (fitted on train)",
+    std::string name = what;
+    for (int64_t k = 0; k + 1 < K; ++k) name += (k ? ", < " : " < ") + hu_text(t[size_t(k)]) + " " + task.name(k);
+    name += ", else " + task.name(K - 1) + " (fitted on train)";
+    h.rules.push_back(score_rule({.name = name,
                                    .key = std::string("fitted_") + feature,
                                    .feature = feature,
                                    .thresholds = t,
                                    .binary = false},
-                                  *ex, y, b));
+                                  *ex, y, b, K));
   }
   return h;
 }

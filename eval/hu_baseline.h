@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "engine/metrics.h"
+#include "io/task.h"
 
 namespace mc {
 
@@ -47,8 +48,10 @@ struct HuBaseline {
 inline constexpr double kTotalSegmentatorHuThreshold = 90.25;
 
 // Never throws for a missing or unusable manifest: `available` is false and `note` says why.
+// Rules for `task`'s classes (low HU -> class 0, the lowest T-score band); the spine report's
+// fixed cut-off only when the task's classes come from T-scores.
 HuBaseline hu_baseline(const std::string& manifest, const std::string& split,
-                       const BootstrapOptions& bootstrap);
+                       const BootstrapOptions& bootstrap, const Task& task = Task::who());
 
 // "90.25", "118.3", "57", "-inf": thresholds as the report prints them.
 std::string hu_text(double t);

@@ -3,7 +3,8 @@
 // (the paper's Table VI) and a screening baseline on the vertebra's HU, written into one folder:
 //   report.md, report.json, predictions.csv (id,label,score_0.. = logits; mc_eval --predictions
 //   reads it), roc.svg, confusion.svg, tau2_sweep.svg, training_curves.svg (from the run's
-//   metrics.csv, when there is one).
+//   metrics.csv, when there is one); for two classes also the screening section
+//   (eval/screening.h) and pr.svg, the precision-recall curve.
 // A checkpoint's report (the model run over a cache first) is pipeline/evaluate.h's.
 #pragma once
 #include <optional>
@@ -12,6 +13,8 @@
 
 #include "eval/evaluation.h"
 #include "eval/hu_baseline.h"
+#include "eval/regression.h"
+#include "eval/screening.h"
 
 namespace mc {
 
@@ -27,6 +30,11 @@ struct ReportRun {  // what was evaluated, for the summary
   std::vector<double> sweep;  // tau2 values of the sweep (empty: no sweep)
   std::string metrics_csv;    // the run log for the training curves ("" = none)
   std::vector<std::string> notes;  // caveats found while gathering the above
+  // Binary tasks: the screening section's positive class and validation-chosen threshold;
+  // unset for a binary table: positive class 1, no validation threshold.
+  std::optional<ScreeningOptions> screening;
+  // Regression heads: the T-score report; the table then holds the derived classes.
+  std::optional<RegressionReport> regression;
 };
 
 struct Report {
@@ -34,8 +42,10 @@ struct Report {
   Evaluation headline;             // one row, at run.tau2, with ROC curves
   std::optional<Evaluation> sweep; // one row per sweep value
   HuBaseline hu;
+  std::optional<ScreeningReport> screening;  // binary tables only, at the headline's tau2
+  std::optional<RegressionReport> regression;  // run.regression, with tscore_scatter.svg and bland_altman.svg
   std::vector<std::string> notes;
-  std::string dir, markdown, json, predictions, roc, confusion, sweep_chart, training_curves;
+  std::string dir, markdown, json, predictions, roc, confusion, sweep_chart, training_curves, pr, scatter, bland_altman;
   std::string terminal;  // the tables mc_eval prints
 };
 

@@ -38,10 +38,20 @@ std::string report_json(const Report& r) {
                      {"auc_osteoporosis", value_ci(u.auc_osteoporosis, u.ci ? &u.auc_osteoporosis_ci : nullptr)}});
   j["hu_baseline"] = {{"manifest", r.hu.manifest}, {"available", r.hu.available}, {"note", r.hu.note},
                       {"n_train", r.hu.n_train}, {"n_eval", r.hu.n_eval}, {"rules", std::move(rules)}};
+  if (r.screening) j["screening"] = screening_json(*r.screening);
+  if (r.regression) {
+    const RegressionReport& g = *r.regression;
+    auto vc = [](const MetricValue& v, const Interval& iv) {
+      return Json{{"value", v.defined ? Json(v.value) : Json()}, {"ci", iv.defined ? Json{iv.lo, iv.hi} : Json()}};
+    };
+    j["regression"] = {{"n", g.n}, {"mae", vc(g.mae, g.mae_ci)}, {"rmse", vc(g.rmse, g.rmse_ci)},
+                       {"pearson_r", vc(g.pearson, g.pearson_ci)}, {"r2", vc(g.r2, g.r2_ci)},
+                       {"bland_altman", {{"bias", g.bias}, {"loa", {g.loa_lo, g.loa_hi}}}}};
+  }
   j["notes"] = r.notes;
   j["files"] = {{"markdown", file(r.markdown)}, {"predictions", file(r.predictions)}, {"roc", file(r.roc)},
                 {"confusion", file(r.confusion)}, {"tau2_sweep", file(r.sweep_chart)},
-                {"training_curves", file(r.training_curves)}};
+                {"training_curves", file(r.training_curves)}, {"pr", file(r.pr)}, {"tscore_scatter", file(r.scatter)}, {"bland_altman", file(r.bland_altman)}};
   return json_text(j) + "\n";
 }
 

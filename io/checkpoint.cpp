@@ -58,8 +58,11 @@ std::string save_checkpoint(const std::string& dir, const std::string& tag, cons
   meta["config"] = s.config_yaml;
   save_safetensors(state_path_for(wpath), optim, meta);
   // Weights last: "format": "pt" lets transformers-style loaders accept the file.
-  save_safetensors(wpath, weights, {{"format", "pt"}, {"checkpoint_id", id},
-                                    {"epoch", std::to_string(s.epoch)}});
+  SafeTensorsMetadata wmeta = {{"format", "pt"}, {"checkpoint_id", id}, {"epoch", std::to_string(s.epoch)}};
+  // The task travels with the weights too, so the weights alone name their classes.
+  for (const auto& [k, v] : s.extra)
+    if (k.starts_with("task.")) wmeta[k] = v;
+  save_safetensors(wpath, weights, wmeta);
   return wpath;
 }
 

@@ -19,7 +19,9 @@ struct TrainingState {
   std::string optimizer;    // "adamw" / "sgd"
   std::string config_yaml;  // the resolved config of the run
   StateDict optimizer_state;
-  std::map<std::string, std::string> extra;  // anything else worth keeping (metric names, ...)
+  // Anything else worth keeping (metric names, ...); "task.*" entries (io/task.h) are also
+  // written into the weights file's metadata.
+  std::map<std::string, std::string> extra;
 };
 
 // Writes both files; returns the weights path.

@@ -96,10 +96,9 @@ SubjectFiles find_subject_files(const PrepOptions& o, const std::string& id) {
 
 std::map<std::string, std::string> cache_meta(const PrepOptions& o, const std::string& split) {
   const PreprocessOptions& p = o.preprocess;
-  return {{"source", "mc_prep"},
+  std::map<std::string, std::string> m = {{"source", "mc_prep"},
           {"split", split},
-          {"class_names", class_names_csv()},
-          {"tscore_bands", fmt(o.bands.osteoporosis_max, 2) + "," + fmt(o.bands.normal_min, 2)},
+          {"class_names", o.task.names_csv()},
           {"label_id", p.precropped ? "precropped" : std::to_string(p.label_id)},
           {"volume", std::to_string(p.volume)},
           {"spacing_mm", fmt(p.spacing_mm, 4)},
@@ -112,13 +111,16 @@ std::map<std::string, std::string> cache_meta(const PrepOptions& o, const std::s
           {"ct_dir", o.ct_dir},
           {"seg_dir", o.seg_dir},
           {"labels", o.labels_csv}};
+  for (auto& [k, v] : task_meta(o.task)) m[k] = v;
+  return m;
 }
 
-void write_manifest(const std::string& path, const std::vector<ManifestRow>& rows) {
-  std::string out = "id,label,tscore,split,voxels,volume_ml,mean_hu,median_hu,status,reason\n";
+void write_manifest(const std::string& path, const std::vector<ManifestRow>& rows, const Task& task) {
+  std::string out = "id,label,class,tscore,split,voxels,volume_ml,mean_hu,median_hu,status,reason\n";
   for (const auto& r : rows) {
     const bool stats = r.status == "ok";
-    out += csv_field(r.id) + "," + std::to_string(r.label) + "," + fmt(r.tscore, 2) + "," + csv_field(r.split) +
+    out += csv_field(r.id) + "," + std::to_string(r.label) + "," + (r.label >= 0 ? csv_field(task.name(r.label)) : "") +
+           "," + fmt(r.tscore, 2) + "," + csv_field(r.split) +
            "," + (stats ? std::to_string(r.stats.voxels) : "") + "," + (stats ? fmt(r.stats.volume_ml, 3) : "") +
            "," + (stats ? fmt(r.stats.mean_hu, 2) : "") + "," + (stats ? fmt(r.stats.median_hu, 1) : "") + "," +
            r.status + "," + csv_field(r.reason) + "\n";
@@ -133,7 +135,7 @@ PrepResult run_prep(const PrepOptions& o) {
 
   // Who is there: every id with a scan or a label.
   LabelTable labels;
-  if (!o.labels_csv.empty()) labels = read_labels(o.labels_csv, o.bands);
+  if (!o.labels_csv.empty()) labels = read_labels(o.labels_csv, o.task);
   std::set<std::string> ids;
   for (const auto& id : list_ct_subjects(o.ct_dir)) ids.insert(id);
   for (const auto& e : labels.entries) ids.insert(e.id);
@@ -244,21 +246,22 @@ PrepResult run_prep(const PrepOptions& o) {
     else ++res.skipped;
   }
   res.manifest = (fs::path(o.out_dir) / "manifest.csv").string();
-  write_manifest(res.manifest, res.rows);
+  write_manifest(res.manifest, res.rows, o.task);
   return res;
 }
 
-std::string prep_summary(const PrepResult& r) {
+std::string prep_summary(const PrepResult& r, const Task& task) {
   std::ostringstream s;
   s << "prep: " << r.ok << " ok, " << r.skipped << " skipped, " << r.failed << " failed of "
     << r.rows.size() << " subjects\n";
   for (const auto& [split, n] : r.split_counts) {
-    std::array<int64_t, kNumClasses + 1> per{};
+    const int64_t K = task.num_classes();
+    std::vector<int64_t> per(size_t(K + 1), 0);
     for (const auto& row : r.rows)
-      if (row.split == split && row.status == "ok") ++per[size_t(row.label < 0 ? kNumClasses : row.label)];
+      if (row.split == split && row.status == "ok") ++per[size_t(row.label < 0 || row.label >= K ? K : row.label)];
     s << "  " << split << ": " << n;
-    for (int c = 0; c < kNumClasses; ++c) s << "  " << kClassNames[size_t(c)] << " " << per[size_t(c)];
-    if (per[kNumClasses]) s << "  unknown " << per[kNumClasses];
+    for (int64_t c = 0; c < K; ++c) s << "  " << task.name(c) << " " << per[size_t(c)];
+    if (per[size_t(K)]) s << "  unknown " << per[size_t(K)];
     auto it = r.caches.find(split);
     s << "  -> " << (it == r.caches.end() ? "(no cache: nothing usable)" : it->second) << "\n";
   }

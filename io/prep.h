@@ -32,7 +32,7 @@ struct PrepOptions {
   std::string ct_dir, seg_dir, labels_csv, out_dir;
   std::string mask_name = "vertebrae_L1";  // per-structure TotalSegmentator mask file stem
   PreprocessOptions preprocess;
-  TScoreBands bands;
+  Task task;  // the classes and how labels map to them (WHO bands by default)
   std::string split_file;  // CSV id,split; when empty: ratios, or folds when folds >= 2
   SplitRatios ratios;
   int folds = 0;
@@ -77,8 +77,9 @@ PrepResult run_prep(const PrepOptions& opts);
 
 // The command line of mc_prep: pipeline/prep_cli.h.
 
-void write_manifest(const std::string& path, const std::vector<ManifestRow>& rows);
-std::string prep_summary(const PrepResult& r);  // a few lines for the terminal
+// Columns id,label,class (the label's name in `task`),tscore,split,voxels,...,status,reason.
+void write_manifest(const std::string& path, const std::vector<ManifestRow>& rows, const Task& task = Task::who());
+std::string prep_summary(const PrepResult& r, const Task& task = Task::who());  // a few lines for the terminal
 std::map<std::string, std::string> cache_meta(const PrepOptions& opts, const std::string& split);
 
 }  // namespace mc

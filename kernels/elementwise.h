@@ -33,6 +33,25 @@ struct Axpy {  // a = x, b = y: y + alpha x (as the CPU's y += alpha * x rounds 
     return add_rn(y, mul_rn(alpha, x));
   }
 };
+// Regression losses on a residual x (alpha = delta): Huber is 0.5 x^2 within |x| <= delta and
+// delta (|x| - 0.5 delta) beyond (PyTorch's HuberLoss); Square is x^2 (MSE).
+struct Huber {
+  template <class T> MC_HD T operator()(T x, T, T d) const {
+    const T a = x < T(0) ? -x : x;
+    return a <= d ? mul_rn(T(0.5), mul_rn(x, x)) : mul_rn(d, add_rn(a, -mul_rn(T(0.5), d)));
+  }
+};
+struct HuberBackward {  // a = x, b = dy: clamp(x, -delta, delta) dy
+  template <class T> MC_HD T operator()(T x, T dy, T d) const {
+    return mul_rn(x > d ? d : x < -d ? -d : x, dy);
+  }
+};
+struct Square {
+  template <class T> MC_HD T operator()(T x, T, T) const { return mul_rn(x, x); }
+};
+struct SquareBackward {  // a = x, b = dy: 2 x dy
+  template <class T> MC_HD T operator()(T x, T dy, T) const { return mul_rn(mul_rn(T(2), x), dy); }
+};
 }  // namespace pointwise
 
 // X(functor, number of inputs)
@@ -42,7 +61,11 @@ struct Axpy {  // a = x, b = y: y + alpha x (as the CPU's y += alpha * x rounds 
   X(Add, 2)                 \
   X(Mul, 2)                 \
   X(Scale, 1)               \
-  X(Axpy, 2)
+  X(Axpy, 2)                \
+  X(Huber, 1)               \
+  X(HuberBackward, 2)       \
+  X(Square, 1)              \
+  X(SquareBackward, 2)
 
 enum class Pointwise : int {
 #define MC_POINTWISE_ENUM(name, arity) name,

@@ -246,6 +246,7 @@ class Parser {
   }
 
   void check_consistency();
+  void check_task(const std::function<void(const std::string&)>& fail);
 
  private:
   // "run.yaml:12:7" for a node of a file; an override's nodes have no useful position.
@@ -455,6 +456,46 @@ class Parser {
   }
 };
 
+// The task (data.classes, data.tscore_thresholds, data.positive_class, model.head) and
+// model.num_classes, which is derived from it unless set, and then must agree.
+void Parser::check_task(const std::function<void(const std::string&)>& fail) {
+  const Config& c = cfg;
+  const auto& th = c.data.tscore_thresholds;
+  if (c.data.classes.empty() && th.size() != 2) {
+    fail(show("data.classes") + " must name the " + std::to_string(th.size() + 1) + " classes that " +
+         show("data.tscore_thresholds") + " make" +
+         (th.empty() ? " (with no thresholds the labels come from a class column: list its classes)" : "") +
+         "; only two thresholds default to the WHO names osteoporosis, osteopenia, normal");
+    return;
+  }
+  Task t = task_of(c);
+  if (!c.data.positive_class.empty()) {
+    const int64_t k = t.index_of(c.data.positive_class);
+    if (k < 0) fail(show("data.positive_class") + " is not one of the classes " + t.names_csv() + " (data.classes)");
+    else if (!t.binary()) fail(show("data.positive_class") + " needs a binary task; this one has " + std::to_string(t.num_classes()) + " classes");
+  }
+  try {
+    t.validate("task");
+  } catch (const Error& e) {
+    std::string m = e.what();
+    m = m.substr(0, m.rfind(" ["));  // the source line of the check adds nothing here
+    fail(show("data.classes") + ", " + show("data.tscore_thresholds") + ", " + show("model.head") + ": " + m);
+    return;
+  }
+  if (origin.count("model.num_classes") && c.model.num_classes != t.num_classes())
+    fail(show("model.num_classes") + " contradicts the task: " + show("data.classes") + " and " +
+         show("data.tscore_thresholds") + " make " + std::to_string(t.num_classes()) + " classes (" + t.names_csv() +
+         "); leave model.num_classes out, it is derived");
+  else
+    cfg.model.num_classes = int(t.num_classes());
+  const auto sel = c.eval.select_by;
+  using S = Config::Eval::SelectBy;
+  if (t.regression() && sel != S::Auto && sel != S::MAE && sel != S::Loss)
+    fail(show("eval.select_by") + " does not apply to " + show("model.head") + ": use auto, mae or loss");
+  if (!t.regression() && sel == S::MAE)
+    fail(show("eval.select_by") + " needs " + show("model.head") + " regression");
+}
+
 // Rules that involve more than one key. Each message names every key involved, its value and
 // where that value came from, since the fix may be in either place.
 void Parser::check_consistency() {
@@ -476,9 +517,7 @@ void Parser::check_consistency() {
     fail(show("model.in_chans") + " must equal the number of data.windows, " +
          std::to_string(c.data.preprocess.windows.size()) + " (" + show("data.windows") +
          "): each HU window is one input channel");
-  if (static_cast<size_t>(c.model.num_classes) != c.data.tscore_thresholds.size() + 1)
-    fail(show("model.num_classes") + " must be one more than the number of " +
-         show("data.tscore_thresholds") + ": n thresholds make n + 1 classes");
+  check_task(fail);
   if (c.schedule.warmup_epochs >= c.train.epochs)
     fail(show("schedule.warmup_epochs") + " must be less than " + show("train.epochs"));
   if (c.schedule.min_lr > c.optim.lr)
@@ -531,6 +570,15 @@ LoaderOptions Config::default_training_loader() {
 }
 
 bool operator==(const Config& a, const Config& b) { return config_flat(a) == config_flat(b); }
+
+Task task_of(const Config& c) {
+  Task t;
+  if (!c.data.classes.empty()) t.classes = c.data.classes;
+  t.thresholds = c.data.tscore_thresholds;
+  t.head = c.model.head;
+  if (!c.data.positive_class.empty()) t.positive = int(t.index_of(c.data.positive_class));
+  return t;
+}
 
 std::string split_cache_path(const Config::Data& d, std::string_view split) {
   const std::string* explicit_path = split == "train" ? &d.train_cache

@@ -28,6 +28,7 @@
 #include "engine/trainer.h"
 #include "io/loader.h"
 #include "io/preprocess.h"
+#include "io/task.h"
 #include "losses/losses.h"
 
 namespace mc {
@@ -66,7 +67,11 @@ struct Config {
     // Its defaults are the config's: 96 voxels of 1.25 mm (a 120 mm field holds a whole L1 with
     // its processes), margin 5 mm, one bone window L 400 / W 2000.
     PreprocessOptions preprocess;
-    std::vector<double> tscore_thresholds{-2.5, -1.0};  // WHO bands
+    std::vector<double> tscore_thresholds{-2.5, -1.0};  // WHO bands; [] = labels from a class column
+    // Class names in index order; [] = the WHO names (with two thresholds). task_of() is the
+    // task these keys and model.head make.
+    std::vector<std::string> classes;
+    std::string positive_class;  // binary reports; "" = Task's default
     Raw raw;
     Split split;
   };
@@ -76,7 +81,8 @@ struct Config {
     enum class Name { ResNet10, ResNet18, ResNet34, ResNet50, ResNet101, ResNet152, MedConv };
     Name name = Name::ResNet50;
     int in_chans = 1;
-    int num_classes = 3;
+    int num_classes = 3;  // derived from the task when not set; checked against it when set
+    Task::Head head = Task::Head::Classification;
     std::string pretrained;
     bool inflate_2d = false;
     std::vector<std::string> pretrained_skip{"fc."};
@@ -99,9 +105,11 @@ struct Config {
   };
 
   struct Eval {
-    enum class SelectBy { MacroAUC, BalancedAccuracy, Accuracy, Loss };
-    SelectBy select_by = SelectBy::MacroAUC;
+    // auto: macro_auc for classification, mae for regression.
+    enum class SelectBy { Auto, MacroAUC, BalancedAccuracy, Accuracy, Loss, MAE };
+    SelectBy select_by = SelectBy::Auto;
     int bootstrap = 1000;
+    double target_sensitivity = 0.90;  // binary: the operating point chosen on validation
   };
 
   struct Output {
@@ -129,6 +137,10 @@ struct Config {
   // signal in our runs on generated data, balanced accuracy 0.49 -> 0.65 without it).
   static LoaderOptions default_training_loader();
 };
+
+// The task of a resolved config: data.classes (or the WHO names), data.tscore_thresholds,
+// data.positive_class, model.head.
+Task task_of(const Config& c);
 
 // Equal when every key has the same value (config_flat): fields no key names are not compared.
 bool operator==(const Config& a, const Config& b);
@@ -161,7 +173,10 @@ MC_CONFIG_ENUM(Precision, {Precision::FP32, "fp32"}, {Precision::TF32, "tf32"},
 MC_CONFIG_ENUM(Sampling, {Sampling::Shuffle, "shuffle"}, {Sampling::ClassBalanced, "balanced"})
 MC_CONFIG_ENUM(Config::Train::Device, {Config::Train::Device::Auto, "auto"}, {Config::Train::Device::CPU, "cpu"},
                {Config::Train::Device::CUDA, "cuda"})
-MC_CONFIG_ENUM(Config::Eval::SelectBy, {Config::Eval::SelectBy::MacroAUC, "macro_auc"},
+MC_CONFIG_ENUM(Task::Head, {Task::Head::Classification, "classification"}, {Task::Head::Regression, "regression"})
+MC_CONFIG_ENUM(RegressionLoss, {RegressionLoss::Huber, "huber"}, {RegressionLoss::MSE, "mse"})
+MC_CONFIG_ENUM(Config::Eval::SelectBy, {Config::Eval::SelectBy::Auto, "auto"},
+               {Config::Eval::SelectBy::MacroAUC, "macro_auc"}, {Config::Eval::SelectBy::MAE, "mae"},
                {Config::Eval::SelectBy::BalancedAccuracy, "balanced_accuracy"},
                {Config::Eval::SelectBy::Accuracy, "accuracy"}, {Config::Eval::SelectBy::Loss, "loss"})
 #undef MC_CONFIG_ENUM

@@ -159,9 +159,15 @@ void data_keys(Add add) {
   add(key("data.mask_outside", F(data.preprocess.mask_outside),
           "zero the voxels outside the L1 mask (after windowing)"));
   add(key("data.tscore_thresholds", F(data.tscore_thresholds),
-          "the two T-score band edges (io/labels.h's three classes): T <= first osteoporosis, "
-          "T >= second normal, osteopenia between (WHO: -2.5, -1)")
-          .len(2, 2).increasing().ge(-10).le(10));
+          "T-score cut points, increasing: n make n + 1 classes from the lowest T (class 0: T <= "
+          "first; last: T >= last; WHO: [-2.5, -1]); [] = labels from a class column")
+          .len(0, 64).increasing().ge(-10).le(10));
+  add(key("data.classes", F(data.classes),
+          "class names in index order (labels may use names or indices); [] = osteoporosis, "
+          "osteopenia, normal (two thresholds)").len(0, 1000));
+  add(key("data.positive_class", F(data.positive_class),
+          "binary tasks: the class screening metrics call positive; \"\" = the first class with "
+          "thresholds (lowest T), else the second"));
   add(key("data.num_workers", F(loader.workers),
           "loader threads for sampling and augmentation (0 = in the training thread)")
           .ge(0).le(256));
@@ -196,7 +202,11 @@ void model_and_loss_keys(Add add) {
   add(key("model.in_chans", F(model.in_chans),
           "input channels; must equal the number of data.windows").ge(1).le(64));
   add(key("model.num_classes", F(model.num_classes),
-          "output classes; must equal the number of T-score bands").ge(2).le(1000));
+          "classes of the task; derived from data.classes / data.tscore_thresholds, an error "
+          "when set to another number").ge(2).le(1000));
+  add(key("model.head", F(model.head),
+          "classification: one logit per class; regression: one output, the T-score (the class "
+          "is derived with data.tscore_thresholds)"));
   add(key("model.pretrained", F(model.pretrained),
           "safetensors weights to start from, in PyTorch key names; \"\" = random init"));
   add(key("model.inflate_2d", F(model.inflate_2d),
@@ -211,6 +221,10 @@ void model_and_loss_keys(Add add) {
           "ce; logit_adjusted: CE(logits + tau1 log prior) (the paper's Bal-CE); weighted: "
           "inverse-frequency class weights; balanced_softmax: CE(logits + log n_y); "
           "class_balanced: Cui et al. effective-number weights"));
+  add(key("loss.regression", F(loss.regression),
+          "regression head: huber or mse on the T-score"));
+  add(key("loss.huber_delta", F(loss.huber_delta),
+          "huber: quadratic within +-delta T-score units, linear beyond").gt(0).le(100));
   add(key("loss.tau1", F(loss.tau1), "logit-adjustment strength during training").ge(0).le(10));
   add(key("loss.beta", F(loss.beta),
           "class_balanced: weight (1 - beta) / (1 - beta^n_y)").gt(0).lt(1));
@@ -305,7 +319,11 @@ void augmentation_keys(Add add) {
 void evaluation_and_output_keys(Add add) {
   // eval
   add(key("eval.select_by", F(eval.select_by),
-          "validation metric that picks the best checkpoint (loss: lowest)"));
+          "validation metric that picks the best checkpoint (loss, mae: lowest; auto: macro_auc, "
+          "or mae for a regression head)"));
+  add(key("eval.target_sensitivity", F(eval.target_sensitivity),
+          "binary tasks: the report's operating point is the highest threshold reaching this "
+          "sensitivity on the validation split, then applied to the evaluated split").gt(0).le(1));
   add(key("eval.bootstrap", F(eval.bootstrap),
           "bootstrap resamples for 95% confidence intervals (0 = none)").ge(0).le(1000000));
   add(key("eval.every_epochs", F(trainer.validate_every), "validate every this many epochs").ge(1));

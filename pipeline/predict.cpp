@@ -1,5 +1,6 @@
 #include "pipeline/predict.h"
 
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <iostream>
@@ -9,6 +10,8 @@
 #include "io/atomic_file.h"
 #include "io/csv.h"
 #include "io/json.h"
+#include "io/npy.h"
+#include "io/safetensors.h"
 #include "io/prep.h"
 #include "pipeline/prep_config.h"
 #include "io/progress.h"
@@ -81,6 +84,11 @@ ScanPrediction predict_scan(LoadedModel& m, const Tensor& input, const std::stri
   ScanPrediction p;
   p.id = id;
   for (float v : logits.to_vector<float>()) p.logits.push_back(v);
+  if (m.task.regression()) {  // one output: the T-score, and the class it falls in
+    p.tscore = p.logits.at(0);
+    p.cls = m.task.classify(p.tscore);
+    return p;
+  }
   Tensor probs;
   if (tau2 != 0 && prior.usable()) {
     probs = posthoc_probabilities(logits, std::vector<double>(prior.counts.begin(), prior.counts.end()), tau2);
@@ -97,6 +105,10 @@ ScanPrediction predict_scan(LoadedModel& m, const Tensor& input, const std::stri
 }
 
 std::string prediction_json(const ScanPrediction& p, const std::vector<std::string>& names, bool raw) {
+  if (std::isfinite(p.tscore)) {
+    Json j{{"id", p.id}, {"tscore", p.tscore}, {"class", p.cls}, {"class_name", names.at(size_t(p.cls))}};
+    return json_text(j);
+  }
   Json probabilities = Json::object();
   for (size_t k = 0; k < p.probabilities.size(); ++k) probabilities[names.at(k)] = p.probabilities[k];
   Json j{{"id", p.id}, {"class", p.cls}, {"class_name", names.at(size_t(p.cls))},
@@ -106,7 +118,8 @@ std::string prediction_json(const ScanPrediction& p, const std::vector<std::stri
   return json_text(j);
 }
 
-std::string prediction_csv_header(const std::vector<std::string>& names, bool raw) {
+std::string prediction_csv_header(const std::vector<std::string>& names, bool raw, bool regression) {
+  if (regression) return "id,tscore,class,class_name\n";
   std::string s = "id,class,class_name";
   for (const auto& n : names) s += "," + csv_field("p_" + n);
   if (raw)
@@ -115,6 +128,8 @@ std::string prediction_csv_header(const std::vector<std::string>& names, bool ra
 }
 
 std::string prediction_csv_row(const ScanPrediction& p, const std::vector<std::string>& names, bool raw) {
+  if (std::isfinite(p.tscore))
+    return csv_field(p.id) + "," + shortest(p.tscore) + "," + std::to_string(p.cls) + "," + csv_field(names.at(size_t(p.cls))) + "\n";
   std::string s = csv_field(p.id) + "," + std::to_string(p.cls) + "," + csv_field(names.at(size_t(p.cls)));
   for (double v : p.probabilities) s += "," + shortest(v);
   if (raw)
@@ -122,12 +137,50 @@ std::string prediction_csv_row(const ScanPrediction& p, const std::vector<std::s
   return s + "\n";
 }
 
+Tensor read_model_tensor(const std::string& path) {
+  Tensor t;
+  if (path.ends_with(".npy")) {
+    t = read_npy(path);
+  } else {
+    MC_CHECK(path.ends_with(".safetensors"), "--tensor: '", path, "' is neither .npy nor .safetensors");
+    StateDict sd = load_safetensors(path);
+    MC_CHECK(sd.size() == 1, "--tensor: '", path, "' holds ", sd.size(), " tensors; it must hold exactly one, the input");
+    t = sd[0].second.to(DType::F32);
+  }
+  MC_CHECK(t.dim() == 4 || t.dim() == 5, "--tensor: '", path, "' has shape ", shape_str(t.shape()),
+           "; expected [C, D, H, W] or [N, C, D, H, W]");
+  if (t.dim() == 4) {
+    Shape s = t.shape();
+    s.insert(s.begin(), 1);
+    t = t.view(s);
+  }
+  return t;
+}
+
+std::string predict_tensor_json(LoadedModel& m, const Tensor& input, const std::string& id, const TrainingPrior& prior,
+                                double tau2) {
+  MC_CHECK(input.dim() == 5 && input.size(1) == m.in_chans, "--tensor: input ", shape_str(input.shape()), " has ",
+           input.size(1), " channel(s) but the model takes ", m.in_chans, " (model.in_chans)");
+  const int64_t N = input.size(0);
+  const int64_t per = input.numel() / N;
+  std::string out;
+  for (int64_t i = 0; i < N; ++i) {
+    Shape s = input.shape();
+    s[0] = 1;
+    Tensor one = Tensor::empty(s, DType::F32);
+    std::memcpy(one.data<float>(), input.data<float>() + i * per, size_t(per) * sizeof(float));
+    ScanPrediction p = predict_scan(m, one, N == 1 ? id : id + "[" + std::to_string(i) + "]", prior, tau2);
+    out += prediction_json(p, m.task.classes, /*raw=*/true) + "\n";
+  }
+  return out;
+}
+
 int run_predict(const PredictCommand& cmd, std::ostream& out, std::ostream& err) {
   if (cmd.help) {
     out << predict_usage();
     return 0;
   }
-  for (const auto& [opt, path] : {std::pair{"--ct", cmd.ct}, {"--seg", cmd.seg}, {"--crop", cmd.crop}})
+  for (const auto& [opt, path] : {std::pair{"--ct", cmd.ct}, {"--seg", cmd.seg}, {"--crop", cmd.crop}, {"--tensor", cmd.tensor}})
     MC_CHECK(path.empty() || fs::is_regular_file(path), opt, ": file '", path, "' not found");
   MC_CHECK(cmd.ct_dir.empty() || fs::is_directory(cmd.ct_dir), "--ct-dir: folder '", cmd.ct_dir, "' not found");
   MC_CHECK(cmd.seg_dir.empty() || fs::is_directory(cmd.seg_dir), "--seg-dir: folder '", cmd.seg_dir, "' not found");
@@ -142,12 +195,16 @@ int run_predict(const PredictCommand& cmd, std::ostream& out, std::ostream& err)
     err << (prior.usable() ? "post-hoc adjustment tau2 = " + shortest(tau2) + ", training prior from " + prior.source
                            : "no post-hoc adjustment: training prior: " + prior.source)
         << "\n";
-  const auto names = class_names_for(m.num_classes);
+  const auto& names = m.task.classes;
   auto emit = [&](const std::string& text) {
     if (cmd.out.empty()) out << text;
     else write_atomic(cmd.out, text);
   };
 
+  if (!cmd.tensor.empty()) {
+    emit(predict_tensor_json(m, read_model_tensor(cmd.tensor), fs::path(cmd.tensor).stem().string(), prior, tau2));
+    return 0;
+  }
   if (cmd.ct_dir.empty()) {
     const ScanInput in = cmd.crop.empty() ? ScanInput{stem_of(cmd.ct), cmd.ct, cmd.seg}
                                           : ScanInput{stem_of(cmd.crop), cmd.crop, ""};
@@ -156,7 +213,7 @@ int run_predict(const PredictCommand& cmd, std::ostream& out, std::ostream& err)
   }
   const auto inputs = folder_inputs(cmd.ct_dir, cmd.seg_dir, opts);
   MC_CHECK(!inputs.empty(), "--ct-dir: no CT scans (<id>.nii.gz or <id>/ct.nii.gz) in '", cmd.ct_dir, "'");
-  std::string csv = prediction_csv_header(names, cmd.raw);
+  std::string csv = prediction_csv_header(names, cmd.raw, m.task.regression());
   std::unique_ptr<Progress> bar;
   if (cmd.progress) bar = std::make_unique<Progress>("predict", int64_t(inputs.size()));
   int64_t failed = 0;

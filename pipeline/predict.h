@@ -2,6 +2,7 @@
 // exactly as mc_prep does: what mc_predict runs.
 #pragma once
 #include <iosfwd>
+#include <cmath>
 #include <memory>
 #include <optional>
 #include <string>
@@ -31,6 +32,7 @@ struct ScanPrediction {
   std::string id;
   int64_t cls = -1;
   std::vector<double> logits, probabilities;
+  double tscore = std::nan("");  // regression heads: the predicted T-score (probabilities empty)
   double tau2 = 0;   // the adjustment applied to the probabilities
   std::string note;  // why no adjustment was applied, when one was asked for
 };
@@ -40,13 +42,21 @@ ScanPrediction predict_scan(LoadedModel& m, const Tensor& input, const std::stri
                             const TrainingPrior& prior, double tau2);
 
 std::string prediction_json(const ScanPrediction& p, const std::vector<std::string>& names, bool raw);
-std::string prediction_csv_header(const std::vector<std::string>& names, bool raw);
+std::string prediction_csv_header(const std::vector<std::string>& names, bool raw, bool regression = false);
 std::string prediction_csv_row(const ScanPrediction& p, const std::vector<std::string>& names, bool raw);
+
+// ---- prepared tensors (mc_predict --tensor) ----
+// A .npy or one-tensor .safetensors file, [C, D, H, W] or [N, C, D, H, W], as f32 [N, C, D, H, W].
+Tensor read_model_tensor(const std::string& path);
+// The model on each sample of `input` as it is (no preprocessing): one JSON line per sample
+// with the logits and probabilities (or the T-score of a regression head).
+std::string predict_tensor_json(LoadedModel& m, const Tensor& input, const std::string& id, const TrainingPrior& prior,
+                                double tau2);
 
 // ---- the command line of mc_predict (here, so tests run it without a process) ----
 struct PredictCommand {
   bool help = false;
-  std::string checkpoint, config, ct, seg, crop, ct_dir, seg_dir, out;
+  std::string checkpoint, config, ct, seg, crop, ct_dir, seg_dir, tensor, out;
   std::vector<std::string> overrides;  // key=value, applied to the config
   std::optional<int64_t> label_id;
   std::optional<double> tau2;  // default: the config's posthoc.tau2

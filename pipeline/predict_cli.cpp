@@ -11,7 +11,7 @@ namespace {
 const char* kUsage =
     "usage: mc_predict --checkpoint W.safetensors [--config FILE.yaml] [key=value ...]\n"
     "                  (--ct CT.nii.gz --seg SEG.nii.gz [--label-id N] | --crop L1.nii.gz |\n"
-    "                   --ct-dir DIR [--seg-dir DIR])\n"
+    "                   --ct-dir DIR [--seg-dir DIR] | --tensor X.npy|X.safetensors)\n"
     "                  [--raw] [--tau2 X] [--out FILE] [--no-progress]\n";
 
 struct Options {
@@ -26,7 +26,8 @@ Options make_options(PredictCommand& c) {
       "Classifies L1 vertebrae with a trained model, preprocessing each scan exactly as mc_prep\n"
       "does (data.* keys of the config).",
       "Output: JSON {id, class, class_name, probabilities{name: p}, tau2[, logits][, note]};\n"
-      "a folder gives CSV id,class,class_name,p_<name>...[,logit_<name>...].");
+      "a folder gives CSV id,class,class_name,p_<name>...[,logit_<name>...]. A regression head\n"
+      "gives {id, tscore, class, class_name} (CSV id,tscore,class,class_name).");
   CLI::App& a = *o.app;
   a.add_option("--checkpoint", c.checkpoint, "weights (safetensors, PyTorch key names; \"module.\" prefixes are fine)")->type_name("W");
   a.add_option("--config", c.config, "the run's config; default: the config stored in\n"
@@ -38,6 +39,9 @@ Options make_options(PredictCommand& c) {
   a.add_option("--crop", c.crop, "a CT that is already the L1 crop (no segmentation)")->type_name("FILE");
   a.add_option("--ct-dir", c.ct_dir, "every scan of a folder, paired as mc_prep pairs them -> CSV")->type_name("DIR");
   a.add_option("--seg-dir", c.seg_dir, "the masks of --ct-dir (default: the CT folder)")->type_name("DIR");
+  a.add_option("--tensor", c.tensor, "a prepared model input, .npy or a one-tensor .safetensors,\n"
+               "[C,D,H,W] or [N,C,D,H,W], run as it is (no preprocessing): one JSON\n"
+               "line per sample with logits and probabilities")->type_name("FILE");
   a.add_option("--tau2", o.tau2, "post-hoc adjustment softmax(logits - X log prior); default\n"
                "posthoc.tau2 of the config, 0 = none. The prior (training class\n"
                "counts) comes from the checkpoint's state metadata, else the train\n"
@@ -78,8 +82,8 @@ PredictCommand parse_predict_command(const std::vector<std::string>& args) {
     c.label_id = int64_t(d);
   }
   MC_CHECK(!c.checkpoint.empty(), "--checkpoint W.safetensors is required");
-  const int modes = !c.ct.empty() + !c.crop.empty() + !c.ct_dir.empty();
-  MC_CHECK(modes == 1, "give exactly one of --ct CT --seg SEG, --crop L1 or --ct-dir DIR");
+  const int modes = !c.ct.empty() + !c.crop.empty() + !c.ct_dir.empty() + !c.tensor.empty();
+  MC_CHECK(modes == 1, "give exactly one of --ct CT --seg SEG, --crop L1, --ct-dir DIR or --tensor FILE");
   MC_CHECK(c.ct.empty() || !c.seg.empty(), "--ct needs --seg SEG.nii.gz (or use --crop for an L1 crop)");
   MC_CHECK(c.seg.empty() || !c.ct.empty(), "--seg goes with --ct");
   MC_CHECK(c.seg_dir.empty() || !c.ct_dir.empty(), "--seg-dir goes with --ct-dir");

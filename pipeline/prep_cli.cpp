@@ -69,6 +69,8 @@ Options make_options(PrepCommand& c) {
   a.add_flag("--save-crops", p.save_crops, "also write <out>/crops/<id>.nii.gz (first channel) to inspect")->group(run);
   a.add_flag_callback("--no-progress", [&p] { p.progress = false; }, "no progress bar")->group(run);
   a.add_option("--synthetic", c.synthetic, "generate N CT-like subjects (ct/, seg/, labels.csv) into --out")->type_name("N")->check(integer)->group(run);
+  a.add_option("--binary", c.synthetic_binary, "with --synthetic: labels.csv also gets a class column, A for\n"
+               "T <= -2.5 (osteoporosis), else B: a binary task (data.classes: [A, B])")->type_name("A,B")->group(run);
   a.add_option("--size", c.synthetic_size, "voxels per side of synthetic scans (default 64)")->type_name("N")->check(integer)->group(run);
   a.add_option("--config", c.config, "the run config: data.* sets everything above; then only key=value\n"
                "overrides may follow")->type_name("RUN.yaml")->group(run);
@@ -110,12 +112,13 @@ PrepCommand parse_prep_command(const std::vector<std::string>& args) {
   if (!opts.bands.empty()) {
     const auto v = parse_numbers(opts.bands);
     MC_CHECK(v && v->size() == 2, "--tscore-bands: \"", opts.bands, "\": expected A,B (e.g. -2.5,-1)");
-    o.bands.osteoporosis_max = (*v)[0], o.bands.normal_min = (*v)[1];
-    MC_CHECK(o.bands.osteoporosis_max < o.bands.normal_min, "--tscore-bands: A must be below B");
+    MC_CHECK((*v)[0] < (*v)[1], "--tscore-bands: A must be below B");
+    o.task.thresholds = *v;
   }
   if (!opts.ratios.empty()) o.ratios = parse_split_ratios(opts.ratios);
   MC_CHECK(!o.out_dir.empty(), "--out is required (see --help)");
   MC_CHECK(o.workers >= 1, "--workers must be at least 1");
+  MC_CHECK(c.synthetic_binary.empty() || c.synthetic != 0, "--binary goes with --synthetic N");
   if (c.synthetic != 0) {
     MC_CHECK(c.synthetic > 0, "--synthetic must be positive");
     MC_CHECK(c.synthetic_size >= 16, "--size must be at least 16");
@@ -134,6 +137,13 @@ int run_prep_command(const PrepCommand& cmd, std::ostream& out) {
   if (cmd.synthetic > 0) {
     SyntheticOptions s;
     s.count = cmd.synthetic, s.size = cmd.synthetic_size, s.seed = o.seed, s.workers = o.workers;
+    if (!cmd.synthetic_binary.empty()) {
+      const size_t comma = cmd.synthetic_binary.find(',');
+      MC_CHECK(comma != std::string::npos && comma > 0 && comma + 1 < cmd.synthetic_binary.size() &&
+                   cmd.synthetic_binary.find(',', comma + 1) == std::string::npos,
+               "--binary: \"", cmd.synthetic_binary, "\": expected two class names A,B");
+      s.binary_classes = {cmd.synthetic_binary.substr(0, comma), cmd.synthetic_binary.substr(comma + 1)};
+    }
     std::optional<Progress> bar;
     if (o.progress) bar.emplace("synthetic", s.count);
     const auto subjects = write_synthetic_dataset(o.out_dir, s, bar ? &*bar : nullptr);
@@ -142,7 +152,7 @@ int run_prep_command(const PrepCommand& cmd, std::ostream& out) {
     return 0;
   }
   const PrepResult r = run_prep(o);
-  out << prep_summary(r);
+  out << prep_summary(r, o.task);
   return r.ok > 0 ? 0 : 1;
 }
 

@@ -14,6 +14,7 @@ struct PrepCommand {
   bool help = false;
   int64_t synthetic = 0;  // > 0: generate this many synthetic subjects into prep.out_dir
   int64_t synthetic_size = 64;
+  std::string synthetic_binary;  // "A,B": also a class column, A for T <= -2.5, else B
   std::string config;                  // --config: every setting from the run config's data.*
   std::vector<std::string> overrides;  // key=value, with --config
   PrepOptions prep;

@@ -18,6 +18,7 @@
 #include "io/runlog.h"
 #include "io/safetensors.h"
 #include "io/state_dict_io.h"
+#include "io/task.h"
 #include "losses/losses.h"
 #include "losses/posthoc.h"
 
@@ -34,7 +35,9 @@ std::string fmt(double v, int prec = 4) {
 // The score model selection maximises (loss is negated).
 double selection_score(const Config& cfg, const ClassificationMetrics& m, double val_loss) {
   switch (cfg.eval.select_by) {
+    case Config::Eval::SelectBy::Auto:
     case Config::Eval::SelectBy::MacroAUC: return m.auc_macro.defined ? m.auc_macro.value : 0.0;
+    case Config::Eval::SelectBy::MAE: break;  // regression: validate_regression scores it
     case Config::Eval::SelectBy::BalancedAccuracy: return m.balanced_accuracy.value;
     case Config::Eval::SelectBy::Accuracy: return m.accuracy.value;
     case Config::Eval::SelectBy::Loss: return -val_loss;
@@ -43,9 +46,19 @@ double selection_score(const Config& cfg, const ClassificationMetrics& m, double
 }
 
 struct Validation {
-  ClassificationMetrics metrics;
+  ClassificationMetrics metrics;  // regression: of the classes derived from the predicted T
   double loss = NAN;
+  double mae = NAN;  // regression only
 };
+
+// One-hot rows of the classes the task's thresholds give the predicted T-scores: how a
+// regression model is scored on the classification metrics.
+std::vector<double> derived_onehot(const Task& task, const std::vector<double>& t_pred) {
+  const int64_t K = task.num_classes();
+  std::vector<double> onehot(t_pred.size() * size_t(K), 0.0);
+  for (size_t i = 0; i < t_pred.size(); ++i) onehot[i * size_t(K) + size_t(std::max<int64_t>(0, task.classify(t_pred[i])))] = 1;
+  return onehot;
+}
 
 // One rank's run: what train() sets up, and the callbacks the engine's Trainer calls. Only
 // rank 0 prints and writes.
@@ -64,11 +77,13 @@ class TrainRun {
   void begin_epoch(int64_t epoch);
   void finish_bar(const EpochResult& r);
   double validate(const EpochResult& r);
+  double validate_regression(const PredictionTable& val);
   void end_epoch(const EpochResult& r);
   void log_epoch(const EpochResult& r);
   void save_checkpoints(const EpochResult& r);
 
   const Config& cfg_;
+  const Task task_;
   const bool resume_;
   const TrainHooks& hooks_;
   Communicator& comm_;
@@ -91,7 +106,7 @@ class TrainRun {
 };
 
 TrainRun::TrainRun(const Config& cfg, bool resume, const TrainHooks& hooks, Communicator& comm)
-    : cfg_(cfg), resume_(resume), hooks_(hooks), comm_(comm), dev_(comm.device()),
+    : cfg_(cfg), task_(task_of(cfg)), resume_(resume), hooks_(hooks), comm_(comm), dev_(comm.device()),
       lead_(comm.rank() == 0),
       out_(!lead_ ? discard_ : hooks.out ? *hooks.out : std::cout) {
   set_compute_mode(cfg_, dev_);
@@ -125,10 +140,30 @@ void TrainRun::build() {
   MC_CHECK(cache.volume_shape()[0] == cfg_.model.in_chans, "model.in_chans is ", cfg_.model.in_chans,
            " but the cache '", train_path_, "' holds ", cache.volume_shape()[0],
            " channel(s) (one per HU window)");
+  const Task task = task_;
+  if (auto own = task_from_meta(cache.meta(), train_path_)) {
+    own->head = task.head;  // the labels of a cache serve either head: the T-score is stored too
+    const std::string d = own->difference(task);
+    MC_CHECK(d.empty(), "the training cache '", train_path_, "' was prepared for another task: ", d,
+             " (cache vs config); run mc_prep again with this config");
+  }
   counts_ = cache.class_counts(cfg_.model.num_classes);
+  if (task.regression())
+    for (const CacheRecord& r : cache.records())
+      MC_CHECK(std::isfinite(r.tscore), "model.head regression learns the T-score, but subject '", r.id,
+               "' of the training cache '", train_path_, "' has none (labels from a class column?)");
+  // Every loss but plain CE takes a prior or a weight from each class's training count.
+  if (cfg_.loss.type != LossType::CE && !task.regression())
+    for (size_t k = 0; k < counts_.size(); ++k)
+      MC_CHECK(counts_[k] > 0, "loss.type ", to_string(cfg_.loss.type), " needs every class in the training split, "
+               "but class '", task.name(int64_t(k)), "' (", k, ") has no training subject in '", train_path_,
+               "' (its log prior / class weight is undefined): use loss.type ce, or gather subjects of that class");
   loss_ = std::make_unique<Loss>(cfg_.loss, counts_);
   trainer_ = std::make_unique<Trainer>(
-      *model_, *opt_, [this](const Tensor& logits, const Tensor& labels) { return (*loss_)(logits, labels); },
+      *model_, *opt_,
+      [this](const Tensor& out, const Tensor& target) {
+        return task_.regression() ? regression_loss(cfg_.loss, out, target) : (*loss_)(out, target);
+      },
       cfg_.trainer, &comm_);
   trainer_->set_forward([this](const Tensor& x) { return model_->forward(model_input(x, dev_)); });
 }
@@ -154,6 +189,7 @@ void TrainRun::start_or_resume() {
   std::string counts_csv;
   for (size_t k = 0; k < counts_.size(); ++k) counts_csv += (k ? "," : "") + std::to_string(counts_[k]);
   st_.extra["class_counts"] = counts_csv;
+  for (const auto& [k, v] : task_meta(task_of(cfg_))) st_.extra[k] = v;
   trainer_->state() = {st_.epoch, st_.global_step, st_.best_epoch, st_.best_value};
   if (lead_) log_.emplace(sum_.run_dir, resume_ ? st_.epoch : 0);
 }
@@ -179,7 +215,9 @@ void TrainRun::print_header() {
        << shape_str(cache.volume_shape()) << ", classes [";
   for (size_t k = 0; k < counts_.size(); ++k) out_ << (k ? ", " : "") << counts_[k];
   out_ << "], batch " << cfg_.train.batch_size << ", " << loader_->steps_per_epoch()
-       << " steps/epoch, loss " << to_string(cfg_.loss.type) << "\n";
+       << " steps/epoch, loss "
+       << (task_.regression() ? std::string(to_string(cfg_.loss.regression)) + " on the T-score" : std::string(to_string(cfg_.loss.type)))
+       << "\n";
 }
 
 FitCallbacks TrainRun::callbacks() {
@@ -187,7 +225,7 @@ FitCallbacks TrainRun::callbacks() {
   cb.next_batch = [this]() -> std::optional<TrainBatch> {
     std::optional<Batch> b = loader_->next();
     if (!b) return std::nullopt;
-    return TrainBatch{b->images, b->labels};
+    return TrainBatch{b->images, task_.regression() ? b->tscores : b->labels};
   };
   cb.begin_epoch = [this](int64_t epoch) { begin_epoch(epoch); };
   cb.on_step = [this](const StepProgress& p) {
@@ -221,6 +259,7 @@ double TrainRun::validate(const EpochResult& r) {
   const int world = comm_.world();
   PredictionTable val = predict_cache(*model_, val_path_, cfg_.train.batch_size, dev_, "", comm_.rank(), world);
   if (world > 1) val = gather_predictions(comm_, val, Cache::open(val_path_).size());
+  if (task_.regression()) return validate_regression(val);
   const Tensor logits = val.scores_tensor(DType::F32), labels = val.labels_tensor();
   Tensor probs = posthoc_probabilities(logits, std::vector<double>(counts_.begin(), counts_.end()),
                                        cfg_.posthoc.tau2);
@@ -230,6 +269,30 @@ double TrainRun::validate(const EpochResult& r) {
     val_.loss = (*loss_)(logits, labels).item();
   }
   return selection_score(cfg_, val_.metrics, val_.loss);
+}
+
+// The predicted T against the cache's, on the subjects that have one; the selection score is
+// -MAE (or -loss).
+double TrainRun::validate_regression(const PredictionTable& val) {
+  const Cache cache = Cache::open(val_path_);
+  std::vector<double> pred, truth;
+  std::vector<int64_t> labels;
+  for (int64_t i = 0; i < val.size(); ++i) {
+    const CacheRecord& r = cache.record(val.indices[size_t(i)]);
+    if (!std::isfinite(r.tscore)) continue;
+    pred.push_back(val.scores[size_t(i)]), truth.push_back(r.tscore), labels.push_back(task_.classify(r.tscore));
+  }
+  MC_CHECK(!pred.empty(), "validation cache '", val_path_, "' has no subject with a T-score to validate a regression head on");
+  double abs_sum = 0;
+  for (size_t i = 0; i < pred.size(); ++i) abs_sum += std::abs(pred[i] - truth[i]);
+  val_.mae = abs_sum / double(pred.size());
+  val_.metrics = classification_metrics(labels, derived_onehot(task_, pred), task_.num_classes());
+  {
+    NoGradGuard ng;
+    val_.loss = regression_loss(cfg_.loss, Tensor::from(pred, {int64_t(pred.size())}),
+                                Tensor::from(truth, {int64_t(truth.size())})).item();
+  }
+  return cfg_.eval.select_by == Config::Eval::SelectBy::Loss ? -val_.loss : -val_.mae;
 }
 
 void TrainRun::end_epoch(const EpochResult& r) {
@@ -252,15 +315,21 @@ void TrainRun::log_epoch(const EpochResult& r) {
   const ClassificationMetrics& m = val_.metrics;
   const double nan = NAN;
   const double auc = r.validated && m.auc_macro.defined ? m.auc_macro.value : nan;
-  if (log_)
-    log_->append({{"epoch", double(r.epoch + 1)}, {"lr", r.lr}, {"train_loss", r.train_loss},
+  if (log_) {
+    LogRow row = {{"epoch", double(r.epoch + 1)}, {"lr", r.lr}, {"train_loss", r.train_loss},
                   {"val_loss", val_.loss}, {"val_accuracy", r.validated ? m.accuracy.value : nan},
                   {"val_balanced_accuracy", r.validated ? m.balanced_accuracy.value : nan},
-                  {"val_auc_macro", auc}, {"val_f1_weighted", r.validated ? m.f1_weighted.value : nan},
-                  {"selected", r.score}});
+                  {"val_auc_macro", auc}, {"val_f1_weighted", r.validated ? m.f1_weighted.value : nan}};
+    if (task_.regression()) row.push_back({"val_mae", r.validated ? val_.mae : nan});
+    row.push_back({"selected", r.score});
+    log_->append(row);
+  }
   out_ << "epoch " << std::setw(3) << r.epoch + 1 << "/" << cfg_.train.epochs << "  lr " << std::scientific
        << std::setprecision(2) << r.lr << std::defaultfloat << "  train loss " << fmt(r.train_loss);
-  if (r.validated)
+  if (r.validated && task_.regression())
+    out_ << "  val loss " << fmt(val_.loss) << "  MAE " << fmt(val_.mae, 3) << "  derived acc "
+         << fmt(m.accuracy.value, 3) << "  bal.acc " << fmt(m.balanced_accuracy.value, 3) << (r.best ? "  *best" : "");
+  else if (r.validated)
     out_ << "  val loss " << fmt(val_.loss) << "  acc " << fmt(m.accuracy.value, 3) << "  bal.acc "
          << fmt(m.balanced_accuracy.value, 3) << "  macro AUC "
          << (m.auc_macro.defined ? fmt(m.auc_macro.value, 3) : "n/a") << (r.best ? "  *best" : "");

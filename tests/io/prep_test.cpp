@@ -223,10 +223,10 @@ TEST(PrepReal, ManifestOfTheTotalSegmentatorExample) {
   std::ifstream manifest(r.manifest);
   std::string header, line, ex_line;
   std::getline(manifest, header);
-  EXPECT_EQ(header, "id,label,tscore,split,voxels,volume_ml,mean_hu,median_hu,status,reason");
+  EXPECT_EQ(header, "id,label,class,tscore,split,voxels,volume_ml,mean_hu,median_hu,status,reason");
   while (std::getline(manifest, line))
     if (line.rfind("ex,", 0) == 0) ex_line = line;
-  EXPECT_EQ(ex_line, "ex,1,-1.50," + ex.split + ",2143,57.861,195.78,157.0,ok,");
+  EXPECT_EQ(ex_line, "ex,1,osteopenia,-1.50," + ex.split + ",2143,57.861,195.78,157.0,ok,");
 
   const Cache cache = Cache::open(r.caches.at(ex.split));
   ASSERT_EQ(cache.size(), 1);

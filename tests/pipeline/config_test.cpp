@@ -220,7 +220,7 @@ TEST(ConfigErrors, OutOfRange) {
   m = error_of("optim:\n  betas: [0.9, 0.99, 0.999]\n");
   EXPECT_TRUE(contains_all(m, {"optim.betas", "expected 2 numbers, got 3"}));
   m = error_of("data:\n  tscore_thresholds: [-2.5]\n");
-  EXPECT_TRUE(contains_all(m, {"data.tscore_thresholds", "expected 2 numbers, got 1"}));
+  EXPECT_TRUE(contains_all(m, {"data.classes", "must name the 2 classes", "data.tscore_thresholds ([-2.5]"}));
   m = error_of("data:\n  tscore_thresholds: [-1.0, -2.5]\n");
   EXPECT_TRUE(contains_all(m, {"data.tscore_thresholds", "strictly increase", "-1.0"}));
   m = error_of("data:\n  windows: [[400, -5]]\n");
@@ -293,7 +293,8 @@ TEST(ConfigErrors, RulesAcrossKeysNameEveryKeyAndOrigin) {
   m = error_of("", {"data.windows=[[400,2000],[40,400]]"});
   EXPECT_TRUE(contains_all(m, {"model.in_chans (1, the default)", "number of data.windows, 2"}));
   m = error_of("", {"model.num_classes=4"});
-  EXPECT_TRUE(contains_all(m, {"model.num_classes (4, from command line", "data.tscore_thresholds ([-2.5, -1.0]"}));
+  EXPECT_TRUE(contains_all(m, {"model.num_classes (4, from command line", "contradicts the task",
+                               "data.tscore_thresholds ([-2.5, -1.0]", "make 3 classes"}));
   m = error_of("", {"data.split.folds=5", "data.split.fold=5"});
   EXPECT_TRUE(contains_all(m, {"data.split.fold (5", "data.split.folds (5", "less than"}));
   m = error_of("", {"data.split.mode=file"});
@@ -471,7 +472,7 @@ TEST(PrepConfig, MaskModeAndPreprocessing) {
   const PrepOptions o = prep_options_from_config(c);
   EXPECT_EQ(o.workers, 2);  // preparation uses at least two threads
   EXPECT_EQ(o.preprocess.volume, 64);
-  EXPECT_DOUBLE_EQ(o.bands.osteoporosis_max, -2.5);
+  EXPECT_DOUBLE_EQ(o.task.thresholds.at(0), -2.5);
   EXPECT_DOUBLE_EQ(o.ratios.val, 0.15);
 }
 
