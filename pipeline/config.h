@@ -27,6 +27,7 @@
 #include "engine/train_optim.h"
 #include "engine/trainer.h"
 #include "io/loader.h"
+#include "io/prep_hu.h"
 #include "io/preprocess.h"
 #include "losses/losses.h"
 
@@ -67,6 +68,7 @@ struct Config {
     // its processes), margin 5 mm, one bone window L 400 / W 2000.
     PreprocessOptions preprocess;
     std::vector<double> tscore_thresholds{-2.5, -1.0};  // WHO bands
+    HuOptions hu;  // data.hu.*: mc_prep's per-vertebra HU measurements (io/prep_hu.h)
     Raw raw;
     Split split;
   };
@@ -144,6 +146,7 @@ MC_CONFIG_ENUM(Config::Raw::MaskMode, {Config::Raw::MaskMode::Multilabel, "multi
                {Config::Raw::MaskMode::Binary, "binary"}, {Config::Raw::MaskMode::Precropped, "precropped"})
 MC_CONFIG_ENUM(Config::Split::Mode, {Config::Split::Mode::Ratio, "ratio"}, {Config::Split::Mode::KFold, "kfold"},
                {Config::Split::Mode::File, "file"})
+MC_CONFIG_ENUM(BodyMap, {BodyMap::PerVertebra, "per_vertebra"}, {BodyMap::Bodies, "bodies"})
 MC_CONFIG_ENUM(ResizeMode, {ResizeMode::Pad, "pad"}, {ResizeMode::Fit, "fit"}, {ResizeMode::Stretch, "stretch"})
 MC_CONFIG_ENUM(Config::Model::Name, {Config::Model::Name::ResNet10, "resnet10"},
                {Config::Model::Name::ResNet18, "resnet18"}, {Config::Model::Name::ResNet34, "resnet34"},

@@ -19,6 +19,7 @@ PrepOptions prep_options_from_config(const Config& c) {
   o.labels_csv = d.raw.labels_csv;
   o.out_dir = d.cache_dir;
   o.preprocess = preprocess_options_from_config(c);
+  o.hu = d.hu;
   o.bands.osteoporosis_max = d.tscore_thresholds.at(0);
   o.bands.normal_min = d.tscore_thresholds.at(1);
   switch (d.split.mode) {
