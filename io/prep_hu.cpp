@@ -36,9 +36,6 @@ RoiOptions roi_options(const HuOptions& h, int64_t l1_label) {
     } catch (const Error& e) {
       MC_FAIL("data.hu.labels: ", e.what());
     }
-    MC_CHECK(o.vertebra_labels.count("L1") && o.vertebra_labels.at("L1") == l1_label, "data.hu.labels: ",
-             scheme, " numbers L1 ", o.vertebra_labels.count("L1") ? o.vertebra_labels.at("L1") : -1,
-             " but the L1 label is ", l1_label, " (data.raw.label_id)");
   }
   o.body_map = h.body_map;
   o.body_label = h.body_label;
