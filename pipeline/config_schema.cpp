@@ -166,7 +166,8 @@ void data_keys(Add add) {
           "loader threads for sampling and augmentation (0 = in the training thread)")
           .ge(0).le(256));
   add(key("data.raw.ct_dir", F(data.raw.ct_dir),
-          "folder of CT volumes, one <subject>.nii.gz each (read by mc_prep only)"));
+          "folder of CT volumes, one <subject>.nii.gz or DICOM series folder <subject>/ each "
+          "(read by mc_prep only)"));
   add(key("data.raw.seg_dir", F(data.raw.seg_dir),
           "folder of segmentations, <subject>.nii.gz on the CT's grid (unused when precropped)"));
   add(key("data.raw.labels_csv", F(data.raw.labels_csv),

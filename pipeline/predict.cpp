@@ -129,10 +129,12 @@ int run_predict(const PredictCommand& cmd, std::ostream& out, std::ostream& err)
     out << predict_usage();
     return 0;
   }
-  MC_CHECK(cmd.ct.empty() || is_ct_source(cmd.ct), "--ct: '", cmd.ct,
-           "' is neither a NIfTI file (.nii, .nii.gz) nor a folder (a DICOM series)");
-  for (const auto& [opt, path] : {std::pair{"--seg", cmd.seg}, {"--crop", cmd.crop}})
-    MC_CHECK(path.empty() || fs::is_regular_file(path), opt, ": file '", path, "' not found");
+  for (const auto& [opt, path] : {std::pair{"--ct", cmd.ct}, {"--crop", cmd.crop}}) {
+    MC_CHECK(path.empty() || fs::exists(path), opt, ": file '", path, "' not found");
+    MC_CHECK(path.empty() || is_ct_source(path), opt, ": '", path,
+             "' is neither a NIfTI file (.nii, .nii.gz) nor a folder (a DICOM series)");
+  }
+  MC_CHECK(cmd.seg.empty() || fs::is_regular_file(cmd.seg), "--seg: file '", cmd.seg, "' not found");
   MC_CHECK(cmd.ct_dir.empty() || fs::is_directory(cmd.ct_dir), "--ct-dir: folder '", cmd.ct_dir, "' not found");
   MC_CHECK(cmd.seg_dir.empty() || fs::is_directory(cmd.seg_dir), "--seg-dir: folder '", cmd.seg_dir, "' not found");
   const Config cfg = checkpoint_config(cmd.checkpoint, cmd.config, cmd.overrides);

@@ -36,7 +36,7 @@ Options make_options(PredictCommand& c) {
                "data.raw.label_id; 31 = TotalSegmentator v2 vertebrae_L1)")->type_name("CT");
   a.add_option("--seg", c.seg, "the segmentation of --ct")->type_name("SEG");
   a.add_option("--label-id", o.label_id, "label of L1 in --seg")->type_name("N");
-  a.add_option("--crop", c.crop, "a CT that is already the L1 crop (no segmentation)")->type_name("FILE");
+  a.add_option("--crop", c.crop, "a CT that is already the L1 crop (no segmentation; NIfTI or DICOM folder)")->type_name("CT");
   a.add_option("--ct-dir", c.ct_dir, "every scan of a folder, paired as mc_prep pairs them -> CSV")->type_name("DIR");
   a.add_option("--seg-dir", c.seg_dir, "the masks of --ct-dir (default: the CT folder)")->type_name("DIR");
   a.add_option("--tau2", o.tau2, "post-hoc adjustment softmax(logits - X log prior); default\n"
