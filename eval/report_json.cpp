@@ -33,7 +33,8 @@ std::string report_json(const Report& r) {
   j["sweep"] = r.sweep ? evaluation_json(*r.sweep) : Json();
   Json rules = Json::array();
   for (const HuRule& u : r.hu.rules)
-    rules.push_back({{"key", u.key}, {"name", u.name}, {"feature", u.feature}, {"thresholds", u.thresholds},
+    rules.push_back({{"key", u.key}, {"name", u.name}, {"feature", u.feature}, {"roi", u.roi},
+                     {"thresholds", u.thresholds}, {"at_or_below", u.at_or_below}, {"n_train", u.n_train},
                      {"binary", u.binary}, {"metrics", metrics_json(u.metrics, u.ci)},
                      {"auc_osteoporosis", value_ci(u.auc_osteoporosis, u.ci ? &u.auc_osteoporosis_ci : nullptr)}});
   j["hu_baseline"] = {{"manifest", r.hu.manifest}, {"available", r.hu.available}, {"note", r.hu.note},

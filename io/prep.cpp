@@ -45,12 +45,56 @@ std::string clean_reason(std::string msg) {
   return msg;
 }
 
+// A folder holding a DICOM image: some file (in it or below, first found) starts with a
+// Part-10 preamble. Cheap enough for pairing: it stops at the first match and reads 132 bytes
+// a file.
+bool has_dicom_file(const fs::path& dir) {
+  std::error_code ec;
+  int64_t looked = 0;
+  for (fs::recursive_directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    if (++looked > 4096) break;  // a folder this large without one is no series folder
+    if (!it->is_regular_file(ec)) continue;
+    std::ifstream f(it->path(), std::ios::binary);
+    char head[132] = {};
+    if (f.read(head, sizeof head) && std::string(head + 128, 4) == "DICM") return true;
+  }
+  return false;
+}
+
+// The CT of a per-subject folder: ct.nii.gz, ct.nii, a DICOM series in ct/, or the folder
+// itself when it holds DICOM files.
+std::string subject_folder_ct(const fs::path& dir) {
+  std::string ct = first_existing({dir / "ct.nii.gz", dir / "ct.nii"});
+  if (!ct.empty()) return ct;
+  if (fs::is_directory(dir / "ct") && has_dicom_file(dir / "ct")) return (dir / "ct").string();
+  if (has_dicom_file(dir)) return dir.string();
+  return {};
+}
+
 std::string fmt(double x, int digits) { return std::isfinite(x) ? fixed(x, digits) : ""; }
 
 std::string windows_str(const std::vector<HUWindow>& ws) {
   std::string s;
   for (const auto& w : ws) s += (s.empty() ? "" : ";") + fmt(w.level, 1) + "," + fmt(w.width, 1);
   return s;
+}
+
+// The subject's vertebrae into row.hu; a failure is a note, never the subject's failure.
+void measure_subject(const PrepOptions& o, const SubjectFiles& f, const Volume& ct, const Volume& seg,
+                     const std::optional<RoiOptions>& roi, ManifestRow& row) {
+  try {
+    const RoiOptions ro = f.binary_mask ? roi_options(o.hu, -1) : *roi;
+    std::optional<Volume> bodies;
+    const std::string body = body_seg_path(o.hu, f.id);
+    if (!body.empty()) {
+      if (fs::is_regular_file(body)) bodies = read_on_grid(body, ct, o.preprocess);
+      else row.hu_note = "no body segmentation " + body + ": bodies estimated";
+    }
+    row.hu = measure_vertebrae(ct, &seg, bodies ? &*bodies : nullptr, ro);
+  } catch (const std::exception& e) {
+    row.hu.reset();
+    row.hu_note = "HU not measured: " + clean_reason(e.what());
+  }
 }
 
 }  // namespace
@@ -63,8 +107,7 @@ std::vector<std::string> list_ct_subjects(const std::string& ct_dir) {
     if (e.is_regular_file()) {
       const std::string id = strip_nifti_ext(name);
       if (!id.empty()) ids.insert(id);
-    } else if (e.is_directory() &&
-               !first_existing({e.path() / "ct.nii.gz", e.path() / "ct.nii"}).empty()) {
+    } else if (e.is_directory() && !subject_folder_ct(e.path()).empty()) {
       ids.insert(name);
     }
   }
@@ -76,7 +119,7 @@ SubjectFiles find_subject_files(const PrepOptions& o, const std::string& id) {
   f.id = id;
   const fs::path ct_dir = o.ct_dir;
   const fs::path flat = first_existing({ct_dir / (id + ".nii.gz"), ct_dir / (id + ".nii")});
-  f.ct = flat.empty() ? first_existing({ct_dir / id / "ct.nii.gz", ct_dir / id / "ct.nii"})
+  f.ct = flat.empty() ? (fs::is_directory(ct_dir / id) ? subject_folder_ct(ct_dir / id) : "")
                       : flat.string();
   if (o.preprocess.precropped) return f;
   const fs::path seg_dir = o.seg_dir.empty() ? ct_dir : fs::path(o.seg_dir);
@@ -115,15 +158,26 @@ std::map<std::string, std::string> cache_meta(const PrepOptions& o, const std::s
   return m;
 }
 
-void write_manifest(const std::string& path, const std::vector<ManifestRow>& rows, const Task& task) {
-  std::string out = "id,label,class,tscore,split,voxels,volume_ml,mean_hu,median_hu,status,reason\n";
+std::optional<RoiOptions> prep_roi_options(const PrepOptions& o) {
+  if (!o.hu.enabled || o.preprocess.precropped) return std::nullopt;
+  return roi_options(o.hu, o.preprocess.label_id);
+}
+
+void write_manifest(const std::string& path, const std::vector<ManifestRow>& rows, const Task& task,
+                    const std::optional<RoiOptions>& hu) {
+  std::string out = "id,label,class,tscore,split,voxels,volume_ml,mean_hu,median_hu,";
+  if (hu)
+    for (const auto& c : hu_columns(*hu)) out += c + ",";
+  out += "status,reason\n";
   for (const auto& r : rows) {
     const bool stats = r.status == "ok";
     out += csv_field(r.id) + "," + std::to_string(r.label) + "," + (r.label >= 0 ? csv_field(task.name(r.label)) : "") +
            "," + fmt(r.tscore, 2) + "," + csv_field(r.split) +
            "," + (stats ? std::to_string(r.stats.voxels) : "") + "," + (stats ? fmt(r.stats.volume_ml, 3) : "") +
-           "," + (stats ? fmt(r.stats.mean_hu, 2) : "") + "," + (stats ? fmt(r.stats.median_hu, 1) : "") + "," +
-           r.status + "," + csv_field(r.reason) + "\n";
+           "," + (stats ? fmt(r.stats.mean_hu, 2) : "") + "," + (stats ? fmt(r.stats.median_hu, 1) : "") + ",";
+    if (hu)
+      for (const auto& c : hu_cells(stats ? r.hu : std::nullopt, *hu, stats ? r.hu_note : "")) out += csv_field(c) + ",";
+    out += r.status + "," + csv_field(r.reason) + "\n";
   }
   write_atomic(path, out);
 }
@@ -131,6 +185,7 @@ void write_manifest(const std::string& path, const std::vector<ManifestRow>& row
 PrepResult run_prep(const PrepOptions& o) {
   MC_CHECK(!o.ct_dir.empty() && !o.out_dir.empty(), "prep: --ct-dir and --out are required");
   MC_CHECK(o.workers >= 1, "prep: workers must be at least 1, got ", o.workers);
+  const std::optional<RoiOptions> roi = prep_roi_options(o);  // a bad data.hu.* fails here
   fs::create_directories(o.out_dir);
 
   // Who is there: every id with a scan or a label.
@@ -152,7 +207,8 @@ PrepResult run_prep(const PrepOptions& o) {
     if (e) row.label = e->label, row.tscore = e->tscore;
     if (f.ct.empty()) {
       row.reason = "missing scan: no " + (fs::path(o.ct_dir) / (id + ".nii.gz")).string() +
-                   " or " + (fs::path(o.ct_dir) / id / "ct.nii.gz").string();
+                   ", " + (fs::path(o.ct_dir) / id / "ct.nii.gz").string() +
+                   " or DICOM series in " + (fs::path(o.ct_dir) / id).string();
     } else if (!o.preprocess.precropped && f.seg.empty()) {
       row.reason = "missing segmentation for " + id + " in " +
                    (o.seg_dir.empty() ? o.ct_dir : o.seg_dir);
@@ -208,7 +264,12 @@ PrepResult run_prep(const PrepOptions& o) {
       PreprocessOptions p = o.preprocess;
       if (f.binary_mask) p.label_id = -1;
       try {
-        Preprocessed r = preprocess_files(f.ct, f.seg, p);
+        // Read once: the cube and the HU measurements use the same volumes.
+        const Volume ct = read_ct_for(f.ct, p);
+        std::optional<Volume> seg;
+        if (!p.precropped) seg = read_on_grid(f.seg, ct, p);
+        Preprocessed r = preprocess(ct, seg ? &*seg : nullptr, p);
+        if (roi && seg) measure_subject(o, f, ct, *seg, roi, row);
         row.stats = r.stats;
         row.reason = r.note;
         row.status = "ok";
@@ -246,7 +307,7 @@ PrepResult run_prep(const PrepOptions& o) {
     else ++res.skipped;
   }
   res.manifest = (fs::path(o.out_dir) / "manifest.csv").string();
-  write_manifest(res.manifest, res.rows, o.task);
+  write_manifest(res.manifest, res.rows, o.task, roi);
   return res;
 }
 

@@ -5,6 +5,7 @@
 #include <sstream>
 #include <tuple>
 
+#include "io/ct_source.h"
 #include "io/text.h"
 
 namespace mc {
@@ -332,11 +333,37 @@ Preprocessed preprocess(const Volume& ct, const Volume* seg, const PreprocessOpt
   return r;
 }
 
+Volume read_ct_for(const std::string& ct_path, const PreprocessOptions& opts, std::string* summary) {
+  DicomOptions d;
+  d.series_uid = opts.dicom_series;
+  d.series_key = "data.raw.dicom_series";
+  CtSourceInfo info;
+  Volume ct = read_ct(ct_path, d, &info);
+  if (summary) *summary = info.summary;
+  return ct;
+}
+
+Volume read_on_grid(const std::string& path, const Volume& ct, const PreprocessOptions& opts) {
+  Volume v = read_volume(path);
+  try {
+    check_same_grid(ct, v, opts.grid_tol_mm);
+    return v;
+  } catch (const Error& same_grid) {
+    // The same voxels stored in another axis order / direction are put onto the CT's grid;
+    // anything else keeps the plain "not on the same grid" error, which names both files.
+    try {
+      return conform_to(v, ct, opts.grid_tol_mm);
+    } catch (const Error&) {
+      throw same_grid;
+    }
+  }
+}
+
 Preprocessed preprocess_files(const std::string& ct_path, const std::string& seg_path,
                               const PreprocessOptions& opts) {
-  const Volume ct = read_volume(ct_path);
+  const Volume ct = read_ct_for(ct_path, opts);
   if (opts.precropped) return preprocess(ct, nullptr, opts);
-  const Volume seg = read_volume(seg_path);
+  const Volume seg = read_on_grid(seg_path, ct, opts);
   return preprocess(ct, &seg, opts);
 }
 

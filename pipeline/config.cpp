@@ -527,6 +527,16 @@ void Parser::check_consistency() {
   if (c.loss.adjust && c.loss.type != LossType::Weighted && c.loss.type != LossType::ClassBalanced)
     fail(show("loss.adjust") + " needs " + show("loss.type") +
          " weighted or class_balanced (the other types have no class weights to combine with)");
+  if (c.data.hu.calibration.size() == 1)
+    fail(show("data.hu.calibration") + ": expected [] or [slope, intercept]");
+  else if (c.data.hu.enabled && c.data.raw.mask_mode != Config::Raw::MaskMode::Precropped) {
+    try {
+      roi_options(c.data.hu, c.data.raw.mask_mode == Config::Raw::MaskMode::Binary ? -1 : c.data.preprocess.label_id);
+    } catch (const Error& e) {
+      fail(e.what() + std::string(" (") + show("data.hu.vertebrae") + ", " + show("data.hu.labels") + ", " +
+           show("data.raw.label_id") + ")");
+    }
+  }
   if (c.model.inflate_2d && c.model.pretrained.empty())
     fail(show("model.inflate_2d") + " needs " + show("model.pretrained") +
          ", the 2D weights to inflate");

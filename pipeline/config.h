@@ -27,6 +27,7 @@
 #include "engine/train_optim.h"
 #include "engine/trainer.h"
 #include "io/loader.h"
+#include "io/prep_hu.h"
 #include "io/preprocess.h"
 #include "io/task.h"
 #include "losses/losses.h"
@@ -72,6 +73,7 @@ struct Config {
     // task these keys and model.head make.
     std::vector<std::string> classes;
     std::string positive_class;  // binary reports; "" = Task's default
+    HuOptions hu;  // data.hu.*: mc_prep's per-vertebra HU measurements (io/prep_hu.h)
     Raw raw;
     Split split;
   };
@@ -156,6 +158,7 @@ MC_CONFIG_ENUM(Config::Raw::MaskMode, {Config::Raw::MaskMode::Multilabel, "multi
                {Config::Raw::MaskMode::Binary, "binary"}, {Config::Raw::MaskMode::Precropped, "precropped"})
 MC_CONFIG_ENUM(Config::Split::Mode, {Config::Split::Mode::Ratio, "ratio"}, {Config::Split::Mode::KFold, "kfold"},
                {Config::Split::Mode::File, "file"})
+MC_CONFIG_ENUM(BodyMap, {BodyMap::PerVertebra, "per_vertebra"}, {BodyMap::Bodies, "bodies"})
 MC_CONFIG_ENUM(ResizeMode, {ResizeMode::Pad, "pad"}, {ResizeMode::Fit, "fit"}, {ResizeMode::Stretch, "stretch"})
 MC_CONFIG_ENUM(Config::Model::Name, {Config::Model::Name::ResNet10, "resnet10"},
                {Config::Model::Name::ResNet18, "resnet18"}, {Config::Model::Name::ResNet34, "resnet34"},

@@ -172,7 +172,8 @@ void data_keys(Add add) {
           "loader threads for sampling and augmentation (0 = in the training thread)")
           .ge(0).le(256));
   add(key("data.raw.ct_dir", F(data.raw.ct_dir),
-          "folder of CT volumes, one <subject>.nii.gz each (read by mc_prep only)"));
+          "folder of CT volumes, one <subject>.nii.gz or DICOM series folder <subject>/ each "
+          "(read by mc_prep only)"));
   add(key("data.raw.seg_dir", F(data.raw.seg_dir),
           "folder of segmentations, <subject>.nii.gz on the CT's grid (unused when precropped)"));
   add(key("data.raw.labels_csv", F(data.raw.labels_csv),
@@ -183,6 +184,34 @@ void data_keys(Add add) {
   add(key("data.raw.mask_mode", F(data.raw.mask_mode),
           "multilabel: pick label_id from a multi-label map; binary: segmentation is the L1 "
           "mask; precropped: CTs are already L1 crops"));
+  add(key("data.raw.dicom_series", F(data.preprocess.dicom_series),
+          "SeriesInstanceUID to read when a subject's DICOM folder holds several series "
+          "(\"\" = it must hold one; the error lists them with their descriptions)"));
+  add(key("data.hu.enabled", F(data.hu.enabled),
+          "mc_prep measures each vertebra's body and trabecular ROI HU into the manifest "
+          "(mc_eval's HU baseline uses them)"));
+  add(key("data.hu.vertebrae", F(data.hu.vertebrae), "vertebrae to measure: L1-L5, T12,L1, L1"));
+  add(key("data.hu.labels", F(data.hu.labels),
+          "label scheme of the vertebrae segmentation: totalseg_v2, totalseg_v1, verse, or auto "
+          "(from data.raw.label_id)"));
+  add(key("data.hu.body_seg", F(data.hu.body_seg),
+          "vertebral-body segmentation per subject, {id} = subject id (e.g. "
+          "\"bodies/{id}.nii.gz\"); \"\" = bodies estimated from the vertebra masks"));
+  add(key("data.hu.body_map", F(data.hu.body_map),
+          "per_vertebra: body_seg has one label per body (TotalSegmentator vertebrae_pp, VerSe "
+          "numbers, L1 = 20); bodies: body_seg marks bodies with body_label (vertebrae_body task)"));
+  add(key("data.hu.body_label", F(data.hu.body_label), "label of the bodies in a body_map bodies segmentation")
+          .ge(1).le(65535));
+  add(key("data.hu.margin_mm", F(data.hu.margin_mm),
+          "the trabecular ROI is the body eroded by this much (cortex and partial volume left out)")
+          .ge(0).le(30));
+  add(key("data.hu.estimate_radius_mm", F(data.hu.estimate_radius_mm),
+          "radius of the opening that estimates a body from its vertebra mask (no body_seg)")
+          .gt(0).le(30));
+  add(key("data.hu.calibration", F(data.hu.calibration),
+          "scanner calibration [slope, intercept]: BMD mg/cm^3 = slope * HU + intercept, for "
+          "volumetric BMD and ACR QCT categories; [] = none")
+          .len(0, 2));
   add(key("data.split.mode", F(data.split.mode),
           "ratio: random stratified split by ratios; kfold: stratified folds, fold <fold> is "
           "test, fold <fold>+1 (mod folds) validation, the rest train; file: read from split.file"));
@@ -359,6 +388,7 @@ const std::vector<ConfigGroup>& config_groups() {
   static const std::vector<ConfigGroup> groups{
       {"data", "what to train on and how it is preprocessed"},
       {"data.raw", "the source files mc_prep turns into caches"},
+      {"data.hu", "per-vertebra HU of the vertebral body and its trabecular ROI (mc_prep's manifest)"},
       {"data.split", "how subjects are divided into train, validation and test"},
       {"model", "the network"},
       {"loss", "training loss (long-tail aware)"},

@@ -9,6 +9,7 @@
 #include "engine/autograd.h"
 #include "io/atomic_file.h"
 #include "io/csv.h"
+#include "io/ct_source.h"
 #include "io/json.h"
 #include "io/npy.h"
 #include "io/safetensors.h"
@@ -23,7 +24,8 @@ namespace fs = std::filesystem;
 namespace {
 
 std::string stem_of(const std::string& path) {
-  std::string name = fs::path(path).filename().string();
+  std::string name = fs::path(path).lexically_normal().filename().string();
+  if (name.empty()) name = fs::path(path).lexically_normal().parent_path().filename().string();  // "dir/"
   for (const char* ext : {".nii.gz", ".nii"})
     if (name.size() > std::strlen(ext) && name.ends_with(ext)) return name.substr(0, name.size() - std::strlen(ext));
   return name;
@@ -180,7 +182,12 @@ int run_predict(const PredictCommand& cmd, std::ostream& out, std::ostream& err)
     out << predict_usage();
     return 0;
   }
-  for (const auto& [opt, path] : {std::pair{"--ct", cmd.ct}, {"--seg", cmd.seg}, {"--crop", cmd.crop}, {"--tensor", cmd.tensor}})
+  for (const auto& [opt, path] : {std::pair{"--ct", cmd.ct}, {"--crop", cmd.crop}}) {
+    MC_CHECK(path.empty() || fs::exists(path), opt, ": file '", path, "' not found");
+    MC_CHECK(path.empty() || is_ct_source(path), opt, ": '", path,
+             "' is neither a NIfTI file (.nii, .nii.gz) nor a folder (a DICOM series)");
+  }
+  for (const auto& [opt, path] : {std::pair{"--seg", cmd.seg}, {"--tensor", cmd.tensor}})
     MC_CHECK(path.empty() || fs::is_regular_file(path), opt, ": file '", path, "' not found");
   MC_CHECK(cmd.ct_dir.empty() || fs::is_directory(cmd.ct_dir), "--ct-dir: folder '", cmd.ct_dir, "' not found");
   MC_CHECK(cmd.seg_dir.empty() || fs::is_directory(cmd.seg_dir), "--seg-dir: folder '", cmd.seg_dir, "' not found");
@@ -212,7 +219,8 @@ int run_predict(const PredictCommand& cmd, std::ostream& out, std::ostream& err)
     return 0;
   }
   const auto inputs = folder_inputs(cmd.ct_dir, cmd.seg_dir, opts);
-  MC_CHECK(!inputs.empty(), "--ct-dir: no CT scans (<id>.nii.gz or <id>/ct.nii.gz) in '", cmd.ct_dir, "'");
+  MC_CHECK(!inputs.empty(), "--ct-dir: no CT scans (<id>.nii.gz, <id>/ct.nii.gz or a DICOM series folder <id>/) in '",
+           cmd.ct_dir, "'");
   std::string csv = prediction_csv_header(names, cmd.raw, m.task.regression());
   std::unique_ptr<Progress> bar;
   if (cmd.progress) bar = std::make_unique<Progress>("predict", int64_t(inputs.size()));

@@ -10,7 +10,7 @@ namespace {
 
 const char* kUsage =
     "usage: mc_predict --checkpoint W.safetensors [--config FILE.yaml] [key=value ...]\n"
-    "                  (--ct CT.nii.gz --seg SEG.nii.gz [--label-id N] | --crop L1.nii.gz |\n"
+    "                  (--ct CT.nii.gz|DICOM_DIR --seg SEG.nii.gz [--label-id N] | --crop L1.nii.gz |\n"
     "                   --ct-dir DIR [--seg-dir DIR] | --tensor X.npy|X.safetensors)\n"
     "                  [--raw] [--tau2 X] [--out FILE] [--no-progress]\n";
 
@@ -32,11 +32,12 @@ Options make_options(PredictCommand& c) {
   a.add_option("--checkpoint", c.checkpoint, "weights (safetensors, PyTorch key names; \"module.\" prefixes are fine)")->type_name("W");
   a.add_option("--config", c.config, "the run's config; default: the config stored in\n"
                "<tag>.state.safetensors beside the weights by mc_train")->type_name("FILE");
-  a.add_option("--ct", c.ct, "one CT and its segmentation (multi-label: --label-id, default\n"
+  a.add_option("--ct", c.ct, "one CT (NIfTI, or the folder of a DICOM series: data.raw.dicom_series\n"
+               "picks one of several) and its segmentation (multi-label: --label-id, default\n"
                "data.raw.label_id; 31 = TotalSegmentator v2 vertebrae_L1)")->type_name("CT");
   a.add_option("--seg", c.seg, "the segmentation of --ct")->type_name("SEG");
   a.add_option("--label-id", o.label_id, "label of L1 in --seg")->type_name("N");
-  a.add_option("--crop", c.crop, "a CT that is already the L1 crop (no segmentation)")->type_name("FILE");
+  a.add_option("--crop", c.crop, "a CT that is already the L1 crop (no segmentation; NIfTI or DICOM folder)")->type_name("CT");
   a.add_option("--ct-dir", c.ct_dir, "every scan of a folder, paired as mc_prep pairs them -> CSV")->type_name("DIR");
   a.add_option("--seg-dir", c.seg_dir, "the masks of --ct-dir (default: the CT folder)")->type_name("DIR");
   a.add_option("--tensor", c.tensor, "a prepared model input, .npy or a one-tensor .safetensors,\n"

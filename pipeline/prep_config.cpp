@@ -20,6 +20,7 @@ PrepOptions prep_options_from_config(const Config& c) {
   o.out_dir = d.cache_dir;
   o.preprocess = preprocess_options_from_config(c);
   o.task = task_of(c);
+  o.hu = d.hu;
   switch (d.split.mode) {
     case Config::Split::Mode::File: o.split_file = d.split.file; break;
     case Config::Split::Mode::KFold: o.folds = d.split.folds; break;

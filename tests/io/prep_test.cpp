@@ -10,9 +10,11 @@
 #include <sstream>
 
 #include "io/cache.h"
+#include "io/csv.h"
 #include "io/prep.h"
 #include "io/progress.h"
 #include "io/synthetic.h"
+#include "io/text.h"
 #include "test_util.h"
 
 namespace mc {
@@ -188,9 +190,11 @@ TEST(PrepReal, ManifestOfTheTotalSegmentatorExample) {
   if (data.empty()) GTEST_SKIP() << "no ../shared/data";
   const std::string root = test::temp_dir();
   fs::create_directories(root + "/ct"), fs::create_directories(root + "/seg");
+  fs::create_directories(root + "/bodies");
   auto link = [&](const std::string& src, const std::string& dst) { fs::create_symlink(data + "/" + src, root + "/" + dst); };
   link("example_ct.nii.gz", "ct/ex.nii.gz");
   link("spine_report/example_ct_vertebrae_seg.nii.gz", "seg/ex.nii.gz");
+  link("spine_report/example_ct_vertebrae_pp_refined_seg.nii.gz", "bodies/ex.nii.gz");
   link("example_ct.nii.gz", "ct/grid.nii.gz");
   link("example_seg.nii.gz", "seg/grid.nii.gz");  // the small scan's segmentation
   link("example_ct_sm.nii.gz", "ct/nolabel.nii.gz");
@@ -201,6 +205,7 @@ TEST(PrepReal, ManifestOfTheTotalSegmentatorExample) {
   o.out_dir = root + "/out";
   o.progress = false;
   o.preprocess.volume = 48, o.preprocess.spacing_mm = 2.5;
+  o.hu.body_seg = root + "/bodies/{id}.nii.gz";  // vertebrae_pp: L1 = 20 ... L5 = 24
   const PrepResult r = run_prep(o);
   EXPECT_EQ(r.ok, 1);
   EXPECT_EQ(r.failed, 1);
@@ -223,10 +228,49 @@ TEST(PrepReal, ManifestOfTheTotalSegmentatorExample) {
   std::ifstream manifest(r.manifest);
   std::string header, line, ex_line;
   std::getline(manifest, header);
-  EXPECT_EQ(header, "id,label,class,tscore,split,voxels,volume_ml,mean_hu,median_hu,status,reason");
+  EXPECT_EQ(header.rfind("id,label,class,tscore,split,voxels,volume_ml,mean_hu,median_hu,L1_body_source,L1_body_voxels,"
+                         "L1_body_ml,L1_body_mean_hu,L1_body_median_hu,L1_roi_voxels,L1_roi_ml,L1_roi_mean_hu,"
+                         "L1_roi_median_hu,L1_roi_sd_hu,L2_body_source,", 0), 0u) << header;
+  EXPECT_TRUE(header.ends_with(",L5_roi_sd_hu,roi_margin_mm,hu_note,status,reason")) << header;
   while (std::getline(manifest, line))
     if (line.rfind("ex,", 0) == 0) ex_line = line;
-  EXPECT_EQ(ex_line, "ex,1,osteopenia,-1.50," + ex.split + ",2143,57.861,195.78,157.0,ok,");
+  EXPECT_EQ(ex_line.rfind("ex,1,osteopenia,-1.50," + ex.split + ",2143,57.861,195.78,157.0,", 0), 0u) << ex_line;
+
+  // The per-vertebra columns: the body volumes of spine_report.json (L1 35.61 ml = 1319 voxels
+  // of 27 mm^3), and the ROI figures measure_vertebrae gives on the same files.
+  const CsvTable t = read_csv(r.manifest);
+  const CsvRow* row = nullptr;
+  for (const auto& rr : t.rows)
+    if (rr.cells[0] == "ex") row = &rr;
+  ASSERT_NE(row, nullptr);
+  auto cell = [&](const std::string& c) {
+    EXPECT_GE(t.column(c), 0) << c;
+    return t.column(c) < 0 ? std::string() : row->cells[size_t(t.column(c))];
+  };
+  RoiOptions ro;
+  const Volume ct = read_volume(root + "/ct/ex.nii.gz"), vert = read_volume(root + "/seg/ex.nii.gz");
+  const Volume pp = read_volume(root + "/bodies/ex.nii.gz");
+  const SpineHU want = measure_vertebrae(ct, &vert, &pp, ro);
+  const YAML::Node report = YAML::LoadFile(data + "/spine_report/spine_report.json")["results"];
+  for (const auto& v : want.vertebrae) {
+    SCOPED_TRACE(v.name);
+    EXPECT_EQ(cell(v.name + "_body_source"), "body map");
+    EXPECT_NEAR(std::stod(cell(v.name + "_body_ml")), report["vertebrae_" + v.name + "_volume_ml"].as<double>(), 0.005);
+    EXPECT_EQ(cell(v.name + "_body_voxels"), std::to_string(v.body.voxels));
+    EXPECT_EQ(cell(v.name + "_roi_voxels"), std::to_string(v.roi.voxels));
+    EXPECT_GT(v.roi.voxels, 0);
+    EXPECT_LT(v.roi.voxels, v.body.voxels);
+    EXPECT_EQ(cell(v.name + "_roi_mean_hu"), fixed(v.roi.mean, 2));
+    EXPECT_EQ(cell(v.name + "_roi_median_hu"), fixed(v.roi.median, 2));
+    EXPECT_EQ(cell(v.name + "_roi_sd_hu"), fixed(v.roi.sd, 2));
+    EXPECT_EQ(cell(v.name + "_body_median_hu"), fixed(v.body.median, 2));
+  }
+  EXPECT_EQ(cell("L1_body_voxels"), "1319");
+  EXPECT_EQ(cell("L1_body_ml"), "35.613");
+  EXPECT_EQ(cell("L1_body_median_hu"), "125.00");  // numpy on the body labels (REFERENCE.md)
+  EXPECT_NEAR(std::stod(cell("L1_body_mean_hu")), 148.1, 0.05);  // 148.1 to one digit
+  EXPECT_EQ(cell("roi_margin_mm"), "3.00");
+  EXPECT_EQ(cell("hu_note"), "");
 
   const Cache cache = Cache::open(r.caches.at(ex.split));
   ASSERT_EQ(cache.size(), 1);

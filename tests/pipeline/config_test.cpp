@@ -307,6 +307,32 @@ TEST(ConfigErrors, RulesAcrossKeysNameEveryKeyAndOrigin) {
   EXPECT_TRUE(contains_all(m, {"model.inflate_2d (true", "model.pretrained (\"\""}));
 }
 
+TEST(ConfigErrors, VertebralHuKeys) {
+  std::string m = error_of("", {"data.hu.vertebrae=L9"});
+  EXPECT_TRUE(contains_all(m, {"data.hu.vertebrae", "L9"})) << m;
+  m = error_of("", {"data.raw.label_id=40"});  // auto cannot tell the scheme
+  EXPECT_TRUE(contains_all(m, {"data.hu.labels", "data.raw.label_id (40"})) << m;
+  m = error_of("", {"data.hu.calibration=[0.8]"});
+  EXPECT_TRUE(contains_all(m, {"data.hu.calibration", "[slope, intercept]"})) << m;
+  m = error_of("", {"data.hu.body_map=discs"});
+  EXPECT_TRUE(contains_all(m, {"data.hu.body_map", "per_vertebra", "bodies"})) << m;
+  // Explicit schemes, switched off, or precropped scans need no L1 label to tell the scheme.
+  EXPECT_NO_THROW(parse_config("", "x", {"data.raw.label_id=40", "data.hu.labels=verse"}));
+  EXPECT_NO_THROW(parse_config("", "x", {"data.raw.label_id=40", "data.hu.enabled=false"}));
+  const Config c = parse_config("", "x", {"data.hu.vertebrae=T12,L1", "data.hu.calibration=[0.8, -1.5]",
+                                          "data.hu.body_seg=b/{id}.nii.gz", "data.raw.dicom_series=1.2.3"});
+  const PrepOptions o = prep_options_from_config(c);
+  EXPECT_EQ(o.hu.vertebrae, "T12,L1");
+  EXPECT_EQ(o.hu.calibration, (std::vector<double>{0.8, -1.5}));
+  EXPECT_EQ(body_seg_path(o.hu, "s1"), "b/s1.nii.gz");
+  EXPECT_EQ(o.preprocess.dicom_series, "1.2.3");
+  const RoiOptions ro = roi_options(o.hu, o.preprocess.label_id);
+  EXPECT_EQ(ro.vertebrae, (std::vector<std::string>{"T12", "L1"}));
+  EXPECT_EQ(ro.vertebra_labels.at("L1"), 31);  // auto from label 31: TotalSegmentator v2
+  ASSERT_TRUE(ro.calibration);
+  EXPECT_DOUBLE_EQ(ro.calibration->slope, 0.8);
+}
+
 TEST(ConfigErrors, EveryProblemIsListed) {
   std::string m = error_of("optim:\n  lr: fast\ntrain:\n  epochs: 0\n", {"loss.type=focal"});
   EXPECT_TRUE(contains_all(m, {"3 problems", "optim.lr", "train.epochs", "loss.type"}));

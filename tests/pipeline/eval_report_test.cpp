@@ -143,7 +143,8 @@ TEST(EvalReport, EndToEndMatchesEngineMetricsAndWritesEveryFile) {
   const BootstrapResult ci = bootstrap_ci(labels, probs, {50, 7, 0.95});
   EXPECT_EQ(r.headline.rows.at(0).ci->at("balanced_accuracy").lo, ci.at("balanced_accuracy").lo);
   for (const char* key : {"\"generator\": \"mc_eval\"", "\"prior\": [2, 5, 8], \"prior_source\": \"train cache ", "\"epoch\": 3",
-                          "\"hu_baseline\": {", "\"available\": true", "\"tau2_sweep\": \"tau2_sweep.svg\""})
+                          "\"hu_baseline\": {", "\"available\": true", "\"tau2_sweep\": \"tau2_sweep.svg\"",
+                          "\"roi\": \"whole L1 mask"})
     EXPECT_HAS(json, key);
 
   // The sweep: one row per tau2, each equal to the engine's numbers at that tau2.
@@ -167,7 +168,9 @@ TEST(EvalReport, EndToEndMatchesEngineMetricsAndWritesEveryFile) {
   const std::string md = slurp(r.markdown);
   for (const char* c : {"## Metrics", "## Per class", "## Confusion matrix", "## Post-hoc logit adjustment sweep",
                         "## HU screening baseline", "](roc.svg)", "](confusion.svg)", "](tau2_sweep.svg)",
-                        "](training_curves.svg)", "--prior 2,5,8", "| osteoporosis | 3 |"})
+                        "](training_curves.svg)", "--prior 2,5,8", "| osteoporosis | 3 |",
+                        // HU rows name the region they measured (this manifest has the whole mask only)
+                        "| measured on |", "| whole L1 mask (vertebra label", "whole-mask median HU < 90.25"})
     EXPECT_HAS(md, c);
   EXPECT_HAS(r.terminal, "balanced_accuracy");
 }

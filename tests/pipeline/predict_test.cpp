@@ -13,6 +13,7 @@
 #include "pipeline/train_setup.h"
 #include "engine/autograd.h"
 #include "io/checkpoint.h"
+#include "io/dicom.h"
 #include "io/nifti.h"
 #include "pipeline/prep_config.h"
 #include "io/safetensors.h"
@@ -117,6 +118,28 @@ TEST(Predict, RealScanGivesThreeProbabilitiesAndTheModelsLogits) {
   for (size_t k = 0; k < 3; ++k) EXPECT_EQ(logits[k], double(want[k])) << k;
   // The input is mc_prep's cube as its cache stores it (f16), within f16's rounding of [0, 1].
   EXPECT_TRUE(test::all_close(input.view({1, 16, 16, 16}), preprocess_files(ct, seg, opts).cube, 0, 1.0 / 4096));
+}
+
+// --ct takes a DICOM series folder; its segmentation may be on dcm2niix's grid. The model sees
+// the same cube as from dcm2niix's conversion of the series.
+TEST(Predict, DicomFolderPredictsAsItsNiftiConversion) {
+  const std::string dicom = test::shared_data("totalsegmentator_example/example_ct_dicom");
+  const std::string nii = test::shared_data("totalsegmentator_example/example_ct_dicom_converted.nii.gz");
+  const std::string seg = test::shared_data("totalsegmentator_example/example_seg_dicom.nii.gz");
+  if (dicom.empty() || nii.empty() || seg.empty()) GTEST_SKIP() << "../shared/data not present";
+  if (!dicom_supported()) GTEST_SKIP() << "built without DICOM support (GDCM)";
+  const TrainedRun r = make_run(test::temp_dir());
+  auto run = [&](const std::string& ct) {
+    return predict({"--checkpoint", r.checkpoint, "--config", r.config, "--ct", ct, "--seg", seg,
+                    "--label-id", "32", "--raw", "--no-progress"});  // T12: the series has no L1
+  };
+  const std::string from_dicom = run(dicom + "/"), from_nifti = run(nii);
+  EXPECT_HAS(from_dicom, "\"id\": \"example_ct_dicom\"");
+  const auto a = json_numbers(from_dicom, "\"logits\": ["), b = json_numbers(from_nifti, "\"logits\": [");
+  ASSERT_EQ(a.size(), 3u) << from_dicom;
+  ASSERT_EQ(b.size(), 3u) << from_nifti;
+  for (size_t k = 0; k < 3; ++k) EXPECT_NEAR(a[k], b[k], 1e-5) << k;
+  EXPECT_HAS(error_of({"--checkpoint", r.checkpoint, "--ct", r.config, "--seg", seg}), "neither a NIfTI file");
 }
 
 TEST(Predict, ModulePrefixedPyTorchCheckpointLoads) {
