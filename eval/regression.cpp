@@ -95,7 +95,7 @@ std::string regression_markdown(const RegressionReport& r) {
   md += "| R^2 | " + num(r.r2) + " | " + ci(r.r2_ci) + " |\n";
   md += "\nBland-Altman: bias (predicted - true) " + fixed(r.bias, 3) + ", 95% limits of agreement [" +
         fixed(r.loa_lo, 3) + ", " + fixed(r.loa_hi, 3) + "].\n\n![Predicted vs true T-score](tscore_scatter.svg)\n\n"
-        "![Bland-Altman](bland_altman.svg)\n\nThe tables above score the classes derived from the predicted T-score "
+        "![Bland-Altman](bland_altman.svg)\n\nThe tables below score the classes derived from the predicted T-score "
         "with the task's thresholds (one-hot scores: each AUC is that of a single operating point).\n";
   return md;
 }

@@ -160,6 +160,12 @@ PrepCommand parse_prep_command(const std::vector<std::string>& args) {
   MC_CHECK(!o.out_dir.empty(), "--out is required (see --help)");
   MC_CHECK(o.workers >= 1, "--workers must be at least 1");
   MC_CHECK(c.synthetic_binary.empty() || c.synthetic != 0, "--binary goes with --synthetic N");
+  if (!c.synthetic_binary.empty()) {
+    const size_t comma = c.synthetic_binary.find(',');
+    MC_CHECK(comma != std::string::npos && comma > 0 && comma + 1 < c.synthetic_binary.size() &&
+                 c.synthetic_binary.find(',', comma + 1) == std::string::npos,
+             "--binary: \"", c.synthetic_binary, "\": expected two class names A,B");
+  }
   if (c.synthetic != 0) {
     MC_CHECK(c.synthetic > 0, "--synthetic must be positive");
     MC_CHECK(c.synthetic_size >= 16, "--size must be at least 16");
@@ -187,11 +193,8 @@ int run_prep_command(const PrepCommand& cmd, std::ostream& out) {
   if (cmd.synthetic > 0) {
     SyntheticOptions s;
     s.count = cmd.synthetic, s.size = cmd.synthetic_size, s.seed = o.seed, s.workers = o.workers;
-    if (!cmd.synthetic_binary.empty()) {
+    if (!cmd.synthetic_binary.empty()) {  // "A,B", checked by parse_prep_command
       const size_t comma = cmd.synthetic_binary.find(',');
-      MC_CHECK(comma != std::string::npos && comma > 0 && comma + 1 < cmd.synthetic_binary.size() &&
-                   cmd.synthetic_binary.find(',', comma + 1) == std::string::npos,
-               "--binary: \"", cmd.synthetic_binary, "\": expected two class names A,B");
       s.binary_classes = {cmd.synthetic_binary.substr(0, comma), cmd.synthetic_binary.substr(comma + 1)};
     }
     std::optional<Progress> bar;

@@ -3,10 +3,12 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <fstream>
 #include <sstream>
 
 #include "io/ct_source.h"
 #include "io/dicom.h"
+#include "io/labels.h"
 #include "pipeline/prep_cli.h"
 #include "test_util.h"
 
@@ -83,6 +85,27 @@ TEST(PrepCommandLine, ToNiftiWritesTheSeriesAsRead) {
   int64_t differ = 0;
   for (int64_t i = 0; i < v.numel(); ++i) differ += on_grid.ptr()[i] != v.ptr()[i];
   EXPECT_EQ(differ, 0);
+}
+
+// --synthetic --binary: a class column beside the T-score, cut at T <= -2.5.
+TEST(PrepCommandLine, SyntheticBinaryTaskHasAClassColumn) {
+  const std::string dir = test::temp_dir() + "/syn";
+  const PrepCommand c = parse_prep_command({"--synthetic", "12", "--size", "16", "--binary", "osteoporosis,other",
+                                            "--out", dir, "--no-progress"});
+  std::ostringstream out;
+  EXPECT_EQ(run_prep_command(c, out), 0);
+  Task t;
+  t.classes = {"osteoporosis", "other"};
+  t.thresholds = {};
+  const LabelTable l = read_labels(dir + "/labels.csv", t);
+  ASSERT_EQ(l.entries.size(), 12u);
+  for (const auto& e : l.entries) EXPECT_EQ(e.label, e.tscore <= -2.5 ? 0 : 1) << e.id << " " << e.tscore;
+  std::ifstream f(dir + "/labels.csv");
+  std::string header;
+  std::getline(f, header);
+  EXPECT_EQ(header, "id,tscore,class");
+  expect_error([] { parse_prep_command({"--synthetic", "5", "--out", "d", "--binary", "a"}); }, {"--binary", "two class names"});
+  expect_error([] { parse_prep_command({"--ct-dir", "c", "--out", "o", "--binary", "a,b"}); }, {"--binary goes with --synthetic"});
 }
 
 }  // namespace
