@@ -4,7 +4,7 @@
 // the AUC. GPU cases are timed with CUDA events on the engine's stream (warm-up, repeats,
 // median); op rows and the loader also run on the CPU.
 //
-//   mc_bench [--case all|step|infer|conv|loader|allreduce|loss|auc|ops|op:NAME]
+//   mc_bench [--case all|step|infer|conv|optim|loader|allreduce|loss|auc|ops|op:NAME]
 //            [--precision all|fp32|tf32|bf16] [--shape all|128|96|64] [--warmup N] [--repeats N]
 //            [--model resnet50] [--json OUT] [--list]
 //
@@ -61,6 +61,7 @@ struct Row {
   std::string kind, name, precision;
   int64_t batch = 0, size = 0;
   double ms = NAN, volumes_per_s = NAN, tflops = NAN, peak_gib = NAN, anchor_ms = NAN;
+  double gb_per_s = NAN;  // optimiser cases: the bytes the update must move
   std::string error;
 };
 
@@ -276,6 +277,7 @@ void print_row(const Row& r) {
   if (!std::isnan(r.volumes_per_s)) std::printf(" %8.1f vol/s", r.volumes_per_s);
   if (!std::isnan(r.tflops)) std::printf(" %7.1f TFLOP/s", r.tflops);
   if (!std::isnan(r.peak_gib)) std::printf(" %6.2f GiB peak", r.peak_gib);
+  if (!std::isnan(r.gb_per_s)) std::printf(" %8.1f GB/s", r.gb_per_s);
   if (!std::isnan(r.anchor_ms))
     std::printf("   (PyTorch %.1f ms: x%.2f)", r.anchor_ms, r.anchor_ms / r.ms);
   std::printf("\n");
@@ -289,9 +291,67 @@ void write_json(const std::string& path, const std::vector<Row>& rows, const Jso
     a.push_back({{"kind", r.kind}, {"name", r.name}, {"precision", r.precision},
                  {"batch", r.batch}, {"size", r.size}, {"ms", r.ms},
                  {"volumes_per_s", r.volumes_per_s}, {"tflops", r.tflops},
-                 {"peak_gib", r.peak_gib}, {"pytorch_ms", r.anchor_ms}, {"error", r.error}});
+                 {"peak_gib", r.peak_gib}, {"gb_per_s", r.gb_per_s}, {"pytorch_ms", r.anchor_ms}, {"error", r.error}});
   for (const Json& e : extra) a.push_back(e);
   write_atomic(path, json_text(a) + "\n");  // NaN (not measured) is written as null
+}
+
+// The optimiser updates over resnet50's 46,161,219 parameters in one flat block (as mc_train
+// keeps them), each as one step of mc_train's: AdamW and SGD; SAM's own work per step (the
+// gradient norm, the ascent, the restore and the AdamW step: its second forward and backward
+// are a model step's cost, not counted here); schedule-free AdamW's step and its switch to the
+// evaluation weights and back (once per epoch). GB/s counts the bytes each must read and write.
+void optim_cases(const Options& o, Device dev, std::vector<Row>& rows) {
+  const int64_t n = 46'161'219;
+  struct C {
+    const char* name;
+    double bytes_per_param;
+    std::function<std::unique_ptr<Optimizer>(Tensor*)> make;
+    bool swap;  // time use_eval_weights + use_train_weights instead of a step
+  };
+  const C cases[] = {
+      {"adamw", 28, [](Tensor* p) { return std::make_unique<AdamW>(std::vector<Tensor*>{p}); }, false},
+      {"sgd momentum", 20,
+       [](Tensor* p) { return std::make_unique<SGD>(std::vector<Tensor*>{p}, SGDOptions{.momentum = 0.9}); }, false},
+      // norm 4 + ascent 16 + restore 8 + AdamW 28
+      {"sam(adamw) ascent+step", 56,
+       [](Tensor* p) {
+         return std::make_unique<SAM>(std::vector<Tensor*>{p}, std::make_unique<AdamW>(std::vector<Tensor*>{p}));
+       }, false},
+      {"schedulefree_adamw step", 28,
+       [](Tensor* p) { return std::make_unique<ScheduleFreeAdamW>(std::vector<Tensor*>{p}); }, false},
+      {"schedulefree x<->y swap", 24,
+       [](Tensor* p) { return std::make_unique<ScheduleFreeAdamW>(std::vector<Tensor*>{p}); }, true},
+  };
+  for (const C& c : cases) {
+    Row r;
+    r.kind = "optim";
+    r.name = std::string(c.name) + (dev.is_cpu() ? " (cpu)" : "");
+    r.precision = "fp32";
+    r.batch = 1;
+    try {
+      Tensor p = random_input({n}, 7, dev);
+      p.set_grad(prims::scale(random_input({n}, 8, dev), 0.01));
+      auto opt = c.make(&p);
+      const auto step = [&] {
+        if (opt->passes() > 1) opt->next_pass();
+        opt->step();
+      };
+      step();  // schedule-free: a step first, so that x and y differ
+      r.ms = time_ms(o, dev, [&] {
+        if (!c.swap) return step();
+        opt->use_eval_weights();
+        opt->use_train_weights();
+      });
+      r.gb_per_s = c.bytes_per_param * double(n) / (r.ms * 1e6);
+    } catch (const std::exception& e) {
+      r.error = e.what();
+    }
+    rows.push_back(r);
+    print_row(rows.back());
+    synchronize(dev);
+    empty_cache(dev);
+  }
 }
 
 // Loader throughput at 128^3 with augmentation (issue: it must stay well above what the GPU
@@ -322,7 +382,7 @@ void loader_case(int workers) {
 }
 
 int list_cases() {
-  std::printf("cases: step infer conv loader allreduce loss auc ops\nop rows (--case op:NAME):\n");
+  std::printf("cases: step infer conv optim loader allreduce loss auc ops\nop rows (--case op:NAME):\n");
   for (const optable::Row& r : optable::rows()) {
     std::printf("  op:%-42s", r.name.c_str());
     for (Precision p : r.precisions) std::printf(" %s", precision_name(p));
@@ -339,11 +399,12 @@ int main(int argc, char** argv) {
   Options o;
   auto app = cli::make_app(
       "mc_bench",
-      "usage: mc_bench [--case all|step|infer|conv|loader|allreduce|loss|auc|ops|op:NAME]\n"
+      "usage: mc_bench [--case all|step|infer|conv|optim|loader|allreduce|loss|auc|ops|op:NAME]\n"
       "                [--precision all|fp32|tf32|bf16] [--shape all|128|96|64] [--warmup N]\n"
       "                [--repeats N] [--model NAME] [--json OUT] [--list]",
       "Times MedConv's training step and inference on the GPU (CUDA events, median), the rows of\n"
-      "the backend-ops table (op:NAME, ops for all of them; on the CPU without a GPU) and the\n"
+      "the backend-ops table (op:NAME, ops for all of them; on the CPU without a GPU), the\n"
+      "optimiser updates over 46.2M parameters (optim; on the CPU without a GPU) and the\n"
       "loader. --list names the cases and the op rows.");
   app->add_option("--case", o.cases, "what to time (default all)");
   app->add_option("--precision", o.precision, "fp32, tf32, bf16 or all");
@@ -392,6 +453,11 @@ int run(const Options& o) {
     if (!o.json.empty()) write_json(o.json, rows, Json::array());
     return 0;
   }
+  if (o.cases == "optim" && !gpu) {  // the CPU twins: --case optim on a machine without a GPU
+    optim_cases(o, Device::cpu(), rows);
+    if (!o.json.empty()) write_json(o.json, rows, Json::array());
+    return 0;
+  }
   if (o.cases == "loader" || o.cases == "all")
     loader_case(std::max(2, int(std::thread::hardware_concurrency())));
   if (o.cases == "loader") return 0;
@@ -414,6 +480,7 @@ int run(const Options& o) {
       }
     }
   }
+  if (selected(o.cases, "optim")) optim_cases(o, kGpu, rows);
   if (selected(o.cases, "allreduce")) {
     allreduce_case(o, rows);
     print_row(rows.back());

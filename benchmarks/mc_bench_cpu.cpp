@@ -8,6 +8,8 @@
 #include <vector>
 
 #include "engine/optim.h"
+#include "engine/train_optim.h"
+#include "engine/trainer.h"
 #include "engine/prims.h"
 #include "models/resnet3d.h"
 
@@ -66,6 +68,21 @@ int main(int argc, char** argv) {
         opt.step();
       });
       std::printf("train step %-9s 2x1x32^3 (fwd+bwd+AdamW): %8.1f ms\n", m, ms);
+    }
+  }
+  // The trainer's step with each optimiser (SAM: two forward/backward passes per step).
+  if (only == "all" || only == "optim") {
+    for (OptimizerKind k : {OptimizerKind::AdamW, OptimizerKind::SAM, OptimizerKind::ScheduleFreeAdamW}) {
+      auto model = models::create("resnet10", 1, 3, 0);
+      model->flatten_parameters();
+      OptimizerOptions oo;
+      oo.kind = k;
+      auto opt = make_optimizer(model->parameters(), oo);
+      Trainer tr(*model, *opt, [](const Tensor& out, const Tensor& y) { return cross_entropy(out, y); });
+      Generator g(2);
+      const TrainBatch b{randn({2, 1, 32, 32, 32}, g), Tensor::from<int64_t>({0, 2}, {2})};
+      const double ms = median_ms(3, [&] { tr.step(b); });
+      std::printf("trainer step resnet10 2x1x32^3, %-18s: %8.1f ms\n", optimizer_name(k), ms);
     }
   }
 }

@@ -30,6 +30,17 @@ int set_sync_batchnorm(Module& m, Communicator* comm) {
   return n;
 }
 
+int freeze_batchnorm_stats(Module& m, bool frozen) {
+  int n = 0;
+  m.apply([&](Module& x) {
+    if (auto* bn = dynamic_cast<BatchNorm3d*>(&x)) {
+      bn->freeze_stats(frozen);
+      ++n;
+    }
+  });
+  return n;
+}
+
 void Module::train(bool on) {
   walk("", [&](const std::string&, Module& m) {
     m.training_ = on;
@@ -180,9 +191,10 @@ BatchNorm3d::BatchNorm3d(int64_t c, double eps, double momentum) : eps_(eps), mo
 
 Tensor BatchNorm3d::forward(const Tensor& x) {
   if (is_training()) nbt_->data<int64_t>()[0] += 1;  // integer buffers stay on the host
+  const double momentum = frozen_ ? 0.0 : momentum_;
   if (sync_ && is_training())
-    return sync_batch_norm(x, *w_, *b_, *rm_, *rv_, true, momentum_, eps_, *sync_);
-  return batch_norm(x, *w_, *b_, *rm_, *rv_, is_training(), momentum_, eps_);
+    return sync_batch_norm(x, *w_, *b_, *rm_, *rv_, true, momentum, eps_, *sync_);
+  return batch_norm(x, *w_, *b_, *rm_, *rv_, is_training(), momentum, eps_);
 }
 
 Linear::Linear(int64_t in, int64_t out, bool bias) {

@@ -41,12 +41,43 @@ void Trainer::start_epoch(int64_t epoch) {
   loss_sum_ = 0;
 }
 
+namespace {
+// Batch-norm running statistics move once per step: passes after the first (SAM's second
+// gradient, at the perturbed weights) leave them alone, as davda54/sam's
+// disable_running_stats does. Unfrozen again however the pass ends.
+class FreezeBatchNorm {
+ public:
+  explicit FreezeBatchNorm(nn::Module& model) : m_(model) {}
+  ~FreezeBatchNorm() { release(); }
+  void freeze() {
+    if (!on_) nn::freeze_batchnorm_stats(m_, true);
+    on_ = true;
+  }
+  void release() {
+    if (on_) nn::freeze_batchnorm_stats(m_, false);
+    on_ = false;
+  }
+ private:
+  nn::Module& m_;
+  bool on_ = false;
+};
+}  // namespace
+
 void Trainer::step(const TrainBatch& b) {
-  model_.zero_grad();
-  Tensor loss = loss_(forward_(b.input), b.target);
-  record(loss);
-  loss.backward();
-  if (world() > 1) allreduce_gradients(*comm_, model_.flat_grads(), 1.0 / world());
+  const int passes = opt_.passes();
+  FreezeBatchNorm frozen(model_);
+  for (int pass = 0; pass < passes; ++pass) {
+    if (pass > 0) {
+      opt_.next_pass();
+      frozen.freeze();
+    }
+    model_.zero_grad();
+    Tensor loss = loss_(forward_(b.input), b.target);
+    if (pass == 0) record(loss);  // the loss at the weights being trained (SAM: before the ascent)
+    loss.backward();
+    if (world() > 1) allreduce_gradients(*comm_, model_.flat_grads(), 1.0 / world());
+  }
+  frozen.release();
   if (o_.grad_clip > 0) clip_grad_norm(model_, o_.grad_clip);
   opt_.step();
   ++state_.global_step;
@@ -98,6 +129,7 @@ EpochResult Trainer::train_epoch(int64_t epoch, const FitPlan& plan, const FitCa
   r.epoch = epoch;
   r.lr = plan.schedule.lr_at(int(epoch), plan.base_lr, int(plan.epochs));
   opt_.set_lr(r.lr);
+  opt_.use_train_weights();  // schedule-free: back to y after the last epoch's validation
   if (cb.begin_epoch) cb.begin_epoch(epoch);
   model_.train();
   start_epoch(epoch);
@@ -121,6 +153,7 @@ EpochResult Trainer::train_epoch(int64_t epoch, const FitPlan& plan, const FitCa
 }
 
 void Trainer::finish_epoch(EpochResult& r, const FitPlan& plan, const FitCallbacks& cb) {
+  opt_.use_eval_weights();  // validation and checkpoints see x (schedule-free), w otherwise
   const bool due = (r.epoch + 1) % o_.validate_every == 0 || r.epoch + 1 == plan.epochs || r.stop;
   if (cb.validate && due) {
     r.validated = true;

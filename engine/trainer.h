@@ -7,7 +7,11 @@
 // set_forward says otherwise), loss (a callable), backward, the gradient all-reduce over the
 // ranks of `comm` (each rank's loss is the mean over its slice of the global batch, so the
 // ranks' average gradient is the global batch's), optional clipping of the global gradient L2
-// norm, the optimiser step.
+// norm, the optimiser step. An optimiser that takes two gradients per step (SAM:
+// Optimizer::passes()) gets the first four again after its next_pass(), on the same batch,
+// with batch-norm running statistics frozen (they move once per step); the recorded loss is
+// the first pass's. fit() puts the optimiser's evaluation weights in the model for validation
+// and end_epoch (schedule-free AdamW: x) and its training weights back before each epoch.
 //
 // Host syncs. A step leaves its loss on the device, copied into a device buffer that holds the
 // losses of the last sync_every steps. Every sync_every steps and at the end of each epoch

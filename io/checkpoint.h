@@ -16,7 +16,7 @@ struct TrainingState {
   int64_t global_step = 0;  // optimizer steps taken
   double best_value = 0;    // model-selection score of the best epoch so far
   int64_t best_epoch = -1;
-  std::string optimizer;    // "adamw" / "sgd"
+  std::string optimizer;    // optimizer_label(): "adamw", "sgd", "sam+adamw", "schedulefree_adamw"
   std::string config_yaml;  // the resolved config of the run
   StateDict optimizer_state;
   // Anything else worth keeping (metric names, ...); "task.*" entries (io/task.h) are also

@@ -522,7 +522,17 @@ void Parser::check_consistency() {
     fail(show("schedule.warmup_epochs") + " must be less than " + show("train.epochs"));
   if (c.schedule.min_lr > c.optim.lr)
     fail(show("schedule.min_lr") + " must be <= " + show("optim.lr"));
-  if (c.optim.kind == OptimizerKind::SGD && c.optim.nesterov && c.optim.momentum == 0)
+  const OptimizerKind base = c.optim.kind == OptimizerKind::SAM ? c.optim.sam_base : c.optim.kind;
+  if (c.optim.sam_base != OptimizerKind::AdamW && c.optim.sam_base != OptimizerKind::SGD)
+    fail(show("optim.sam_base") + " must be adamw or sgd");
+  if (c.optim.kind == OptimizerKind::ScheduleFreeAdamW &&
+      (c.schedule.kind != LrSchedule::Kind::Constant || c.schedule.warmup_epochs != 0))
+    fail(show("optim.name") + " schedulefree_adamw replaces the schedule: set schedule.name " +
+         "constant and schedule.warmup_epochs 0 (warm up with optim.warmup_steps), got " +
+         show("schedule.name") + ", " + show("schedule.warmup_epochs"));
+  if (c.optim.kind == OptimizerKind::ScheduleFreeAdamW && c.optim.betas[0] == 0)
+    fail(show("optim.betas") + ": schedulefree_adamw needs beta1 > 0 (x is recovered from y and z through it)");
+  if (base == OptimizerKind::SGD && c.optim.nesterov && c.optim.momentum == 0)
     fail(show("optim.nesterov") + " needs " + show("optim.momentum") + " > 0");
   if (c.loss.adjust && c.loss.type != LossType::Weighted && c.loss.type != LossType::ClassBalanced)
     fail(show("loss.adjust") + " needs " + show("loss.type") +

@@ -167,7 +167,9 @@ MC_CONFIG_ENUM(Config::Model::Name, {Config::Model::Name::ResNet10, "resnet10"},
 MC_CONFIG_ENUM(LossType, {LossType::CE, "ce"}, {LossType::LogitAdjusted, "logit_adjusted"},
                {LossType::Weighted, "weighted"}, {LossType::BalancedSoftmax, "balanced_softmax"},
                {LossType::ClassBalanced, "class_balanced"})  // as loss_type_name()
-MC_CONFIG_ENUM(OptimizerKind, {OptimizerKind::AdamW, "adamw"}, {OptimizerKind::SGD, "sgd"})  // as optimizer_name()
+MC_CONFIG_ENUM(OptimizerKind, {OptimizerKind::AdamW, "adamw"}, {OptimizerKind::SGD, "sgd"},
+               {OptimizerKind::SAM, "sam"},
+               {OptimizerKind::ScheduleFreeAdamW, "schedulefree_adamw"})  // as optimizer_name()
 MC_CONFIG_ENUM(LrSchedule::Kind, {LrSchedule::Kind::Cosine, "cosine"}, {LrSchedule::Kind::Step, "step"},
                {LrSchedule::Kind::Constant, "constant"})
 MC_CONFIG_ENUM(Precision, {Precision::FP32, "fp32"}, {Precision::TF32, "tf32"},

@@ -270,7 +270,9 @@ void model_and_loss_keys(Add add) {
 
 void optimisation_keys(Add add) {
   // optim
-  add(key("optim.name", F(optim.kind), "optimiser"));
+  add(key("optim.name", F(optim.kind),
+          "optimiser; sam: sharpness-aware minimisation around optim.sam_base (two forward and "
+          "backward passes per step); schedulefree_adamw: needs schedule.name constant"));
   add(key("optim.lr", F(optim.lr), "peak learning rate (reached after warm-up)").gt(0).le(10));
   add(key("optim.weight_decay", F(optim.weight_decay),
           "decoupled (adamw) or L2 (sgd) weight decay").ge(0).le(10));
@@ -279,6 +281,10 @@ void optimisation_keys(Add add) {
   add(key("optim.eps", F(optim.eps), "adamw: denominator epsilon").gt(0).le(1));
   add(key("optim.momentum", F(optim.momentum), "sgd: momentum").ge(0).lt(1));
   add(key("optim.nesterov", F(optim.nesterov), "sgd: Nesterov momentum (needs momentum > 0)"));
+  add(key("optim.sam_base", F(optim.sam_base), "sam: the optimiser it wraps, adamw or sgd"));
+  add(key("optim.sam_rho", F(optim.sam_rho), "sam: radius of the ascent step").gt(0).le(10));
+  add(key("optim.warmup_steps", F(optim.warmup_steps),
+          "schedulefree_adamw: optimiser steps of linear learning-rate warm-up").ge(0));
 
   // schedule
   add(key("schedule.name", F(schedule.kind),

@@ -170,7 +170,7 @@ void TrainRun::build() {
 
 // Resumes from <run>/last, or records the resolved config of a new run.
 void TrainRun::start_or_resume() {
-  const std::string optimizer = optimizer_name(cfg_.optim.kind);
+  const std::string optimizer = optimizer_label(cfg_.optim);
   st_.optimizer = optimizer;
   const std::string last = (fs::path(sum_.run_dir) / "last.safetensors").string();
   if (resume_) {

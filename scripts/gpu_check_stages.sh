@@ -33,7 +33,7 @@ BENCH_RUNS=(
   "infer_bf16|--case infer --precision bf16 --shape 128 --warmup 2 --repeats 5|15|"
   "loss|--case loss|10|"
   "auc|--case auc|15|"
-  "adamw|--case op:adamw|10|optional"
+  "optim|--case optim --warmup 2 --repeats 10|15|optional"
   "loader|--case loader|15|"
   "step_tf32|--case step --precision tf32 --shape 128 --warmup 2 --repeats 5|20|"
   "step_fp32|--case step --precision fp32 --shape 128 --warmup 2 --repeats 5|25|"

@@ -460,7 +460,7 @@ TEST(ConfigLibraryStructs, DefaultsAreTheTrainingDefaults) {
   for (LossType t : {LossType::CE, LossType::LogitAdjusted, LossType::Weighted, LossType::BalancedSoftmax,
                      LossType::ClassBalanced})
     EXPECT_EQ(to_string(t), loss_type_name(t));
-  for (OptimizerKind k : {OptimizerKind::AdamW, OptimizerKind::SGD}) EXPECT_EQ(to_string(k), optimizer_name(k));
+  for (OptimizerKind k : {OptimizerKind::AdamW, OptimizerKind::SGD, OptimizerKind::SAM, OptimizerKind::ScheduleFreeAdamW}) EXPECT_EQ(to_string(k), optimizer_name(k));
   for (ResizeMode r : {ResizeMode::Pad, ResizeMode::Fit, ResizeMode::Stretch}) EXPECT_EQ(to_string(r), resize_mode_name(r));
   EXPECT_THROW(to_string(Sampling::Sequential), Error);  // evaluation order: not a training choice
 }
