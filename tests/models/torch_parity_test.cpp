@@ -1,6 +1,8 @@
 // Golden test against PyTorch (llm.c's test_gpt2 habit). tests/fixtures/make_resnet_fixtures.py
-// (run by CTest as the torch_fixtures fixture) gives, for resnet10 and resnet50 with random
-// weights and a 2 x 1 x 64^3 input: logits in eval and train mode, loss, every gradient, the BN
+// (run by CTest as the torch_fixtures fixture) gives, for resnet10, resnet50 and Table II's
+// resnet10t, resnet14t, resnext50_32x4d, mobilenetv2_100 and efficientnet_b0 (PyTorch references
+// in tests/fixtures/{resnet3d,efficientnet3d}_torch.py) with random weights and a 2 x 1 x 64^3
+// input: logits in eval and train mode, loss, every gradient, the BN
 // running statistics, and parameters after one AdamW and one SGD step, in float32; and the same
 // forward/backward in float64 from the same values.
 //
@@ -20,7 +22,7 @@
 #include "engine/optim.h"
 #include "io/safetensors.h"
 #include "io/state_dict_io.h"
-#include "models/resnet3d.h"
+#include "models/zoo.h"
 #include "test_util.h"
 
 namespace mc {
@@ -79,6 +81,35 @@ void check_model(const std::string& model) {
     GTEST_SKIP() << "no PyTorch fixtures (is Debian's python3-torch installed?)";
   }
   const StateDict weights = load_safetensors(dir + "/weights.safetensors");
+  // Every state-dict key and shape, in PyTorch's module order (the fixture's "order" metadata:
+  // safetensors sorts by name), and the parameter count.
+  {
+    auto m = models::create(model, 1, 3, 0);
+    const StateDict ours = m->state_dict();
+    const TensorMap ref = load_map(dir + "/weights.safetensors");
+    const SafeTensorsFile file = SafeTensorsFile::open(dir + "/weights.safetensors");
+    const auto order = file.metadata().find("order");
+    ASSERT_NE(order, file.metadata().end()) << "fixture without key order: regenerate it";
+    std::vector<std::string> keys;
+    for (size_t a = 0, b; a <= order->second.size(); a = b + 1) {
+      b = order->second.find(',', a);
+      if (b == std::string::npos) b = order->second.size();
+      keys.push_back(order->second.substr(a, b - a));
+    }
+    ASSERT_EQ(ours.size(), keys.size()) << model;
+    int64_t torch_params = 0;
+    for (size_t i = 0; i < ours.size(); ++i) {
+      EXPECT_EQ(ours[i].first, keys[i]) << model << " tensor " << i;
+      EXPECT_EQ(ours[i].second.shape(), ref.at(keys[i]).shape()) << keys[i];
+      if (!keys[i].ends_with("running_mean") && !keys[i].ends_with("running_var") &&
+          !keys[i].ends_with("num_batches_tracked"))
+        torch_params += ref.at(keys[i]).numel();
+    }
+    EXPECT_EQ(m->num_parameters(), torch_params);
+    std::printf("[parity %s] %zu state-dict tensors in PyTorch's order, %lld parameters (PyTorch "
+                "%lld)\n", model.c_str(), ours.size(), (long long)m->num_parameters(),
+                (long long)torch_params);
+  }
   const TensorMap e32 = load_map(dir + "/expected.safetensors");
   const TensorMap e64 = load_map(dir + "/expected_f64.safetensors");
 
@@ -162,6 +193,11 @@ void check_model(const std::string& model) {
 
 TEST(TorchParity, Resnet10) { check_model("resnet10"); }
 TEST(TorchParity, Resnet50) { check_model("resnet50"); }
+TEST(TorchParity, Resnet10t) { check_model("resnet10t"); }
+TEST(TorchParity, Resnet14t) { check_model("resnet14t"); }
+TEST(TorchParity, Resnext50_32x4d) { check_model("resnext50_32x4d"); }
+TEST(TorchParity, Mobilenetv2_100) { check_model("mobilenetv2_100"); }
+TEST(TorchParity, EfficientnetB0) { check_model("efficientnet_b0"); }
 
 }  // namespace
 }  // namespace mc
