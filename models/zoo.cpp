@@ -23,4 +23,9 @@ std::unique_ptr<nn::Module> create(const std::string& name, int64_t in_chans, in
   return m;
 }
 
+std::string stem_weight_name(const std::string& name) {
+  if (is_efficientnet(name)) return "conv_stem.weight";
+  return resnet_spec(name).deep_tiered_stem ? "conv1.0.weight" : "conv1.weight";
+}
+
 }  // namespace mc::models

@@ -17,5 +17,9 @@ std::vector<std::string> model_names();
 // Throws, listing model_names(), for a name not among them. Deterministic from the seed.
 std::unique_ptr<nn::Module> create(const std::string& name, int64_t in_chans, int64_t num_classes,
                                    uint64_t seed);
+// The key of the first convolution (the one that sees the input channels): conv1.weight,
+// conv1.0.weight (the deep stems of resnet10t / resnet14t) or conv_stem.weight. 2D weight
+// import adapts this kernel to the input channels.
+std::string stem_weight_name(const std::string& name);
 
 }  // namespace mc::models
