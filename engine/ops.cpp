@@ -243,6 +243,16 @@ Tensor square(const Tensor& x) {
   return pointwise_op(kernels::Pointwise::Square, kernels::Pointwise::SquareBackward, false, x);
 }
 
+Tensor relu6(const Tensor& x) {
+  return pointwise_op(kernels::Pointwise::Relu6, kernels::Pointwise::Relu6Backward, false, x);
+}
+Tensor silu(const Tensor& x) {
+  return pointwise_op(kernels::Pointwise::Silu, kernels::Pointwise::SiluBackward, false, x);
+}
+Tensor sigmoid(const Tensor& x) {
+  return pointwise_op(kernels::Pointwise::Sigmoid, kernels::Pointwise::SigmoidBackward, true, x);
+}
+
 Tensor to_layout(const Tensor& x, Layout layout) {
   Tensor y = prims::to_layout(x, layout);
   if (!y.shares_storage(x) && any_requires_grad({&x})) {

@@ -80,7 +80,11 @@ struct Config {
 
   struct Model {
     // MedConv is the paper's name for its 3D ResNet-50: the two names build the same network.
-    enum class Name { ResNet10, ResNet18, ResNet34, ResNet50, ResNet101, ResNet152, MedConv };
+    enum class Name {
+      ResNet10, ResNet18, ResNet34, ResNet50, ResNet101, ResNet152, MedConv,
+      // Table II (models/zoo.h)
+      ResNet10t, ResNet14t, ResNeXt50_32x4d, MobileNetV2_100, EfficientNetB0
+    };
     Name name = Name::ResNet50;
     int in_chans = 1;
     int num_classes = 3;  // derived from the task when not set; checked against it when set
@@ -163,7 +167,11 @@ MC_CONFIG_ENUM(ResizeMode, {ResizeMode::Pad, "pad"}, {ResizeMode::Fit, "fit"}, {
 MC_CONFIG_ENUM(Config::Model::Name, {Config::Model::Name::ResNet10, "resnet10"},
                {Config::Model::Name::ResNet18, "resnet18"}, {Config::Model::Name::ResNet34, "resnet34"},
                {Config::Model::Name::ResNet50, "resnet50"}, {Config::Model::Name::ResNet101, "resnet101"},
-               {Config::Model::Name::ResNet152, "resnet152"}, {Config::Model::Name::MedConv, "medconv"})
+               {Config::Model::Name::ResNet152, "resnet152"}, {Config::Model::Name::MedConv, "medconv"},
+               {Config::Model::Name::ResNet10t, "resnet10t"}, {Config::Model::Name::ResNet14t, "resnet14t"},
+               {Config::Model::Name::ResNeXt50_32x4d, "resnext50_32x4d"},
+               {Config::Model::Name::MobileNetV2_100, "mobilenetv2_100"},
+               {Config::Model::Name::EfficientNetB0, "efficientnet_b0"})
 MC_CONFIG_ENUM(LossType, {LossType::CE, "ce"}, {LossType::LogitAdjusted, "logit_adjusted"},
                {LossType::Weighted, "weighted"}, {LossType::BalancedSoftmax, "balanced_softmax"},
                {LossType::ClassBalanced, "class_balanced"})  // as loss_type_name()

@@ -227,7 +227,7 @@ void data_keys(Add add) {
 
 void model_and_loss_keys(Add add) {
   // model
-  add(key("model.name", F(model.name), "network; medconv is the paper's name for resnet50"));
+  add(key("model.name", F(model.name), "network (timm names); medconv is the paper's name for resnet50; resnet10t, resnet14t, resnext50_32x4d, mobilenetv2_100, efficientnet_b0 are Table II's other backbones"));
   add(key("model.in_chans", F(model.in_chans),
           "input channels; must equal the number of data.windows").ge(1).le(64));
   add(key("model.num_classes", F(model.num_classes),

@@ -51,7 +51,9 @@ std::unique_ptr<nn::Module> build_model(const Config& cfg) {
                           task_of(cfg).num_outputs(), uint64_t(cfg.train.seed));
   if (!cfg.model.pretrained.empty()) {
     StateDict src = load_safetensors(cfg.model.pretrained);
-    if (cfg.model.inflate_2d) src = inflate_2d_to_3d(src, cfg.model.in_chans);
+    if (cfg.model.inflate_2d)
+      src = inflate_2d_to_3d(src, cfg.model.in_chans,
+                             models::stem_weight_name(std::string(model_arch(cfg.model.name))));
     for (const auto& prefix : cfg.model.pretrained_skip) drop_keys(src, prefix);
     LoadOptions lo;
     lo.strict = false;  // the head (fc) of a pretrained backbone rarely fits our classes

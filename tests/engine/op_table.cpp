@@ -355,12 +355,14 @@ void gradcheck_rows(std::vector<Row>& r) {
 }  // namespace
 
 void parity_rows(std::vector<Row>& r);  // op_table_parity.cpp
+void zoo_rows(std::vector<Row>& r);     // op_table_zoo.cpp
 
 const std::vector<Row>& rows() {
   static const std::vector<Row> all = [] {
     std::vector<Row> r;
     gradcheck_rows(r);
     parity_rows(r);
+    zoo_rows(r);
     for (const Row& row : r)
       MC_CHECK(!row.family.empty(), "op row ", row.name, " names no family");
     return r;

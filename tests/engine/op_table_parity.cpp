@@ -282,6 +282,11 @@ void conv_rows(std::vector<Row>& r) {
       {"downsample", {2, 8, 7, 7, 7}, 8, 1, 2, 0, 1, 1, false},
       {"dilation", {2, 4, 6, 6, 6}, 4, 3, 1, 2, 2, 1, false},
       {"groups_bias", {2, 8, 6, 6, 6}, 8, 3, 1, 1, 1, 2, true},
+      // The Table II networks: depthwise (MobileNetV2 / EfficientNet, k3 and k5, stride 2) and
+      // ResNeXt's 32 groups of 4 channels.
+      {"depthwise_s2", {2, 24, 8, 8, 8}, 24, 3, 2, 1, 1, 24, false},
+      {"depthwise_k5", {2, 16, 7, 7, 7}, 16, 5, 1, 2, 1, 16, false},
+      {"resnext_g32", {2, 128, 6, 6, 6}, 128, 3, 1, 1, 1, 32, false},
   };
   uint64_t seed = 100;
   for (const ConvCase& c : cases) {
