@@ -21,17 +21,13 @@ const char* kAbout =
     "report.md, report.json, predictions.csv, roc.svg, confusion.svg, tau2_sweep.svg and\n"
     "training_curves.svg. Every metric has a bootstrap interval (eval.bootstrap resamples, seed\n"
     "train.seed); probabilities are adjusted post hoc with posthoc.tau2 and the train cache's class\n"
-<<<<<<< HEAD
     "counts; the sweep covers posthoc.sweep; the HU screening baselines (TotalSegmentator 90.25 HU\n"
     "on the L1 body median, Pickhardt <= 160 / 110 HU on its trabecular ROI, thresholds fitted on\n"
-    "train, ACR QCT with a calibration) come from mc_prep's manifest.csv in data.cache_dir.";
-=======
-    "counts; the sweep covers posthoc.sweep; an HU screening baseline comes from mc_prep's\n"
-    "manifest.csv in data.cache_dir. A binary task adds the screening section (ROC and PR AUC;\n"
-    "sensitivity, specificity, PPV, NPV at p >= 0.5, at the Youden point and at the threshold\n"
-    "chosen on the val split for eval.target_sensitivity) and pr.svg; a regression head adds\n"
-    "MAE, RMSE, r, R^2, tscore_scatter.svg and bland_altman.svg, and reports the derived classes.";
->>>>>>> issue10-task
+    "train, ACR QCT with a calibration) come from mc_prep's manifest.csv in data.cache_dir. A\n"
+    "binary task adds the screening section (ROC and PR AUC; sensitivity, specificity, PPV, NPV\n"
+    "at p >= 0.5, at the Youden point and at the threshold chosen on the val split for\n"
+    "eval.target_sensitivity) and pr.svg; a regression head adds MAE, RMSE, r, R^2,\n"
+    "tscore_scatter.svg and bland_altman.svg, and reports the derived classes.";
 
 // Options that belong to --predictions only (with --config they are config keys).
 const char* kPredictionOnly[] = {"--json", "--tau2", "--prior", "--bootstrap", "--seed", "--level", "--scores", "--no-roc"};
