@@ -119,9 +119,11 @@ Tensor ResNet3d::forward_features(const Tensor& x) {
   return y;
 }
 
-Tensor ResNet3d::forward(const Tensor& x) {
-  return fc_->forward(global_avg_pool3d(forward_features(x)));
-}
+Tensor ResNet3d::forward_pooled(const Tensor& x) { return global_avg_pool3d(forward_features(x)); }
+
+Tensor ResNet3d::forward_head(const Tensor& pooled) { return fc_->forward(pooled); }
+
+Tensor ResNet3d::forward(const Tensor& x) { return forward_head(forward_pooled(x)); }
 
 void ResNet3d::init_weights(uint64_t seed, bool zero_init_last) {
   Generator g(seed);
@@ -150,9 +152,9 @@ void ResNet3d::init_weights(uint64_t seed, bool zero_init_last) {
 
 namespace mc::models {
 std::unique_ptr<ResNet3d> create(const std::string& name, int64_t in_chans, int64_t num_classes,
-                                 uint64_t seed) {
+                                 uint64_t seed, bool zero_init_last) {
   auto m = std::make_unique<ResNet3d>(resnet_spec(name), in_chans, num_classes);
-  m->init_weights(seed);
+  m->init_weights(seed, zero_init_last);
   return m;
 }
 }  // namespace mc::models

@@ -197,6 +197,11 @@ void model_and_loss_keys(Add add) {
           "input channels; must equal the number of data.windows").ge(1).le(64));
   add(key("model.num_classes", F(model.num_classes),
           "output classes; must equal the number of T-score bands").ge(2).le(1000));
+  add(key("model.zero_init_last", F(model.zero_init_last),
+          "zero the last batch norm of each residual block at init, so blocks start as their "
+          "shortcut (timm's default; torchvision's is off). Off by default: at volumes up to "
+          "32^3 the shortcut path then sees only the input's corner and every volume gives the "
+          "same features (a dead start)"));
   add(key("model.pretrained", F(model.pretrained),
           "safetensors weights to start from, in PyTorch key names; \"\" = random init"));
   add(key("model.inflate_2d", F(model.inflate_2d),

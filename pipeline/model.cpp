@@ -47,7 +47,7 @@ Device resolve_device(Config::Train::Device d) {
 
 std::unique_ptr<nn::Module> build_model(const Config& cfg) {
   auto m = models::create(std::string(model_arch(cfg.model.name)), cfg.model.in_chans,
-                          cfg.model.num_classes, uint64_t(cfg.train.seed));
+                          cfg.model.num_classes, uint64_t(cfg.train.seed), cfg.model.zero_init_last);
   if (!cfg.model.pretrained.empty()) {
     StateDict src = load_safetensors(cfg.model.pretrained);
     if (cfg.model.inflate_2d) src = inflate_2d_to_3d(src, cfg.model.in_chans);

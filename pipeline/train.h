@@ -28,6 +28,9 @@ struct TrainHooks {
   // Stop after this many epochs in this call (tests: interrupt-and-resume), -1 = all.
   int64_t max_epochs_this_call = -1;
   std::ostream* out = nullptr;  // epoch lines (default std::cout)
+  // The export hooks for checking a run against PyTorch (pipeline/train_export.h); "" = off.
+  std::string export_init;   // the weights training starts from (safetensors)
+  std::string export_steps;  // per-step batches, augmentation, lr and loss (JSON lines)
 };
 
 // One process per GPU (or CPU node) under mpirun / torchrun, a world of one otherwise

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <numbers>
 #include <vector>
 
 #include "engine/ops.h"
@@ -196,6 +197,29 @@ TEST(Trainer, StopFlagEndsAfterTheEpochAndResumeContinues) {
   EXPECT_EQ(tr.state().global_step, 9);
 }
 
+// The one schedule rule (engine/schedule.h): per optimiser step, as CosineAnnealingLR(T_max =
+// all steps) stepped after every step; the Trainer applies it before each step.
+TEST(Trainer, LearningRateChangesPerStepWhenTheEpochLengthIsKnown) {
+  Tiny s;
+  Trainer tr(s.model, *s.opt, ce);
+  Source src{4};
+  std::vector<double> lrs, epoch_lrs;
+  FitCallbacks cb;
+  cb.next_batch = std::ref(src);
+  cb.on_step = [&](const StepProgress& p) {
+    lrs.push_back(p.lr);
+    EXPECT_DOUBLE_EQ(s.opt->lr(), p.lr);  // the step ran at it
+  };
+  cb.end_epoch = [&](const EpochResult& r) { epoch_lrs.push_back(r.lr); };
+  const LrSchedule cos{.kind = LrSchedule::Kind::Cosine};
+  FitPlan plan{.epochs = 3, .base_lr = 0.1, .schedule = cos, .steps_per_epoch = 4};
+  tr.fit(plan, cb);
+  ASSERT_EQ(lrs.size(), 12u);
+  for (size_t t = 0; t < lrs.size(); ++t)  // torch's closed form at step t of T = 12
+    EXPECT_NEAR(lrs[t], 0.1 * (1 + std::cos(std::numbers::pi * double(t) / 12)) / 2, 1e-15) << "step " << t;
+  EXPECT_EQ(epoch_lrs, (std::vector<double>{lrs[0], lrs[4], lrs[8]}));  // an epoch's first step
+}
+
 TEST(Trainer, ClipGradNormAsTorch) {
   Tiny s;
   TrainBatch b = batch(3);
@@ -234,6 +258,26 @@ TEST(LrSchedule, CosineWithWarmupAsCosineAnnealingLR) {
   EXPECT_NEAR(s.lr_at(12, 1e-3, 10), 0.0, 1e-18);
   s.min_lr = 1e-4;
   EXPECT_DOUBLE_EQ(s.lr_at(4, 1e-3, 10), 1e-4 + 0.75 * 0.9e-3);
+}
+
+TEST(LrSchedule, PerStepRule) {
+  const double b = 1e-3;
+  LrSchedule c{.kind = LrSchedule::Kind::Cosine};  // 3 epochs of 10 steps: T = 30
+  EXPECT_DOUBLE_EQ(c.lr_at(0, b, 3, 10), b);
+  EXPECT_DOUBLE_EQ(c.lr_at(15, b, 3, 10), b / 2);
+  EXPECT_DOUBLE_EQ(c.lr_at(10, b, 3, 10), b * 0.75);  // a third: (1 + cos(pi / 3)) / 2
+  EXPECT_NEAR(c.lr_at(30, b, 3, 10), 0.0, 1e-18);
+  LrSchedule w{.kind = LrSchedule::Kind::Cosine, .warmup_epochs = 1};  // 10 ramp steps, then 20
+  EXPECT_DOUBLE_EQ(w.lr_at(0, b, 3, 10), b / 10);
+  EXPECT_DOUBLE_EQ(w.lr_at(4, b, 3, 10), b / 2);
+  EXPECT_DOUBLE_EQ(w.lr_at(9, b, 3, 10), b);
+  EXPECT_DOUBLE_EQ(w.lr_at(10, b, 3, 10), b);
+  EXPECT_DOUBLE_EQ(w.lr_at(20, b, 3, 10), b / 2);
+  LrSchedule st{.kind = LrSchedule::Kind::Step, .step_size = 2, .gamma = 0.1};  // in epochs
+  EXPECT_DOUBLE_EQ(st.lr_at(19, 1.0, 5, 10), 1.0);
+  EXPECT_DOUBLE_EQ(st.lr_at(20, 1.0, 5, 10), 0.1);
+  // One step per epoch is the per-epoch schedule.
+  for (int e = 0; e < 10; ++e) EXPECT_DOUBLE_EQ(w.lr_at(e, b, 10), w.lr_at(e, b, 10, 1));
 }
 
 TEST(LrSchedule, WarmupStepAndConstant) {
