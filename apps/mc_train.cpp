@@ -42,6 +42,10 @@ int main(int argc, char** argv) {
                  "lines; reads each step's loss as it is taken, one host wait per step; off by "
                  "default); with --export-init, what train_parity.py replays in PyTorch")
       ->option_text("FILE.jsonl");
+  bool float64 = false;
+  app.add_flag("--float64", float64,
+               "train in float64 on the CPU (weights, moments, activations, loss): for comparing "
+               "with PyTorch in float64, where two correct engines agree to ~1e-10, not for real runs");
   app.add_option("overrides", overrides, "section.key=value, the value in YAML")->option_text("KEY=VALUE ...");
   app.allow_extras();  // unknown arguments are reported below, as the other programs do
   app.footer("\n" + mc::config_help());
@@ -63,6 +67,7 @@ int main(int argc, char** argv) {
     hooks.stop = &g_stop;
     hooks.export_init = export_init;
     hooks.export_steps = export_steps;
+    hooks.float64 = float64;
     mc::TrainSummary s = mc::train(cfg, resume, hooks);
     std::cout << "best epoch " << s.best_epoch << " (score " << s.best_value << "): " << s.best_weights
               << "\nrun folder: " << s.run_dir << "\n";

@@ -8,8 +8,13 @@ namespace mc {
 Optimizer::Optimizer(std::vector<Tensor*> params) : params_(std::move(params)) {
   MC_CHECK(!params_.empty(), "optimizer: no parameters");
   device_ = params_[0]->device();
+  dtype_ = params_[0]->dtype();
+  MC_CHECK(dtype_ == DType::F32 || (dtype_ == DType::F64 && device_.is_cpu()),
+           "optimizer: parameters must be f32 (or f64 on the CPU, for golden runs), got ",
+           params_[0]->str());
   for (Tensor* p : params_) {
-    MC_CHECK(p->dtype() == DType::F32, "optimizer: parameters must be f32, got ", p->str());
+    MC_CHECK(p->dtype() == dtype_, "optimizer: parameters of two dtypes, ", p->str(), " and ",
+             params_[0]->str());
     MC_CHECK(p->device() == device_, "optimizer: parameters on ", p->device().str(), " and ",
              device_.str());
     offsets_.push_back(total_);
@@ -37,7 +42,7 @@ void Optimizer::for_each_run(F&& f) {
         ++j;
       }
     }
-    if (g0.defined()) f(static_cast<float*>(p0.raw()), static_cast<const float*>(g0.raw()), offsets_[i], n);
+    if (g0.defined()) f(p0.raw(), g0.raw(), offsets_[i], n);
     i = j;  // parameters without a gradient are skipped, as PyTorch does
   }
 }
@@ -46,17 +51,25 @@ void Optimizer::for_each_run(F&& f) {
 
 AdamW::AdamW(std::vector<Tensor*> params, const AdamWOptions& o) : Optimizer(std::move(params)), o_(o) {
   lr_ = o.lr;
-  m_ = Tensor::zeros({total_}, DType::F32, device_);
-  v_ = Tensor::zeros({total_}, DType::F32, device_);
+  m_ = Tensor::zeros({total_}, dtype_, device_);
+  v_ = Tensor::zeros({total_}, dtype_, device_);
 }
 
 void AdamW::step() {
   NoGradGuard ng;
   ++step_;
   kernels::AdamWArgs a{lr_, o_.beta1, o_.beta2, o_.eps, o_.weight_decay, step_};
+  if (dtype_ == DType::F64) {  // CPU only (the constructor checked)
+    double *m = m_.data<double>(), *v = v_.data<double>();
+    for_each_run([&](void* p, const void* g, int64_t off, int64_t n) {
+      kernels::cpu::adamw_step(static_cast<double*>(p), static_cast<const double*>(g), m + off, v + off, n, a,
+                               nullptr);
+    });
+    return;
+  }
   float *m = m_.data<float>(), *v = v_.data<float>();
-  for_each_run([&](float* p, const float* g, int64_t off, int64_t n) {
-    MC_DISPATCH(device_, adamw_step, p, g, m + off, v + off, n, a);
+  for_each_run([&](void* p, const void* g, int64_t off, int64_t n) {
+    MC_DISPATCH(device_, adamw_step, static_cast<float*>(p), static_cast<const float*>(g), m + off, v + off, n, a);
   });
 }
 
@@ -79,16 +92,25 @@ SGD::SGD(std::vector<Tensor*> params, const SGDOptions& o) : Optimizer(std::move
   lr_ = o.lr;
   MC_CHECK(!o.nesterov || (o.momentum > 0 && o.dampening == 0),
            "SGD: Nesterov momentum requires a momentum and zero dampening");
-  if (o.momentum != 0) buf_ = Tensor::zeros({total_}, DType::F32, device_);
+  if (o.momentum != 0) buf_ = Tensor::zeros({total_}, dtype_, device_);
 }
 
 void SGD::step() {
   NoGradGuard ng;
   kernels::SGDArgs a{lr_, o_.momentum, o_.dampening, o_.weight_decay, o_.nesterov, step_ == 0};
   ++step_;
+  if (dtype_ == DType::F64) {
+    double* buf = buf_.defined() ? buf_.data<double>() : nullptr;
+    for_each_run([&](void* p, const void* g, int64_t off, int64_t n) {
+      kernels::cpu::sgd_step(static_cast<double*>(p), static_cast<const double*>(g), buf ? buf + off : nullptr,
+                             n, a, nullptr);
+    });
+    return;
+  }
   float* buf = buf_.defined() ? buf_.data<float>() : nullptr;
-  for_each_run([&](float* p, const float* g, int64_t off, int64_t n) {
-    MC_DISPATCH(device_, sgd_step, p, g, buf ? buf + off : nullptr, n, a);
+  for_each_run([&](void* p, const void* g, int64_t off, int64_t n) {
+    MC_DISPATCH(device_, sgd_step, static_cast<float*>(p), static_cast<const float*>(g), buf ? buf + off : nullptr,
+                n, a);
   });
 }
 

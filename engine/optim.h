@@ -31,6 +31,7 @@ class Optimizer {
   double lr_ = 1e-3;
   int64_t step_ = 0;
   Device device_;
+  DType dtype_ = DType::F32;  // of every parameter and moment: f32, or f64 on the CPU
 };
 
 struct AdamWOptions {

@@ -21,6 +21,9 @@ struct SGDArgs {
 namespace cpu {
 void adamw_step(float* p, const float* g, float* m, float* v, int64_t n, const AdamWArgs& a, Stream s);
 void sgd_step(float* p, const float* g, float* buf, int64_t n, const SGDArgs& a, Stream s);
+// float64, CPU only (golden runs against PyTorch in float64): the same arithmetic in double.
+void adamw_step(double* p, const double* g, double* m, double* v, int64_t n, const AdamWArgs& a, Stream s);
+void sgd_step(double* p, const double* g, double* buf, int64_t n, const SGDArgs& a, Stream s);
 }  // namespace cpu
 namespace cuda {
 void adamw_step(float* p, const float* g, float* m, float* v, int64_t n, const AdamWArgs& a, Stream s);

@@ -125,6 +125,10 @@ void TrainRun::check_inputs() const {
 
 void TrainRun::build() {
   model_ = build_model(cfg_);
+  if (hooks_.float64) {
+    MC_CHECK(dev_.is_cpu(), "float64 training runs on the CPU only (train.device=cpu)");
+    model_->to(DType::F64);
+  }
   model_->flatten_parameters(dev_);
   opt_ = build_optimizer(cfg_, *model_);
   loader_ = std::make_unique<Loader>(train_path_,
@@ -147,9 +151,10 @@ void TrainRun::build() {
 // read once to check that they vary across the batch (pipeline/train_export.h).
 Tensor TrainRun::forward(const Tensor& x) {
   auto* resnet = dynamic_cast<models::ResNet3d*>(model_.get());
-  if (checked_start_ || !resnet) return model_->forward(model_input(x, dev_));
+  const Tensor in = hooks_.float64 ? model_input(x, dev_).to(DType::F64) : model_input(x, dev_);
+  if (checked_start_ || !resnet) return model_->forward(in);
   checked_start_ = true;
-  Tensor pooled = resnet->forward_pooled(model_input(x, dev_));
+  Tensor pooled = resnet->forward_pooled(in);
   const FeatureSpread fs = feature_spread(pooled);
   if (fs.constant()) out_ << dead_start_warning(fs, cfg_, loader_->cache().volume_shape()) << std::endl;
   return resnet->forward_head(pooled);
@@ -163,7 +168,8 @@ void TrainRun::start_exports() {
   }
   if (!hooks_.export_steps.empty()) {
     steps_out_.emplace(hooks_.export_steps, cfg_, train_path_, val_path_, counts_,
-                       loader_->steps_per_epoch(), loader_->cache().volume_shape(), hooks_.export_init);
+                       loader_->steps_per_epoch(), loader_->cache().volume_shape(), hooks_.export_init,
+                       hooks_.float64 ? "float64" : "float32");
     out_ << "exporting every step's batch, augmentation, lr and loss to " << hooks_.export_steps << "\n";
   }
 }

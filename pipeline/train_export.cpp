@@ -74,7 +74,8 @@ std::string dead_start_warning(const FeatureSpread& s, const Config& cfg, const 
 
 StepExporter::StepExporter(const std::string& path, const Config& cfg, const std::string& train_cache,
                            const std::string& val_cache, const std::vector<int64_t>& class_counts,
-                           int64_t steps_per_epoch, const Shape& volume, const std::string& init_weights)
+                           int64_t steps_per_epoch, const Shape& volume, const std::string& init_weights,
+                           const std::string& dtype)
     : path_(path), out_(path, std::ios::trunc) {
   MC_CHECK(out_.good(), "--export-steps: cannot write '", path, "'");
   nlohmann::ordered_json h;
@@ -89,6 +90,7 @@ StepExporter::StepExporter(const std::string& path, const Config& cfg, const std
   h["steps_per_epoch"] = steps_per_epoch;
   h["volume_shape"] = volume;
   h["init_weights"] = init_weights;
+  h["dtype"] = dtype;
   line(h.dump());
 }
 

@@ -11,7 +11,7 @@
 //    learning rate and loss. The step log is JSON lines:
 //      line 1   {"format": "medconv-train-steps", "version": 1, "config": {key: YAML value},
 //                "train_cache", "val_cache", "class_counts", "steps_per_epoch", "volume_shape",
-//                "init_weights"}
+//                "init_weights", "dtype" (float32, or float64 with --float64)}
 //      then     {"epoch", "step" (in the epoch, from 0), "global_step" (from 0), "lr", "loss",
 //                "indices" (cache indices), "labels",
 //                "augment": per sample {"A": 9 floats (row-major, out[o] = in[c + A (o - c)],
@@ -66,7 +66,8 @@ class StepExporter {
  public:
   StepExporter(const std::string& path, const Config& cfg, const std::string& train_cache,
                const std::string& val_cache, const std::vector<int64_t>& class_counts,
-               int64_t steps_per_epoch, const Shape& volume, const std::string& init_weights);
+               int64_t steps_per_epoch, const Shape& volume, const std::string& init_weights,
+               const std::string& dtype);
   void step(const StepRecord& r);
   void validation(const ValidationRecord& r);
 
