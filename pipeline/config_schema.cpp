@@ -244,10 +244,11 @@ void optimisation_keys(Add add) {
 
   // schedule
   add(key("schedule.name", F(schedule.kind),
-          "learning-rate schedule after warm-up: cosine to min_lr over the remaining epochs, "
-          "step (x gamma every step_size epochs) or constant"));
+          "learning-rate schedule after warm-up, set before every optimiser step: cosine to "
+          "min_lr over the remaining steps (PyTorch's CosineAnnealingLR(T_max = all steps) "
+          "stepped per step), step (x gamma every step_size epochs) or constant"));
   add(key("schedule.warmup_epochs", F(schedule.warmup_epochs),
-          "epochs of linear warm-up from 0 to optim.lr; less than train.epochs").ge(0));
+          "epochs of linear warm-up from 0 to optim.lr, ramped per step; less than train.epochs").ge(0));
   add(key("schedule.step_size", F(schedule.step_size), "step: epochs between decays").ge(1));
   add(key("schedule.gamma", F(schedule.gamma), "step: decay factor").gt(0).le(1));
   add(key("schedule.min_lr", F(schedule.min_lr), "cosine: final learning rate; <= optim.lr")
