@@ -357,3 +357,42 @@ TEST(TrainerCuda, BadLabelOnTheGpuIsAnErrorWithinSyncEverySteps) {
 
 }  // namespace
 }  // namespace mc
+
+namespace mc {
+namespace {
+
+// float64 optimiser steps (CPU, for golden runs in double): PyTorch's AdamW / SGD formulas in
+// double, on a flat f64 model, against the closed form of two steps.
+TEST(TrainOptim, Float64StepsOnTheCpuFollowTorchsFormulas) {
+  nn::Linear lin(1, 1);
+  lin.to(DType::F64);
+  lin.flatten_parameters();
+  auto params = lin.parameters();  // weight, bias
+  for (Tensor* p : params) p->fill_(1.0);
+  AdamW opt(params, {.lr = 0.1, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 0.01});
+  const double g[2] = {0.5, -0.25};
+  double p = 1, m = 0, v = 0;
+  for (int t = 1; t <= 2; ++t) {
+    lin.flat_grads().copy_(Tensor::from<double>({g[t - 1], g[t - 1]}, {2}));
+    opt.step();
+    p *= 1 - 0.1 * 0.01;
+    m = 0.9 * m + 0.1 * g[t - 1];
+    v = 0.999 * v + 0.001 * g[t - 1] * g[t - 1];
+    const double denom = std::sqrt(v) / std::sqrt(1 - std::pow(0.999, t)) + 1e-8;
+    p -= 0.1 / (1 - std::pow(0.9, t)) * (m / denom);
+    EXPECT_EQ(params[0]->dtype(), DType::F64);
+    EXPECT_NEAR(params[0]->item(), p, 1e-15) << "step " << t;  // f32 would be 1e-8 off
+  }
+  SGD sgd(params, {.lr = 0.1, .momentum = 0.9});
+  lin.flat_grads().copy_(Tensor::from<double>({0.3, 0.3}, {2}));
+  const double before = params[1]->item();
+  sgd.step();
+  EXPECT_NEAR(params[1]->item(), before - 0.1 * 0.3, 1e-16);
+  // f32 and f64 parameters do not mix.
+  nn::Linear f32(1, 1);
+  std::vector<Tensor*> mixed{params[0], f32.parameters()[0]};
+  test::expect_error([&] { AdamW bad(mixed, {}); }, {"two dtypes"});
+}
+
+}  // namespace
+}  // namespace mc
