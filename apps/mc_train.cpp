@@ -31,6 +31,21 @@ int main(int argc, char** argv) {
   bool resume = false;
   app.add_option("--config", config, "the run's YAML file")->option_text("FILE.yaml");
   app.add_flag("--resume", resume, "continue the run in output.dir");
+  std::string export_init, export_steps;
+  app.add_option("--export-init", export_init,
+                 "write the weights training starts from (after init or model.pretrained) to FILE: "
+                 "for checking a run against PyTorch (benchmarks/pytorch/train_parity.py)")
+      ->option_text("FILE.safetensors");
+  app.add_option("--export-steps", export_steps,
+                 "write, per step, the batch's cache indices and labels, each sample's augmentation, "
+                 "the learning rate and the loss, and each validation's metrics, to FILE (JSON "
+                 "lines; reads each step's loss as it is taken, one host wait per step; off by "
+                 "default); with --export-init, what train_parity.py replays in PyTorch")
+      ->option_text("FILE.jsonl");
+  bool float64 = false;
+  app.add_flag("--float64", float64,
+               "train in float64 on the CPU (weights, moments, activations, loss): for comparing "
+               "with PyTorch in float64, where two correct engines agree to ~1e-10, not for real runs");
   app.add_option("overrides", overrides, "section.key=value, the value in YAML")->option_text("KEY=VALUE ...");
   app.allow_extras();  // unknown arguments are reported below, as the other programs do
   app.footer("\n" + mc::config_help());
@@ -50,6 +65,9 @@ int main(int argc, char** argv) {
     std::signal(SIGINT, on_sigint);
     mc::TrainHooks hooks;
     hooks.stop = &g_stop;
+    hooks.export_init = export_init;
+    hooks.export_steps = export_steps;
+    hooks.float64 = float64;
     mc::TrainSummary s = mc::train(cfg, resume, hooks);
     std::cout << "best epoch " << s.best_epoch << " (score " << s.best_value << "): " << s.best_weights
               << "\nrun folder: " << s.run_dir << "\n";

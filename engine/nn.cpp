@@ -88,12 +88,15 @@ int64_t Module::num_parameters() {
 Tensor Module::flatten_parameters(Device dev) {
   auto params = parameters();
   int64_t total = 0;
+  // f32 master weights; f64 (after to(F64)) for golden runs in double.
+  const DType dt = params.empty() ? DType::F32 : params[0]->dtype();
   for (Tensor* t : params) {
-    MC_CHECK(t->dtype() == DType::F32, "flatten_parameters: parameters must be f32 (master weights)");
+    MC_CHECK(t->dtype() == dt && (dt == DType::F32 || dt == DType::F64),
+             "flatten_parameters: parameters must be all f32 (master weights) or all f64, got ", t->str());
     total += t->numel();
   }
-  flat_params_ = Tensor::empty({total}, DType::F32, dev);
-  flat_grads_ = Tensor::zeros({total}, DType::F32, dev);
+  flat_params_ = Tensor::empty({total}, dt, dev);
+  flat_grads_ = Tensor::zeros({total}, dt, dev);
   int64_t off = 0;
   for (Tensor* t : params) {
     Tensor view = flat_params_.flat_slice(off, t->shape());

@@ -102,6 +102,7 @@ void Trainer::read_losses() {
   pending_ = 0;
   check_device_errors(losses_.device(), epoch_, first + 1, epoch_steps_);
   const std::vector<double> v = losses_.flat_slice(0, {n}).to_vector<double>();
+  last_read_ = v;
   for (int64_t i = 0; i < n; ++i) {
     MC_CHECK(std::isfinite(v[size_t(i)]), "the loss became ", v[size_t(i)], " at epoch ", epoch_ + 1,
              ", step ", first + i + 1, " (global step ", state_.global_step - n + i + 1,
@@ -127,17 +128,25 @@ int64_t Trainer::fit(const FitPlan& plan, const FitCallbacks& cb) {
 EpochResult Trainer::train_epoch(int64_t epoch, const FitPlan& plan, const FitCallbacks& cb) {
   EpochResult r;
   r.epoch = epoch;
-  r.lr = plan.schedule.lr_at(int(epoch), plan.base_lr, int(plan.epochs));
+  // Per step when the epoch length is known, else once an epoch (engine/schedule.h).
+  const int64_t spe = plan.steps_per_epoch;
+  auto lr_of = [&](int64_t global_step) {
+    return spe > 0 ? plan.schedule.lr_at(global_step, plan.base_lr, int(plan.epochs), spe)
+                   : plan.schedule.lr_at(epoch, plan.base_lr, int(plan.epochs), 1);
+  };
+  r.lr = lr_of(state_.global_step);
   opt_.set_lr(r.lr);
   opt_.use_train_weights();  // schedule-free: back to y after the last epoch's validation
   if (cb.begin_epoch) cb.begin_epoch(epoch);
   model_.train();
   start_epoch(epoch);
   while (std::optional<TrainBatch> b = cb.next_batch()) {
+    const double lr = lr_of(state_.global_step);
+    opt_.set_lr(lr);
     step(*b);
     if (cb.on_step)
       cb.on_step({epoch_steps_, just_read_,
-                  just_read_ ? loss_sum_ / double(epoch_steps_) : NAN});
+                  just_read_ ? loss_sum_ / double(epoch_steps_) : NAN, lr});
   }
   read_losses();
   r.steps = epoch_steps_;

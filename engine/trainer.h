@@ -21,8 +21,9 @@
 // GPU loss kernel, not thrown), so a fault surfaces within sync_every steps. Gradient clipping
 // reads the norm on the host: one more sync per step while it is on.
 //
-// fit(): epochs state().epoch .. plan.epochs - 1, each at the learning rate plan.schedule gives
-// (peak plan.base_lr): begin_epoch, steps until next_batch() is empty, the epoch's mean loss
+// fit(): epochs state().epoch .. plan.epochs - 1: begin_epoch, steps until next_batch() is
+// empty, each at the learning rate plan.schedule gives for its global step (peak plan.base_lr,
+// per step over plan.steps_per_epoch steps an epoch: engine/schedule.h), the epoch's mean loss
 // over all ranks, validation every validate_every epochs, at the last epoch and when stopping
 // (its score is maximised: the best epoch is tracked), end_epoch (checkpoints, logs), then a
 // barrier so that no rank runs ahead of a checkpoint being written. The stop flag (e.g. set by
@@ -33,6 +34,7 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <vector>
 
 #include "engine/nn.h"
 #include "engine/optim.h"
@@ -62,7 +64,7 @@ struct TrainerState {
 
 struct EpochResult {
   int64_t epoch = 0;        // from 0
-  double lr = 0;
+  double lr = 0;            // of the epoch's first step
   int64_t steps = 0;        // this rank's
   double train_loss = NAN;  // mean step loss over every rank's steps; NaN when none ran
   bool validated = false;
@@ -77,12 +79,16 @@ struct StepProgress {
   int64_t step = 0;
   bool synced = false;
   double mean_loss = NAN;
+  double lr = 0;  // the step's learning rate
 };
 
 struct FitPlan {
   int64_t epochs = 1;  // the run's length (and the schedule's)
   double base_lr = 1e-3;
   LrSchedule schedule;
+  // The epoch length the schedule is spread over (the loader's steps per epoch); 0 = unknown:
+  // the learning rate then changes once an epoch (the schedule at step = epoch, 1 step/epoch).
+  int64_t steps_per_epoch = 0;
   int64_t max_epochs_this_call = -1;  // stop after this many epochs of this call; -1: all
   const std::atomic<bool>* stop = nullptr;
 };
@@ -111,6 +117,8 @@ class Trainer {
   // Runs the plan from state().epoch; returns the number of epochs run.
   int64_t fit(const FitPlan& plan, const FitCallbacks& cb);
 
+  // The losses the last read_losses() read, in step order (with sync_every = 1: the step's).
+  const std::vector<double>& last_read() const { return last_read_; }
   TrainerState& state() { return state_; }
   const TrainerState& state() const { return state_; }
   // This epoch's steps and the sum of its losses read so far (fit() starts both at 0).
@@ -137,6 +145,7 @@ class Trainer {
   Tensor losses_;        // [sync_every] step losses on the loss's device
   int64_t pending_ = 0;  // of them not read yet
   bool just_read_ = false;
+  std::vector<double> last_read_;
 };
 
 // torch.nn.utils.clip_grad_norm_ over the model's flat gradient block: when the global L2 norm

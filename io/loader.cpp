@@ -387,6 +387,7 @@ std::optional<Batch> Loader::next() {
   out.ids = slot.ids;
   out.indices = slot.indices;
   out.positions = slot.positions;
+  out.augment = slot.params;
   out.epoch = slot.epoch;
   out.step = slot.step;
   const Device dev = s.o.device;

@@ -76,6 +76,7 @@ struct Batch {
   std::vector<std::string> ids;
   std::vector<int64_t> indices;    // cache indices
   std::vector<int64_t> positions;  // positions in the epoch's global order (augmentation keys)
+  std::vector<kernels::AugmentParams> augment;  // each sample's transform; empty: augment off
   int64_t epoch = 0, step = 0;
 };
 

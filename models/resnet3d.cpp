@@ -168,9 +168,11 @@ Tensor ResNet3d::forward_features(const Tensor& x) {
   return y;
 }
 
-Tensor ResNet3d::forward(const Tensor& x) {
-  return fc_->forward(global_avg_pool3d(forward_features(x)));
-}
+Tensor ResNet3d::forward_pooled(const Tensor& x) { return global_avg_pool3d(forward_features(x)); }
+
+Tensor ResNet3d::forward_head(const Tensor& pooled) { return fc_->forward(pooled); }
+
+Tensor ResNet3d::forward(const Tensor& x) { return forward_head(forward_pooled(x)); }
 
 void ResNet3d::init_weights(uint64_t seed, bool zero_init_last) {
   Generator g(seed);

@@ -36,9 +36,15 @@ class ResNet3d : public nn::Module {
   ResNet3d(const ResNetSpec& spec, int64_t in_chans, int64_t num_classes);
   Tensor forward(const Tensor& x) override;
   Tensor forward_features(const Tensor& x);  // before the pool: [N, C, d, h, w]
+  Tensor forward_pooled(const Tensor& x);    // after the global pool: [N, num_features]
+  Tensor forward_head(const Tensor& pooled);  // the classifier: forward = head(pooled(x))
   int64_t num_features() const { return num_features_; }
-  // timm's init: kaiming-normal (fan_out) convolutions, BN weight 1 / bias 0, the last BN of each
-  // block zeroed (zero_init_last), PyTorch's default init for fc. Deterministic from the seed.
+  // kaiming-normal (fan_out) convolutions, BN weight 1 / bias 0, PyTorch's default init for fc;
+  // deterministic from the seed. zero_init_last also zeroes the last BN weight of each residual
+  // branch, so every block starts as its shortcut: timm's default (zero_init_last=True);
+  // torchvision's default (zero_init_residual=False) does not. With it, a network whose stride-2
+  // 1x1x1 shortcuts reach a 1^3 map (volumes up to 32^3) sees only the input's corner at init:
+  // constant features on background-padded volumes, a dead start (mc_train warns).
   void init_weights(uint64_t seed, bool zero_init_last = true);
 
  private:

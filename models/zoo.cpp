@@ -12,14 +12,14 @@ std::vector<std::string> model_names() {
 }
 
 std::unique_ptr<nn::Module> create(const std::string& name, int64_t in_chans, int64_t num_classes,
-                                   uint64_t seed) {
+                                   uint64_t seed, bool zero_init_last) {
   if (is_efficientnet(name)) {
     auto m = std::make_unique<EfficientNet3d>(efficientnet_spec(name), in_chans, num_classes);
     m->init_weights(seed);
     return m;
   }
   auto m = std::make_unique<ResNet3d>(resnet_spec(name), in_chans, num_classes);  // or throws
-  m->init_weights(seed);
+  m->init_weights(seed, zero_init_last);
   return m;
 }
 

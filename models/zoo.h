@@ -15,8 +15,10 @@ namespace mc::models {
 
 std::vector<std::string> model_names();
 // Throws, listing model_names(), for a name not among them. Deterministic from the seed.
+// zero_init_last (ResNets: ResNet3d::init_weights) true is timm's init; programs take it from
+// the run config (model.zero_init_last, whose default differs: pipeline/config_schema.cpp).
 std::unique_ptr<nn::Module> create(const std::string& name, int64_t in_chans, int64_t num_classes,
-                                   uint64_t seed);
+                                   uint64_t seed, bool zero_init_last = true);
 // The key of the first convolution (the one that sees the input channels): conv1.weight,
 // conv1.0.weight (the deep stems of resnet10t / resnet14t) or conv_stem.weight. 2D weight
 // import adapts this kernel to the input channels.

@@ -91,6 +91,9 @@ struct Config {
     Task::Head head = Task::Head::Classification;
     std::string pretrained;
     bool inflate_2d = false;
+    // false: chosen by measurement (README "Initialisation"); timm's true starts dead
+    // at volumes up to 32^3 on background-padded cubes.
+    bool zero_init_last = false;
     std::vector<std::string> pretrained_skip{"fc."};
   };
 

@@ -236,6 +236,11 @@ void model_and_loss_keys(Add add) {
   add(key("model.head", F(model.head),
           "classification: one logit per class; regression: one output, the T-score (the class "
           "is derived with data.tscore_thresholds)"));
+  add(key("model.zero_init_last", F(model.zero_init_last),
+          "zero the last batch norm of each residual block at init, so blocks start as their "
+          "shortcut (timm's default; torchvision's is off). Off by default: at volumes up to "
+          "32^3 the shortcut path then sees only the input's corner and every volume gives the "
+          "same features (a dead start)"));
   add(key("model.pretrained", F(model.pretrained),
           "safetensors weights to start from, in PyTorch key names; \"\" = random init"));
   add(key("model.inflate_2d", F(model.inflate_2d),
@@ -288,10 +293,11 @@ void optimisation_keys(Add add) {
 
   // schedule
   add(key("schedule.name", F(schedule.kind),
-          "learning-rate schedule after warm-up: cosine to min_lr over the remaining epochs, "
-          "step (x gamma every step_size epochs) or constant"));
+          "learning-rate schedule after warm-up, set before every optimiser step: cosine to "
+          "min_lr over the remaining steps (PyTorch's CosineAnnealingLR(T_max = all steps) "
+          "stepped per step), step (x gamma every step_size epochs) or constant"));
   add(key("schedule.warmup_epochs", F(schedule.warmup_epochs),
-          "epochs of linear warm-up from 0 to optim.lr; less than train.epochs").ge(0));
+          "epochs of linear warm-up from 0 to optim.lr, ramped per step; less than train.epochs").ge(0));
   add(key("schedule.step_size", F(schedule.step_size), "step: epochs between decays").ge(1));
   add(key("schedule.gamma", F(schedule.gamma), "step: decay factor").gt(0).le(1));
   add(key("schedule.min_lr", F(schedule.min_lr), "cosine: final learning rate; <= optim.lr")

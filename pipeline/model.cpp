@@ -48,7 +48,7 @@ Device resolve_device(Config::Train::Device d) {
 std::unique_ptr<nn::Module> build_model(const Config& cfg) {
   // One output per class, or one T-score for a regression head.
   auto m = models::create(std::string(model_arch(cfg.model.name)), cfg.model.in_chans,
-                          task_of(cfg).num_outputs(), uint64_t(cfg.train.seed));
+                          task_of(cfg).num_outputs(), uint64_t(cfg.train.seed), cfg.model.zero_init_last);
   if (!cfg.model.pretrained.empty()) {
     StateDict src = load_safetensors(cfg.model.pretrained);
     if (cfg.model.inflate_2d)

@@ -50,8 +50,10 @@ PredictionTable predict_cache(nn::Module& model, const std::string& cache_path, 
   model.eval();
   NoGradGuard ng;
   int64_t K = 0;
+  const auto params = model.parameters();
+  const DType dt = params.empty() ? DType::F32 : params[0]->dtype();  // f64 in golden runs
   while (auto b = loader.next()) {
-    Tensor out = model.forward(model_input(b->images, dev)).to(Device::cpu()).to(DType::F32);
+    Tensor out = model.forward(model_input(b->images, dev).to(dt)).to(Device::cpu()).to(DType::F32);
     K = out.size(1);
     for (float v : out.to_vector<float>()) p.scores.push_back(v);
     for (int64_t l : b->labels.to_vector<int64_t>()) p.labels.push_back(l);

@@ -21,6 +21,8 @@
 #include "io/task.h"
 #include "losses/losses.h"
 #include "losses/posthoc.h"
+#include "models/resnet3d.h"
+#include "pipeline/train_export.h"
 
 namespace mc {
 namespace fs = std::filesystem;
@@ -74,6 +76,8 @@ class TrainRun {
   void join_ranks();
   void print_header();
   FitCallbacks callbacks();
+  Tensor forward(const Tensor& x);
+  void start_exports();
   void begin_epoch(int64_t epoch);
   void finish_bar(const EpochResult& r);
   double validate(const EpochResult& r);
@@ -103,6 +107,9 @@ class TrainRun {
   std::optional<RunLog> log_;
   std::optional<Progress> bar_;
   Validation val_;  // of the epoch being finished
+  bool checked_start_ = false;  // the first step's feature check (forward) is done
+  std::optional<StepExporter> steps_out_;
+  std::optional<Batch> last_batch_;  // kept for the step log only
 };
 
 TrainRun::TrainRun(const Config& cfg, bool resume, const TrainHooks& hooks, Communicator& comm)
@@ -119,6 +126,7 @@ TrainRun::TrainRun(const Config& cfg, bool resume, const TrainHooks& hooks, Comm
   start_or_resume();
   if (comm_.world() > 1) join_ranks();
   print_header();
+  start_exports();
 }
 
 void TrainRun::check_inputs() const {
@@ -132,6 +140,10 @@ void TrainRun::check_inputs() const {
 
 void TrainRun::build() {
   model_ = build_model(cfg_);
+  if (hooks_.float64) {
+    MC_CHECK(dev_.is_cpu(), "float64 training runs on the CPU only (train.device=cpu)");
+    model_->to(DType::F64);
+  }
   model_->flatten_parameters(dev_);
   opt_ = build_optimizer(cfg_, *model_);
   loader_ = std::make_unique<Loader>(train_path_,
@@ -159,13 +171,42 @@ void TrainRun::build() {
                "but class '", task.name(int64_t(k)), "' (", k, ") has no training subject in '", train_path_,
                "' (its log prior / class weight is undefined): use loss.type ce, or gather subjects of that class");
   loss_ = std::make_unique<Loss>(cfg_.loss, counts_);
+  TrainerOptions topt = cfg_.trainer;
+  if (!hooks_.export_steps.empty()) topt.sync_every = 1;  // each step's loss, as it is taken
   trainer_ = std::make_unique<Trainer>(
       *model_, *opt_,
       [this](const Tensor& out, const Tensor& target) {
         return task_.regression() ? regression_loss(cfg_.loss, out, target) : (*loss_)(out, target);
       },
-      cfg_.trainer, &comm_);
-  trainer_->set_forward([this](const Tensor& x) { return model_->forward(model_input(x, dev_)); });
+      topt, &comm_);
+  trainer_->set_forward([this](const Tensor& x) { return forward(x); });
+}
+
+// The model's forward; on the first step of a new run, through the pooled features, which are
+// read once to check that they vary across the batch (pipeline/train_export.h).
+Tensor TrainRun::forward(const Tensor& x) {
+  auto* resnet = dynamic_cast<models::ResNet3d*>(model_.get());
+  const Tensor in = hooks_.float64 ? model_input(x, dev_).to(DType::F64) : model_input(x, dev_);
+  if (checked_start_ || !resnet) return model_->forward(in);
+  checked_start_ = true;
+  Tensor pooled = resnet->forward_pooled(in);
+  const FeatureSpread fs = feature_spread(pooled);
+  if (fs.constant()) out_ << dead_start_warning(fs, cfg_, loader_->cache().volume_shape()) << std::endl;
+  return resnet->forward_head(pooled);
+}
+
+void TrainRun::start_exports() {
+  if (!lead_) return;
+  if (!hooks_.export_init.empty()) {
+    save_safetensors(hooks_.export_init, model_->state_dict());
+    out_ << "exported the initial weights to " << hooks_.export_init << "\n";
+  }
+  if (!hooks_.export_steps.empty()) {
+    steps_out_.emplace(hooks_.export_steps, cfg_, train_path_, val_path_, counts_,
+                       loader_->steps_per_epoch(), loader_->cache().volume_shape(), hooks_.export_init,
+                       hooks_.float64 ? "float64" : "float32");
+    out_ << "exporting every step's batch, augmentation, lr and loss to " << hooks_.export_steps << "\n";
+  }
 }
 
 // Resumes from <run>/last, or records the resolved config of a new run.
@@ -191,6 +232,7 @@ void TrainRun::start_or_resume() {
   st_.extra["class_counts"] = counts_csv;
   for (const auto& [k, v] : task_meta(task_of(cfg_))) st_.extra[k] = v;
   trainer_->state() = {st_.epoch, st_.global_step, st_.best_epoch, st_.best_value};
+  checked_start_ = st_.global_step > 0;  // the start check is for a new run's first step
   if (lead_) log_.emplace(sum_.run_dir, resume_ ? st_.epoch : 0);
 }
 
@@ -225,10 +267,23 @@ FitCallbacks TrainRun::callbacks() {
   cb.next_batch = [this]() -> std::optional<TrainBatch> {
     std::optional<Batch> b = loader_->next();
     if (!b) return std::nullopt;
-    return TrainBatch{b->images, task_.regression() ? b->tscores : b->labels};
+    TrainBatch tb{b->images, task_.regression() ? b->tscores : b->labels};
+    if (steps_out_) {
+      b->images = Tensor();  // the log keeps indices and transforms, not the volumes
+      last_batch_ = std::move(b);
+    }
+    return tb;
   };
   cb.begin_epoch = [this](int64_t epoch) { begin_epoch(epoch); };
   cb.on_step = [this](const StepProgress& p) {
+    if (steps_out_ && last_batch_) {
+      StepRecord r{.epoch = last_batch_->epoch, .step = p.step - 1,
+                   .global_step = trainer_->state().global_step - 1, .lr = p.lr,
+                   .loss = trainer_->last_read().empty() ? NAN : trainer_->last_read().back(),
+                   .indices = last_batch_->indices, .labels = {}, .augment = last_batch_->augment};
+      r.labels = last_batch_->labels.to_vector<int64_t>();
+      steps_out_->step(r);
+    }
     if (!bar_) return;
     if (p.synced) bar_->set_note("loss " + fmt(p.mean_loss));
     bar_->tick();
@@ -267,6 +322,11 @@ double TrainRun::validate(const EpochResult& r) {
   {
     NoGradGuard ng;
     val_.loss = (*loss_)(logits, labels).item();
+  }
+  if (steps_out_) {
+    const ClassificationMetrics& m = val_.metrics;
+    steps_out_->validation({r.epoch + 1, val_.loss, m.accuracy.value, m.balanced_accuracy.value,
+                            m.auc_macro.defined ? m.auc_macro.value : NAN});
   }
   return selection_score(cfg_, val_.metrics, val_.loss);
 }
@@ -359,6 +419,7 @@ TrainSummary TrainRun::run() {
   plan.epochs = cfg_.train.epochs;
   plan.base_lr = cfg_.optim.lr;
   plan.schedule = cfg_.schedule;
+  plan.steps_per_epoch = loader_->steps_per_epoch();
   plan.max_epochs_this_call = hooks_.max_epochs_this_call;
   plan.stop = hooks_.stop;
   trainer_->fit(plan, callbacks());
