@@ -43,6 +43,17 @@ void AtomicFile::write(const void* data, size_t bytes) {
   }
 }
 
+void AtomicFile::write_at(uint64_t offset, const void* data, size_t bytes) {
+  MC_CHECK(fd_ >= 0, "cannot write '", target_, "': already committed");
+  auto* p = static_cast<const char*>(data);
+  while (bytes) {
+    const ssize_t w = ::pwrite(fd_, p, bytes, off_t(offset));
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) fail("pwrite");
+    p += w, bytes -= size_t(w), offset += uint64_t(w);
+  }
+}
+
 void AtomicFile::commit() {
   MC_CHECK(fd_ >= 0, "cannot write '", target_, "': already committed");
   if (::fsync(fd_) != 0) fail("fsync");

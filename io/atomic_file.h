@@ -8,6 +8,7 @@
 // is removed and the target is left as it was.
 #pragma once
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -23,6 +24,8 @@ class AtomicFile {
 
   void write(const void* data, size_t bytes);
   void write(std::string_view text) { write(text.data(), text.size()); }
+  // Overwrites bytes already written (a checksum patched into a header once the data is out).
+  void write_at(uint64_t offset, const void* data, size_t bytes);
   void commit();  // fsync, rename over the target, fsync the folder
   const std::string& target() const { return target_; }
 
