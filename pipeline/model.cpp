@@ -54,6 +54,7 @@ std::unique_ptr<nn::Module> build_model(const Config& cfg) {
     for (const auto& prefix : cfg.model.pretrained_skip) drop_keys(src, prefix);
     LoadOptions lo;
     lo.strict = false;  // the head (fc) of a pretrained backbone rarely fits our classes
+    check_finite_weights(src, "model.pretrained '" + cfg.model.pretrained + "'");
     LoadReport r = load_state_dict(m->state_dict(), src, lo);
     std::cout << "pretrained " << cfg.model.pretrained << ": " << r.summary() << "\n";
   }
@@ -98,6 +99,7 @@ LoadedModel load_model(const Config& cfg, const std::string& checkpoint) {
   m.num_classes = cfg.model.num_classes;
   m.model = build_model(c);
   const SafeTensorsFile file = SafeTensorsFile::open(checkpoint);
+  check_finite_weights(file.views(), "checkpoint '" + checkpoint + "'");
   try {
     load_state_dict(m.model->state_dict(), file.views(), LoadOptions{});
   } catch (const Error& e) {

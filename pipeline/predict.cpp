@@ -1,5 +1,6 @@
 #include "pipeline/predict.h"
 
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <iostream>
@@ -81,6 +82,10 @@ ScanPrediction predict_scan(LoadedModel& m, const Tensor& input, const std::stri
   ScanPrediction p;
   p.id = id;
   for (float v : logits.to_vector<float>()) p.logits.push_back(v);
+  // A NaN logit would still have an argmax: no class for this scan, an error naming it.
+  for (size_t k = 0; k < p.logits.size(); ++k)
+    MC_CHECK(std::isfinite(p.logits[k]), "subject '", id, "': the model gave a non-finite logit (",
+             shortest(p.logits[k]), " for class ", k, "): no prediction for this scan");
   Tensor probs;
   if (tau2 != 0 && prior.usable()) {
     probs = posthoc_probabilities(logits, std::vector<double>(prior.counts.begin(), prior.counts.end()), tau2);
