@@ -37,7 +37,8 @@ void quiet_niftilib() {
 class Reader {
  public:
   explicit Reader(const std::string& path) : path_(path), buf_(size_t(1) << 20) {
-    if (!fs::exists(path)) MC_FAIL(path, ": no such file");
+    std::error_code ec;  // a symlink loop is this file's error, not a filesystem_error
+    if (!fs::exists(path, ec) && !ec) MC_FAIL(path, ": no such file");
     f_ = std::fopen(path.c_str(), "rb");
     if (!f_) MC_FAIL(path, ": cannot open (", std::strerror(errno), ")");
     unsigned char magic[2] = {0, 0};

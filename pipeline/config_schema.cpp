@@ -150,6 +150,13 @@ void data_keys(Add add) {
           .gt(0).le(20));
   add(key("data.margin_mm", F(data.preprocess.margin_mm), "margin added around the L1 bounding box")
           .ge(0).le(200));
+  add(key("data.spacing_range_mm", F(data.preprocess.spacing_range_mm),
+          "plausible CT voxel edges [min, max] in mm; a scan outside is that subject's failure "
+          "(metres or microns in a header)")
+          .len(2, 2).increasing().gt(0).le(1000));
+  add(key("data.min_fov_mm", F(data.preprocess.min_fov_mm),
+          "a scan narrower than this along any axis cannot hold a vertebra: that subject fails")
+          .ge(0).le(1000));
   add(key("data.resize", F(data.preprocess.resize),
           "how the crop becomes the cube: pad: spacing_mm voxels, centred and padded or cropped "
           "to the cube; fit: the longest side fills the cube; stretch: each axis to the cube"));
