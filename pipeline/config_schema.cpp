@@ -12,6 +12,7 @@
 #include <type_traits>
 
 #include "engine/check.h"
+#include "engine/metrics.h"
 #include "pipeline/config.h"
 
 namespace mc {
@@ -314,7 +315,7 @@ void evaluation_and_output_keys(Add add) {
   add(key("eval.select_by", F(eval.select_by),
           "validation metric that picks the best checkpoint (loss: lowest)"));
   add(key("eval.bootstrap", F(eval.bootstrap),
-          "bootstrap resamples for 95% confidence intervals (0 = none)").ge(0).le(1000000));
+          "bootstrap resamples for 95% confidence intervals (0 = none)").ge(0).le(double(kMaxBootstrapResamples)));
   add(key("eval.every_epochs", F(trainer.validate_every), "validate every this many epochs").ge(1));
 
   // output

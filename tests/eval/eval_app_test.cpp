@@ -66,6 +66,31 @@ TEST(EvalAppCsv, ErrorsNameFileLineAndColumn) {
   EXPECT_THROW(read_predictions_csv("/nonexistent/p.csv"), Error);
 }
 
+// Issue 11: duplicate ids, probabilities that do not sum to 1, and a bootstrap beyond its
+// documented maximum are errors naming the file, the id or the option.
+TEST(EvalAppCsv, DuplicateIdsProbabilitySumsAndBootstrapBound) {
+  EXPECT_HAS(parse_error("id,label,score_0,score_1\nx,0,0.5,0.5\ny,1,0.2,0.8\nx,1,0.4,0.6\n"),
+             "p.csv:4: id 'x' appears twice (first at p.csv:2)");
+  PredictionTable p = parse("id,label,score_0,score_1,score_2\na,0,0.7,0.2,0.1\nb,1,0.9,0.7,0.5\n");
+  p.kind = ScoreKind::Probabilities;
+  try {
+    evaluate(p, EvalOptions{});
+    ADD_FAILURE() << "probabilities summing to 2.1 were accepted";
+  } catch (const Error& e) {
+    EXPECT_HAS(std::string(e.what()), "p.csv: scores were declared probabilities but those of id 'b' sum to 2.1");
+  }
+  p.kind = ScoreKind::Logits;  // the same numbers as logits are fine
+  EXPECT_NO_THROW(evaluate(p, EvalOptions{}));
+  EvalOptions o;
+  o.bootstrap.resamples = kMaxBootstrapResamples + 1;
+  try {
+    evaluate(p, o);
+    ADD_FAILURE() << "no bound on bootstrap resamples";
+  } catch (const Error& e) {
+    EXPECT_HAS(std::string(e.what()), "the maximum is 1000000");
+  }
+}
+
 // random3 written as a CSV of probabilities, evaluated, compared with sklearn's numbers.
 std::string write_csv(const test::Fixture& f, const std::string& dir, const std::string& key) {
   const int64_t N = f.integer("N"), K = f.integer("K");

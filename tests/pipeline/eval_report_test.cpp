@@ -9,6 +9,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "pipeline/eval_cli.h"
 #include "pipeline/train_setup.h"
 #include "io/cache.h"
 #include "io/checkpoint.h"
@@ -247,6 +248,15 @@ TEST(EvalReport, BadInputsAreNamed) {
   EXPECT_FALSE(r.hu.available);
   EXPECT_HAS(slurp(r.markdown), "no manifest at " + s.dir + "/cache/manifest.csv");
   EXPECT_HAS(slurp(r.json), "\"available\": false");
+}
+
+// Issue 11: mc_eval --bootstrap 1e11 ran 47 s, then std::bad_alloc; now the option's bound.
+TEST(EvalReport, BootstrapOptionIsBounded) {
+  for (const char* n : {"100000000000", "1000001"}) {
+    test::expect_error([&] { parse_eval_command({"--predictions", "p.csv", "--bootstrap", n}); },
+                       {"--bootstrap", n, "maximum 1000000"});
+  }
+  EXPECT_EQ(parse_eval_command({"--predictions", "p.csv", "--bootstrap", "1000000"}).eval.bootstrap.resamples, 1000000);
 }
 
 TEST(EvalReport, ProgramWritesTheReportAndExitsNonZeroOnErrors) {
