@@ -5,7 +5,10 @@
 //   3. fsync of the folder, so the rename itself survives a power cut (best effort: some file
 //      systems refuse it, and atomicity does not depend on it).
 // A reader sees the old file or the new one, never half of either; on any error the temporary
-// is removed and the target is left as it was.
+// is removed and the target is left as it was. A symlink is followed (the file it names is
+// replaced, the link stays); a target that exists and is not a regular file (a device such as
+// /dev/null or /dev/stdout, a FIFO) is written in place, never replaced; a directory, or a FIFO
+// with no reader, is an error.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -34,6 +37,7 @@ class AtomicFile {
   std::string target_, tmp_;
   int fd_ = -1;
   bool committed_ = false;
+  bool in_place_ = false;  // the target is a device, FIFO or socket: written directly
 };
 
 // The whole file at once.

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <sstream>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "eval/evaluation.h"
 #include "losses/fixtures.h"
@@ -179,6 +180,26 @@ std::string slurp(const std::string& path) {
   std::stringstream s;
   s << in.rdbuf();
   return s.str();
+}
+
+// Issue 11: a report written to a full stdout is a failure (exit 1, said on stderr), not rc 0;
+// --json to a device is written in place (the device stays a device).
+TEST(EvalAppProgram, FullStdoutIsAnErrorAndDevicesStayDevices) {
+  if (!std::filesystem::exists(mc_eval_path())) GTEST_SKIP() << "mc_eval not built";
+  if (!std::filesystem::exists("/dev/full")) GTEST_SKIP() << "no /dev/full";
+  const std::string dir = test::temp_dir();
+  const auto f = test::load_fixture("metrics_random3");
+  const std::string csv = write_csv(f, dir, "scores");
+  const std::string cmd = mc_eval_path() + " --predictions " + csv + " --bootstrap 10";
+  int rc = std::system((cmd + " > /dev/full 2> " + dir + "/err.txt").c_str());
+  EXPECT_EQ(WIFEXITED(rc) ? WEXITSTATUS(rc) : -1, 1);
+  EXPECT_HAS(slurp(dir + "/err.txt"), "mc_eval: error: cannot write the output to stdout");
+  // Not as root: were this ever broken, root would replace the machine's /dev/null (the unit
+  // test AtomicFile.SymlinksFollowedDevicesAndFifosWrittenInPlace covers devices with /dev/full).
+  if (::geteuid() == 0) return;
+  rc = std::system((cmd + " --json /dev/null > " + dir + "/out.txt 2>&1").c_str());
+  EXPECT_EQ(WIFEXITED(rc) ? WEXITSTATUS(rc) : -1, 0) << slurp(dir + "/out.txt");
+  EXPECT_EQ(std::filesystem::status("/dev/null").type(), std::filesystem::file_type::character);
 }
 
 TEST(EvalAppProgram, RunsAndReportsErrors) {
