@@ -187,7 +187,7 @@ FitCallbacks TrainRun::callbacks() {
   cb.next_batch = [this]() -> std::optional<TrainBatch> {
     std::optional<Batch> b = loader_->next();
     if (!b) return std::nullopt;
-    return TrainBatch{b->images, b->labels};
+    return TrainBatch{b->images, b->labels, b->ids};
   };
   cb.begin_epoch = [this](int64_t epoch) { begin_epoch(epoch); };
   cb.on_step = [this](const StepProgress& p) {
