@@ -1,6 +1,7 @@
 #include "io/atomic_file.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -119,6 +120,30 @@ void write_atomic(const std::string& path, std::string_view content) {
   AtomicFile f(path);
   f.write(content);
   f.commit();
+}
+
+std::vector<std::string> remove_stale_temporaries(const std::string& dir) {
+  namespace fs = std::filesystem;
+  std::vector<std::string> removed;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const std::string name = e.path().filename().string();
+    const size_t at = name.rfind(".tmp.");
+    if (at == std::string::npos || !e.is_regular_file(ec)) continue;
+    const std::string tail = name.substr(at + 5);  // "<pid>.<n>"
+    const size_t dot = tail.find('.');
+    if (dot == std::string::npos || dot == 0 || dot + 1 == tail.size() ||
+        tail.find_first_not_of("0123456789.") != std::string::npos || tail.find('.', dot + 1) != std::string::npos)
+      continue;
+    const long pid = std::stol(tail.substr(0, dot));
+    if (pid <= 0 || pid == long(::getpid())) continue;
+    if (::kill(pid_t(pid), 0) == 0 || errno != ESRCH) continue;  // alive (or not ours to ask)
+    const auto bytes = fs::file_size(e.path(), ec);
+    if (fs::remove(e.path(), ec))
+      removed.push_back(e.path().string() + " (" + std::to_string(ec ? 0 : bytes) + " bytes, from process " +
+                        std::to_string(pid) + ")");
+  }
+  return removed;
 }
 
 }  // namespace mc

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace mc {
 
@@ -42,5 +43,10 @@ class AtomicFile {
 
 // The whole file at once.
 void write_atomic(const std::string& path, std::string_view content);
+
+// Removes the temporaries ("<name>.tmp.<pid>.<n>") that a killed process left in dir: those of
+// processes no longer running. Returns what was removed (each with its size), for the caller
+// to say so. A live process's temporaries are left alone.
+std::vector<std::string> remove_stale_temporaries(const std::string& dir);
 
 }  // namespace mc

@@ -12,6 +12,7 @@
 #include "engine/dist.h"
 #include "engine/metrics.h"
 #include "engine/trainer.h"
+#include "io/atomic_file.h"
 #include "io/checkpoint.h"
 #include "io/loader.h"
 #include "io/progress.h"
@@ -100,6 +101,12 @@ TrainRun::TrainRun(const Config& cfg, bool resume, const TrainHooks& hooks, Comm
   val_path_ = split_cache_path(cfg_.data, "val");
   check_inputs();
   fs::create_directories(sum_.run_dir);  // only once the inputs are known to exist
+  if (lead_) {  // what a kill -9 left behind: said, then removed
+    for (const std::string& f : remove_stale_temporaries(sum_.run_dir))
+      out_ << "removed a stale temporary file " << f << "\n";
+    for (const std::string& f : remove_torn_checkpoints(sum_.run_dir))
+      out_ << "removed a torn checkpoint " << f << "\n";
+  }
   build();
   start_or_resume();
   if (comm_.world() > 1) join_ranks();
@@ -281,8 +288,8 @@ void TrainRun::save_checkpoints(const EpochResult& r) {
   save_checkpoint(sum_.run_dir, "epoch" + std::to_string(r.epoch + 1), weights, st_);
   if (!cfg_.output.keep_last) return;
   const fs::path before = fs::path(sum_.run_dir) / ("epoch" + std::to_string(r.epoch + 1 - every) + ".safetensors");
+  fs::remove(before);  // weights first: a kill here leaves a state alone, removed at the next start
   fs::remove(state_path_for(before.string()));
-  fs::remove(before);
 }
 
 TrainSummary TrainRun::run() {
