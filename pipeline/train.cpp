@@ -132,6 +132,14 @@ void TrainRun::build() {
   MC_CHECK(cache.volume_shape()[0] == cfg_.model.in_chans, "model.in_chans is ", cfg_.model.in_chans,
            " but the cache '", train_path_, "' holds ", cache.volume_shape()[0],
            " channel(s) (one per HU window)");
+  {  // an unknown label (-1) would fail mid-training in the loss, naming nothing
+    std::string unknown;
+    int64_t n = 0;
+    for (const auto& rec : cache.records())
+      if (rec.label < 0 && n++ < 10) unknown += (unknown.empty() ? "" : ", ") + rec.id;
+    MC_CHECK(n == 0, "training cache '", train_path_, "': ", n, " subject(s) have no label (-1): ", unknown,
+             n > 10 ? ", ..." : "", "; give them a label in data.raw.labels_csv and run mc_prep again");
+  }
   counts_ = cache.class_counts(cfg_.model.num_classes);
   loss_ = std::make_unique<Loss>(cfg_.loss, counts_);
   trainer_ = std::make_unique<Trainer>(
