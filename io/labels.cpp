@@ -80,6 +80,8 @@ LabelTable parse_labels(std::istream& in, const std::string& name, const TScoreB
            "subject_id, patient_id, case_id); found: ", found);
   MC_CHECK(t_col >= 0 || class_col >= 0, name, ": missing column: need tscore or class ",
            "(label); found: ", found);
+  int64_t disagree = 0;
+  std::string disagreeing;
   for (const CsvRow& row : csv.rows) {
     const auto& f = row.cells;
     const int lineno = int(row.line);
@@ -97,15 +99,24 @@ LabelTable parse_labels(std::istream& in, const std::string& name, const TScoreB
     }
     if (class_col >= 0 && !is_missing(f[size_t(class_col)])) {
       const std::string& v = f[size_t(class_col)];
+      const int64_t from_t = e.label;
       e.label = class_index(v);
       MC_CHECK(e.label >= 0, name, ":", lineno, ": class \"", v, "\" of subject ", e.id,
                " is not one of ", class_names_csv(), " (or 0..", kNumClasses - 1, ")");
+      // Both given and different: neither may silently win.
+      if (from_t >= 0 && from_t != e.label && disagree++ < 10)
+        disagreeing += "\n  " + e.id + " (line " + std::to_string(lineno) + "): T-score " +
+                       shortest(e.tscore) + " is " + kClassNames[size_t(from_t)] + ", the class column says " +
+                       kClassNames[size_t(e.label)];
     }
     auto [it, fresh] = t.by_id.emplace(e.id, t.entries.size());
     MC_CHECK(fresh, name, ":", lineno, ": duplicate subject ", e.id, " (first on line ",
              t.entries[it->second].line, ")");
     t.entries.push_back(std::move(e));
   }
+  MC_CHECK(disagree == 0, name, ": the T-score and the class column disagree for ", disagree,
+           " subject(s)", disagreeing, disagree > 10 ? "\n  ..." : "",
+           "\nkeep one of the two columns (or make them agree)");
   return t;
 }
 

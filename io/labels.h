@@ -41,8 +41,9 @@ struct LabelTable {
 
 // Header row required. Columns (case, spaces, '_' and '-' ignored): the subject id
 // (id, subject, subject_id, patient_id, case_id, ...), and a T-score (tscore, t, t_score) and/or
-// a class (label, class, diagnosis: a name from kClassNames or its index). When both are
-// present the class column wins. Comma, semicolon or tab separated, quoted as io/csv.h reads
+// a class (label, class, diagnosis: a name from kClassNames or its index). When a row has both
+// they must agree (the class the T-score bands give is the class given); subjects where they
+// disagree are an error listing them, so neither column silently wins. Comma, semicolon or tab separated, quoted as io/csv.h reads
 // it; '#' lines are comments.
 // Empty, NA or NaN cells mean "no label" for that subject. Errors name the file, the line and
 // the value: a T-score that is not a number, an unknown class, a duplicate subject, a missing

@@ -56,7 +56,7 @@ TEST(PrepLabels, WhoBandsAndClassNamesInOnePlace) {
 TEST(PrepLabels, TScoresClassesAndMissingValues) {
   std::istringstream in(
       "# DXA results\nSubject ID;T-score;Class\n"
-      "a;-2.7;\nb;-1.2;\nc; 0.4 ;\nd;NA;\ne;;osteoporosis\nf;-0.5;0\n");
+      "a;-2.7;\nb;-1.2;\nc; 0.4 ;\nd;NA;\ne;;osteoporosis\nf;-0.5;2\n");
   const LabelTable t = parse_labels(in, "t.csv");
   ASSERT_EQ(t.entries.size(), 6u);
   EXPECT_EQ(t.find("a")->label, 0);
@@ -66,9 +66,18 @@ TEST(PrepLabels, TScoresClassesAndMissingValues) {
   EXPECT_EQ(t.find("d")->label, -1);  // no value: no label
   EXPECT_TRUE(std::isnan(t.find("d")->tscore));
   EXPECT_EQ(t.find("e")->label, 0);
-  EXPECT_EQ(t.find("f")->label, 0);   // an explicit class wins over the T-score
+  EXPECT_EQ(t.find("f")->label, 2);   // both given, and they agree
   EXPECT_EQ(t.find("f")->line, 8);
   EXPECT_EQ(t.find("zz"), nullptr);
+}
+
+// Issue 11: the class column won over a disagreeing T-score for 39 of 40 subjects, silently.
+TEST(PrepLabels, TScoreAndClassThatDisagreeAreAnErrorListingTheSubjects) {
+  std::istringstream in("id,tscore,class\na,-2.7,osteoporosis\nb,-0.5,osteoporosis\nc,-1.5,normal\nd,,normal\n");
+  expect_error([&] { parse_labels(in, "both.csv"); },
+               {"both.csv: the T-score and the class column disagree for 2 subject(s)",
+                "b (line 3): T-score -0.5 is normal, the class column says osteoporosis",
+                "c (line 4): T-score -1.5 is osteopenia, the class column says normal"});
 }
 
 TEST(PrepLabels, ErrorsNameFileLineAndValue) {
