@@ -5,6 +5,8 @@
 #include <csignal>
 #include <iostream>
 
+#include "pipeline/cli.h"
+
 #include "pipeline/train.h"
 
 namespace {
@@ -21,7 +23,7 @@ int usage_error(const std::string& msg) {
 }
 }  // namespace
 
-int main(int argc, char** argv) {
+static int run_main(int argc, char** argv) {
   CLI::App app("Trains a model as the config describes (on the GPU when there is one). Ctrl-C\n"
                "finishes the running epoch and leaves a resumable checkpoint; --resume continues\n"
                "from <output.dir>/last.safetensors.",
@@ -77,3 +79,6 @@ int main(int argc, char** argv) {
     return 1;
   }
 }
+
+// Results written to a full disk or a closed pipe are a failure, not an exit status of 0.
+int main(int argc, char** argv) { return mc::cli::finish_stdout("mc_train", run_main(argc, argv)); }

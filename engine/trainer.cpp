@@ -20,6 +20,13 @@ void check_device_errors(Device dev, int64_t epoch, int64_t first_step, int64_t 
   }
 }
 
+std::string subjects(const std::vector<std::string>& ids) {
+  if (ids.empty()) return "";
+  std::string s = "; batch subjects: ";
+  for (size_t i = 0; i < ids.size(); ++i) s += (i ? ", " : "") + ids[i];
+  return s;
+}
+
 }  // namespace
 
 Trainer::Trainer(nn::Module& model, Optimizer& opt, LossFn loss, const TrainerOptions& o,
@@ -66,6 +73,7 @@ class FreezeBatchNorm {
 void Trainer::step(const TrainBatch& b) {
   const int passes = opt_.passes();
   FreezeBatchNorm frozen(model_);
+  Tensor first_loss;
   for (int pass = 0; pass < passes; ++pass) {
     if (pass > 0) {
       opt_.next_pass();
@@ -73,17 +81,41 @@ void Trainer::step(const TrainBatch& b) {
     }
     model_.zero_grad();
     Tensor loss = loss_(forward_(b.input), b.target);
-    if (pass == 0) record(loss);  // the loss at the weights being trained (SAM: before the ascent)
+    if (pass == 0) record(loss), first_loss = loss;  // the loss at the weights being trained (SAM: before the ascent)
     loss.backward();
     if (world() > 1) allreduce_gradients(*comm_, model_.flat_grads(), 1.0 / world());
   }
   frozen.release();
+  check_finite_step(first_loss, b);  // the recorded loss and the gradient the step applies
   if (o_.grad_clip > 0) clip_grad_norm(model_, o_.grad_clip);
   opt_.step();
   ++state_.global_step;
   ++epoch_steps_;
   just_read_ = false;
   if (pending_ == o_.sync_every) read_losses();
+}
+
+void Trainer::check_finite_step(const Tensor& loss, const TrainBatch& b) {
+  const Tensor g = model_.flat_grads();
+  const Tensor sq = g.defined() ? prims::sum_all(prims::mul(g, g)) : Tensor();
+  const int64_t slot = pending_ - 1;  // record() took this step's slot
+  if (!loss.device().is_cuda()) {
+    const double l = loss.item(), n = sq.defined() ? sq.item() : 0.0;
+    if (!std::isfinite(l) || !std::isfinite(n)) {
+      pending_ = slot;  // this step's loss is not the epoch's
+      MC_FAIL(std::isfinite(l) ? "the gradient norm became " : "the loss became ",
+              std::isfinite(l) ? std::sqrt(n) : l, " at epoch ", epoch_ + 1, ", step ", epoch_steps_ + 1,
+              " (global step ", state_.global_step + 1, "), before the optimizer step",
+              subjects(b.ids), "; lower the learning rate or check the data");
+    }
+    return;
+  }
+  if (ids_.size() != size_t(o_.sync_every)) ids_.assign(size_t(o_.sync_every), {});
+  ids_[size_t(slot)] = b.ids;
+  if (!sq.defined()) return;
+  if (!grad_sq_.defined() || grad_sq_.device() != sq.device() || grad_sq_.dtype() != sq.dtype())
+    grad_sq_ = Tensor::full({o_.sync_every}, 0.0, sq.dtype(), sq.device());
+  grad_sq_.flat_slice(slot, {1}).copy_(sq.view({1}));  // device to device: no wait
 }
 
 void Trainer::record(const Tensor& loss) {
@@ -103,10 +135,16 @@ void Trainer::read_losses() {
   check_device_errors(losses_.device(), epoch_, first + 1, epoch_steps_);
   const std::vector<double> v = losses_.flat_slice(0, {n}).to_vector<double>();
   last_read_ = v;
+  const bool norms = grad_sq_.defined() && grad_sq_.device() == losses_.device();
+  const std::vector<double> sq = norms ? grad_sq_.flat_slice(0, {n}).to_vector<double>() : std::vector<double>();
   for (int64_t i = 0; i < n; ++i) {
+    const std::string who = size_t(i) < ids_.size() ? subjects(ids_[size_t(i)]) : "";
     MC_CHECK(std::isfinite(v[size_t(i)]), "the loss became ", v[size_t(i)], " at epoch ", epoch_ + 1,
              ", step ", first + i + 1, " (global step ", state_.global_step - n + i + 1,
-             "); lower the learning rate or check the data");
+             ")", who, "; lower the learning rate or check the data");
+    MC_CHECK(!norms || std::isfinite(sq[size_t(i)]), "the gradient norm became ", std::sqrt(sq[size_t(i)]),
+             " at epoch ", epoch_ + 1, ", step ", first + i + 1, " (global step ",
+             state_.global_step - n + i + 1, ")", who, "; lower the learning rate or check the data");
     loss_sum_ += v[size_t(i)];
   }
   just_read_ = true;

@@ -18,7 +18,14 @@
 // read_losses() copies that buffer to the host in one transfer (the one wait for the device),
 // adds the losses in step order (in double), stops the run at the first NaN/Inf naming its
 // epoch and step, and checks the device's error flags (a label outside [0, C) is flagged by the
-// GPU loss kernel, not thrown), so a fault surfaces within sync_every steps. Gradient clipping
+// GPU loss kernel, not thrown), so a fault surfaces within sync_every steps.
+//
+// Finite or refuse: before each optimiser step the loss and the gradient's squared L2 norm
+// must be finite. On the CPU both are read at once and a bad step is never applied: the error
+// names the epoch, the step and the batch's subjects (TrainBatch::ids). On a GPU reading them
+// would be a sync per step; the norm is kept on the device beside the loss and both are read
+// with the losses, so the error names the exact step and its subjects within sync_every steps
+// (the steps in between were applied, and no checkpoint is written after them). Gradient clipping
 // reads the norm on the host: one more sync per step while it is on.
 //
 // fit(): epochs state().epoch .. plan.epochs - 1: begin_epoch, steps until next_batch() is
@@ -34,6 +41,7 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "engine/nn.h"
@@ -52,6 +60,7 @@ struct TrainerOptions {
 
 struct TrainBatch {
   Tensor input, target;
+  std::vector<std::string> ids;  // the batch's subjects, named when its loss or gradient is not finite
 };
 
 // What a checkpoint keeps of the loop to resume it.
@@ -143,6 +152,9 @@ class Trainer {
   int64_t epoch_ = 0, epoch_steps_ = 0;
   double loss_sum_ = 0;
   Tensor losses_;        // [sync_every] step losses on the loss's device
+  Tensor grad_sq_;       // [sync_every] squared gradient norms, beside them (GPU only)
+  std::vector<std::vector<std::string>> ids_;  // [sync_every] each pending step's subjects
+  void check_finite_step(const Tensor& loss, const TrainBatch& b);
   int64_t pending_ = 0;  // of them not read yet
   bool just_read_ = false;
   std::vector<double> last_read_;

@@ -2,6 +2,7 @@
 #include <cmath>
 #include <fstream>
 #include <istream>
+#include <map>
 
 #include "eval/predictions.h"
 #include "io/csv.h"
@@ -79,9 +80,13 @@ PredictionTable parse_predictions_csv(std::istream& in, const std::string& name)
     for (const auto& n : p.class_names) s += (s.empty() ? "" : ", ") + n;
     return s;
   };
+  std::map<std::string, std::string> seen;  // id -> where it first appeared
   for (const CsvRow& row : csv.rows) {
     const auto& f = row.cells;
     const std::string at = csv.where(row);
+    const auto [first, fresh] = seen.emplace(f[size_t(id_col)], at);
+    MC_CHECK(fresh, at, ": id '", f[size_t(id_col)], "' appears twice (first at ", first->second,
+             "): one prediction per subject");
     p.ids.push_back(f[size_t(id_col)]);
     const std::string& lab = f[size_t(label_col)];
     const std::string lat = at + ":" + std::to_string(label_col + 1);

@@ -94,4 +94,33 @@ TrainingState load_training_state(const std::string& state_path, const std::stri
   return s;
 }
 
+std::vector<std::string> remove_torn_checkpoints(const std::string& dir) {
+  std::vector<std::string> removed;
+  std::error_code ec;
+  const std::string suffix = ".state.safetensors";
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const std::string name = e.path().filename().string();
+    if (!name.starts_with("epoch") || !name.ends_with(suffix)) continue;
+    const std::string state = e.path().string();
+    const std::string weights = (e.path().parent_path() / (name.substr(0, name.size() - suffix.size()) + ".safetensors")).string();
+    std::string why;
+    if (!fs::exists(weights, ec)) {
+      why = "its weights are missing";
+    } else {
+      try {  // metadata only: the data is verified when the checkpoint is used
+        const auto a = SafeTensorsFile::open(state, false).metadata(), b = SafeTensorsFile::open(weights, false).metadata();
+        const auto ia = a.find("checkpoint_id"), ib = b.find("checkpoint_id");
+        if (ia == a.end() || ib == b.end() || ia->second != ib->second) why = "its two files are from different saves";
+      } catch (const Error& err) {
+        why = std::string("unreadable: ") + err.what();
+      }
+    }
+    if (why.empty()) continue;
+    fs::remove(weights, ec);
+    fs::remove(state, ec);
+    removed.push_back(state + " (" + why + ")");
+  }
+  return removed;
+}
+
 }  // namespace mc

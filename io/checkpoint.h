@@ -6,6 +6,7 @@
 #pragma once
 #include <map>
 #include <string>
+#include <vector>
 
 #include "engine/state_dict.h"
 
@@ -29,6 +30,12 @@ std::string save_checkpoint(const std::string& dir, const std::string& tag, cons
                             const TrainingState& state);
 // Loads a state file (<tag>.state.safetensors) and checks it belongs to `weights_path`.
 TrainingState load_training_state(const std::string& state_path, const std::string& weights_path);
+// A checkpoint is weights + state or neither: removes each periodic checkpoint of dir
+// ("epoch<N>", not last or best, which --resume checks itself) whose state has no weights or
+// whose two files are from different saves (a kill between the two writes). Returns what was
+// removed, for the caller to say so.
+std::vector<std::string> remove_torn_checkpoints(const std::string& dir);
+
 // "<dir>/<tag>.safetensors" -> "<dir>/<tag>.state.safetensors"
 std::string state_path_for(const std::string& weights_path);
 

@@ -96,6 +96,8 @@ LabelTable parse_labels(std::istream& in, const std::string& name, const Task& t
   MC_CHECK(task.from_tscores() || class_col >= 0, name, ": missing column: the task's classes (", task.names_csv(),
            ") come from a class column (data.tscore_thresholds is empty), and there is none (label, class, ",
            "diagnosis); found: ", found);
+  int64_t disagree = 0;
+  std::string disagreeing;
   for (const CsvRow& row : csv.rows) {
     const auto& f = row.cells;
     const int lineno = int(row.line);
@@ -114,16 +116,25 @@ LabelTable parse_labels(std::istream& in, const std::string& name, const Task& t
     // A regression task's class is the one its T-score falls in, whatever a class column says.
     if (class_col >= 0 && !task.regression() && !is_missing(f[size_t(class_col)])) {
       const std::string& v = f[size_t(class_col)];
+      const int64_t from_t = e.label;
       e.label = task.index_of(v);
       MC_CHECK(e.label >= 0, name, ":", lineno, ": class \"", v, "\" of subject ", e.id,
                " is not one of the task's classes ", task.names_csv(), " (data.classes; or an index 0..",
                task.num_classes() - 1, ")");
+      // Both given and different: neither may silently win.
+      if (from_t >= 0 && from_t != e.label && disagree++ < 10)
+        disagreeing += "\n  " + e.id + " (line " + std::to_string(lineno) + "): T-score " +
+                       shortest(e.tscore) + " is " + task.name(from_t) + ", the class column says " +
+                       task.name(e.label);
     }
     auto [it, fresh] = t.by_id.emplace(e.id, t.entries.size());
     MC_CHECK(fresh, name, ":", lineno, ": duplicate subject ", e.id, " (first on line ",
              t.entries[it->second].line, ")");
     t.entries.push_back(std::move(e));
   }
+  MC_CHECK(disagree == 0, name, ": the T-score and the class column disagree for ", disagree,
+           " subject(s)", disagreeing, disagree > 10 ? "\n  ..." : "",
+           "\nkeep one of the two columns (or make them agree)");
   return t;
 }
 

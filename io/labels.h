@@ -44,9 +44,11 @@ struct LabelTable {
 
 // Header row required. Columns (case, spaces, '_' and '-' ignored): the subject id
 // (id, subject, subject_id, patient_id, case_id, ...), and a T-score (tscore, t, t_score) and/or
-// a class (label, class, diagnosis: a name of task.classes or its index). With T-score
-// thresholds and both columns present the class column wins; a task without thresholds needs
-// the class column, a regression task the T-score column (the class is then derived from it). Comma, semicolon or tab separated, quoted as io/csv.h reads
+// a class (label, class, diagnosis: a name of task.classes or its index). A task without
+// thresholds needs the class column, a regression task the T-score column (the class is then
+// derived from it). When a row has both and the task has thresholds they must agree (the class
+// the T-score gives is the class given); subjects where they disagree are an error listing
+// them, so neither column silently wins. Comma, semicolon or tab separated, quoted as io/csv.h reads
 // it; '#' lines are comments.
 // Empty, NA or NaN cells mean "no label" for that subject. Errors name the file, the line and
 // the value: a T-score that is not a number, an unknown class, a duplicate subject, a missing

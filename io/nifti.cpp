@@ -15,6 +15,7 @@
 #include <sstream>
 
 #include "io/atomic_file.h"
+#include "io/bounds.h"
 
 namespace mc {
 namespace {
@@ -36,7 +37,8 @@ void quiet_niftilib() {
 class Reader {
  public:
   explicit Reader(const std::string& path) : path_(path), buf_(size_t(1) << 20) {
-    if (!fs::exists(path)) MC_FAIL(path, ": no such file");
+    std::error_code ec;  // a symlink loop is this file's error, not a filesystem_error
+    if (!fs::exists(path, ec) && !ec) MC_FAIL(path, ": no such file");
     f_ = std::fopen(path.c_str(), "rb");
     if (!f_) MC_FAIL(path, ": cannot open (", std::strerror(errno), ")");
     unsigned char magic[2] = {0, 0};
@@ -157,6 +159,12 @@ Affine from_dmat(const nifti_dmat44& m) {
   return a;
 }
 
+// Header extensions beyond 2^40 bytes are not plausible; the bound keeps offset + size in int64.
+constexpr int64_t kMaxVoxOffset = int64_t(1) << 40;
+// deflate's largest ratio is 1032:1 (zlib's FAQ); with gzip's headers, members and slack a .gz
+// file of N bytes holds less than 1040 N + 1 MiB: a header claiming more is refused unread.
+constexpr int64_t kMaxGzipRatio = 1040;
+
 // The header fields we use, whichever NIfTI version they came from.
 struct Header {
   int version = 1;
@@ -210,7 +218,11 @@ Header parse_header(const std::string& path, Reader& in) {
       MC_FAIL(path, ": wrong magic (not \"n+1\"): this is not a single-file NIfTI-1 image");
     check_dims(path, u.h1, h);
     h.datatype = u.h1.datatype;
-    h.vox_offset = int64_t(u.h1.vox_offset);
+    // A float: a cast of NaN, inf or >= 2^63 would be undefined, a fraction silently truncated.
+    const float off = u.h1.vox_offset;
+    if (!std::isfinite(off) || off < 0 || off > float(kMaxVoxOffset) || off != std::floor(off))
+      MC_FAIL(path, ": vox_offset ", off, " is not a whole number of bytes in 0..", kMaxVoxOffset);
+    h.vox_offset = int64_t(off);
     h.slope = u.h1.scl_slope;
     h.inter = u.h1.scl_inter;
     nim = nifti_convert_n1hdr2nim(u.h1, path.c_str());
@@ -221,6 +233,8 @@ Header parse_header(const std::string& path, Reader& in) {
     check_dims(path, u.h2, h);
     h.datatype = u.h2.datatype;
     h.vox_offset = u.h2.vox_offset;
+    if (h.vox_offset < 0 || h.vox_offset > kMaxVoxOffset)
+      MC_FAIL(path, ": vox_offset ", h.vox_offset, " is not in 0..", kMaxVoxOffset);
     h.slope = u.h2.scl_slope;
     h.inter = u.h2.scl_inter;
     nim = nifti_convert_n2hdr2nim(u.h2, path.c_str());
@@ -327,18 +341,25 @@ Volume read_nifti(const std::string& path) {
   const int nbyper = bytes_per_voxel(h.datatype);
   int64_t nvox = 1;
   for (int64_t d : v.dims) {
-    if (nvox > std::numeric_limits<int64_t>::max() / 8 / d)
+    if (nvox > (int64_t(1) << 57) / d)
       MC_FAIL(path, ": dims ", dims_str(h.dims), " are too large");
     nvox *= d;
   }
   const int64_t nbytes = nvox * nbyper;
   const std::string what = dims_str(h.dims) + " " + nifti_datatype_string(h.datatype);
+  // Bounded before allocating: nbytes < 2^60 and vox_offset <= 2^40, so the sums cannot overflow.
+  const int64_t file_bytes = int64_t(fs::file_size(path));
   if (!in.compressed()) {
-    const int64_t file_bytes = int64_t(fs::file_size(path));
     if (file_bytes < h.vox_offset + nbytes)
       MC_FAIL(path, ": dims don't match the data size: header says ", what, " (", nbytes,
               " bytes from offset ", h.vox_offset, ") but the file has ", file_bytes, " bytes");
+  } else if (h.vox_offset + nbytes > kMaxGzipRatio * file_bytes + (int64_t(1) << 20)) {
+    MC_FAIL(path, ": dims don't match the data size: header says ", what, " (", nbytes,
+            " bytes from offset ", h.vox_offset, ") but a gzip file of ", file_bytes,
+            " bytes cannot hold more than ", kMaxGzipRatio * file_bytes + (int64_t(1) << 20));
   }
+  // The raw bytes and the float32 volume live at the same time.
+  check_allocation(path, nbytes + nvox * int64_t(sizeof(float)), "the voxels of " + what);
   in.skip(h.vox_offset - h.header_bytes);  // header extensions
   std::vector<char> raw(static_cast<size_t>(nbytes));
   const int64_t got = in.read(raw.data(), nbytes);

@@ -20,9 +20,18 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// The first candidate that is a regular file, or that exists but cannot be examined (a
+// symlink loop, no permission): reading it then fails with that subject's reason, instead of a
+// filesystem_error ending the whole run or a misleading "missing".
 std::string first_existing(std::initializer_list<fs::path> candidates) {
-  for (const auto& p : candidates)
-    if (fs::is_regular_file(p)) return p.string();
+  for (const auto& p : candidates) {
+    std::error_code ec;
+    const fs::file_status st = fs::status(p, ec);
+    if (fs::is_regular_file(st)) return p.string();
+    if (ec && ec != std::errc::no_such_file_or_directory && ec != std::errc::not_a_directory &&
+        fs::is_symlink(fs::symlink_status(p, ec)))
+      return p.string();
+  }
   return {};
 }
 
@@ -104,10 +113,12 @@ std::vector<std::string> list_ct_subjects(const std::string& ct_dir) {
   std::set<std::string> ids;
   for (const auto& e : fs::directory_iterator(ct_dir)) {
     const std::string name = e.path().filename().string();
-    if (e.is_regular_file()) {
+    std::error_code ec;  // a looping or dangling link: its subject fails when read, named
+    const bool regular = e.is_regular_file(ec), broken = ec.operator bool();
+    if (regular || (broken && e.is_symlink(ec))) {
       const std::string id = strip_nifti_ext(name);
       if (!id.empty()) ids.insert(id);
-    } else if (e.is_directory() && !subject_folder_ct(e.path()).empty()) {
+    } else if (e.is_directory(ec) && !subject_folder_ct(e.path()).empty()) {
       ids.insert(name);
     }
   }
@@ -123,7 +134,8 @@ SubjectFiles find_subject_files(const PrepOptions& o, const std::string& id) {
                       : flat.string();
   if (o.preprocess.precropped) return f;
   const fs::path seg_dir = o.seg_dir.empty() ? ct_dir : fs::path(o.seg_dir);
-  const bool same_dir = fs::exists(seg_dir) && fs::exists(ct_dir) && fs::equivalent(seg_dir, ct_dir);
+  std::error_code ec;
+  const bool same_dir = fs::exists(seg_dir, ec) && fs::exists(ct_dir, ec) && fs::equivalent(seg_dir, ct_dir, ec);
   if (!same_dir) f.seg = first_existing({seg_dir / (id + ".nii.gz"), seg_dir / (id + ".nii")});
   if (f.seg.empty())
     f.seg = first_existing({seg_dir / id / "segmentations.nii.gz", seg_dir / id / "segmentations.nii"});

@@ -56,6 +56,12 @@ struct PreprocessOptions {
   // SeriesInstanceUID to read when a CT is a DICOM folder holding several series (config key
   // data.raw.dicom_series); "" = the folder must hold one.
   std::string dicom_series;
+  // Sanity bounds, each a per-subject failure with its reason: a CT voxel edge outside this
+  // range (mm) is a unit error (metres, microns) or a broken header (a 1e-6 mm sform would
+  // make the anti-aliasing blur run for minutes); a scan narrower than min_fov_mm along an
+  // axis cannot hold a vertebra.
+  std::array<double, 2> spacing_range_mm{0.05, 20};
+  double min_fov_mm = 10;
 };
 
 struct SubjectStats {

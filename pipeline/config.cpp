@@ -570,11 +570,23 @@ Config parse_config(const std::string& yaml_text, const std::string& source_name
 }
 
 Config load_config(const std::string& yaml_path, const std::vector<std::string>& overrides) {
+  // A directory opens as an empty stream on Linux, and an empty file parses as "no keys": both
+  // would silently train resnet50 with defaults.
+  std::error_code ec;
+  MC_CHECK(!std::filesystem::is_directory(yaml_path, ec), "config file '", yaml_path,
+           "' is a directory, not a YAML file");
   std::ifstream f(yaml_path, std::ios::binary);
   MC_CHECK(f, "cannot read config file '", yaml_path, "'");
   std::stringstream text;
   text << f.rdbuf();
   MC_CHECK(!f.bad(), "error reading config file '", yaml_path, "'");
+  bool empty = false;
+  try {
+    empty = YAML::Load(text.str()).IsNull();
+  } catch (const YAML::Exception&) {  // parse_config reports syntax errors with their line
+  }
+  MC_CHECK(!empty, "config file '", yaml_path, "' is empty (no keys; only comments or nothing): "
+           "start from configs/medconv.yaml");
   return parse_config(text.str(), yaml_path, overrides);
 }
 

@@ -12,6 +12,7 @@
 #include <type_traits>
 
 #include "engine/check.h"
+#include "engine/metrics.h"
 #include "pipeline/config.h"
 
 namespace mc {
@@ -150,6 +151,13 @@ void data_keys(Add add) {
           .gt(0).le(20));
   add(key("data.margin_mm", F(data.preprocess.margin_mm), "margin added around the L1 bounding box")
           .ge(0).le(200));
+  add(key("data.spacing_range_mm", F(data.preprocess.spacing_range_mm),
+          "plausible CT voxel edges [min, max] in mm; a scan outside is that subject's failure "
+          "(metres or microns in a header)")
+          .len(2, 2).increasing().gt(0).le(1000));
+  add(key("data.min_fov_mm", F(data.preprocess.min_fov_mm),
+          "a scan narrower than this along any axis cannot hold a vertebra: that subject fails")
+          .ge(0).le(1000));
   add(key("data.resize", F(data.preprocess.resize),
           "how the crop becomes the cube: pad: spacing_mm voxels, centred and padded or cropped "
           "to the cube; fit: the longest side fills the cube; stretch: each axis to the cube"));
@@ -366,7 +374,7 @@ void evaluation_and_output_keys(Add add) {
           "binary tasks: the report's operating point is the highest threshold reaching this "
           "sensitivity on the validation split, then applied to the evaluated split").gt(0).le(1));
   add(key("eval.bootstrap", F(eval.bootstrap),
-          "bootstrap resamples for 95% confidence intervals (0 = none)").ge(0).le(1000000));
+          "bootstrap resamples for 95% confidence intervals (0 = none)").ge(0).le(double(kMaxBootstrapResamples)));
   add(key("eval.every_epochs", F(trainer.validate_every), "validate every this many epochs").ge(1));
 
   // output

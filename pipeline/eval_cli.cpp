@@ -56,7 +56,7 @@ Options make_options(EvalCommand& c) {
       ->type_name("p0,p1,...")->delimiter(',')->check(cli::number())->group(saved);
   a.add_option("--scores", o.scores, "auto (default), logits or probabilities")->type_name("KIND")->group(saved);
   a.add_option("--bootstrap", c.eval.bootstrap.resamples, "bootstrap resamples for the confidence intervals (default 1000,\n"
-               "0 = none)")->type_name("B")->check(cli::count())->group(saved);
+               "0 = none, at most 1000000)")->type_name("B")->check(cli::count())->group(saved);
   a.add_option("--seed", c.eval.bootstrap.seed, "bootstrap seed (default 0)")->type_name("S")->check(cli::count())->group(saved);
   a.add_option("--level", c.eval.bootstrap.level, "interval level (default 0.95)")->type_name("L")->check(cli::number())->group(saved);
   a.add_flag_callback("--no-roc", [&c] { c.eval.roc = false; }, "leave ROC curve points out of the JSON")->group(saved);
@@ -84,6 +84,8 @@ EvalCommand parse_eval_command(const std::vector<std::string>& args) {
   const std::string bad = cli::take_overrides(parsed.rest, c.overrides);
   MC_CHECK(bad.empty(), "unknown option or missing value: ", bad);
   if (!o.scores.empty()) c.scores = parse_score_kind(o.scores);
+  MC_CHECK(c.eval.bootstrap.resamples <= kMaxBootstrapResamples, "--bootstrap: ",
+           c.eval.bootstrap.resamples, " resamples is more than the maximum ", kMaxBootstrapResamples);
   MC_CHECK(!c.predictions.empty() || !c.config.empty(),
            "--predictions FILE.csv is required, or --config FILE.yaml to evaluate a checkpoint");
   MC_CHECK(c.predictions.empty() || c.config.empty(), "give --config or --predictions, not both");

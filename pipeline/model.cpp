@@ -57,6 +57,7 @@ std::unique_ptr<nn::Module> build_model(const Config& cfg) {
     for (const auto& prefix : cfg.model.pretrained_skip) drop_keys(src, prefix);
     LoadOptions lo;
     lo.strict = false;  // the head (fc) of a pretrained backbone rarely fits our classes
+    check_finite_weights(src, "model.pretrained '" + cfg.model.pretrained + "'");
     LoadReport r = load_state_dict(m->state_dict(), src, lo);
     std::cout << "pretrained " << cfg.model.pretrained << ": " << r.summary() << "\n";
   }
@@ -108,6 +109,7 @@ LoadedModel load_model(const Config& cfg, const std::string& checkpoint) {
              " (checkpoint vs config). Its task: ", own->describe(), "; evaluate it with its own config "
              "(omit --config to use the one stored beside it)");
   }
+  check_finite_weights(file.views(), "checkpoint '" + checkpoint + "'");
   m.model = build_model(c);
   try {
     load_state_dict(m.model->state_dict(), file.views(), LoadOptions{});

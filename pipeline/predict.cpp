@@ -86,6 +86,10 @@ ScanPrediction predict_scan(LoadedModel& m, const Tensor& input, const std::stri
   ScanPrediction p;
   p.id = id;
   for (float v : logits.to_vector<float>()) p.logits.push_back(v);
+  // A NaN logit would still have an argmax: no class for this scan, an error naming it.
+  for (size_t k = 0; k < p.logits.size(); ++k)
+    MC_CHECK(std::isfinite(p.logits[k]), "subject '", id, "': the model gave a non-finite logit (",
+             shortest(p.logits[k]), " for class ", k, "): no prediction for this scan");
   if (m.task.regression()) {  // one output: the T-score, and the class it falls in
     p.tscore = p.logits.at(0);
     p.cls = m.task.classify(p.tscore);

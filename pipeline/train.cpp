@@ -12,6 +12,7 @@
 #include "engine/dist.h"
 #include "engine/metrics.h"
 #include "engine/trainer.h"
+#include "io/atomic_file.h"
 #include "io/checkpoint.h"
 #include "io/loader.h"
 #include "io/progress.h"
@@ -122,6 +123,12 @@ TrainRun::TrainRun(const Config& cfg, bool resume, const TrainHooks& hooks, Comm
   val_path_ = split_cache_path(cfg_.data, "val");
   check_inputs();
   fs::create_directories(sum_.run_dir);  // only once the inputs are known to exist
+  if (lead_) {  // what a kill -9 left behind: said, then removed
+    for (const std::string& f : remove_stale_temporaries(sum_.run_dir))
+      out_ << "removed a stale temporary file " << f << "\n";
+    for (const std::string& f : remove_torn_checkpoints(sum_.run_dir))
+      out_ << "removed a torn checkpoint " << f << "\n";
+  }
   build();
   start_or_resume();
   if (comm_.world() > 1) join_ranks();
@@ -158,6 +165,14 @@ void TrainRun::build() {
     const std::string d = own->difference(task);
     MC_CHECK(d.empty(), "the training cache '", train_path_, "' was prepared for another task: ", d,
              " (cache vs config); run mc_prep again with this config");
+  }
+  if (!task.regression()) {  // an unknown label (-1) would fail mid-training in the loss, naming nothing
+    std::string unknown;
+    int64_t n = 0;
+    for (const auto& rec : cache.records())
+      if (rec.label < 0 && n++ < 10) unknown += (unknown.empty() ? "" : ", ") + rec.id;
+    MC_CHECK(n == 0, "training cache '", train_path_, "': ", n, " subject(s) have no label (-1): ", unknown,
+             n > 10 ? ", ..." : "", "; give them a label in data.raw.labels_csv and run mc_prep again");
   }
   counts_ = cache.class_counts(cfg_.model.num_classes);
   if (task.regression())
@@ -267,7 +282,7 @@ FitCallbacks TrainRun::callbacks() {
   cb.next_batch = [this]() -> std::optional<TrainBatch> {
     std::optional<Batch> b = loader_->next();
     if (!b) return std::nullopt;
-    TrainBatch tb{b->images, task_.regression() ? b->tscores : b->labels};
+    TrainBatch tb{b->images, task_.regression() ? b->tscores : b->labels, b->ids};
     if (steps_out_) {
       b->images = Tensor();  // the log keeps indices and transforms, not the volumes
       last_batch_ = std::move(b);
@@ -410,8 +425,8 @@ void TrainRun::save_checkpoints(const EpochResult& r) {
   save_checkpoint(sum_.run_dir, "epoch" + std::to_string(r.epoch + 1), weights, st_);
   if (!cfg_.output.keep_last) return;
   const fs::path before = fs::path(sum_.run_dir) / ("epoch" + std::to_string(r.epoch + 1 - every) + ".safetensors");
+  fs::remove(before);  // weights first: a kill here leaves a state alone, removed at the next start
   fs::remove(state_path_for(before.string()));
-  fs::remove(before);
 }
 
 TrainSummary TrainRun::run() {

@@ -126,10 +126,31 @@ TEST(Trainer, NonFiniteLossStopsTheRunNamingEpochAndStep) {
     cb.end_epoch = [&](const EpochResult&) { ++epochs_ended; };
     test::expect_error([&] { tr.fit(FitPlan{.epochs = 3}, cb); },
                        {std::isnan(bad) ? "the loss became nan" : "the loss became inf",
-                        "at epoch 2, step 5 (global step 12)"});
+                        "at epoch 2, step 5 (global step 12), before the optimizer step"});
     EXPECT_EQ(epochs_ended, 1);
-    EXPECT_EQ(calls, 13);  // noticed at the read after step 6 (global 13)
+    EXPECT_EQ(calls, 12);  // on the CPU: at the step itself, before the optimiser applied it
+    EXPECT_EQ(tr.state().global_step, 11);
+    for (float w : s.model.weight().to_vector<float>()) EXPECT_TRUE(std::isfinite(w));
   }
+}
+
+// Issue 11: one NaN volume (as from a damaged cache) gives a finite-looking loss only until its
+// gradient is NaN; the step is refused before the optimiser, naming epoch, step and the batch's
+// subjects, and the weights stay finite.
+TEST(Trainer, NonFiniteGradientStopsBeforeTheStepNamingTheSubjects) {
+  Tiny s;
+  Trainer tr(s.model, *s.opt, ce, TrainerOptions{.sync_every = 4});
+  TrainBatch good = batch(0), bad = batch(1);
+  std::vector<float> x = bad.input.to_vector<float>();
+  x[3] = NAN;
+  bad.input = Tensor::from<float>(x, bad.input.shape());
+  bad.ids = {"subj-a", "subj-nan", "subj-c", "subj-d"};
+  tr.step(good);
+  test::expect_error([&] { tr.step(bad); },
+                     {"became nan", "at epoch 1, step 2 (global step 2), before the optimizer step",
+                      "batch subjects: subj-a, subj-nan, subj-c, subj-d"});
+  EXPECT_EQ(tr.state().global_step, 1);
+  for (float w : s.model.weight().to_vector<float>()) EXPECT_TRUE(std::isfinite(w));
 }
 
 TEST(Trainer, BadLabelOnTheCpuThrowsAtTheStep) {

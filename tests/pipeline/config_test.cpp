@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <fstream>
 #include <map>
 #include <regex>
 #include <set>
@@ -125,6 +126,18 @@ TEST(ConfigFiles, MissingFileIsNamed) {
   } catch (const Error& e) {
     EXPECT_TRUE(contains_all(e.what(), {"/nonexistent/run.yaml", "cannot read"}));
   }
+}
+
+// Issue 11: a directory or an empty file is an error naming it, not a run with defaults.
+TEST(ConfigFiles, DirectoryAndEmptyFileAreErrors) {
+  const std::string dir = test::temp_dir();
+  test::expect_error([&] { load_config(dir); }, {dir, "is a directory"});
+  for (const char* text : {"", "# only a comment\n", "\n\n", "~\n"}) {
+    std::ofstream(dir + "/empty.yaml") << text;
+    test::expect_error([&] { load_config(dir + "/empty.yaml"); }, {dir + "/empty.yaml", "is empty"});
+  }
+  std::ofstream(dir + "/one.yaml") << "train:\n  epochs: 3\n";
+  EXPECT_EQ(load_config(dir + "/one.yaml").train.epochs, 3);
 }
 
 TEST(ConfigFiles, SplitCachePath) {

@@ -245,6 +245,46 @@ TEST(Predict, ErrorsNameTheProblem) {
   EXPECT_HAS(error_of({"--checkpoint", bare, "--crop", crop}), "pass --config FILE.yaml");
 }
 
+// Finite or refuse (issue 11): a checkpoint with a NaN in fc or a running_var of -1 is no
+// prediction but an error naming the file and the tensor; a non-finite logit is an error for
+// that scan, not a class.
+TEST(Predict, NonFiniteWeightsAndLogitsAreErrorsNotClasses) {
+  const TrainedRun r = make_run(test::temp_dir());
+  const std::string crop = write_crop(r.dir + "/l1.nii.gz");
+  StateDict sd = build_model(r.cfg)->state_dict();
+  for (const auto& [name, poison] : {std::pair{std::string("fc.weight"), NAN}, {std::string("bn1.running_var"), -1.f}}) {
+    SCOPED_TRACE(name);
+    StateDict bad;
+    for (const auto& [k, t] : sd) {
+      Tensor c = t.to(Device::cpu());
+      if (k == name) {
+        std::vector<float> v = c.to_vector<float>();
+        v[1] = poison;
+        c = Tensor::from<float>(v, c.shape());
+      }
+      bad.emplace_back(k, c);
+    }
+    const std::string file = r.dir + "/poisoned.safetensors";
+    save_safetensors(file, bad);
+    const std::string e = error_of({"--checkpoint", file, "--config", r.config, "--crop", crop, "--no-progress"});
+    EXPECT_HAS(e, "checkpoint '" + file + "'");
+    EXPECT_HAS(e, "'" + name + "'");
+  }
+  LoadedModel m = load_model(r.cfg, r.checkpoint);
+  // NaN voxels never reach the logits (ReLU and max pooling drop NaN: their comparisons are
+  // false), which is why preprocessing refuses them itself. A weight that overflows does.
+  for (auto& [k, t] : m.model->state_dict())
+    if (k == "fc.bias") Tensor(t).copy_(Tensor::full(t.shape(), INFINITY));
+  const Tensor x = Tensor::full({1, 1, 16, 16, 16}, 0.5);
+  try {
+    predict_scan(m, x, "subj-nan", TrainingPrior{}, 0);
+    ADD_FAILURE() << "a NaN input gave a class";
+  } catch (const Error& e) {
+    EXPECT_HAS(std::string(e.what()), "subject 'subj-nan'");
+    EXPECT_HAS(std::string(e.what()), "non-finite logit");
+  }
+}
+
 TEST(Predict, ProgramExitCodes) {
   const std::string exe = std::string(MC_BINARY_DIR) + "/apps/mc_predict";
   if (!fs::exists(exe)) GTEST_SKIP() << "mc_predict not built";
