@@ -43,10 +43,11 @@ TEST(StartCheck, ZeroInitLastSeesOnlyTheCornerAt28) {
     if (d >= 8 || h >= 8 || w >= 8) p[i] = float(g.uniform());  // the corner stays 0
   }
   for (bool zil : {true, false}) {
-    auto m = models::create("resnet10", 1, 2, 0, zil);
-    m->train();
+    models::ResNet3d m(models::resnet_spec("resnet10"), 1, 2);
+    m.init_weights(0, zil);
+    m.train();
     NoGradGuard ng;
-    const FeatureSpread s = feature_spread(m->forward_pooled(x));
+    const FeatureSpread s = feature_spread(m.forward_pooled(x));
     std::printf("zero_init_last %d: pooled feature std across the batch %.3g\n", int(zil), s.max_std);
     EXPECT_EQ(s.constant(), zil);
     if (zil) EXPECT_EQ(s.max_std, 0.0);  // exactly: BN of a batch-constant value is 0
