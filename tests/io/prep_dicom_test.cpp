@@ -88,6 +88,7 @@ TEST(PrepDicom, SeriesFoldersArePairedPreparedAndNamedWithoutPatientData) {
   o.out_dir = root + "/out";
   o.progress = false;
   o.preprocess.volume = 8, o.preprocess.spacing_mm = 1, o.preprocess.margin_mm = 0;
+  o.preprocess.min_fov_mm = 5;  // the generated series are 12 x 0.7 mm: smaller than any vertebra
   o.hu.vertebrae = "L1";
   const PrepResult r = run_prep(o);
   EXPECT_EQ(r.ok, 2);
