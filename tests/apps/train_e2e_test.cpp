@@ -1,6 +1,10 @@
 // End to end on the CPU: generated scans -> mc_prep's library -> training -> held-out metrics,
 // and resume after an interruption gives the same final weights as an uninterrupted run.
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <cmath>
+#include <fstream>
 #include <filesystem>
 #include <sstream>
 
@@ -119,6 +123,43 @@ TEST(TrainE2E, ValidationEveryNEpochsAndPeriodicCheckpoints) {
       EXPECT_EQ(fs::exists(out + "/" + tag + ".state.safetensors"), !keep_last) << tag;
     }
   }
+}
+
+// What a kill -9 leaves behind (a temporary of a process that is gone, a periodic state whose
+// weights never got written) is removed when the run is resumed, and the log says which files.
+TEST(TrainE2E, ResumeAfterAKillRemovesItsLeftoversAndSaysSo) {
+  const std::string out = test::temp_dir();
+  Config cfg = e2e_config(out, {"train.epochs=2", "train.epoch_samples=16", "schedule.warmup_epochs=0",
+                                "output.checkpoint_every=1", "output.keep_last=false"});
+  test::e2e_prepare();
+  std::ostringstream first;
+  TrainHooks one;
+  one.out = &first;
+  one.max_epochs_this_call = 1;
+  ASSERT_EQ(train(cfg, false, one).epochs_done, 1);
+  ASSERT_TRUE(fs::exists(out + "/epoch1.state.safetensors"));
+
+  const pid_t gone = ::fork();  // a process id that is certainly not running any more
+  if (gone == 0) ::_exit(0);
+  ASSERT_GT(gone, 0);
+  ::waitpid(gone, nullptr, 0);
+  const std::string temp = out + "/last.safetensors.tmp." + std::to_string(gone) + ".0";
+  std::ofstream(temp) << "half a checkpoint";
+  fs::remove(out + "/epoch1.safetensors");  // killed between the state and the weights
+
+  std::ostringstream log;
+  TrainHooks rest;
+  rest.out = &log;
+  EXPECT_EQ(train(cfg, true, rest).epochs_done, 2);
+  const std::string text = log.str();
+  EXPECT_NE(text.find("removed a stale temporary file " + temp), std::string::npos) << text;
+  EXPECT_NE(text.find("from process " + std::to_string(gone)), std::string::npos) << text;
+  EXPECT_NE(text.find("removed a torn checkpoint"), std::string::npos) << text;
+  EXPECT_NE(text.find("epoch1.state.safetensors"), std::string::npos) << text;
+  EXPECT_FALSE(fs::exists(temp));
+  EXPECT_FALSE(fs::exists(out + "/epoch1.state.safetensors"));
+  EXPECT_TRUE(fs::exists(out + "/epoch2.safetensors"));
+  EXPECT_EQ(first.str().find("removed a"), std::string::npos) << first.str();  // a clean start says nothing
 }
 
 TEST(TrainE2E, ResumeWithoutCheckpointNamesTheFile) {
