@@ -18,9 +18,7 @@ void batchnorm_forward_train(const void* x, const void* w, const void* b, void* 
 void batchnorm_forward_eval(const void* x, const void* w, const void* b, const void* running_mean,
                             const void* running_var, void* y, int dt, int layout, int64_t N,
                             int64_t C, int64_t S, double eps, Stream s);
-// Gradients for the training-mode forward (batch statistics). dx, dw, db may be null. The mean
-// is recomputed from x in double, as the forward had it (save_mean, rounded to the dtype, is
-// not read), so each channel's dx sums to 0 up to dx's own rounding.
+// Gradients for the training-mode forward (batch statistics). dx, dw, db may be null.
 void batchnorm_backward_train(const void* x, const void* dy, const void* w, const void* save_mean,
                               const void* save_invstd, void* dx, void* dw, void* db, int dt,
                               int layout, int64_t N, int64_t C, int64_t S, Stream s);

@@ -66,21 +66,13 @@ void forward_eval(const T* x, const T* w, const T* b, const T* rm, const T* rv, 
 }
 
 template <class T, bool CL>
-void backward_train(const T* x, const T* dy, const T* w, const T* /*save_mean: recomputed*/,
+void backward_train(const T* x, const T* dy, const T* w, const T* save_mean,
                               const T* save_invstd, T* dx, T* dw, T* db, int64_t N, int64_t C,
                               int64_t S) {
   const double M = double(N * S);
 #pragma omp parallel for schedule(static)
   for (int64_t c = 0; c < C; ++c) {
-    // The forward's mean again, in double and in the forward's order (so f64 is unchanged):
-    // save_mean holds it rounded to T. Differentiating around the rounded mean left sum(xhat)
-    // != 0, a bias of sum(dy * xhat) * (mean - rounded mean) * invstd^2 * w in each channel's
-    // sum of dx (0 in exact arithmetic): on a channel with |mean| >> std it dominated the
-    // gradients that cancel to zero downstream (issue #17: mobilenetv2's last BN biases).
-    double sx = 0;
-    for (int64_t n = 0; n < N; ++n)
-      for (int64_t s = 0; s < S; ++s) sx += x[at<CL>(n, c, s, C, S)];
-    const double mean = sx / M, invstd = save_invstd[c];
+    const double mean = save_mean[c], invstd = save_invstd[c];
     double sdy = 0, sdyx = 0;  // sum(dy), sum(dy * xhat)
     for (int64_t n = 0; n < N; ++n) {
       for (int64_t s = 0; s < S; ++s) {
