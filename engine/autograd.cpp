@@ -9,6 +9,7 @@ namespace mc {
 
 namespace {
 thread_local bool g_grad_enabled = true;
+RecordObserver g_record_observer;
 }
 
 bool grad_enabled() { return g_grad_enabled; }
@@ -29,7 +30,10 @@ void record(Tensor& out, std::shared_ptr<Node> node, std::initializer_list<const
   meta->requires_grad = true;
   meta->grad_fn = std::move(node);
   out.autograd_meta() = std::move(meta);
+  if (g_record_observer) g_record_observer(*out.autograd_meta()->grad_fn, out);
 }
+
+void set_record_observer(RecordObserver f) { g_record_observer = std::move(f); }
 
 // ---- Tensor's autograd members ----
 

@@ -2,6 +2,7 @@
 // its backward needs; backward() orders the recorded graph once (topologically) and walks it,
 // accumulating into leaf gradients. The graph is freed as it is walked.
 #pragma once
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -27,6 +28,12 @@ struct Node {
   // Which inputs need a gradient (lets backward skip work).
   bool needs(size_t i) const { return i < inputs.size() && inputs[i] != nullptr; }
 };
+
+// Test instrumentation (golden tests, bisection): while set, record() calls it with each new
+// node and its output, after the output has its grad_fn; it may read the output or edit its
+// values in place before any later op uses them. Empty (the default) costs one test per op.
+using RecordObserver = std::function<void(Node& node, Tensor& out)>;
+void set_record_observer(RecordObserver f);
 
 bool grad_enabled();
 class NoGradGuard {

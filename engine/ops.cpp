@@ -107,6 +107,18 @@ struct SumNode : Node {
   }
 };
 
+struct SumSquaresNode : Node {
+  Tensor x;
+  const char* name() const override { return "sum_squares"; }
+  // dx = 2 dy x with dy read on the device. The broadcast is uniform, so labelling it with x's
+  // layout is exact and spares mul a transpose.
+  std::vector<Tensor> backward(const Tensor& dy) override {
+    Tensor two_dy = prims::to_layout(prims::broadcast_scalar(dy, x.shape(), 2.0), Layout::NCDHW,
+                                     x.dtype());  // a bf16 x has an f32 norm
+    return {prims::mul(x, two_dy.set_layout(x.layout()))};
+  }
+};
+
 struct MaxPoolNode : Node {
   Tensor argmax;
   kernels::PoolGeom g;
@@ -313,6 +325,16 @@ Tensor sum(const Tensor& x) { return reduce(x, 1.0); }
 Tensor mean(const Tensor& x) {
   MC_CHECK(x.numel() > 0, "mean of an empty tensor");
   return reduce(x, 1.0 / double(x.numel()));
+}
+
+Tensor sum_squares(const Tensor& x) {
+  Tensor y = prims::sum_squares(x);
+  if (any_requires_grad({&x})) {
+    auto n = node<SumSquaresNode>();
+    n->x = x.detach();
+    record(y, n, {&x});
+  }
+  return y;
 }
 
 void add_(Tensor& y, const Tensor& x) { prims::add_(y, x); }

@@ -37,6 +37,7 @@ Tensor mul(const Tensor& a, const Tensor& b);
 Tensor scale(const Tensor& x, double alpha);
 Tensor sum(const Tensor& x);
 Tensor mean(const Tensor& x);
+Tensor sum_squares(const Tensor& x);  // sum(x * x), fused (prims::sum_squares); d/dx = 2 x
 void add_(Tensor& y, const Tensor& x);  // in place, not recorded
 
 Tensor max_pool3d(const Tensor& x, std::array<int64_t, 3> kernel, std::array<int64_t, 3> stride,

@@ -24,7 +24,7 @@ void SAM::next_pass() {
   for (Tensor* p : params_) {
     const Tensor g = p->grad();
     if (!g.defined()) continue;
-    const Tensor s = prims::sum_all(prims::mul(g, g));
+    const Tensor s = prims::sum_squares(g);
     sumsq = sumsq.defined() ? prims::add(sumsq, s) : s;
   }
   MC_CHECK(sumsq.defined(), "SAM: no parameter has a gradient after the first pass");

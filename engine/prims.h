@@ -74,6 +74,10 @@ void add_(Tensor& y, const Tensor& x);  // y += x
 Tensor mul(const Tensor& a, const Tensor& b);
 Tensor scale(const Tensor& x, double alpha);
 Tensor sum_all(const Tensor& x);  // scalar, accumulated in double in a fixed order
+// sum(x * x) as a scalar, fused (no temporary the size of x); squares and sum in double
+// (kernels/elementwise.h: sum_squares), returned in f64 for f64 input and in f32 otherwise (bf16
+// included). A gradient's squared norm: NaN / Inf propagate.
+Tensor sum_squares(const Tensor& x);
 // alpha * s[0] in every element of a new tensor of `shape` (s: one element, read where it
 // lives: no host sync): the backward of sum and mean.
 Tensor broadcast_scalar(const Tensor& s, const Shape& shape, double alpha);

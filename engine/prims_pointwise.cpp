@@ -55,6 +55,17 @@ Tensor sum_all(const Tensor& x) {
   return y;
 }
 
+Tensor sum_squares(const Tensor& x) {
+  // A 16-bit input's norm is returned in f32: its square sum would lose all but 3 digits in bf16.
+  const DType yt = x.dtype() == DType::F64 ? DType::F64 : DType::F32;
+  Tensor y = empty_like_device(x, {}, yt);
+  const size_t ws = MC_DISPATCH_SIZE(x.device(), sum_workspace, x.numel());
+  const Tensor work = workspace(ws, x.device());
+  MC_DISPATCH(x.device(), sum_squares, x.raw(), kdt(x.dtype()), x.numel(), y.raw(),
+              kdt(y.dtype()), opt_mut(work), ws);
+  return y;
+}
+
 Tensor broadcast_scalar(const Tensor& s, const Shape& shape, double alpha) {
   MC_CHECK(s.numel() == 1, "broadcast_scalar: needs a one-element tensor, got ", s.str());
   Tensor y = empty_like_device(s, shape, s.dtype());

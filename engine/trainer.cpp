@@ -97,7 +97,7 @@ void Trainer::step(const TrainBatch& b) {
 
 void Trainer::check_finite_step(const Tensor& loss, const TrainBatch& b) {
   const Tensor g = model_.flat_grads();
-  const Tensor sq = g.defined() ? prims::sum_all(prims::mul(g, g)) : Tensor();
+  const Tensor sq = g.defined() ? prims::sum_squares(g) : Tensor();  // fused: no g-sized temporary
   const int64_t slot = pending_ - 1;  // record() took this step's slot
   if (!loss.device().is_cuda()) {
     const double l = loss.item(), n = sq.defined() ? sq.item() : 0.0;
@@ -219,7 +219,7 @@ void Trainer::finish_epoch(EpochResult& r, const FitPlan& plan, const FitCallbac
 double clip_grad_norm(nn::Module& model, double max_norm) {
   Tensor g = model.flat_grads();
   MC_CHECK(g.defined(), "clip_grad_norm: the model's parameters are not flat (flatten_parameters)");
-  const double norm = std::sqrt(prims::sum_all(prims::mul(g, g)).item());
+  const double norm = std::sqrt(prims::sum_squares(g).item());
   if (norm > max_norm) {  // torch.nn.utils.clip_grad_norm_: scale by max / (norm + 1e-6)
     Tensor scaled = prims::scale(g, max_norm / (norm + 1e-6));
     g.copy_(scaled);

@@ -151,11 +151,15 @@ __device__ double block_sum(double v) {
   return v;  // valid in thread 0
 }
 
-template <class T> __global__ void sum_partial_kernel(const T* x, int64_t n, double* partial) {
+// Square: sum of x[i]^2 (sum_squares), each square formed in double (exact for f32 / bf16).
+template <class T, bool Square = false>
+__global__ void sum_partial_kernel(const T* x, int64_t n, double* partial) {
   double acc = 0;
   const int64_t stride = int64_t(gridDim.x) * blockDim.x;
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride)
-    acc += double(to_f(x[i]));
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
+    const double v = double(to_f(x[i]));
+    acc += Square ? v * v : v;
+  }
   acc = block_sum(acc);
   if (threadIdx.x == 0) partial[blockIdx.x] = acc;
 }
@@ -269,6 +273,23 @@ void sum(const void* x, int xdt, int64_t n, double scale, void* y, int ydt, void
     sum_final_kernel<Y><<<1, kThreads, 0, s>>>(partial, blocks, scale, static_cast<Y*>(y));
   });
   MC_LAUNCHED("sum");
+}
+
+void sum_squares(const void* x, int xdt, int64_t n, void* y, int ydt, void* work,
+                 size_t work_bytes, Stream s) {
+  MC_CHECK(work && work_bytes >= sum_workspace(n), "kernels/elementwise.cu: sum_squares needs ",
+           sum_workspace(n), " bytes of workspace, got ", work_bytes);
+  const int blocks = grid_for(n, 1, kSumBlocks);
+  auto* partial = static_cast<double*>(work);
+  f32_or_bf16(xdt, "sum_squares", [&](auto xt) {
+    using X = decltype(xt);
+    sum_partial_kernel<X, true><<<blocks, kThreads, 0, s>>>(static_cast<const X*>(x), n, partial);
+  });
+  f32_or_bf16(ydt, "sum_squares", [&](auto yt) {
+    using Y = decltype(yt);
+    sum_final_kernel<Y><<<1, kThreads, 0, s>>>(partial, blocks, 1.0, static_cast<Y*>(y));
+  });
+  MC_LAUNCHED("sum_squares");
 }
 
 void broadcast_scalar(const void* scalar, int sdt, double alpha, void* y, int ydt, int64_t n,

@@ -140,6 +140,13 @@ void cast(const void* x, int xdt, void* y, int ydt, int64_t n, Stream s);    // 
 size_t sum_workspace(int64_t n);
 void sum(const void* x, int xdt, int64_t n, double scale, void* y, int ydt, void* work,
          size_t work_bytes, Stream s);
+// y[0] = sum(x[i]^2) with no temporary (a gradient's squared L2 norm): each value is widened
+// to double and squared there (exact for f32 and bf16 inputs), the squares are summed in double
+// in sum()'s fixed order, and the total is rounded to ydt as sum() rounds. NaN and Inf
+// propagate: the result is finite exactly when every x[i] is (short of ydt's overflow).
+// Workspace: sum_workspace(n).
+void sum_squares(const void* x, int xdt, int64_t n, void* y, int ydt, void* work,
+                 size_t work_bytes, Stream s);
 // y[i] = alpha * scalar[0] (scalar: one element in this backend's memory).
 void broadcast_scalar(const void* scalar, int sdt, double alpha, void* y, int ydt, int64_t n,
                       Stream s);
@@ -154,6 +161,8 @@ void cast(const void* x, int xdt, void* y, int ydt, int64_t n, Stream s);
 size_t sum_workspace(int64_t n);
 void sum(const void* x, int xdt, int64_t n, double scale, void* y, int ydt, void* work,
          size_t work_bytes, Stream s);
+void sum_squares(const void* x, int xdt, int64_t n, void* y, int ydt, void* work,
+                 size_t work_bytes, Stream s);
 void broadcast_scalar(const void* scalar, int sdt, double alpha, void* y, int ydt, int64_t n,
                       Stream s);
 void transpose(const void* x, int xdt, void* y, int ydt, int64_t B, int64_t R, int64_t Q, Stream s);

@@ -119,6 +119,25 @@ void sum(const void* x, int xdt, int64_t n, double scale, void* y, int ydt, void
   store(y, ydt, 0, scale == 1.0 ? acc : acc * scale);
 }
 
+void sum_squares(const void* x, int xdt, int64_t n, void* y, int ydt, void*, size_t, Stream) {
+  known(xdt, "sum_squares");
+  known(ydt, "sum_squares");
+  double acc = 0;  // serial, as sum(): bit-reproducible
+  if (xdt == F32) {
+    const float* p = static_cast<const float*>(x);
+    for (int64_t i = 0; i < n; ++i) acc += double(p[i]) * double(p[i]);
+  } else if (xdt == F64) {
+    const double* p = static_cast<const double*>(x);
+    for (int64_t i = 0; i < n; ++i) acc += p[i] * p[i];
+  } else {
+    for (int64_t i = 0; i < n; ++i) {
+      const double v = load(x, xdt, i);
+      acc += v * v;
+    }
+  }
+  store(y, ydt, 0, acc);
+}
+
 void broadcast_scalar(const void* scalar, int sdt, double alpha, void* y, int ydt, int64_t n,
                       Stream s) {
   known(sdt, "broadcast_scalar");

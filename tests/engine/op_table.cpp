@@ -219,6 +219,17 @@ void gradcheck_rows(std::vector<Row>& r) {
   mn.fwd = TolClass::Sum;
   r.push_back(mn);
 
+  Row ss;  // the fused squared norm (Trainer::check_finite_step, SAM, clip_grad_norm)
+  ss.name = "sum_squares/small";
+  ss.family = "Elementwise";
+  ss.make = [](DType dt) { return In{act(rn({2, 3, 5}, 52, dt))}; };
+  ss.run = [](const Ts& in) { return Ts{sum_squares(in[0])}; };
+  ss.gradcheck = true;
+  ss.grad_seed = ss.dy_seed = 53;
+  ss.precisions = kFp32;
+  ss.fwd = TolClass::Sum;
+  r.push_back(ss);
+
   // Distinct values (a permutation) so the argmax is unique and stable under +-h.
   auto perm_input = [](DType dt) {
     const int64_t n = 2 * 2 * 5 * 6 * 5;

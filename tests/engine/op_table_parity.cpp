@@ -83,6 +83,14 @@ void elementwise(std::vector<Row>& r) {
   sum_r.fwd = TolClass::Sum;
   r.push_back(sum_r);
 
+  // The fused squared norm over a long vector (a flat gradient block's shape, vector body and
+  // tail), as the trainer's finite check runs it.
+  Row ssq = base("sum_squares", "Elementwise", kFp32Bf16, 4);
+  ssq.make = [](DType dt) { return In{act(rn({100003}, 6, dt))}; };
+  ssq.run = [](const Ts& in) { return Ts{sum_squares(in[0])}; };
+  ssq.fwd = TolClass::Sum;
+  r.push_back(ssq);
+
   // alpha * s[0] from a device scalar (the backward of sum and mean, with no host read).
   Row bc = base("broadcast_scalar", "Elementwise", kFp32, 0);
   bc.make = [](DType dt) { return In{act_nograd(Tensor::full({}, 1.5, dt))}; };

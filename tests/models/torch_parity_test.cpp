@@ -12,7 +12,10 @@
 //    float32 error (its f32 result against its f64 one) where that is larger. Train-mode backward
 //    through 16 bottleneck blocks of batch norm is ill-conditioned: on resnet50 PyTorch's own
 //    f32 gradients are up to ~3e-2 from its f64 ones, so no f32 engine can be held to 1e-4 there;
-//    on resnet10 the plain bounds apply (PyTorch's f32 error is below 1e-5).
+//    on resnet10 the plain bounds apply (PyTorch's f32 error is below 1e-5). Where a ReLU input
+//    sits within f32 rounding of the kink, the two f32 runs may take different sides and the
+//    gradient jumps: on resnet14t, resnext50_32x4d and mobilenetv2_100 the gradients are held to
+//    the same bounds against an f64 run that takes our f32 run's side at those elements (Kinks).
 //  * optimizers: AdamW and SGD applied to PyTorch's gradients equal PyTorch's steps.
 //  * determinism: a second run is bit-identical.
 #include <cstdlib>
@@ -46,7 +49,9 @@ struct Run {
   TensorMap grads, buffers;
 };
 
-Run run_engine(const std::string& model, const StateDict& weights, const TensorMap& e, DType dt) {
+// `observe` (if set) watches the training forward (engine/autograd.h: set_record_observer).
+Run run_engine(const std::string& model, const StateDict& weights, const TensorMap& e, DType dt,
+               RecordObserver observe = {}) {
   auto m = models::create(model, 1, 3, 0);
   if (dt != DType::F32) m->to(dt);
   load_state_dict(m->state_dict(), weights);
@@ -58,7 +63,9 @@ Run run_engine(const std::string& model, const StateDict& weights, const TensorM
     r.logits_eval = m->forward(x);
   }
   m->train();
+  set_record_observer(std::move(observe));
   r.logits_train = m->forward(x);
+  set_record_observer({});
   r.loss = cross_entropy(r.logits_train, y);
   r.loss.backward();
   for (auto& [k, p] : m->named_parameters()) r.grads[k] = p->grad();
@@ -96,6 +103,61 @@ std::pair<double, std::string> worst(const TensorMap& ours, const TensorMap& ref
   for (auto& [k, t] : ours) w = std::max(w, {rel_floored(t, ref.at(prefix + k), floor), k});
   return w;
 }
+
+// The gradient of a ReLU network jumps where an activation's input crosses the kink (0, and 6
+// for ReLU6), and some inputs lie within float32 rounding of it: which side our f32 run takes
+// there, and which side PyTorch's takes, is chance. Kinks records, in our f32 training forward,
+// each op output that feeds a ReLU / ReLU6; match() then runs in an f64 forward at the same op
+// and moves any such value that lies on the other side of a kink to our f32 value (a change no
+// larger than f32's forward error, which it checks), so that f64 run takes our decisions.
+struct Kinks {
+  std::vector<std::string> names;                // every recorded op, in order
+  std::vector<Tensor> outs;                      // its f32 output (kept only while recording)
+  std::vector<int> feeds;                        // 0, or 1 / 6: feeds a ReLU / ReLU6
+  std::map<const AutogradMeta*, size_t> index;   // output -> op
+  size_t moved = 0;
+  double worst_move = 0;                         // largest |f64 - f32| moved, relative to max|x|
+
+  RecordObserver recorder() {
+    return [this](Node& n, Tensor& out) {
+      const std::string name = n.name();
+      if ((name == "Relu" || name == "Relu6") && !n.inputs.empty() && n.inputs[0]) {
+        const auto p = index.find(n.inputs[0].get());
+        if (p != index.end()) feeds[p->second] = name == "Relu" ? 1 : 6;
+      }
+      index[out.autograd_meta().get()] = names.size();
+      names.push_back(name);
+      outs.push_back(out.detach());
+      feeds.push_back(0);
+    };
+  }
+  void drop_unused() {
+    for (size_t i = 0; i < outs.size(); ++i)
+      if (!feeds[i]) outs[i] = Tensor();
+    index.clear();
+  }
+  RecordObserver matcher() {
+    return [this, i = size_t(0)](Node& n, Tensor& out) mutable {
+      const size_t k = i++;
+      ASSERT_LT(k, names.size()) << "the f64 forward records more ops than the f32 one";
+      ASSERT_EQ(names[k], n.name()) << "op " << k;
+      if (!feeds[k]) return;
+      ASSERT_EQ(out.numel(), outs[k].numel());
+      ASSERT_EQ(out.layout(), outs[k].layout());
+      double* x = out.data<double>();
+      const float* f = outs[k].data<float>();
+      double scale = 0;
+      for (int64_t j = 0; j < out.numel(); ++j) scale = std::max(scale, std::abs(x[j]));
+      for (int64_t j = 0; j < out.numel(); ++j) {
+        const bool other_side = (x[j] > 0) != (f[j] > 0) || (feeds[k] == 6 && (x[j] < 6) != (f[j] < 6));
+        if (!other_side) continue;
+        worst_move = std::max(worst_move, std::abs(x[j] - f[j]) / scale);
+        x[j] = f[j];
+        ++moved;
+      }
+    };
+  }
+};
 
 void check_model(const std::string& model) {
   const std::string dir = fixture_dir(model);
@@ -155,7 +217,31 @@ void check_model(const std::string& model) {
   }
 
   // ---- float32: against PyTorch's float32 ----
-  Run r = run_engine(model, weights, e32, DType::F32);
+  // On these three some ReLU inputs lie within f32 rounding of the kink (see Kinks) and our f32
+  // run takes the other side from PyTorch's at a few whose gradient matters: their gradients are
+  // checked against an f64 run that takes our f32 run's decisions (kink_matched), at the same
+  // bound. Bisected op by op (each op's f32 backward fed the exact f64 output gradient), only
+  // those ReLUs (and a max-pool after one) were off, by up to 9e-2; every other op was within
+  // 9e-6 of f64 on resnet14t and resnext50_32x4d. resnet14t with 2 threads: layer2.0.act2's input
+  // at one element is 1.0e-6 in f64, -2.2e-7 in ours and 3.1e-6 in PyTorch's f32 (further off,
+  // but on the f64 side); passing that element's gradient or not moves layer2.0's gradients by
+  // 1.3e-2 against PyTorch's f32. Which elements flip changes with the BLAS thread count, and
+  // PyTorch flips two of its own on mobilenetv2. The others pass against PyTorch's f32 directly
+  // (efficientnet_b0's SiLU has no kink). MC_PARITY_STRICT=1 compares these three directly too.
+  const bool kink_matched = (model == "resnet14t" || model == "resnext50_32x4d" ||
+                             model == "mobilenetv2_100") && !std::getenv("MC_PARITY_STRICT");
+  Kinks kinks;
+  Run r = run_engine(model, weights, e32, DType::F32, kink_matched ? kinks.recorder() : RecordObserver{});
+  Run matched;
+  if (kink_matched) {
+    kinks.drop_unused();
+    matched = run_engine(model, weights, e64, DType::F64, kinks.matcher());
+    // The f64 run differs from the exact one only by f32 forward noise at the moved elements.
+    EXPECT_LE(kinks.worst_move, 1e-5) << "an activation input moved further than f32 rounding";
+    std::printf("[parity %s f32] %zu activation inputs on the other side of a kink in our f32 run "
+                "(largest move %.1e of the tensor's scale)\n", model.c_str(), kinks.moved,
+                kinks.worst_move);
+  }
   const double floor = grad_floor(e64);
   auto fl = [&](const std::string& k) { return k.rfind("grad.", 0) == 0 ? floor : 0.0; };
   auto vs_torch = [&](const Tensor& t, const std::string& k) { return rel_floored(t, e32.at(k), fl(k)); };
@@ -177,27 +263,30 @@ void check_model(const std::string& model) {
   std::pair<double, std::string> gw{0, ""}, sw{0, ""};
   int beyond_tol = 0;
   double torch_worst = 0;
-  // OPEN (issue #17): on these three the float32 gradients from the second stage's main branch
-  // down are up to 1.3e-2 from PyTorch's float32 ones while float64 agrees to 1e-12; the cause
-  // is not found yet. Their gradient errors are printed (MC_PARITY_STRICT=1 asserts them, and
-  // fails); every other check of these networks, and every check of the others, is asserted.
-  const bool f32_grad_gap = (model == "resnet14t" || model == "resnext50_32x4d" ||
-                             model == "mobilenetv2_100") && !std::getenv("MC_PARITY_STRICT");
   for (auto& [k, g] : r.grads) {
-    const double err = f32_grad_gap ? vs_torch(g, "grad." + k) : expect(g, "grad." + k, 1e-4);
+    const std::string key = "grad." + k;
+    double err = vs_torch(g, key);
+    if (kink_matched) {
+      const double vs_matched = rel_floored(g, matched.grads.at(k), floor);
+      EXPECT_LE(vs_matched, bound(key, 1e-4)) << key << " against the kink-matched f64 run "
+                                              << "(PyTorch f32 vs f64: " << torch_err(key) << ")";
+      if (std::getenv("MC_PARITY_VERBOSE"))
+        std::printf("  %-44s %.2e   PyTorch f32 vs f64 %.2e   ours f32 vs kink-matched f64 %.2e\n",
+                    key.c_str(), err, torch_err(key), vs_matched);
+      err = vs_matched;
+    } else {
+      err = expect(g, key, 1e-4);
+    }
     gw = std::max(gw, {err, k});
     beyond_tol += err > 1e-4;
-    torch_worst = std::max(torch_worst, torch_err("grad." + k));
+    torch_worst = std::max(torch_worst, torch_err(key));
   }
   for (auto& [k, b] : r.buffers) sw = std::max(sw, {expect(b, "after." + k, 1e-6), k});
   std::printf("[parity %s f32] vs PyTorch f32: logits eval %.1e train %.1e | loss %.1e | worst grad "
-              "%.1e (%s; %d of %zu tensors beyond 1e-4; PyTorch's own f32 vs f64 worst %.1e) | "
-              "running stats %.1e\n", model.c_str(), le, lt, lo, gw.first, gw.second.c_str(), beyond_tol,
+              "%.1e%s (%s; %d of %zu tensors beyond 1e-4; PyTorch's own f32 vs f64 worst %.1e) | "
+              "running stats %.1e\n", model.c_str(), le, lt, lo, gw.first,
+              kink_matched ? " vs the kink-matched f64 run" : "", gw.second.c_str(), beyond_tol,
               r.grads.size(), torch_worst, sw.first);
-  if (f32_grad_gap)
-    std::printf("[parity %s f32] KNOWN GAP, not asserted: worst gradient %.1e (%s) against a bound of "
-                "%.1e (issue #17)\n", model.c_str(), gw.first, gw.second.c_str(),
-                std::max(1e-4, 2 * torch_worst));
 
   // ---- optimizers on PyTorch's gradients ----
   auto m = models::create(model, 1, 3, 0);
