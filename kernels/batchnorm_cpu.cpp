@@ -7,6 +7,7 @@
 #include "kernels/batchnorm.h"
 
 namespace mc::kernels::cpu {
+constexpr const char* kWhere = "kernels/batchnorm_cpu.cpp";  // names the file in errors
 namespace {
 
 // Offset of (n, c, s) in [N, C, S] (NCDHW) or [N, S, C] (NDHWC).
@@ -116,18 +117,6 @@ void backward_eval(const T* x, const T* dy, const T* w, const T* rm, const T* rv
   }
 }
 
-template <class F> void by_type(int dt, int layout, const char* what, F&& f) {
-  MC_CHECK(layout == NCDHW || layout == NDHWC, "kernels/batchnorm_cpu.cpp: ", what,
-           ": unknown layout code ", layout);
-  MC_CHECK(dt == F32 || dt == F64, "kernels/batchnorm_cpu.cpp: ", what,
-           " takes f32 or f64, got ", dt_name(dt));
-  const bool cl = layout == NDHWC;
-  if (dt == F32)
-    cl ? f(float{}, std::true_type{}) : f(float{}, std::false_type{});
-  else
-    cl ? f(double{}, std::true_type{}) : f(double{}, std::false_type{});
-}
-
 template <class T> const T* in(const void* p) { return static_cast<const T*>(p); }
 template <class T> T* out(void* p) { return static_cast<T*>(p); }
 
@@ -137,7 +126,7 @@ void batchnorm_forward_train(const void* x, const void* w, const void* b, void* 
                              void* rv, void* save_mean, void* save_invstd, int dt, int layout,
                              int64_t N, int64_t C, int64_t S, double momentum, double eps,
                              Stream) {
-  by_type(dt, layout, "batch_norm", [&](auto t, auto cl) {
+  by_type<float, double>(dt, layout, kWhere, "batch_norm", [&](auto t, auto cl) {
     using T = decltype(t);
     forward_train<T, decltype(cl)::value>(in<T>(x), in<T>(w), in<T>(b), out<T>(y), out<T>(rm),
                                           out<T>(rv), out<T>(save_mean), out<T>(save_invstd), N,
@@ -148,7 +137,7 @@ void batchnorm_forward_train(const void* x, const void* w, const void* b, void* 
 void batchnorm_forward_eval(const void* x, const void* w, const void* b, const void* rm,
                             const void* rv, void* y, int dt, int layout, int64_t N, int64_t C,
                             int64_t S, double eps, Stream) {
-  by_type(dt, layout, "batch_norm", [&](auto t, auto cl) {
+  by_type<float, double>(dt, layout, kWhere, "batch_norm", [&](auto t, auto cl) {
     using T = decltype(t);
     forward_eval<T, decltype(cl)::value>(in<T>(x), in<T>(w), in<T>(b), in<T>(rm), in<T>(rv),
                                          out<T>(y), N, C, S, eps);
@@ -158,7 +147,7 @@ void batchnorm_forward_eval(const void* x, const void* w, const void* b, const v
 void batchnorm_backward_train(const void* x, const void* dy, const void* w, const void* save_mean,
                               const void* save_invstd, void* dx, void* dw, void* db, int dt,
                               int layout, int64_t N, int64_t C, int64_t S, Stream) {
-  by_type(dt, layout, "batch_norm backward", [&](auto t, auto cl) {
+  by_type<float, double>(dt, layout, kWhere, "batch_norm backward", [&](auto t, auto cl) {
     using T = decltype(t);
     backward_train<T, decltype(cl)::value>(in<T>(x), in<T>(dy), in<T>(w), in<T>(save_mean),
                                            in<T>(save_invstd), out<T>(dx), out<T>(dw),
@@ -169,7 +158,7 @@ void batchnorm_backward_train(const void* x, const void* dy, const void* w, cons
 void batchnorm_backward_eval(const void* x, const void* dy, const void* w, const void* rm,
                              const void* rv, void* dx, void* dw, void* db, int dt, int layout,
                              int64_t N, int64_t C, int64_t S, double eps, Stream) {
-  by_type(dt, layout, "batch_norm backward", [&](auto t, auto cl) {
+  by_type<float, double>(dt, layout, kWhere, "batch_norm backward", [&](auto t, auto cl) {
     using T = decltype(t);
     backward_eval<T, decltype(cl)::value>(in<T>(x), in<T>(dy), in<T>(w), in<T>(rm), in<T>(rv),
                                           out<T>(dx), out<T>(dw), out<T>(db), N, C, S, eps);

@@ -10,6 +10,7 @@
 #include "kernels/cuda_common.cuh"
 
 namespace mc::kernels::cuda {
+constexpr const char* kWhere = "kernels/channel_scale.cu";  // names the file in errors
 namespace {
 
 #define MC_LAUNCHED(what) MC_KERNEL_LAUNCHED("kernels/channel_scale.cu", what)
@@ -61,25 +62,13 @@ __global__ void gate_cl_kernel(const T* __restrict__ x, const T* __restrict__ dy
   }
 }
 
-template <class F> void by_type(int dt, int layout, const char* what, F&& f) {
-  MC_CHECK(layout == NCDHW || layout == NDHWC, "kernels/channel_scale.cu: ", what,
-           ": unknown layout code ", layout);
-  MC_CHECK(dt == F32 || dt == BF16, "kernels/channel_scale.cu: ", what, " takes f32 or bf16, got ",
-           dt_name(dt));
-  const bool cl = layout == NDHWC;
-  if (dt == F32)
-    cl ? f(float{}, std::true_type{}) : f(float{}, std::false_type{});
-  else
-    cl ? f(bf16{}, std::true_type{}) : f(bf16{}, std::false_type{});
-}
-
 }  // namespace
 
 void channel_scale_forward(const void* x, const void* g, void* y, int dt, int64_t N, int64_t C,
                            int64_t S, int layout, Stream s) {
   const int64_t total = N * C * S;
   if (total == 0) return;
-  by_type(dt, layout, "channel_scale", [&](auto t, auto cl) {
+  by_type<float, bf16>(dt, layout, kWhere, "channel_scale", [&](auto t, auto cl) {
     using T = decltype(t);
     scale_kernel<T, decltype(cl)::value><<<grid_for(total), kThreads, 0, s>>>(
         static_cast<const T*>(x), static_cast<const T*>(g), static_cast<T*>(y), C, S, total);
@@ -90,7 +79,7 @@ void channel_scale_forward(const void* x, const void* g, void* y, int dt, int64_
 void channel_scale_backward_gate(const void* x, const void* dy, void* dg, int dt, int64_t N,
                                  int64_t C, int64_t S, int layout, Stream s) {
   if (N * C == 0) return;
-  by_type(dt, layout, "channel_scale backward", [&](auto t, auto cl) {
+  by_type<float, bf16>(dt, layout, kWhere, "channel_scale backward", [&](auto t, auto cl) {
     using T = decltype(t);
     if constexpr (decltype(cl)::value) {
       MC_CHECK(N <= 65535, "channel_scale backward: batch of ", N, " is too large for the grid");

@@ -5,29 +5,18 @@
 #include "kernels/channel_scale.h"
 
 namespace mc::kernels::cpu {
+constexpr const char* kWhere = "kernels/channel_scale_cpu.cpp";  // names the file in errors
 namespace {
 
 template <bool CL> int64_t at(int64_t n, int64_t c, int64_t s, int64_t C, int64_t S) {
   return CL ? (n * S + s) * C + c : (n * C + c) * S + s;
 }
 
-template <class F> void by_type(int dt, int layout, const char* what, F&& f) {
-  MC_CHECK(layout == NCDHW || layout == NDHWC, "kernels/channel_scale_cpu.cpp: ", what,
-           ": unknown layout code ", layout);
-  MC_CHECK(dt == F32 || dt == F64, "kernels/channel_scale_cpu.cpp: ", what,
-           " takes f32 or f64, got ", dt_name(dt));
-  const bool cl = layout == NDHWC;
-  if (dt == F32)
-    cl ? f(float{}, std::true_type{}) : f(float{}, std::false_type{});
-  else
-    cl ? f(double{}, std::true_type{}) : f(double{}, std::false_type{});
-}
-
 }  // namespace
 
 void channel_scale_forward(const void* xv, const void* gv, void* yv, int dt, int64_t N, int64_t C,
                            int64_t S, int layout, Stream) {
-  by_type(dt, layout, "channel_scale", [&](auto t, auto cl) {
+  by_type<float, double>(dt, layout, kWhere, "channel_scale", [&](auto t, auto cl) {
     using T = decltype(t);
     constexpr bool CL = decltype(cl)::value;
     const T* x = static_cast<const T*>(xv);
@@ -43,7 +32,7 @@ void channel_scale_forward(const void* xv, const void* gv, void* yv, int dt, int
 
 void channel_scale_backward_gate(const void* xv, const void* dyv, void* dgv, int dt, int64_t N,
                                  int64_t C, int64_t S, int layout, Stream) {
-  by_type(dt, layout, "channel_scale backward", [&](auto t, auto cl) {
+  by_type<float, double>(dt, layout, kWhere, "channel_scale backward", [&](auto t, auto cl) {
     using T = decltype(t);
     constexpr bool CL = decltype(cl)::value;
     const T* x = static_cast<const T*>(xv);

@@ -9,6 +9,9 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
+
+#include "engine/check.h"
 
 #ifdef __CUDACC__
 #define MC_HD __host__ __device__ __forceinline__
@@ -29,6 +32,26 @@ inline size_t dt_size(int dt) {
   return dt >= 0 && dt <= U8 ? sz[dt] : 0;
 }
 const char* dt_name(int dt);  // "f32", ... (kernels/elementwise_cpu.cpp)
+
+// The dtype code of an element type (bf16's: kernels/cuda_common.cuh).
+template <class T> struct dt_of;
+template <> struct dt_of<float> { static constexpr int value = F32; };
+template <> struct dt_of<double> { static constexpr int value = F64; };
+
+// The one dtype x layout switch of the families that take two float types: runs
+// f(A{} or B{}, std::bool_constant<channels last>{}); any other dtype or layout code is an
+// mc::Error naming the kernel file (`where`) and the op (`what`).
+template <class A, class B, class F>
+void by_type(int dt, int layout, const char* where, const char* what, F&& f) {
+  MC_CHECK(layout == NCDHW || layout == NDHWC, where, ": ", what, ": unknown layout code ", layout);
+  MC_CHECK(dt == dt_of<A>::value || dt == dt_of<B>::value, where, ": ", what, " takes ",
+           dt_name(dt_of<A>::value), " or ", dt_name(dt_of<B>::value), ", got ", dt_name(dt));
+  const bool cl = layout == NDHWC;
+  if (dt == dt_of<A>::value)
+    cl ? f(A{}, std::true_type{}) : f(A{}, std::false_type{});
+  else
+    cl ? f(B{}, std::true_type{}) : f(B{}, std::false_type{});
+}
 
 // One rounding per operation on both backends: on the device these stop nvcc from contracting
 // a * b + c into an FMA (the CPU rounds each step), so f32 results agree bit for bit.

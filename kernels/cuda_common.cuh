@@ -33,3 +33,7 @@ template <> __device__ __forceinline__ float from_f<float>(float v) { return v; 
 template <> __device__ __forceinline__ bf16 from_f<bf16>(float v) { return __float2bfloat16_rn(v); }
 
 }  // namespace mc::kernels::cuda
+
+template <> struct mc::kernels::dt_of<__nv_bfloat16> {
+  static constexpr int value = BF16;
+};

@@ -14,6 +14,7 @@
 #include "kernels/pool.h"
 
 namespace mc::kernels::cuda {
+constexpr const char* kWhere = "kernels/pool.cu";  // names the file in errors
 namespace {
 
 #define MC_LAUNCHED(what) MC_KERNEL_LAUNCHED("kernels/pool.cu", what)
@@ -24,19 +25,12 @@ struct G {
   int64_t N, C, D, H, W, oD, oH, oW;
   int kd, kh, kw, sd, sh, sw, pd, ph, pw;
 };
-// Average pool: the clipped window [lo, hi) of output o on one axis, and the outputs
-// [first, last] whose windows cover input i (as the CPU twin).
+// Average pool: the clipped window [lo, hi) of output o on one axis (as the CPU twin).
 __device__ __forceinline__ void window(int64_t o, int k, int s, int p, int64_t in, int64_t& lo,
                                        int64_t& hi) {
   lo = o * s - p;
   hi = min(lo + k, in);
   lo = max(lo, int64_t(0));
-}
-__device__ __forceinline__ void covering(int64_t i, int k, int s, int p, int64_t out,
-                                         int64_t& first, int64_t& last) {
-  const int64_t q = i + p;
-  first = q < k ? 0 : (q - k) / s + 1;
-  last = min(q / s, out - 1);
 }
 G make(const PoolGeom& g) {
   G r;
@@ -54,23 +48,55 @@ __device__ __forceinline__ int64_t at(int64_t n, int64_t c, int64_t p, int64_t C
   return CL ? (n * P + p) * C + c : (n * C + c) * P + p;
 }
 
+// The inverse of at<CL> on a [N, C, D, H, W] tensor: flat index i -> n, c, plane index p and
+// its (d, h, w). The one index walk of every pool kernel, input side or output side.
+struct Pos {
+  int64_t n, c, p, d, h, w;
+};
+template <bool CL>
+__device__ __forceinline__ Pos locate(int64_t i, int64_t C, int64_t D, int64_t H, int64_t W) {
+  const int64_t P = D * H * W;
+  Pos r;
+  if (CL) {
+    r.c = i % C, r.p = (i / C) % P, r.n = i / (C * P);
+  } else {
+    r.p = i % P, r.c = (i / P) % C, r.n = i / (P * C);
+  }
+  r.w = r.p % W, r.h = (r.p / W) % H, r.d = r.p / (W * H);
+  return r;
+}
+
+// Output windows along one axis that contain input index i: [lo, hi] (max and average pool).
+__device__ __forceinline__ void cover(int64_t i, int k, int s, int p, int64_t out, int64_t& lo,
+                                      int64_t& hi) {
+  const int64_t first = i + p - k + 1;  // smallest o*s that still reaches i
+  lo = first <= 0 ? 0 : (first + s - 1) / s;
+  hi = (i + p) / s;
+  if (hi > out - 1) hi = out - 1;
+}
+
+// Average pool: the clipped input box of output (od, oh, ow) and its voxel count, which the
+// forward divides by and the backward divides each gathered gradient by.
+struct Box {
+  int64_t d0, d1, h0, h1, w0, w1;
+  __device__ float count() const { return float((d1 - d0) * (h1 - h0) * (w1 - w0)); }
+};
+__device__ __forceinline__ Box window_box(const G& g, int64_t od, int64_t oh, int64_t ow) {
+  Box b;
+  window(od, g.kd, g.sd, g.pd, g.D, b.d0, b.d1);
+  window(oh, g.kh, g.sh, g.ph, g.H, b.h0, b.h1);
+  window(ow, g.kw, g.sw, g.pw, g.W, b.w0, b.w1);
+  return b;
+}
+
 template <class T, bool CL>
 __global__ void maxpool_fwd_kernel(G g, const T* __restrict__ x, T* __restrict__ y,
                                    int32_t* __restrict__ argmax) {
   const int64_t oP = g.oD * g.oH * g.oW, iP = g.D * g.H * g.W, total = g.N * g.C * oP;
   const int64_t stride = int64_t(gridDim.x) * blockDim.x;
   for (int64_t o = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; o < total; o += stride) {
-    int64_t n, c, op;
-    if (CL) {
-      c = o % g.C;
-      op = (o / g.C) % oP;
-      n = o / (g.C * oP);
-    } else {
-      op = o % oP;
-      c = (o / oP) % g.C;
-      n = o / (oP * g.C);
-    }
-    const int64_t ow = op % g.oW, oh = (op / g.oW) % g.oH, od = op / (g.oW * g.oH);
+    const Pos q = locate<CL>(o, g.C, g.oD, g.oH, g.oW);
+    const int64_t n = q.n, c = q.c, od = q.d, oh = q.h, ow = q.w;
     float best = 0.f;
     int64_t arg = -1;
     bool nan = false;
@@ -101,32 +127,14 @@ __global__ void maxpool_fwd_kernel(G g, const T* __restrict__ x, T* __restrict__
   }
 }
 
-// Output windows along one axis that contain input index i: [lo, hi].
-__device__ __forceinline__ void cover(int64_t i, int k, int s, int p, int64_t out, int64_t& lo,
-                                      int64_t& hi) {
-  const int64_t first = i + p - k + 1;  // smallest o*s that still reaches i
-  lo = first <= 0 ? 0 : (first + s - 1) / s;
-  hi = (i + p) / s;
-  if (hi > out - 1) hi = out - 1;
-}
-
 template <class T, bool CL>
 __global__ void maxpool_bwd_kernel(G g, const T* __restrict__ dy,
                                    const int32_t* __restrict__ argmax, T* __restrict__ dx) {
   const int64_t oP = g.oD * g.oH * g.oW, iP = g.D * g.H * g.W, total = g.N * g.C * iP;
   const int64_t stride = int64_t(gridDim.x) * blockDim.x;
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += stride) {
-    int64_t n, c, p;
-    if (CL) {
-      c = i % g.C;
-      p = (i / g.C) % iP;
-      n = i / (g.C * iP);
-    } else {
-      p = i % iP;
-      c = (i / iP) % g.C;
-      n = i / (iP * g.C);
-    }
-    const int64_t iw = p % g.W, ih = (p / g.W) % g.H, id = p / (g.W * g.H);
+    const Pos q = locate<CL>(i, g.C, g.D, g.H, g.W);
+    const int64_t n = q.n, c = q.c, p = q.p, id = q.d, ih = q.h, iw = q.w;
     int64_t d0, d1, h0, h1, w0, w1;
     cover(id, g.kd, g.sd, g.pd, g.oD, d0, d1);
     cover(ih, g.kh, g.sh, g.ph, g.oH, h0, h1);
@@ -198,23 +206,14 @@ __global__ void avgpool_fwd_kernel(G g, const T* __restrict__ x, T* __restrict__
   const int64_t oP = g.oD * g.oH * g.oW, iP = g.D * g.H * g.W, total = g.N * g.C * oP;
   const int64_t stride = int64_t(gridDim.x) * blockDim.x;
   for (int64_t o = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; o < total; o += stride) {
-    int64_t n, c, op;
-    if (CL) {
-      c = o % g.C, op = (o / g.C) % oP, n = o / (g.C * oP);
-    } else {
-      op = o % oP, c = (o / oP) % g.C, n = o / (oP * g.C);
-    }
-    const int64_t ow = op % g.oW, oh = (op / g.oW) % g.oH, od = op / (g.oW * g.oH);
-    int64_t d0, d1, h0, h1, w0, w1;
-    window(od, g.kd, g.sd, g.pd, g.D, d0, d1);
-    window(oh, g.kh, g.sh, g.ph, g.H, h0, h1);
-    window(ow, g.kw, g.sw, g.pw, g.W, w0, w1);
+    const Pos q = locate<CL>(o, g.C, g.oD, g.oH, g.oW);
+    const Box b = window_box(g, q.d, q.h, q.w);
     float acc = 0.f;
-    for (int64_t d = d0; d < d1; ++d)
-      for (int64_t h = h0; h < h1; ++h)
-        for (int64_t w = w0; w < w1; ++w)
-          acc = __fadd_rn(acc, to_f(x[at<CL>(n, c, (d * g.H + h) * g.W + w, g.C, iP)]));
-    y[o] = from_f<T>(__fdiv_rn(acc, float((d1 - d0) * (h1 - h0) * (w1 - w0))));
+    for (int64_t d = b.d0; d < b.d1; ++d)
+      for (int64_t h = b.h0; h < b.h1; ++h)
+        for (int64_t w = b.w0; w < b.w1; ++w)
+          acc = __fadd_rn(acc, to_f(x[at<CL>(q.n, q.c, (d * g.H + h) * g.W + w, g.C, iP)]));
+    y[o] = from_f<T>(__fdiv_rn(acc, b.count()));
   }
 }
 
@@ -224,43 +223,20 @@ __global__ void avgpool_bwd_kernel(G g, const T* __restrict__ dy, T* __restrict_
   const int64_t oP = g.oD * g.oH * g.oW, iP = g.D * g.H * g.W, total = g.N * g.C * iP;
   const int64_t stride = int64_t(gridDim.x) * blockDim.x;
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += stride) {
-    int64_t n, c, ip;
-    if (CL) {
-      c = i % g.C, ip = (i / g.C) % iP, n = i / (g.C * iP);
-    } else {
-      ip = i % iP, c = (i / iP) % g.C, n = i / (iP * g.C);
-    }
-    const int64_t w = ip % g.W, h = (ip / g.W) % g.H, d = ip / (g.W * g.H);
+    const Pos q = locate<CL>(i, g.C, g.D, g.H, g.W);
     int64_t a0, a1, b0, b1, e0, e1;
-    covering(d, g.kd, g.sd, g.pd, g.oD, a0, a1);
-    covering(h, g.kh, g.sh, g.ph, g.oH, b0, b1);
-    covering(w, g.kw, g.sw, g.pw, g.oW, e0, e1);
+    cover(q.d, g.kd, g.sd, g.pd, g.oD, a0, a1);
+    cover(q.h, g.kh, g.sh, g.ph, g.oH, b0, b1);
+    cover(q.w, g.kw, g.sw, g.pw, g.oW, e0, e1);
     float acc = 0.f;
     for (int64_t od = a0; od <= a1; ++od)
       for (int64_t oh = b0; oh <= b1; ++oh)
         for (int64_t ow = e0; ow <= e1; ++ow) {
-          int64_t d0, d1, h0, h1, w0, w1;
-          window(od, g.kd, g.sd, g.pd, g.D, d0, d1);
-          window(oh, g.kh, g.sh, g.ph, g.H, h0, h1);
-          window(ow, g.kw, g.sw, g.pw, g.W, w0, w1);
-          const float cnt = float((d1 - d0) * (h1 - h0) * (w1 - w0));
-          acc = __fadd_rn(acc, __fdiv_rn(to_f(dy[at<CL>(n, c, (od * g.oH + oh) * g.oW + ow, g.C, oP)]), cnt));
+          const float dyv = to_f(dy[at<CL>(q.n, q.c, (od * g.oH + oh) * g.oW + ow, g.C, oP)]);
+          acc = __fadd_rn(acc, __fdiv_rn(dyv, window_box(g, od, oh, ow).count()));
         }
     dx[i] = from_f<T>(acc);
   }
-}
-
-// Runs f(T{}, bool_constant<channels last>) for f32 or bf16 data in either layout.
-template <class F> void by_type(int dt, int layout, const char* what, F&& f) {
-  MC_CHECK(layout == NCDHW || layout == NDHWC, "kernels/pool.cu: ", what, ": unknown layout code ",
-           layout);
-  MC_CHECK(dt == F32 || dt == BF16, "kernels/pool.cu: ", what, " takes f32 or bf16, got ",
-           dt_name(dt));
-  const bool cl = layout == NDHWC;
-  if (dt == F32)
-    cl ? f(float{}, std::true_type{}) : f(float{}, std::false_type{});
-  else
-    cl ? f(bf16{}, std::true_type{}) : f(bf16{}, std::false_type{});
 }
 
 }  // namespace
@@ -269,7 +245,7 @@ void avgpool3d_forward(const PoolGeom& pg, const void* x, void* y, int dt, int l
   const G g = make(pg);
   const int64_t total = g.N * g.C * g.oD * g.oH * g.oW;
   if (total == 0) return;
-  by_type(dt, layout, "avg_pool3d", [&](auto t, auto cl) {
+  by_type<float, bf16>(dt, layout, kWhere, "avg_pool3d", [&](auto t, auto cl) {
     using T = decltype(t);
     avgpool_fwd_kernel<T, decltype(cl)::value><<<grid_for(total), kThreads, 0, s>>>(
         g, static_cast<const T*>(x), static_cast<T*>(y));
@@ -282,7 +258,7 @@ void avgpool3d_backward(const PoolGeom& pg, const void* dy, void* dx, int dt, in
   const G g = make(pg);
   const int64_t total = g.N * g.C * g.D * g.H * g.W;
   if (total == 0) return;
-  by_type(dt, layout, "avg_pool3d backward", [&](auto t, auto cl) {
+  by_type<float, bf16>(dt, layout, kWhere, "avg_pool3d backward", [&](auto t, auto cl) {
     using T = decltype(t);
     avgpool_bwd_kernel<T, decltype(cl)::value><<<grid_for(total), kThreads, 0, s>>>(
         g, static_cast<const T*>(dy), static_cast<T*>(dx));
@@ -297,7 +273,7 @@ void maxpool3d_forward(const PoolGeom& pg, const void* x, void* y, int32_t* argm
   if (total == 0) return;
   MC_CHECK(g.D * g.H * g.W <= 0x7fffffff, "max_pool3d: plane of ", g.D * g.H * g.W,
            " voxels is too large for the i32 argmax");
-  by_type(dt, layout, "max_pool3d", [&](auto t, auto cl) {
+  by_type<float, bf16>(dt, layout, kWhere, "max_pool3d", [&](auto t, auto cl) {
     using T = decltype(t);
     maxpool_fwd_kernel<T, decltype(cl)::value><<<grid_for(total), kThreads, 0, s>>>(
         g, static_cast<const T*>(x), static_cast<T*>(y), argmax);
@@ -310,7 +286,7 @@ void maxpool3d_backward(const PoolGeom& pg, const void* dy, const int32_t* argma
   const G g = make(pg);
   const int64_t total = g.N * g.C * g.D * g.H * g.W;
   if (total == 0) return;
-  by_type(dt, layout, "max_pool3d backward", [&](auto t, auto cl) {
+  by_type<float, bf16>(dt, layout, kWhere, "max_pool3d backward", [&](auto t, auto cl) {
     using T = decltype(t);
     maxpool_bwd_kernel<T, decltype(cl)::value><<<grid_for(total), kThreads, 0, s>>>(
         g, static_cast<const T*>(dy), argmax, static_cast<T*>(dx));
@@ -322,7 +298,7 @@ void avgpool_global_forward(const void* x, void* y, int dt, int64_t N, int64_t C
                             int layout, Stream s) {
   if (N * C == 0) return;
   MC_CHECK(S > 0, "global_avg_pool: empty spatial extent");
-  by_type(dt, layout, "global_avg_pool", [&](auto t, auto cl) {
+  by_type<float, bf16>(dt, layout, kWhere, "global_avg_pool", [&](auto t, auto cl) {
     using T = decltype(t);
     if constexpr (decltype(cl)::value) {
       MC_CHECK(N <= 65535, "global_avg_pool: batch of ", N, " is too large for the grid");
@@ -340,7 +316,7 @@ void avgpool_global_backward(const void* dy, void* dx, int dt, int64_t N, int64_
                              int layout, Stream s) {
   const int64_t total = N * C * S;
   if (total == 0) return;
-  by_type(dt, layout, "global_avg_pool backward", [&](auto t, auto cl) {
+  by_type<float, bf16>(dt, layout, kWhere, "global_avg_pool backward", [&](auto t, auto cl) {
     using T = decltype(t);
     gap_bwd_kernel<T, decltype(cl)::value><<<grid_for(total), kThreads, 0, s>>>(
         static_cast<const T*>(dy), static_cast<T*>(dx), C, S, total);

@@ -9,6 +9,7 @@
 #include "kernels/pool.h"
 
 namespace mc::kernels::cpu {
+constexpr const char* kWhere = "kernels/pool_cpu.cpp";  // names the file in errors
 namespace {
 
 // Element (n, c, plane index p) of a [N, C, P] (NCDHW) or [N, P, C] (NDHWC) buffer.
@@ -153,30 +154,17 @@ void gap_backward(const T* dy, T* dx, int64_t N, int64_t C, int64_t S) {
   }
 }
 
-// Runs f(T{}, bool_constant<channels last>) for f32 or f64 data in either layout.
-template <class F> void by_type(int dt, int layout, const char* what, F&& f) {
-  MC_CHECK(layout == NCDHW || layout == NDHWC, "kernels/pool_cpu.cpp: ", what,
-           ": unknown layout code ", layout);
-  MC_CHECK(dt == F32 || dt == F64, "kernels/pool_cpu.cpp: ", what, " takes f32 or f64, got ",
-           dt_name(dt));
-  const bool cl = layout == NDHWC;
-  if (dt == F32)
-    cl ? f(float{}, std::true_type{}) : f(float{}, std::false_type{});
-  else
-    cl ? f(double{}, std::true_type{}) : f(double{}, std::false_type{});
-}
-
 }  // namespace
 
 void avgpool3d_forward(const PoolGeom& g, const void* x, void* y, int dt, int layout, Stream) {
-  by_type(dt, layout, "avg_pool3d", [&](auto t, auto cl) {
+  by_type<float, double>(dt, layout, kWhere, "avg_pool3d", [&](auto t, auto cl) {
     using T = decltype(t);
     avgpool_forward<T, decltype(cl)::value>(g, static_cast<const T*>(x), static_cast<T*>(y));
   });
 }
 
 void avgpool3d_backward(const PoolGeom& g, const void* dy, void* dx, int dt, int layout, Stream) {
-  by_type(dt, layout, "avg_pool3d backward", [&](auto t, auto cl) {
+  by_type<float, double>(dt, layout, kWhere, "avg_pool3d backward", [&](auto t, auto cl) {
     using T = decltype(t);
     avgpool_backward<T, decltype(cl)::value>(g, static_cast<const T*>(dy), static_cast<T*>(dx));
   });
@@ -186,7 +174,7 @@ void maxpool3d_forward(const PoolGeom& g, const void* x, void* y, int32_t* argma
                        int layout, Stream) {
   MC_CHECK(g.D * g.H * g.W <= 0x7fffffff, "max_pool3d: plane of ", g.D * g.H * g.W,
            " voxels is too large for the i32 argmax");
-  by_type(dt, layout, "max_pool3d", [&](auto t, auto cl) {
+  by_type<float, double>(dt, layout, kWhere, "max_pool3d", [&](auto t, auto cl) {
     using T = decltype(t);
     maxpool_forward<T, decltype(cl)::value>(g, static_cast<const T*>(x), static_cast<T*>(y),
                                             argmax);
@@ -195,7 +183,7 @@ void maxpool3d_forward(const PoolGeom& g, const void* x, void* y, int32_t* argma
 
 void maxpool3d_backward(const PoolGeom& g, const void* dy, const int32_t* argmax, void* dx, int dt,
                         int layout, Stream) {
-  by_type(dt, layout, "max_pool3d backward", [&](auto t, auto cl) {
+  by_type<float, double>(dt, layout, kWhere, "max_pool3d backward", [&](auto t, auto cl) {
     using T = decltype(t);
     maxpool_backward<T, decltype(cl)::value>(g, static_cast<const T*>(dy), argmax,
                                              static_cast<T*>(dx));
@@ -204,7 +192,7 @@ void maxpool3d_backward(const PoolGeom& g, const void* dy, const int32_t* argmax
 
 void avgpool_global_forward(const void* x, void* y, int dt, int64_t N, int64_t C, int64_t S,
                             int layout, Stream) {
-  by_type(dt, layout, "global_avg_pool", [&](auto t, auto cl) {
+  by_type<float, double>(dt, layout, kWhere, "global_avg_pool", [&](auto t, auto cl) {
     using T = decltype(t);
     gap_forward<T, decltype(cl)::value>(static_cast<const T*>(x), static_cast<T*>(y), N, C, S);
   });
@@ -212,7 +200,7 @@ void avgpool_global_forward(const void* x, void* y, int dt, int64_t N, int64_t C
 
 void avgpool_global_backward(const void* dy, void* dx, int dt, int64_t N, int64_t C, int64_t S,
                              int layout, Stream) {
-  by_type(dt, layout, "global_avg_pool backward", [&](auto t, auto cl) {
+  by_type<float, double>(dt, layout, kWhere, "global_avg_pool backward", [&](auto t, auto cl) {
     using T = decltype(t);
     gap_backward<T, decltype(cl)::value>(static_cast<const T*>(dy), static_cast<T*>(dx), N, C, S);
   });

@@ -1,6 +1,7 @@
 #include "models/efficientnet3d.h"
 
 #include <cmath>
+#include <string>
 
 namespace mc::models {
 namespace {
@@ -47,58 +48,48 @@ struct BlockCfg {
   Generator* gen = nullptr;
 };
 
-class DepthwiseSeparable : public nn::Module {
+// timm's two mobile blocks in one builder (the registration order is each block's key order,
+// which init_weights walks):
+//   DepthwiseSeparableConv (expand = false): conv_dw, bn1 (+act), [se], conv_pw, bn2
+//   InvertedResidual (expand = true): conv_pw, bn1 (+act), conv_dw, bn2 (+act), [se], conv_pwl, bn3
+// No activation after the projecting 1^3 conv (timm).
+class MBBlock : public nn::Module {
  public:
-  DepthwiseSeparable(int64_t in, int64_t out, int64_t k, int64_t s, double se_ratio, BlockCfg c)
+  MBBlock(int64_t in, int64_t out, int64_t k, int64_t s, bool expand, int64_t exp, double se_ratio,
+          BlockCfg c)
       : c_(c), skip_(s == 1 && in == out) {
-    dw_ = &register_module("conv_dw", std::make_unique<Conv3d>(in, in, k, s, same_pad(k, s), false, in));
-    bn1_ = &register_module("bn1", std::make_unique<BatchNorm3d>(in));
-    if (se_ratio > 0)
-      se_ = &register_module("se", std::make_unique<SqueezeExcite>(in, int64_t(std::round(double(in) * se_ratio)), c.act));
-    pw_ = &register_module("conv_pw", std::make_unique<Conv3d>(in, out, 1));
-    bn2_ = &register_module("bn2", std::make_unique<BatchNorm3d>(out));
-  }
-  Tensor forward(const Tensor& x) override {
-    Tensor y = activate(c_.act, bn1_->forward(dw_->forward(x)));
-    if (se_) y = se_->forward(y);
-    y = bn2_->forward(pw_->forward(y));  // no activation after the point-wise conv (timm)
-    return skip_ ? add(drop_path(y, c_.drop_path, is_training(), *c_.gen), x) : y;
-  }
- private:
-  BlockCfg c_;
-  bool skip_;
-  nn::Module *dw_, *bn1_, *se_ = nullptr, *pw_, *bn2_;
-};
-
-class InvertedResidual : public nn::Module {
- public:
-  InvertedResidual(int64_t in, int64_t out, int64_t k, int64_t s, int64_t exp, double se_ratio,
-                   BlockCfg c)
-      : c_(c), skip_(s == 1 && in == out) {
-    const int64_t mid = make_divisible(double(in * exp));
-    pw_ = &register_module("conv_pw", std::make_unique<Conv3d>(in, mid, 1));
-    bn1_ = &register_module("bn1", std::make_unique<BatchNorm3d>(mid));
+    const int64_t mid = expand ? make_divisible(double(in * exp)) : in;
+    int bn = 0;
+    auto next_bn = [&](int64_t chs) {
+      return &register_module("bn" + std::to_string(++bn), std::make_unique<BatchNorm3d>(chs));
+    };
+    if (expand) {
+      pw_ = &register_module("conv_pw", std::make_unique<Conv3d>(in, mid, 1));
+      bn_pw_ = next_bn(mid);
+    }
     dw_ = &register_module("conv_dw", std::make_unique<Conv3d>(mid, mid, k, s, same_pad(k, s), false, mid));
-    bn2_ = &register_module("bn2", std::make_unique<BatchNorm3d>(mid));
+    bn_dw_ = next_bn(mid);
     if (se_ratio > 0) {
-      // timm divides se_ratio by the expansion and applies it to mid: round(mid * r / exp).
-      const int64_t rd = int64_t(std::round(double(mid) * (se_ratio / double(exp))));
+      // timm divides se_ratio by the expansion and applies it to mid: round(mid * r / exp); a
+      // depthwise-separable block has no expansion (round(in * r)).
+      const double e = expand ? double(exp) : 1.0;
+      const int64_t rd = int64_t(std::round(double(mid) * (se_ratio / e)));
       se_ = &register_module("se", std::make_unique<SqueezeExcite>(mid, rd, c.act));
     }
-    pwl_ = &register_module("conv_pwl", std::make_unique<Conv3d>(mid, out, 1));
-    bn3_ = &register_module("bn3", std::make_unique<BatchNorm3d>(out));
+    proj_ = &register_module(expand ? "conv_pwl" : "conv_pw", std::make_unique<Conv3d>(mid, out, 1));
+    bn_proj_ = next_bn(out);
   }
   Tensor forward(const Tensor& x) override {
-    Tensor y = activate(c_.act, bn1_->forward(pw_->forward(x)));
-    y = activate(c_.act, bn2_->forward(dw_->forward(y)));
+    Tensor y = pw_ ? activate(c_.act, bn_pw_->forward(pw_->forward(x))) : x;
+    y = activate(c_.act, bn_dw_->forward(dw_->forward(y)));
     if (se_) y = se_->forward(y);
-    y = bn3_->forward(pwl_->forward(y));
+    y = bn_proj_->forward(proj_->forward(y));
     return skip_ ? add(drop_path(y, c_.drop_path, is_training(), *c_.gen), x) : y;
   }
  private:
   BlockCfg c_;
   bool skip_;
-  nn::Module *pw_, *bn1_, *dw_, *bn2_, *se_ = nullptr, *pwl_, *bn3_;
+  nn::Module *pw_ = nullptr, *bn_pw_ = nullptr, *dw_, *bn_dw_, *se_ = nullptr, *proj_, *bn_proj_;
 };
 
 }  // namespace
@@ -147,11 +138,8 @@ EfficientNet3d::EfficientNet3d(const EfficientNetSpec& spec, int64_t in_chans, i
     for (int r = 0; r < st.repeats; ++r, ++idx) {
       const int64_t s = r == 0 ? st.stride : 1, out = make_divisible(double(st.out));
       const BlockCfg c{spec.act, spec.drop_path_rate * idx / total, &drop_gen_};
-      if (st.type == 'd')
-        stage->add(std::make_unique<DepthwiseSeparable>(in, out, st.kernel, s, spec.se_ratio, c));
-      else
-        stage->add(std::make_unique<InvertedResidual>(in, out, st.kernel, s, st.exp_ratio,
-                                                      spec.se_ratio, c));
+      stage->add(std::make_unique<MBBlock>(in, out, st.kernel, s, st.type == 'i', st.exp_ratio,
+                                           spec.se_ratio, c));
       in = out;
     }
     blocks->add(std::move(stage));
