@@ -29,6 +29,7 @@ Report write_report(const PredictionTable& table, ReportRun run, const Bootstrap
     eo.roc = false;
     r.sweep = evaluate(table, eo);
   }
+  add_calibration(r, table, bootstrap);
   if (r.hu.available &&
       std::set<std::string>(r.hu.eval_ids.begin(), r.hu.eval_ids.end()) != std::set<std::string>(table.ids.begin(), table.ids.end()))
     r.notes.push_back("the HU baseline covers the " + std::to_string(r.hu.n_eval) + " usable manifest rows of the split; the model "
@@ -47,6 +48,7 @@ Report write_report(const PredictionTable& table, ReportRun run, const Bootstrap
   save_svg(r.roc, "roc.svg", roc_svg(r));
   save_svg(r.confusion, "confusion.svg", confusion_svg(r));
   if (r.sweep) save_svg(r.sweep_chart, "tau2_sweep.svg", sweep_svg(r));
+  save_svg(r.reliability, "reliability.svg", reliability_svg(r));
   if (!r.run.metrics_csv.empty())
     if (auto svg = curves_svg(r)) save_svg(r.training_curves, "training_curves.svg", *svg);
   r.markdown = path("report.md");
@@ -56,6 +58,7 @@ Report write_report(const PredictionTable& table, ReportRun run, const Bootstrap
 
   r.terminal = format_report(r.headline);
   if (r.sweep) r.terminal += "\npost-hoc adjustment sweep\n" + sweep_table(r);
+  r.terminal += "\n" + calibration_terminal(r);
   r.terminal += "\nHU screening baseline\n" + (r.hu.available ? hu_table(r) : "") + (r.hu.note.empty() ? "" : r.hu.note + "\n");
   for (const auto& n : r.notes) r.terminal += "note: " + n + "\n";
   return r;

@@ -2,7 +2,8 @@
 // its bootstrap interval, the per-class table, the confusion matrix, the post-hoc tau2 sweep
 // (the paper's Table VI) and a screening baseline on the vertebra's HU, written into one folder:
 //   report.md, report.json, predictions.csv (id,label,score_0.. = logits; mc_eval --predictions
-//   reads it), roc.svg, confusion.svg, tau2_sweep.svg, training_curves.svg (from the run's
+//   reads it), roc.svg, confusion.svg, tau2_sweep.svg, reliability.svg (calibration, before and
+//   after temperature scaling: eval/calibration.h), training_curves.svg (from the run's
 //   metrics.csv, when there is one).
 // A checkpoint's report (the model run over a cache first) is pipeline/evaluate.h's.
 #pragma once
@@ -10,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "eval/calibration.h"
 #include "eval/evaluation.h"
 #include "eval/hu_baseline.h"
 
@@ -26,6 +28,11 @@ struct ReportRun {  // what was evaluated, for the summary
   double tau2 = 0;            // the headline's post-hoc adjustment
   std::vector<double> sweep;  // tau2 values of the sweep (empty: no sweep)
   std::string metrics_csv;    // the run log for the training curves ("" = none)
+  // Temperature scaling fitted on validation (eval/calibration.h): 1 = none. The calibration
+  // section shows the split before and after it.
+  double temperature = 1;
+  std::string temperature_source;  // where it came from ("" = no temperature)
+  int64_t calibration_bins = 15;
   std::vector<std::string> notes;  // caveats found while gathering the above
 };
 
@@ -34,8 +41,12 @@ struct Report {
   Evaluation headline;             // one row, at run.tau2, with ROC curves
   std::optional<Evaluation> sweep; // one row per sweep value
   HuBaseline hu;
+  // Calibration of the headline probabilities (at run.tau2) as they are, and after dividing the
+  // adjusted scores by run.temperature (when it is not 1).
+  CalibrationResult calibration;
+  std::optional<CalibrationResult> calibration_scaled;
   std::vector<std::string> notes;
-  std::string dir, markdown, json, predictions, roc, confusion, sweep_chart, training_curves;
+  std::string dir, markdown, json, predictions, roc, confusion, sweep_chart, training_curves, reliability;
   std::string terminal;  // the tables mc_eval prints
 };
 

@@ -31,6 +31,7 @@ std::string report_json(const Report& r) {
               {"tau2", run.tau2}, {"sweep", run.sweep}};
   j["evaluation"] = evaluation_json(r.headline);
   j["sweep"] = r.sweep ? evaluation_json(*r.sweep) : Json();
+  j["calibration"] = calibration_json(r);
   Json rules = Json::array();
   for (const HuRule& u : r.hu.rules)
     rules.push_back({{"key", u.key}, {"name", u.name}, {"feature", u.feature}, {"thresholds", u.thresholds},
@@ -40,7 +41,7 @@ std::string report_json(const Report& r) {
                       {"n_train", r.hu.n_train}, {"n_eval", r.hu.n_eval}, {"rules", std::move(rules)}};
   j["notes"] = r.notes;
   j["files"] = {{"markdown", file(r.markdown)}, {"predictions", file(r.predictions)}, {"roc", file(r.roc)},
-                {"confusion", file(r.confusion)}, {"tau2_sweep", file(r.sweep_chart)},
+                {"confusion", file(r.confusion)}, {"tau2_sweep", file(r.sweep_chart)}, {"reliability", file(r.reliability)},
                 {"training_curves", file(r.training_curves)}};
   return json_text(j) + "\n";
 }

@@ -150,6 +150,7 @@ std::string markdown(const Report& r) {
     md << "\n## Post-hoc logit adjustment sweep\n\nscores = logits - tau2 * log(prior) (Menon et al.; the paper's "
           "Table VI). tau2 = 0 is the unadjusted model; the bold row is the one reported above.\n\n"
        << sweep_table(r) << "\n![tau2 sweep](tau2_sweep.svg)\n";
+  md << calibration_markdown(r);
   md << "\n## HU screening baseline\n\n";
   if (!r.hu.available) {
     md << r.hu.note << "\n";
