@@ -119,9 +119,9 @@ Tensor ResNet3d::forward_features(const Tensor& x) {
   return y;
 }
 
-Tensor ResNet3d::forward(const Tensor& x) {
-  return fc_->forward(global_avg_pool3d(forward_features(x)));
-}
+Tensor ResNet3d::forward_head(const Tensor& features) { return fc_->forward(global_avg_pool3d(features)); }
+
+Tensor ResNet3d::forward(const Tensor& x) { return forward_head(forward_features(x)); }
 
 void ResNet3d::init_weights(uint64_t seed, bool zero_init_last) {
   Generator g(seed);

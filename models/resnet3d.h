@@ -24,6 +24,7 @@ class ResNet3d : public nn::Module {
   ResNet3d(const ResNetSpec& spec, int64_t in_chans, int64_t num_classes);
   Tensor forward(const Tensor& x) override;
   Tensor forward_features(const Tensor& x);  // before the pool: [N, C, d, h, w]
+  Tensor forward_head(const Tensor& features);  // global average pool + fc: [N, classes]
   int64_t num_features() const { return num_features_; }
   // timm's init: kaiming-normal (fan_out) convolutions, BN weight 1 / bias 0, the last BN of each
   // block zeroed (zero_init_last), PyTorch's default init for fc. Deterministic from the seed.

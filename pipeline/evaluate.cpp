@@ -55,6 +55,14 @@ Report write_model_report(const Config& cfg, const ReportOptions& o) {
     taus.insert({cfg.posthoc.tau2, 0.0});  // the reported value and the unadjusted model
     run.sweep.assign(taus.begin(), taus.end());
   }
+  const CheckpointTemperature temp = checkpoint_temperature(checkpoint);
+  if (temp.present()) {
+    run.temperature = temp.value;
+    run.temperature_source = "fitted on the validation split by mc_train, " + temp.source;
+    if (temp.tau2 != run.tau2)
+      run.notes.push_back("the temperature was fitted at tau2 = " + general(temp.tau2) + ", the report adjusts with tau2 = " +
+                          general(run.tau2) + ": it may calibrate less well here");
+  }
   const std::string log = (fs::path(cfg.output.dir) / "metrics.csv").string();
   if (fs::exists(log)) run.metrics_csv = log;
 

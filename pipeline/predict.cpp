@@ -11,8 +11,10 @@
 #include "io/json.h"
 #include "io/prep.h"
 #include "pipeline/prep_config.h"
+#include "pipeline/saliency.h"
 #include "io/progress.h"
 #include "io/text.h"
+#include "eval/calibration.h"
 #include "losses/posthoc.h"
 
 namespace mc {
@@ -42,7 +44,7 @@ std::vector<ScanInput> folder_inputs(const std::string& ct_dir, const std::strin
   return v;
 }
 
-Tensor prepare_input(const ScanInput& in, const PreprocessOptions& opts) {
+Preprocessed preprocess_input(const ScanInput& in, const PreprocessOptions& opts) {
   PreprocessOptions o = opts;
   if (in.seg.empty()) {
     MC_CHECK(o.precropped, "subject '", in.id, "': no segmentation for ", in.ct,
@@ -51,22 +53,48 @@ Tensor prepare_input(const ScanInput& in, const PreprocessOptions& opts) {
     o.precropped = false;
     if (in.binary_mask) o.label_id = -1;
   }
-  Preprocessed p;
   try {
-    p = preprocess_files(in.ct, in.seg, o);
+    return preprocess_files(in.ct, in.seg, o);
   } catch (const Error& e) {
     throw Error("subject '" + in.id + "' (" + in.ct + (in.seg.empty() ? "" : ", " + in.seg) +
                 "): " + e.what());
   }
+}
+
+Tensor cube_model_input(const Tensor& c) {
   // mc_prep stores f16 (io/cache.h); rounding the same way gives the model the inputs it knows.
-  Tensor cube = p.cube.to(DType::F16).to(DType::F32);
+  Tensor cube = c.to(DType::F16).to(DType::F32);
   Shape s = cube.shape();
   s.insert(s.begin(), 1);
   return cube.view(s);
 }
 
+Tensor prepare_input(const ScanInput& in, const PreprocessOptions& opts) {
+  return cube_model_input(preprocess_input(in, opts).cube);
+}
+
+ScanPrediction prediction_from_logits(const std::vector<double>& logits, const std::string& id,
+                                      const TrainingPrior& prior, double tau2, double temperature) {
+  ScanPrediction p;
+  p.id = id;
+  p.logits = logits;
+  const int64_t K = int64_t(logits.size());
+  if (tau2 != 0 && prior.usable()) {
+    p.tau2 = tau2;
+  } else if (tau2 != 0) {
+    p.note = "no post-hoc adjustment (tau2 " + shortest(tau2) + " asked): training prior: " + prior.source;
+  }
+  p.temperature = temperature;
+  p.probabilities = calibrated_probabilities(logits, K, std::vector<double>(prior.counts.begin(), prior.counts.end()),
+                                             p.tau2, temperature);
+  p.cls = 0;
+  for (size_t k = 1; k < p.probabilities.size(); ++k)
+    if (p.probabilities[k] > p.probabilities[size_t(p.cls)]) p.cls = int64_t(k);
+  return p;
+}
+
 ScanPrediction predict_scan(LoadedModel& m, const Tensor& input, const std::string& id,
-                            const TrainingPrior& prior, double tau2) {
+                            const TrainingPrior& prior, double tau2, double temperature) {
   MC_CHECK(input.dim() == 5 && input.size(0) == 1, "predict: input must be [1, C, D, H, W], got ",
            shape_str(input.shape()));
   MC_CHECK(input.size(1) == m.in_chans, "subject '", id, "': the preprocessed volume has ",
@@ -78,29 +106,17 @@ ScanPrediction predict_scan(LoadedModel& m, const Tensor& input, const std::stri
     NoGradGuard ng;
     logits = m.model->forward(model_input(input, m.device)).to(Device::cpu()).to(DType::F32);
   }
-  ScanPrediction p;
-  p.id = id;
-  for (float v : logits.to_vector<float>()) p.logits.push_back(v);
-  Tensor probs;
-  if (tau2 != 0 && prior.usable()) {
-    probs = posthoc_probabilities(logits, std::vector<double>(prior.counts.begin(), prior.counts.end()), tau2);
-    p.tau2 = tau2;
-  } else {
-    probs = softmax_with_offset(logits, std::vector<double>(p.logits.size(), 0.0), true);
-    if (tau2 != 0) p.note = "no post-hoc adjustment (tau2 " + shortest(tau2) + " asked): training prior: " + prior.source;
-  }
-  p.probabilities = probs.to_vector<double>();
-  p.cls = 0;
-  for (size_t k = 1; k < p.probabilities.size(); ++k)
-    if (p.probabilities[k] > p.probabilities[size_t(p.cls)]) p.cls = int64_t(k);
-  return p;
+  std::vector<double> l;
+  for (float v : logits.to_vector<float>()) l.push_back(v);
+  return prediction_from_logits(l, id, prior, tau2, temperature);
 }
 
 std::string prediction_json(const ScanPrediction& p, const std::vector<std::string>& names, bool raw) {
   Json probabilities = Json::object();
   for (size_t k = 0; k < p.probabilities.size(); ++k) probabilities[names.at(k)] = p.probabilities[k];
   Json j{{"id", p.id}, {"class", p.cls}, {"class_name", names.at(size_t(p.cls))},
-         {"probabilities", std::move(probabilities)}, {"tau2", p.tau2}};
+         {"probabilities", std::move(probabilities)}, {"tau2", p.tau2},
+         {"temperature", p.temperature}};
   if (raw) j["logits"] = p.logits;
   if (!p.note.empty()) j["note"] = p.note;
   return json_text(j);
@@ -142,6 +158,15 @@ int run_predict(const PredictCommand& cmd, std::ostream& out, std::ostream& err)
     err << (prior.usable() ? "post-hoc adjustment tau2 = " + shortest(tau2) + ", training prior from " + prior.source
                            : "no post-hoc adjustment: training prior: " + prior.source)
         << "\n";
+  const CheckpointTemperature fitted = checkpoint_temperature(cmd.checkpoint);
+  const double temperature = cmd.temperature.value_or(fitted.value);
+  if (temperature != 1)
+    err << "temperature scaling T = " << shortest(temperature)
+        << (cmd.temperature ? " (--temperature)" : " (" + fitted.source + ", fitted at tau2 = " + shortest(fitted.tau2) + ")")
+        << "\n";
+  if (!cmd.temperature && fitted.present() && fitted.tau2 != tau2)
+    err << "note: the temperature was fitted at tau2 = " << shortest(fitted.tau2) << ", this run adjusts with tau2 = "
+        << shortest(tau2) << "\n";
   const auto names = class_names_for(m.num_classes);
   auto emit = [&](const std::string& text) {
     if (cmd.out.empty()) out << text;
@@ -151,7 +176,22 @@ int run_predict(const PredictCommand& cmd, std::ostream& out, std::ostream& err)
   if (cmd.ct_dir.empty()) {
     const ScanInput in = cmd.crop.empty() ? ScanInput{stem_of(cmd.ct), cmd.ct, cmd.seg}
                                           : ScanInput{stem_of(cmd.crop), cmd.crop, ""};
-    emit(prediction_json(predict_scan(m, prepare_input(in, opts), in.id, prior, tau2), names, cmd.raw) + "\n");
+    const ScanPrediction pred = predict_scan(m, prepare_input(in, opts), in.id, prior, tau2, temperature);
+    if (!cmd.saliency.empty()) {
+      int64_t cls = -1;  // the predicted class (of the adjusted, calibrated probabilities)
+      if (cmd.saliency_class.empty()) {
+        cls = pred.cls;
+      } else {
+        for (size_t k = 0; k < names.size(); ++k)
+          if (names[k] == cmd.saliency_class || std::to_string(k) == cmd.saliency_class) cls = int64_t(k);
+        std::string allowed;
+        for (size_t k = 0; k < names.size(); ++k) allowed += (k ? ", " : "") + std::to_string(k) + " " + names[k];
+        MC_CHECK(cls >= 0, "--saliency-class: '", cmd.saliency_class, "' is not a class of the model (", allowed, ")");
+      }
+      const Saliency sal = write_saliency(m, in, opts, cls, cmd.saliency, saliency_png_path(cmd.saliency));
+      err << "saliency: Grad-CAM of class " << names[size_t(cls)] << " (layer4) -> " << sal.nifti << ", " << sal.png << "\n";
+    }
+    emit(prediction_json(pred, names, cmd.raw) + "\n");
     return 0;
   }
   const auto inputs = folder_inputs(cmd.ct_dir, cmd.seg_dir, opts);
@@ -162,7 +202,7 @@ int run_predict(const PredictCommand& cmd, std::ostream& out, std::ostream& err)
   int64_t failed = 0;
   for (const ScanInput& in : inputs) {
     try {
-      csv += prediction_csv_row(predict_scan(m, prepare_input(in, opts), in.id, prior, tau2), names, cmd.raw);
+      csv += prediction_csv_row(predict_scan(m, prepare_input(in, opts), in.id, prior, tau2, temperature), names, cmd.raw);
     } catch (const Error& e) {
       ++failed;
       err << "mc_predict: " << e.what() << "\n";

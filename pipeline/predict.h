@@ -26,18 +26,27 @@ std::vector<ScanInput> folder_inputs(const std::string& ct_dir, const std::strin
 // The model input [1, C, V, V, V] f32, as the model saw it in training: preprocess_files(), then
 // rounded through f16 because mc_prep's caches store f16. Errors name the subject and its files.
 Tensor prepare_input(const ScanInput& in, const PreprocessOptions& opts);
+// The two halves of prepare_input: the preprocessed cube (with its affine to the scan's world)
+// and the model input made from it.
+Preprocessed preprocess_input(const ScanInput& in, const PreprocessOptions& opts);
+Tensor cube_model_input(const Tensor& cube);
 
 struct ScanPrediction {
   std::string id;
   int64_t cls = -1;
   std::vector<double> logits, probabilities;
   double tau2 = 0;   // the adjustment applied to the probabilities
+  double temperature = 1;  // the temperature applied after it
   std::string note;  // why no adjustment was applied, when one was asked for
 };
-// Eval mode, no gradients. probabilities = softmax(logits - tau2 * log prior); with tau2 != 0
-// and no usable prior they are the plain softmax and `note` says so.
+// Eval mode, no gradients. probabilities = softmax((logits - tau2 * log prior) / temperature)
+// (eval/calibration.h's order); with tau2 != 0 and no usable prior the adjustment is skipped
+// and `note` says so.
 ScanPrediction predict_scan(LoadedModel& m, const Tensor& input, const std::string& id,
-                            const TrainingPrior& prior, double tau2);
+                            const TrainingPrior& prior, double tau2, double temperature = 1);
+// The same for logits already computed ([K] values of one scan).
+ScanPrediction prediction_from_logits(const std::vector<double>& logits, const std::string& id,
+                                      const TrainingPrior& prior, double tau2, double temperature);
 
 std::string prediction_json(const ScanPrediction& p, const std::vector<std::string>& names, bool raw);
 std::string prediction_csv_header(const std::vector<std::string>& names, bool raw);
@@ -50,8 +59,11 @@ struct PredictCommand {
   std::vector<std::string> overrides;  // key=value, applied to the config
   std::optional<int64_t> label_id;
   std::optional<double> tau2;  // default: the config's posthoc.tau2
+  std::optional<double> temperature;  // default: the checkpoint's (1 when it has none)
   bool raw = false;
   bool progress = true;
+  std::string saliency;        // Grad-CAM NIfTI on the scan's grid (+ a PNG beside it); one scan only
+  std::string saliency_class;  // class index or name; "" = the predicted class
 };
 // Throws mc::Error naming the bad argument.
 PredictCommand parse_predict_command(const std::vector<std::string>& args);
