@@ -33,6 +33,8 @@ struct ReportRun {  // what was evaluated, for the summary
   double temperature = 1;
   std::string temperature_source;  // where it came from ("" = no temperature)
   int64_t calibration_bins = 15;
+  // Test-time augmentation: what was averaged and how it did on validation (Markdown), "" = none.
+  std::string tta, tta_validation;
   std::vector<std::string> notes;  // caveats found while gathering the above
 };
 

@@ -75,6 +75,9 @@ std::string calibration_terminal(const Report& r) {
 
 std::string calibration_markdown(const Report& r) {
   std::ostringstream md;
+  if (!r.run.tta.empty())
+    md << "\n## Test-time augmentation\n\nThe scores above are the mean logits over " << r.run.tta
+       << ". On the validation split:\n\n" << r.run.tta_validation;
   const CalibrationResult& c = r.calibration;
   md << "\n## Calibration\n\nDoes a predicted 80% come true 80% of the time? Expected calibration error (ECE: "
      << c.bins << " equal-width bins of the top-label confidence, |accuracy - confidence| weighted by the bin's "

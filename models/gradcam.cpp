@@ -53,14 +53,14 @@ GradCam grad_cam(const Tensor& features, const std::function<Tensor(const Tensor
   return g;
 }
 
-GradCam grad_cam(ResNet3d& model, const Tensor& x, int64_t cls) {
+GradCam grad_cam(ResNet3d& model, const Tensor& x, int64_t cls, int stage) {
   model.eval();
   Tensor features;
   {
-    NoGradGuard ng;  // no graph through the backbone: only the head is differentiated
-    features = model.forward_features(x);
+    NoGradGuard ng;  // no graph up to the stage: only what follows it is differentiated
+    features = model.forward_to_stage(x, stage);
   }
-  return grad_cam(features, [&](const Tensor& a) { return model.forward_head(a); }, cls);
+  return grad_cam(features, [&](const Tensor& a) { return model.forward_from_stage(a, stage); }, cls);
 }
 
 Tensor upsample_trilinear(const Tensor& map, const std::array<int64_t, 3>& out) {

@@ -28,9 +28,10 @@ struct GradCam {
 // features: [1, C, d, h, w]; head: features -> logits [1, K], built from differentiable ops.
 // cls < 0: the arg-max of the logits. Errors name a bad shape or class.
 GradCam grad_cam(const Tensor& features, const std::function<Tensor(const Tensor&)>& head, int64_t cls);
-// A ResNet-3D's last convolutional stage (layer4) for the input x [1, C, D, H, W], in eval
-// mode (x already on the model's device and in its layout).
-GradCam grad_cam(ResNet3d& model, const Tensor& x, int64_t cls);
+// A ResNet-3D's stage `stage` (default 4 = layer4, the last convolutional stage) for the input
+// x [1, C, D, H, W], in eval mode (x already on the model's device and in its layout). For an
+// earlier stage the head is the rest of the network, differentiated through its convolutions.
+GradCam grad_cam(ResNet3d& model, const Tensor& x, int64_t cls, int stage = 4);
 
 // PyTorch's F.interpolate(mode="trilinear", align_corners=False) of a [d, h, w] f32 CPU map to
 // `out` = {D, H, W}: source coordinate (i + 0.5) * in / out - 0.5, clamped at 0.

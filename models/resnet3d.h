@@ -25,6 +25,10 @@ class ResNet3d : public nn::Module {
   Tensor forward(const Tensor& x) override;
   Tensor forward_features(const Tensor& x);  // before the pool: [N, C, d, h, w]
   Tensor forward_head(const Tensor& features);  // global average pool + fc: [N, classes]
+  // The network split after stage `stage` (1..4 = layer1..layer4): stem + layers 1..stage, and
+  // the rest (layers stage+1..4 + head). forward = from_stage(to_stage(x, s), s) for every s.
+  Tensor forward_to_stage(const Tensor& x, int stage);
+  Tensor forward_from_stage(const Tensor& a, int stage);
   int64_t num_features() const { return num_features_; }
   // timm's init: kaiming-normal (fan_out) convolutions, BN weight 1 / bias 0, the last BN of each
   // block zeroed (zero_init_last), PyTorch's default init for fc. Deterministic from the seed.

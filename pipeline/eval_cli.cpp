@@ -12,13 +12,14 @@ namespace {
 
 const char* kUsage =
     "usage: mc_eval --config FILE.yaml [section.key=value ...] [--checkpoint W.safetensors]\n"
-    "               [--split test|val|train] [--out DIR] [--no-progress]\n"
+    "               [--split test|val|train] [--tta] [--out DIR] [--no-progress]\n"
     "       mc_eval --predictions FILE.csv [options]\n";
 
 const char* kAbout =
     "A model (--config): predicts the split's cache with the checkpoint (default\n"
     "<output.dir>/best.safetensors) and writes a report into --out (default <output.dir>/report):\n"
-    "report.md, report.json, predictions.csv, roc.svg, confusion.svg, tau2_sweep.svg and\n"
+    "report.md, report.json, predictions.csv, roc.svg, confusion.svg, tau2_sweep.svg,\n"
+    "reliability.svg (calibration before / after the checkpoint's temperature) and\n"
     "training_curves.svg. Every metric has a bootstrap interval (eval.bootstrap resamples, seed\n"
     "train.seed); probabilities are adjusted post hoc with posthoc.tau2 and the train cache's class\n"
     "counts; the sweep covers posthoc.sweep; an HU screening baseline comes from mc_prep's\n"
@@ -41,6 +42,8 @@ Options make_options(EvalCommand& c) {
   a.add_option("--checkpoint", c.report.checkpoint, "weights (default <output.dir>/best.safetensors)")->type_name("W")->group(model);
   a.add_option("--split", c.report.split, "the split to evaluate: test (default), val or train")->type_name("SPLIT")->group(model);
   a.add_flag_callback("--no-progress", [&c] { c.report.progress = false; }, "no progress bar")->group(model);
+  a.add_flag("--tta", c.report.tta, "test-time augmentation: mean logits over the flips training used;\n"
+             "the report compares the validation split with and without it")->group(model);
   const char* saved = "Saved predictions (--predictions)";
   a.add_option("--predictions", c.predictions, "CSV with header id,label,score_0,...,score_{K-1} (or class names\n"
                "as score headers); labels are class indices or class names")->type_name("FILE")->group(saved);

@@ -14,6 +14,7 @@ struct ReportOptions {
   std::string split = "test";
   std::string out_dir;     // "" = <output.dir>/report
   bool progress = false;   // progress bar while predicting
+  bool tta = false;        // test-time augmentation by flips (pipeline/tta.h), compared on val
 };
 
 // Loads the checkpoint into the configured model (strict), predicts the split's cache, takes the

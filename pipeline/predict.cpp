@@ -94,14 +94,17 @@ ScanPrediction prediction_from_logits(const std::vector<double>& logits, const s
 }
 
 ScanPrediction predict_scan(LoadedModel& m, const Tensor& input, const std::string& id,
-                            const TrainingPrior& prior, double tau2, double temperature) {
+                            const TrainingPrior& prior, double tau2, double temperature,
+                            const std::vector<Flip>& flips) {
   MC_CHECK(input.dim() == 5 && input.size(0) == 1, "predict: input must be [1, C, D, H, W], got ",
            shape_str(input.shape()));
   MC_CHECK(input.size(1) == m.in_chans, "subject '", id, "': the preprocessed volume has ",
            input.size(1), " channel(s) (one per data.windows entry) but the model takes ",
            m.in_chans, " (model.in_chans)");
   Tensor logits;
-  {
+  if (!flips.empty()) {
+    logits = tta_logits(*m.model, input, m.device, flips);
+  } else {
     m.model->eval();
     NoGradGuard ng;
     logits = m.model->forward(model_input(input, m.device)).to(Device::cpu()).to(DType::F32);
@@ -167,6 +170,8 @@ int run_predict(const PredictCommand& cmd, std::ostream& out, std::ostream& err)
   if (!cmd.temperature && fitted.present() && fitted.tau2 != tau2)
     err << "note: the temperature was fitted at tau2 = " << shortest(fitted.tau2) << ", this run adjusts with tau2 = "
         << shortest(tau2) << "\n";
+  const std::vector<Flip> flips = cmd.tta ? tta_flips(cfg) : std::vector<Flip>{};
+  if (cmd.tta) err << "test-time augmentation: mean logits over " << flips_text(flips) << "\n";
   const auto names = class_names_for(m.num_classes);
   auto emit = [&](const std::string& text) {
     if (cmd.out.empty()) out << text;
@@ -176,7 +181,7 @@ int run_predict(const PredictCommand& cmd, std::ostream& out, std::ostream& err)
   if (cmd.ct_dir.empty()) {
     const ScanInput in = cmd.crop.empty() ? ScanInput{stem_of(cmd.ct), cmd.ct, cmd.seg}
                                           : ScanInput{stem_of(cmd.crop), cmd.crop, ""};
-    const ScanPrediction pred = predict_scan(m, prepare_input(in, opts), in.id, prior, tau2, temperature);
+    const ScanPrediction pred = predict_scan(m, prepare_input(in, opts), in.id, prior, tau2, temperature, flips);
     if (!cmd.saliency.empty()) {
       int64_t cls = -1;  // the predicted class (of the adjusted, calibrated probabilities)
       if (cmd.saliency_class.empty()) {
@@ -188,8 +193,11 @@ int run_predict(const PredictCommand& cmd, std::ostream& out, std::ostream& err)
         for (size_t k = 0; k < names.size(); ++k) allowed += (k ? ", " : "") + std::to_string(k) + " " + names[k];
         MC_CHECK(cls >= 0, "--saliency-class: '", cmd.saliency_class, "' is not a class of the model (", allowed, ")");
       }
-      const Saliency sal = write_saliency(m, in, opts, cls, cmd.saliency, saliency_png_path(cmd.saliency));
-      err << "saliency: Grad-CAM of class " << names[size_t(cls)] << " (layer4) -> " << sal.nifti << ", " << sal.png << "\n";
+      const Saliency sal = write_saliency(m, in, opts, cls, cmd.saliency, saliency_png_path(cmd.saliency), cmd.saliency_stage);
+      err << "saliency: Grad-CAM of class " << names[size_t(cls)] << " at layer" << sal.stage << " ("
+          << shape_str(sal.cam.map.shape()) << " grid"
+          << (cmd.saliency_stage == 0 && sal.stage != 4 ? "; layer4's grid is a single voxel for this cube size" : "")
+          << ") -> " << sal.nifti << ", " << sal.png << "\n";
     }
     emit(prediction_json(pred, names, cmd.raw) + "\n");
     return 0;
@@ -202,7 +210,7 @@ int run_predict(const PredictCommand& cmd, std::ostream& out, std::ostream& err)
   int64_t failed = 0;
   for (const ScanInput& in : inputs) {
     try {
-      csv += prediction_csv_row(predict_scan(m, prepare_input(in, opts), in.id, prior, tau2, temperature), names, cmd.raw);
+      csv += prediction_csv_row(predict_scan(m, prepare_input(in, opts), in.id, prior, tau2, temperature, flips), names, cmd.raw);
     } catch (const Error& e) {
       ++failed;
       err << "mc_predict: " << e.what() << "\n";

@@ -11,6 +11,7 @@
 #include "pipeline/config.h"
 #include "io/preprocess.h"
 #include "pipeline/model.h"
+#include "pipeline/tta.h"
 
 namespace mc {
 
@@ -43,7 +44,8 @@ struct ScanPrediction {
 // (eval/calibration.h's order); with tau2 != 0 and no usable prior the adjustment is skipped
 // and `note` says so.
 ScanPrediction predict_scan(LoadedModel& m, const Tensor& input, const std::string& id,
-                            const TrainingPrior& prior, double tau2, double temperature = 1);
+                            const TrainingPrior& prior, double tau2, double temperature = 1,
+                            const std::vector<Flip>& flips = {});  // flips: TTA (pipeline/tta.h)
 // The same for logits already computed ([K] values of one scan).
 ScanPrediction prediction_from_logits(const std::vector<double>& logits, const std::string& id,
                                       const TrainingPrior& prior, double tau2, double temperature);
@@ -64,6 +66,8 @@ struct PredictCommand {
   bool progress = true;
   std::string saliency;        // Grad-CAM NIfTI on the scan's grid (+ a PNG beside it); one scan only
   std::string saliency_class;  // class index or name; "" = the predicted class
+  int saliency_stage = 0;
+  bool tta = false;            // test-time augmentation by flips      // ResNet stage 1..4; 0 = layer4 unless its grid is one voxel
 };
 // Throws mc::Error naming the bad argument.
 PredictCommand parse_predict_command(const std::vector<std::string>& args);

@@ -12,8 +12,8 @@ const char* kUsage =
     "usage: mc_predict --checkpoint W.safetensors [--config FILE.yaml] [key=value ...]\n"
     "                  (--ct CT.nii.gz --seg SEG.nii.gz [--label-id N] | --crop L1.nii.gz |\n"
     "                   --ct-dir DIR [--seg-dir DIR])\n"
-    "                  [--raw] [--tau2 X] [--temperature T] [--out FILE] [--no-progress]\n"
-    "                  [--saliency MAP.nii.gz [--saliency-class C]]\n";
+    "                  [--raw] [--tau2 X] [--temperature T] [--tta] [--out FILE] [--no-progress]\n"
+    "                  [--saliency MAP.nii.gz [--saliency-class C] [--saliency-stage N]]\n";
 
 struct Options {
   std::unique_ptr<CLI::App> app;
@@ -52,6 +52,9 @@ Options make_options(PredictCommand& c) {
                "three orthogonal slices through its peak over the CT")->type_name("MAP.nii.gz");
   a.add_option("--saliency-class", c.saliency_class, "the class the map explains (index or name);\n"
                "default: the predicted class")->type_name("C");
+  a.add_option("--saliency-stage", c.saliency_stage, "ResNet stage to explain, 1..4 (layer1..layer4);\n"
+               "default: layer4, or the last stage with a grid of >= 2 voxels per axis")->type_name("N");
+  a.add_flag("--tta", c.tta, "test-time augmentation: mean logits over the flips training used");
   a.add_flag("--raw", c.raw, "also print the logits");
   a.add_option("--out", c.out, "write the JSON (one scan) or CSV (a folder) there, not to stdout")->type_name("FILE");
   a.add_flag_callback("--no-progress", [&c] { c.progress = false; }, "no progress bar");
@@ -102,6 +105,7 @@ PredictCommand parse_predict_command(const std::vector<std::string>& args) {
   MC_CHECK(c.saliency.empty() || c.saliency.ends_with(".nii.gz") || c.saliency.ends_with(".nii"),
            "--saliency: '", c.saliency, "' must end in .nii.gz or .nii");
   MC_CHECK(c.saliency_class.empty() || !c.saliency.empty(), "--saliency-class goes with --saliency");
+  MC_CHECK(c.saliency_stage >= 0 && c.saliency_stage <= 4, "--saliency-stage: ", c.saliency_stage, " is not 1..4");
   return c;
 }
 

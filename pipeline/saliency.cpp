@@ -129,7 +129,7 @@ std::string saliency_png_path(const std::string& nifti_path) {
 }
 
 Saliency write_saliency(LoadedModel& m, const ScanInput& in, const PreprocessOptions& opts, int64_t cls,
-                        const std::string& nifti_path, const std::string& png_path) {
+                        const std::string& nifti_path, const std::string& png_path, int stage) {
   auto* resnet = dynamic_cast<models::ResNet3d*>(m.model.get());
   MC_CHECK(resnet, "--saliency: Grad-CAM needs a ResNet-3D model (its last convolutional stage); this model is not one");
   const Preprocessed p = preprocess_input(in, opts);
@@ -137,7 +137,12 @@ Saliency write_saliency(LoadedModel& m, const ScanInput& in, const PreprocessOpt
   MC_CHECK(x.size(1) == m.in_chans, "subject '", in.id, "': the preprocessed volume has ", x.size(1),
            " channel(s) but the model takes ", m.in_chans, " (model.in_chans)");
   Saliency s;
-  s.cam = models::grad_cam(*resnet, model_input(x, m.device), cls);
+  MC_CHECK(stage >= 0 && stage <= 4, "--saliency-stage: ", stage, " is not a stage (1..4, 0 = automatic)");
+  const Tensor xin = model_input(x, m.device);
+  s.stage = stage ? stage : 4;
+  s.cam = models::grad_cam(*resnet, xin, cls, s.stage);
+  auto coarse = [](const Tensor& map) { return map.size(0) < 2 || map.size(1) < 2 || map.size(2) < 2; };
+  while (!stage && s.stage > 1 && coarse(s.cam.map)) s.cam = models::grad_cam(*resnet, xin, cls, --s.stage);
   const int64_t V = p.cube.size(1);
   s.cube_map = models::upsample_trilinear(s.cam.map, {V, p.cube.size(2), p.cube.size(3)});
   float* c = s.cube_map.data<float>();

@@ -1,5 +1,7 @@
 // Where the model looked: mc_predict --saliency. A 3D Grad-CAM map (models/gradcam.h) of the
-// last convolutional stage, upsampled to the preprocessed L1 cube, then resampled onto the
+// last convolutional stage (layer4; when its grid is a single voxel along some axis, as for
+// cubes under 64^3, the last stage with at least 2 voxels per axis, said on stderr; or the
+// stage asked for), upsampled to the preprocessed L1 cube, then resampled onto the
 // scan's own voxel grid through the cube's affine so it overlays on the CT in any viewer
 // (3D Slicer, ITK-SNAP): same dims, same affine (sform) as the CT file; 0 outside the crop;
 // values in [0, 1] (the map divided by its maximum). Beside it a PNG of three orthogonal
@@ -33,11 +35,13 @@ struct Saliency {
   Tensor cube_map;               // [V, V, V] in [0, 1]
   std::array<int64_t, 3> peak{};  // {d, h, w} of the cube map's maximum
   std::string nifti, png;        // written files
+  int stage = 4;                 // the ResNet stage explained (layer<stage>)
 };
 // Grad-CAM of `cls` (< 0: the predicted class) for one scan, written to nifti_path (and the
-// PNG to png_path when not empty). Needs a ResNet-3D model (an error says so otherwise).
+// PNG to png_path when not empty). stage 1..4, or 0 = automatic (above). Needs a ResNet-3D
+// model (an error says so otherwise).
 Saliency write_saliency(LoadedModel& m, const ScanInput& in, const PreprocessOptions& opts, int64_t cls,
-                        const std::string& nifti_path, const std::string& png_path);
+                        const std::string& nifti_path, const std::string& png_path, int stage = 0);
 // "OUT.nii.gz" -> "OUT.png" (also .nii).
 std::string saliency_png_path(const std::string& nifti_path);
 

@@ -91,6 +91,13 @@ TEST(GradCam, ResNetMapUsesTheModelsOwnForward) {
   const auto want = net->forward(x).to_vector<float>();
   for (size_t k = 0; k < 3; ++k) EXPECT_FLOAT_EQ(float(g.logits[k]), want[k]);
   for (float v : g.map.to_vector<float>()) EXPECT_GE(v, 0.0f);
+  // An earlier stage: the head is the rest of the network (differentiated through its convs).
+  const GradCam g3 = grad_cam(*net, x, g.cls, 3);
+  EXPECT_EQ(g3.map.shape(), (Shape{4, 4, 4}));
+  EXPECT_EQ(g3.weights.size(), 256u);
+  for (size_t k = 0; k < 3; ++k) EXPECT_NEAR(g3.logits[k], g.logits[k], 1e-5);
+  for (int s = 1; s <= 4; ++s)
+    EXPECT_TRUE(test::all_close(net->forward_from_stage(net->forward_to_stage(x, s), s), net->forward(x), 1e-6, 1e-6)) << s;
 }
 
 TEST(GradCam, CudaMatchesCpu) {
