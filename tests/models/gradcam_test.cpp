@@ -87,8 +87,11 @@ TEST(GradCam, ResNetMapUsesTheModelsOwnForward) {
   const GradCam g = grad_cam(*net, x, -1);
   ASSERT_EQ(g.map.shape(), (Shape{2, 2, 2}));  // layer4 is stride 32
   EXPECT_EQ(g.weights.size(), size_t(net->num_features()));
-  NoGradGuard ng;
-  const auto want = net->forward(x).to_vector<float>();
+  std::vector<float> want;
+  {
+    NoGradGuard ng;
+    want = net->forward(x).to_vector<float>();
+  }
   for (size_t k = 0; k < 3; ++k) EXPECT_FLOAT_EQ(float(g.logits[k]), want[k]);
   for (float v : g.map.to_vector<float>()) EXPECT_GE(v, 0.0f);
   // An earlier stage: the head is the rest of the network (differentiated through its convs).
@@ -96,6 +99,7 @@ TEST(GradCam, ResNetMapUsesTheModelsOwnForward) {
   EXPECT_EQ(g3.map.shape(), (Shape{4, 4, 4}));
   EXPECT_EQ(g3.weights.size(), 256u);
   for (size_t k = 0; k < 3; ++k) EXPECT_NEAR(g3.logits[k], g.logits[k], 1e-5);
+  NoGradGuard ng;
   for (int s = 1; s <= 4; ++s)
     EXPECT_TRUE(test::all_close(net->forward_from_stage(net->forward_to_stage(x, s), s), net->forward(x), 1e-6, 1e-6)) << s;
 }
