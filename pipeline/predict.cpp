@@ -114,6 +114,27 @@ ScanPrediction predict_scan(LoadedModel& m, const Tensor& input, const std::stri
   return prediction_from_logits(l, id, prior, tau2, temperature);
 }
 
+ScanPrediction ensemble_prediction(const std::vector<ScanPrediction>& members) {
+  MC_CHECK(!members.empty(), "ensemble: no members");
+  if (members.size() == 1) return members[0];
+  ScanPrediction e = members[0];
+  const size_t K = e.probabilities.size();
+  for (size_t i = 1; i < members.size(); ++i) {
+    MC_CHECK(members[i].probabilities.size() == K && members[i].logits.size() == e.logits.size(),
+             "ensemble: members disagree on the number of classes");
+    for (size_t k = 0; k < K; ++k) e.probabilities[k] += members[i].probabilities[k];
+    for (size_t k = 0; k < e.logits.size(); ++k) e.logits[k] += members[i].logits[k];
+    if (e.note.empty()) e.note = members[i].note;
+  }
+  const double n = double(members.size());
+  for (double& v : e.probabilities) v /= n;
+  for (double& v : e.logits) v /= n;
+  e.cls = 0;
+  for (size_t k = 1; k < K; ++k)
+    if (e.probabilities[k] > e.probabilities[size_t(e.cls)]) e.cls = int64_t(k);
+  return e;
+}
+
 std::string prediction_json(const ScanPrediction& p, const std::vector<std::string>& names, bool raw) {
   Json probabilities = Json::object();
   for (size_t k = 0; k < p.probabilities.size(); ++k) probabilities[names.at(k)] = p.probabilities[k];
@@ -173,6 +194,27 @@ int run_predict(const PredictCommand& cmd, std::ostream& out, std::ostream& err)
   const std::vector<Flip> flips = cmd.tta ? tta_flips(cfg) : std::vector<Flip>{};
   if (cmd.tta) err << "test-time augmentation: mean logits over " << flips_text(flips) << "\n";
   const auto names = class_names_for(m.num_classes);
+  // Ensemble members beyond the first: the same config, each with its own prior and temperature.
+  struct Member {
+    LoadedModel model;
+    TrainingPrior prior;
+    double temperature = 1;
+  };
+  std::vector<Member> more;
+  for (const std::string& w : cmd.ensemble) {
+    MC_CHECK(fs::is_regular_file(w), "--ensemble: checkpoint '", w, "' not found");
+    Member mb{load_model(cfg, w), tau2 != 0 ? training_prior(cfg, w) : TrainingPrior{}, 1};
+    mb.temperature = cmd.temperature.value_or(checkpoint_temperature(w).value);
+    MC_CHECK(mb.model.num_classes == m.num_classes, "--ensemble: '", w, "' has ", mb.model.num_classes,
+             " classes, --checkpoint ", m.num_classes);
+    more.push_back(std::move(mb));
+  }
+  if (!more.empty()) err << "ensemble of " << more.size() + 1 << " models: mean of their probabilities\n";
+  auto predict_one = [&](const Tensor& x, const std::string& id) {
+    std::vector<ScanPrediction> v{predict_scan(m, x, id, prior, tau2, temperature, flips)};
+    for (Member& mb : more) v.push_back(predict_scan(mb.model, x, id, mb.prior, tau2, mb.temperature, flips));
+    return ensemble_prediction(v);
+  };
   auto emit = [&](const std::string& text) {
     if (cmd.out.empty()) out << text;
     else write_atomic(cmd.out, text);
@@ -181,7 +223,7 @@ int run_predict(const PredictCommand& cmd, std::ostream& out, std::ostream& err)
   if (cmd.ct_dir.empty()) {
     const ScanInput in = cmd.crop.empty() ? ScanInput{stem_of(cmd.ct), cmd.ct, cmd.seg}
                                           : ScanInput{stem_of(cmd.crop), cmd.crop, ""};
-    const ScanPrediction pred = predict_scan(m, prepare_input(in, opts), in.id, prior, tau2, temperature, flips);
+    const ScanPrediction pred = predict_one(prepare_input(in, opts), in.id);
     if (!cmd.saliency.empty()) {
       int64_t cls = -1;  // the predicted class (of the adjusted, calibrated probabilities)
       if (cmd.saliency_class.empty()) {
@@ -193,6 +235,7 @@ int run_predict(const PredictCommand& cmd, std::ostream& out, std::ostream& err)
         for (size_t k = 0; k < names.size(); ++k) allowed += (k ? ", " : "") + std::to_string(k) + " " + names[k];
         MC_CHECK(cls >= 0, "--saliency-class: '", cmd.saliency_class, "' is not a class of the model (", allowed, ")");
       }
+      if (!more.empty()) err << "saliency: of the first model (--checkpoint) only\n";
       const Saliency sal = write_saliency(m, in, opts, cls, cmd.saliency, saliency_png_path(cmd.saliency), cmd.saliency_stage);
       err << "saliency: Grad-CAM of class " << names[size_t(cls)] << " at layer" << sal.stage << " ("
           << shape_str(sal.cam.map.shape()) << " grid"
@@ -210,7 +253,7 @@ int run_predict(const PredictCommand& cmd, std::ostream& out, std::ostream& err)
   int64_t failed = 0;
   for (const ScanInput& in : inputs) {
     try {
-      csv += prediction_csv_row(predict_scan(m, prepare_input(in, opts), in.id, prior, tau2, temperature, flips), names, cmd.raw);
+      csv += prediction_csv_row(predict_one(prepare_input(in, opts), in.id), names, cmd.raw);
     } catch (const Error& e) {
       ++failed;
       err << "mc_predict: " << e.what() << "\n";

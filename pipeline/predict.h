@@ -50,6 +50,11 @@ ScanPrediction predict_scan(LoadedModel& m, const Tensor& input, const std::stri
 ScanPrediction prediction_from_logits(const std::vector<double>& logits, const std::string& id,
                                       const TrainingPrior& prior, double tau2, double temperature);
 
+// An ensemble's prediction: the mean of the members' probabilities (each member adjusted and
+// scaled with its own prior and temperature), the class its arg-max; logits are the members'
+// mean (for --raw only). One member gives that member's prediction unchanged.
+ScanPrediction ensemble_prediction(const std::vector<ScanPrediction>& members);
+
 std::string prediction_json(const ScanPrediction& p, const std::vector<std::string>& names, bool raw);
 std::string prediction_csv_header(const std::vector<std::string>& names, bool raw);
 std::string prediction_csv_row(const ScanPrediction& p, const std::vector<std::string>& names, bool raw);
@@ -58,6 +63,7 @@ std::string prediction_csv_row(const ScanPrediction& p, const std::vector<std::s
 struct PredictCommand {
   bool help = false;
   std::string checkpoint, config, ct, seg, crop, ct_dir, seg_dir, out;
+  std::vector<std::string> ensemble;  // more checkpoints of the same config (e.g. the K fold models)
   std::vector<std::string> overrides;  // key=value, applied to the config
   std::optional<int64_t> label_id;
   std::optional<double> tau2;  // default: the config's posthoc.tau2

@@ -9,7 +9,7 @@ namespace mc {
 namespace {
 
 const char* kUsage =
-    "usage: mc_predict --checkpoint W.safetensors [--config FILE.yaml] [key=value ...]\n"
+    "usage: mc_predict --checkpoint W.safetensors [--ensemble W2 ...] [--config FILE.yaml] [key=value ...]\n"
     "                  (--ct CT.nii.gz --seg SEG.nii.gz [--label-id N] | --crop L1.nii.gz |\n"
     "                   --ct-dir DIR [--seg-dir DIR])\n"
     "                  [--raw] [--tau2 X] [--temperature T] [--tta] [--out FILE] [--no-progress]\n"
@@ -31,6 +31,8 @@ Options make_options(PredictCommand& c) {
       "a folder gives CSV id,class,class_name,p_<name>...[,logit_<name>...].");
   CLI::App& a = *o.app;
   a.add_option("--checkpoint", c.checkpoint, "weights (safetensors, PyTorch key names; \"module.\" prefixes are fine)")->type_name("W");
+  a.add_option("--ensemble", c.ensemble, "more checkpoints of the same config (e.g. fold models):\n"
+               "the prediction is the mean of every model's probabilities")->type_name("W ...");
   a.add_option("--config", c.config, "the run's config; default: the config stored in\n"
                "<tag>.state.safetensors beside the weights by mc_train")->type_name("FILE");
   a.add_option("--ct", c.ct, "one CT and its segmentation (multi-label: --label-id, default\n"

@@ -67,3 +67,25 @@ TEST(Temperature, PredictionAdjustsThenScales) {
 
 }  // namespace
 }  // namespace mc
+
+namespace mc {
+namespace {
+
+TEST(Ensemble, IdenticalMembersEqualOneAndMembersAverage) {
+  const TrainingPrior prior{{20, 110, 181}, "test"};
+  const ScanPrediction one = prediction_from_logits({1.5, -0.2, 0.7}, "s", prior, 0.5, 1.3);
+  for (size_t k : {1u, 3u, 5u}) {
+    const ScanPrediction e = ensemble_prediction(std::vector<ScanPrediction>(k, one));
+    EXPECT_EQ(e.cls, one.cls);
+    for (size_t c = 0; c < 3; ++c) EXPECT_NEAR(e.probabilities[c], one.probabilities[c], 1e-15) << k;
+  }
+  // Two members: the mean of probabilities (not of logits), and its arg-max.
+  const ScanPrediction a = prediction_from_logits({3, 0, 0}, "s", {}, 0, 1), b = prediction_from_logits({0, 2.5, 0}, "s", {}, 0, 1);
+  const ScanPrediction e = ensemble_prediction({a, b});
+  for (size_t c = 0; c < 3; ++c) EXPECT_NEAR(e.probabilities[c], (a.probabilities[c] + b.probabilities[c]) / 2, 1e-15);
+  EXPECT_EQ(e.cls, a.probabilities[0] + b.probabilities[0] > a.probabilities[1] + b.probabilities[1] ? 0 : 1);
+  test::expect_error([] { ensemble_prediction({}); }, {"no members"});
+}
+
+}  // namespace
+}  // namespace mc
