@@ -96,7 +96,7 @@ RgbImage overlay_slices(const Tensor& ct, const Tensor& map, const std::array<in
   const int64_t V = ct.size(0), gap = 4, P = V * scale;
   const float* pc = ct.data<float>();
   const float* pm = map.data<float>();
-  RgbImage img(3 * P + 2 * gap, P, 255);
+  RgbImage img(3 * P + 2 * gap, 2 * P + gap, 255);  // top row: the CT alone; bottom row: with the map
   // panel p, pixel (row r, col c) of the V x V slice -> cube voxel {d, h, w}
   auto voxel = [&](int p, int64_t r, int64_t c) -> std::array<int64_t, 3> {
     if (p == 0) return {at[0], V - 1 - r, V - 1 - c};  // axial: anterior up, radiological
@@ -109,13 +109,16 @@ RgbImage overlay_slices(const Tensor& ct, const Tensor& map, const std::array<in
         const auto v = voxel(p, r, c);
         const size_t idx = size_t((v[0] * V + v[1]) * V + v[2]);
         const double g = 255 * std::clamp(double(pc[idx]), 0.0, 1.0), m = std::clamp(double(pm[idx]), 0.0, 1.0);
-        const double alpha = m < 0.1 ? 0.0 : 0.25 + 0.5 * m;  // faint values leave the CT visible
+        const double alpha = m < 0.2 ? 0.0 : 0.6 * m;  // faint values leave the CT visible
         const auto h = heat(m);
         uint8_t rgb[3];
         for (int ch = 0; ch < 3; ++ch) rgb[ch] = uint8_t(std::lround((1 - alpha) * g + alpha * h[size_t(ch)]));
+        const uint8_t grey = uint8_t(std::lround(g));
         for (int64_t y = 0; y < scale; ++y)
           for (int64_t x = 0; x < scale; ++x) {
-            uint8_t* px = img.at(p * (P + gap) + c * scale + x, r * scale + y);
+            uint8_t* top = img.at(p * (P + gap) + c * scale + x, r * scale + y);
+            top[0] = top[1] = top[2] = grey;
+            uint8_t* px = img.at(p * (P + gap) + c * scale + x, P + gap + r * scale + y);
             px[0] = rgb[0], px[1] = rgb[1], px[2] = rgb[2];
           }
       }

@@ -6,7 +6,8 @@
 // (3D Slicer, ITK-SNAP): same dims, same affine (sform) as the CT file; 0 outside the crop;
 // values in [0, 1] (the map divided by its maximum). Beside it a PNG of three orthogonal
 // slices of the cube through the map's peak, the CT (channel 0, the first HU window) in grey
-// with the map over it in a heat colour scale:
+// (top row) and with the map over it in a heat colour scale (bottom row; values under 0.2 are
+// left out):
 //   left: axial (anterior up), middle: coronal (superior up), right: sagittal (superior up,
 //   anterior left); axial and coronal in radiological convention (patient's right on the left).
 #pragma once
