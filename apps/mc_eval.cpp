@@ -2,9 +2,11 @@
 // saved predictions (pipeline/eval_cli.h; --help for the options).
 #include <iostream>
 
+#include "pipeline/cli.h"
+
 #include "pipeline/eval_cli.h"
 
-int main(int argc, char** argv) {
+static int run_main(int argc, char** argv) {
   mc::EvalCommand cmd;
   try {
     cmd = mc::parse_eval_command(std::vector<std::string>(argv + 1, argv + argc));
@@ -24,3 +26,6 @@ int main(int argc, char** argv) {
     return 1;
   }
 }
+
+// Results written to a full disk or a closed pipe are a failure, not an exit status of 0.
+int main(int argc, char** argv) { return mc::cli::finish_stdout("mc_eval", run_main(argc, argv)); }

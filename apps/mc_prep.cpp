@@ -2,9 +2,11 @@
 // CT-like data (pipeline/prep_cli.h; --help for the options).
 #include <iostream>
 
+#include "pipeline/cli.h"
+
 #include "pipeline/prep_cli.h"
 
-int main(int argc, char** argv) {
+static int run_main(int argc, char** argv) {
   mc::PrepCommand cmd;
   try {
     cmd = mc::parse_prep_command(std::vector<std::string>(argv + 1, argv + argc));
@@ -23,3 +25,6 @@ int main(int argc, char** argv) {
     return 1;
   }
 }
+
+// Results written to a full disk or a closed pipe are a failure, not an exit status of 0.
+int main(int argc, char** argv) { return mc::cli::finish_stdout("mc_prep", run_main(argc, argv)); }

@@ -29,28 +29,10 @@
 #include "engine/tensor.h"
 #include "kernels/loss.h"
 #include "kernels/metrics.h"
+#include <nlohmann/json.hpp>
 
 namespace mc::bench {
 namespace {
-
-std::string num(double v) {
-  if (!std::isfinite(v)) return "null";
-  char b[32];
-  std::snprintf(b, sizeof b, "%.9g", v);
-  return b;
-}
-
-std::string escape(const std::string& s) {
-  std::string o;
-  for (char ch : s) {
-    if (ch == '"' || ch == '\\') o += '\\';
-    o += ch == '\n' ? ' ' : ch;
-  }
-  return o;
-}
-
-// ms, gb_per_s and copy_share are 0 where they do not apply (a failed or unmeasured row).
-std::string positive(double v) { return v > 0 ? num(v) : "null"; }
 
 const Device kGpu = Device::cuda();
 
@@ -235,19 +217,16 @@ std::vector<LossMetricRecord> auc_cases(int warmup, int repeats) {
 }
 
 
-std::string to_json(const std::vector<LossMetricRecord>& records) {
-  std::string o;
-  for (const LossMetricRecord& r : records) {
-    if (!o.empty()) o += ",\n";
-    std::string values;
-    for (double v : r.values) values += (values.empty() ? "" : ", ") + num(v);
-    o += "  {\"kind\": \"" + r.kind + "\", \"name\": \"" + escape(r.name) +
-         "\", \"n\": " + std::to_string(r.n) + ", \"c\": " + std::to_string(r.c) +
-         ", \"ms\": " + positive(r.ms) + ", \"gb_per_s\": " + positive(r.gb_per_s) +
-         ", \"copy_share\": " + positive(r.copy_share) + ", \"values\": [" + values +
-         "], \"error\": \"" + escape(r.error) + "\"}";
-  }
-  return o;
+Json to_json(const std::vector<LossMetricRecord>& records) {
+  // ms, gb_per_s and copy_share are 0 where they do not apply (a failed or unmeasured row).
+  auto positive = [](double v) { return v > 0 ? Json(v) : Json(nullptr); };
+  Json a = Json::array();
+  for (const LossMetricRecord& r : records)
+    a.push_back({{"kind", r.kind}, {"name", r.name}, {"n", r.n}, {"c", r.c},
+                 {"ms", positive(r.ms)}, {"gb_per_s", positive(r.gb_per_s)},
+                 {"copy_share", positive(r.copy_share)}, {"values", r.values},
+                 {"error", r.error}});
+  return a;
 }
 
 }  // namespace mc::bench

@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "io/json.h"
+
 namespace mc::bench {
 
 struct LossMetricRecord {
@@ -23,7 +25,7 @@ struct LossMetricRecord {
 std::vector<LossMetricRecord> loss_cases(int warmup, int repeats);
 std::vector<LossMetricRecord> auc_cases(int warmup, int repeats);
 
-// The records as JSON objects separated by ",\n" (no brackets), to splice into mc_bench's array.
-std::string to_json(const std::vector<LossMetricRecord>& records);
+// The records as a JSON array of objects, for mc_bench's --json file.
+Json to_json(const std::vector<LossMetricRecord>& records);
 
 }  // namespace mc::bench

@@ -4,7 +4,7 @@
 // the AUC. GPU cases are timed with CUDA events on the engine's stream (warm-up, repeats,
 // median); op rows and the loader also run on the CPU.
 //
-//   mc_bench [--case all|step|infer|conv|loader|allreduce|loss|auc|ops|op:NAME]
+//   mc_bench [--case all|step|infer|conv|optim|loader|allreduce|loss|auc|ops|op:NAME]
 //            [--precision all|fp32|tf32|bf16] [--shape all|128|96|64] [--warmup N] [--repeats N]
 //            [--model resnet50] [--json OUT] [--list]
 //
@@ -16,7 +16,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <functional>
@@ -33,10 +32,14 @@
 #include "engine/precision.h"
 #include "engine/prims.h"
 #include "engine/random.h"
+#include "io/atomic_file.h"
 #include "io/cache.h"
+#include "io/json.h"
+#include <nlohmann/json.hpp>
 #include "io/loader.h"
 #include "loss_metric_cases.h"
 #include "models/resnet3d.h"
+#include "pipeline/cli.h"
 #include "tests/engine/op_table.h"
 
 using namespace mc;
@@ -58,6 +61,7 @@ struct Row {
   std::string kind, name, precision;
   int64_t batch = 0, size = 0;
   double ms = NAN, volumes_per_s = NAN, tflops = NAN, peak_gib = NAN, anchor_ms = NAN;
+  double gb_per_s = NAN;  // optimiser cases: the bytes the update must move
   std::string error;
 };
 
@@ -273,49 +277,81 @@ void print_row(const Row& r) {
   if (!std::isnan(r.volumes_per_s)) std::printf(" %8.1f vol/s", r.volumes_per_s);
   if (!std::isnan(r.tflops)) std::printf(" %7.1f TFLOP/s", r.tflops);
   if (!std::isnan(r.peak_gib)) std::printf(" %6.2f GiB peak", r.peak_gib);
+  if (!std::isnan(r.gb_per_s)) std::printf(" %8.1f GB/s", r.gb_per_s);
   if (!std::isnan(r.anchor_ms))
     std::printf("   (PyTorch %.1f ms: x%.2f)", r.anchor_ms, r.anchor_ms / r.ms);
   std::printf("\n");
   std::fflush(stdout);
 }
 
-std::string json_escape(const std::string& s) {
-  std::string o;
-  for (char c : s) {
-    if (c == '"' || c == '\\') o += '\\';
-    if (c == '\n') {
-      o += "\\n";
-      continue;
-    }
-    o += c;
-  }
-  return o;
+// The rows, then the loss / auc records (`extra`), as one JSON array.
+void write_json(const std::string& path, const std::vector<Row>& rows, const Json& extra) {
+  Json a = Json::array();
+  for (const Row& r : rows)
+    a.push_back({{"kind", r.kind}, {"name", r.name}, {"precision", r.precision},
+                 {"batch", r.batch}, {"size", r.size}, {"ms", r.ms},
+                 {"volumes_per_s", r.volumes_per_s}, {"tflops", r.tflops},
+                 {"peak_gib", r.peak_gib}, {"gb_per_s", r.gb_per_s}, {"pytorch_ms", r.anchor_ms}, {"error", r.error}});
+  for (const Json& e : extra) a.push_back(e);
+  write_atomic(path, json_text(a) + "\n");  // NaN (not measured) is written as null
 }
 
-// `extra`: more JSON objects for the array (bench::to_json), may be empty.
-void write_json(const std::string& path, const std::vector<Row>& rows, const std::string& extra) {
-  FILE* f = std::fopen(path.c_str(), "w");
-  if (!f) {
-    std::fprintf(stderr, "mc_bench: cannot write %s\n", path.c_str());
-    return;
+// The optimiser updates over resnet50's 46,161,219 parameters in one flat block (as mc_train
+// keeps them), each as one step of mc_train's: AdamW and SGD; SAM's own work per step (the
+// gradient norm, the ascent, the restore and the AdamW step: its second forward and backward
+// are a model step's cost, not counted here); schedule-free AdamW's step and its switch to the
+// evaluation weights and back (once per epoch). GB/s counts the bytes each must read and write.
+void optim_cases(const Options& o, Device dev, std::vector<Row>& rows) {
+  const int64_t n = 46'161'219;
+  struct C {
+    const char* name;
+    double bytes_per_param;
+    std::function<std::unique_ptr<Optimizer>(Tensor*)> make;
+    bool swap;  // time use_eval_weights + use_train_weights instead of a step
+  };
+  const C cases[] = {
+      {"adamw", 28, [](Tensor* p) { return std::make_unique<AdamW>(std::vector<Tensor*>{p}); }, false},
+      {"sgd momentum", 20,
+       [](Tensor* p) { return std::make_unique<SGD>(std::vector<Tensor*>{p}, SGDOptions{.momentum = 0.9}); }, false},
+      // norm 4 + ascent 16 + restore 8 + AdamW 28
+      {"sam(adamw) ascent+step", 56,
+       [](Tensor* p) {
+         return std::make_unique<SAM>(std::vector<Tensor*>{p}, std::make_unique<AdamW>(std::vector<Tensor*>{p}));
+       }, false},
+      {"schedulefree_adamw step", 28,
+       [](Tensor* p) { return std::make_unique<ScheduleFreeAdamW>(std::vector<Tensor*>{p}); }, false},
+      {"schedulefree x<->y swap", 24,
+       [](Tensor* p) { return std::make_unique<ScheduleFreeAdamW>(std::vector<Tensor*>{p}); }, true},
+  };
+  for (const C& c : cases) {
+    Row r;
+    r.kind = "optim";
+    r.name = std::string(c.name) + (dev.is_cpu() ? " (cpu)" : "");
+    r.precision = "fp32";
+    r.batch = 1;
+    try {
+      Tensor p = random_input({n}, 7, dev);
+      p.set_grad(prims::scale(random_input({n}, 8, dev), 0.01));
+      auto opt = c.make(&p);
+      const auto step = [&] {
+        if (opt->passes() > 1) opt->next_pass();
+        opt->step();
+      };
+      step();  // schedule-free: a step first, so that x and y differ
+      r.ms = time_ms(o, dev, [&] {
+        if (!c.swap) return step();
+        opt->use_eval_weights();
+        opt->use_train_weights();
+      });
+      r.gb_per_s = c.bytes_per_param * double(n) / (r.ms * 1e6);
+    } catch (const std::exception& e) {
+      r.error = e.what();
+    }
+    rows.push_back(r);
+    print_row(rows.back());
+    synchronize(dev);
+    empty_cache(dev);
   }
-  auto num = [](double v) { return std::isnan(v) ? std::string("null") : std::to_string(v); };
-  std::fprintf(f, "[\n");
-  for (size_t i = 0; i < rows.size(); ++i) {
-    const Row& r = rows[i];
-    std::fprintf(f,
-                 "  {\"kind\": \"%s\", \"name\": \"%s\", \"precision\": \"%s\", \"batch\": %lld, "
-                 "\"size\": %lld, \"ms\": %s, \"volumes_per_s\": %s, \"tflops\": %s, "
-                 "\"peak_gib\": %s, \"pytorch_ms\": %s, \"error\": \"%s\"}%s\n",
-                 r.kind.c_str(), json_escape(r.name).c_str(), r.precision.c_str(),
-                 (long long)r.batch, (long long)r.size, num(r.ms).c_str(),
-                 num(r.volumes_per_s).c_str(), num(r.tflops).c_str(), num(r.peak_gib).c_str(),
-                 num(r.anchor_ms).c_str(), json_escape(r.error).c_str(),
-                 i + 1 < rows.size() || !extra.empty() ? "," : "");
-  }
-  if (!extra.empty()) std::fprintf(f, "%s\n", extra.c_str());
-  std::fprintf(f, "]\n");
-  std::fclose(f);
 }
 
 // Loader throughput at 128^3 with augmentation (issue: it must stay well above what the GPU
@@ -345,20 +381,8 @@ void loader_case(int workers) {
     }
 }
 
-int usage(const char* argv0) {
-  std::printf(
-      "usage: %s [--case all|step|infer|conv|loader|allreduce|loss|auc|ops|op:NAME]\n"
-      "          [--precision all|fp32|tf32|bf16] [--shape all|128|96|64] [--warmup N]\n"
-      "          [--repeats N] [--model NAME] [--json OUT] [--list]\n"
-      "Times MedConv's training step and inference on the GPU (CUDA events, median), the rows of\n"
-      "the backend-ops table (op:NAME, ops for all of them; on the CPU without a GPU) and the\n"
-      "loader. --list names the cases and the op rows.\n",
-      argv0);
-  return 0;
-}
-
 int list_cases() {
-  std::printf("cases: step infer conv loader allreduce loss auc ops\nop rows (--case op:NAME):\n");
+  std::printf("cases: step infer conv optim loader allreduce loss auc ops\nop rows (--case op:NAME):\n");
   for (const optable::Row& r : optable::rows()) {
     std::printf("  op:%-42s", r.name.c_str());
     for (Precision p : r.precisions) std::printf(" %s", precision_name(p));
@@ -367,42 +391,47 @@ int list_cases() {
   return 0;
 }
 
+int run(const Options& o);
+
 }  // namespace
 
 int main(int argc, char** argv) {
   Options o;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    auto next = [&]() -> std::string {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "mc_bench: %s needs a value\n", a.c_str());
-        std::exit(2);
-      }
-      return argv[++i];
-    };
-    if (a == "--case")
-      o.cases = next();
-    else if (a == "--precision")
-      o.precision = next();
-    else if (a == "--shape")
-      o.shape = next();
-    else if (a == "--model")
-      o.model = next();
-    else if (a == "--json")
-      o.json = next();
-    else if (a == "--warmup")
-      o.warmup = std::atoi(next().c_str());
-    else if (a == "--repeats")
-      o.repeats = std::max(1, std::atoi(next().c_str()));
-    else if (a == "--list")
-      o.list = true;
-    else if (a == "-h" || a == "--help")
-      return usage(argv[0]);
-    else {
-      std::fprintf(stderr, "mc_bench: unknown argument '%s' (see --help)\n", a.c_str());
-      return 2;
+  auto app = cli::make_app(
+      "mc_bench",
+      "usage: mc_bench [--case all|step|infer|conv|optim|loader|allreduce|loss|auc|ops|op:NAME]\n"
+      "                [--precision all|fp32|tf32|bf16] [--shape all|128|96|64] [--warmup N]\n"
+      "                [--repeats N] [--model NAME] [--json OUT] [--list]",
+      "Times MedConv's training step and inference on the GPU (CUDA events, median), the rows of\n"
+      "the backend-ops table (op:NAME, ops for all of them; on the CPU without a GPU), the\n"
+      "optimiser updates over 46.2M parameters (optim; on the CPU without a GPU) and the\n"
+      "loader. --list names the cases and the op rows.");
+  app->add_option("--case", o.cases, "what to time (default all)");
+  app->add_option("--precision", o.precision, "fp32, tf32, bf16 or all");
+  app->add_option("--shape", o.shape, "128, 96, 64 or all (cube edge of the input)");
+  app->add_option("--model", o.model, "network (default resnet50)");
+  app->add_option("--json", o.json, "write every row to this JSON file");
+  app->add_option("--warmup", o.warmup, "untimed runs first (default 3)")->check(CLI::Range(0, 100000));
+  app->add_option("--repeats", o.repeats, "timed runs, median reported (default 10)")
+      ->check(CLI::Range(1, 100000));
+  app->add_flag("--list", o.list, "name the cases and the op rows");
+  try {
+    const cli::Parsed p = cli::parse(*app, {argv + 1, argv + argc});
+    if (p.help) {
+      std::printf("%s", app->help().c_str());
+      return 0;
     }
+    MC_CHECK(p.rest.empty(), "unknown argument '", p.rest.front(), "' (see --help)");
+    return run(o);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "mc_bench: %s\n", e.what());
+    return 2;
   }
+}
+
+namespace {
+
+int run(const Options& o) {
   if (o.list) return list_cases();
   std::vector<Row> rows;
   const bool gpu = cuda_available();
@@ -421,7 +450,12 @@ int main(int argc, char** argv) {
       return 2;
     }
     for (const Row& r : rows) print_row(r);
-    if (!o.json.empty()) write_json(o.json, rows, "");
+    if (!o.json.empty()) write_json(o.json, rows, Json::array());
+    return 0;
+  }
+  if (o.cases == "optim" && !gpu) {  // the CPU twins: --case optim on a machine without a GPU
+    optim_cases(o, Device::cpu(), rows);
+    if (!o.json.empty()) write_json(o.json, rows, Json::array());
     return 0;
   }
   if (o.cases == "loader" || o.cases == "all")
@@ -446,6 +480,7 @@ int main(int argc, char** argv) {
       }
     }
   }
+  if (selected(o.cases, "optim")) optim_cases(o, kGpu, rows);
   if (selected(o.cases, "allreduce")) {
     allreduce_case(o, rows);
     print_row(rows.back());
@@ -463,3 +498,5 @@ int main(int argc, char** argv) {
   if (!o.json.empty()) write_json(o.json, rows, bench::to_json(extra));
   return 0;
 }
+
+}  // namespace

@@ -1,5 +1,6 @@
 // CPU reference speed: convolution forward / backward GFLOP/s at ResNet-50 shapes, and one
-// training step of a small model. Median of repeats. (GPU timings are mc_bench's job.)
+// training step of each network at 2 x 1 x 32^3. Median of repeats. (GPU timings are mc_bench's
+// job.) Usage: mc_bench_cpu [all|conv|step] [model,model,...]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -8,8 +9,10 @@
 #include <vector>
 
 #include "engine/optim.h"
+#include "engine/train_optim.h"
+#include "engine/trainer.h"
 #include "engine/prims.h"
-#include "models/resnet3d.h"
+#include "models/zoo.h"
 
 using namespace mc;
 
@@ -52,7 +55,18 @@ int main(int argc, char** argv) {
     conv_case("layer3 3x3x3 256->256 s1, 2x8^3", 2, 256, 8, 256, 3, 1, 1);
   }
   if (only == "all" || only == "step") {
-    for (const char* m : {"resnet10", "resnet50"}) {
+    std::vector<std::string> names = {"resnet10",        "resnet50",        "resnet10t",
+                                      "resnet14t",       "resnext50_32x4d", "mobilenetv2_100",
+                                      "efficientnet_b0"};
+    if (argc > 2) {
+      names.clear();
+      for (std::string list = argv[2]; !list.empty();) {
+        const size_t c = list.find(',');
+        names.push_back(list.substr(0, c));
+        list = c == std::string::npos ? "" : list.substr(c + 1);
+      }
+    }
+    for (const std::string& m : names) {
       auto model = models::create(m, 1, 3, 0);
       model->flatten_parameters();
       AdamW opt(model->parameters());
@@ -65,7 +79,23 @@ int main(int argc, char** argv) {
         loss.backward();
         opt.step();
       });
-      std::printf("train step %-9s 2x1x32^3 (fwd+bwd+AdamW): %8.1f ms\n", m, ms);
+      std::printf("train step %-16s %9lld params  2x1x32^3 (fwd+bwd+AdamW): %8.1f ms\n",
+                  m.c_str(), (long long)model->num_parameters(), ms);
+    }
+  }
+  // The trainer's step with each optimiser (SAM: two forward/backward passes per step).
+  if (only == "all" || only == "optim") {
+    for (OptimizerKind k : {OptimizerKind::AdamW, OptimizerKind::SAM, OptimizerKind::ScheduleFreeAdamW}) {
+      auto model = models::create("resnet10", 1, 3, 0);
+      model->flatten_parameters();
+      OptimizerOptions oo;
+      oo.kind = k;
+      auto opt = make_optimizer(model->parameters(), oo);
+      Trainer tr(*model, *opt, [](const Tensor& out, const Tensor& y) { return cross_entropy(out, y); });
+      Generator g(2);
+      const TrainBatch b{randn({2, 1, 32, 32, 32}, g), Tensor::from<int64_t>({0, 2}, {2})};
+      const double ms = median_ms(3, [&] { tr.step(b); });
+      std::printf("trainer step resnet10 2x1x32^3, %-18s: %8.1f ms\n", optimizer_name(k), ms);
     }
   }
 }

@@ -274,6 +274,8 @@ std::vector<ClassificationMetrics> bootstrap_metrics(const Tensor& labels, const
 BootstrapResult bootstrap_ci(const Tensor& labels, const Tensor& scores,
                              const BootstrapOptions& o) {
   MC_CHECK(o.level > 0 && o.level < 1, "bootstrap: level must be in (0, 1), got ", o.level);
+  MC_CHECK(o.resamples >= 0 && o.resamples <= kMaxBootstrapResamples, "bootstrap: ", o.resamples,
+           " resamples; the maximum is ", kMaxBootstrapResamples);
   const auto all = bootstrap_metrics(labels, scores, o);
   BootstrapResult r{o, {}, {}};
   std::vector<std::vector<double>> values;

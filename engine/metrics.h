@@ -74,6 +74,10 @@ RocCurve roc_curve(const std::vector<int64_t>& labels, const std::vector<double>
 // `seed` (kernels/metrics.h: identical draws on CPU and GPU); each metric is recomputed on each
 // resample and its interval is the (1-level)/2 and (1+level)/2 quantiles (linear interpolation
 // between order statistics, numpy.percentile's default) over the resamples where it is defined.
+// The most resamples bootstrap_ci takes (mc_eval --bootstrap, eval.bootstrap): 1e6 already
+// pins a 95% percentile to well under 0.1 points; more is a typo that would run for minutes and
+// exhaust memory (every resample's metrics are kept for the percentiles).
+inline constexpr int64_t kMaxBootstrapResamples = 1000000;
 struct BootstrapOptions {
   int64_t resamples = 1000;
   uint64_t seed = 0;

@@ -30,6 +30,17 @@ int set_sync_batchnorm(Module& m, Communicator* comm) {
   return n;
 }
 
+int freeze_batchnorm_stats(Module& m, bool frozen) {
+  int n = 0;
+  m.apply([&](Module& x) {
+    if (auto* bn = dynamic_cast<BatchNorm3d*>(&x)) {
+      bn->freeze_stats(frozen);
+      ++n;
+    }
+  });
+  return n;
+}
+
 void Module::train(bool on) {
   walk("", [&](const std::string&, Module& m) {
     m.training_ = on;
@@ -77,12 +88,15 @@ int64_t Module::num_parameters() {
 Tensor Module::flatten_parameters(Device dev) {
   auto params = parameters();
   int64_t total = 0;
+  // f32 master weights; f64 (after to(F64)) for golden runs in double.
+  const DType dt = params.empty() ? DType::F32 : params[0]->dtype();
   for (Tensor* t : params) {
-    MC_CHECK(t->dtype() == DType::F32, "flatten_parameters: parameters must be f32 (master weights)");
+    MC_CHECK(t->dtype() == dt && (dt == DType::F32 || dt == DType::F64),
+             "flatten_parameters: parameters must be all f32 (master weights) or all f64, got ", t->str());
     total += t->numel();
   }
-  flat_params_ = Tensor::empty({total}, DType::F32, dev);
-  flat_grads_ = Tensor::zeros({total}, DType::F32, dev);
+  flat_params_ = Tensor::empty({total}, dt, dev);
+  flat_grads_ = Tensor::zeros({total}, dt, dev);
   int64_t off = 0;
   for (Tensor* t : params) {
     Tensor view = flat_params_.flat_slice(off, t->shape());
@@ -180,9 +194,10 @@ BatchNorm3d::BatchNorm3d(int64_t c, double eps, double momentum) : eps_(eps), mo
 
 Tensor BatchNorm3d::forward(const Tensor& x) {
   if (is_training()) nbt_->data<int64_t>()[0] += 1;  // integer buffers stay on the host
+  const double momentum = frozen_ ? 0.0 : momentum_;
   if (sync_ && is_training())
-    return sync_batch_norm(x, *w_, *b_, *rm_, *rv_, true, momentum_, eps_, *sync_);
-  return batch_norm(x, *w_, *b_, *rm_, *rv_, is_training(), momentum_, eps_);
+    return sync_batch_norm(x, *w_, *b_, *rm_, *rv_, true, momentum, eps_, *sync_);
+  return batch_norm(x, *w_, *b_, *rm_, *rv_, is_training(), momentum, eps_);
 }
 
 Linear::Linear(int64_t in, int64_t out, bool bias) {

@@ -86,9 +86,14 @@ class BatchNorm3d : public Module {
   // Training statistics over the global batch of all ranks of `comm` (null: this process's
   // batch only), as torch.nn.SyncBatchNorm.
   void set_sync(Communicator* comm) { sync_ = comm; }
+  // Frozen: training-mode forwards leave running_mean / running_var as they are (momentum 0,
+  // as davda54/sam's disable_running_stats does for SAM's second pass; num_batches_tracked
+  // still counts, as in PyTorch).
+  void freeze_stats(bool frozen) { frozen_ = frozen; }
  private:
   Tensor *w_, *b_, *rm_, *rv_, *nbt_;
   double eps_, momentum_;
+  bool frozen_ = false;
   Communicator* sync_ = nullptr;
 };
 
@@ -131,6 +136,8 @@ class Sequential : public Module {
 
 // Makes every BatchNorm3d in m synchronise over comm (null: undo); returns how many.
 int set_sync_batchnorm(Module& m, Communicator* comm);
+// BatchNorm3d::freeze_stats on every batch-norm layer of m; returns how many.
+int freeze_batchnorm_stats(Module& m, bool frozen);
 
 // PyTorch's default Linear/Conv init: kaiming_uniform(a = sqrt(5)) for the weight, and
 // U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for the bias. Both bounds are 1/sqrt(fan_in).

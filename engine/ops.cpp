@@ -234,6 +234,25 @@ Tensor relu(const Tensor& x) {
   return pointwise_op(kernels::Pointwise::Relu, kernels::Pointwise::ReluBackward, true, x);
 }
 
+Tensor huber(const Tensor& x, double delta) {
+  MC_CHECK(delta > 0, "huber: delta must be > 0, got ", delta);
+  return pointwise_op(kernels::Pointwise::Huber, kernels::Pointwise::HuberBackward, false, x, delta);
+}
+
+Tensor square(const Tensor& x) {
+  return pointwise_op(kernels::Pointwise::Square, kernels::Pointwise::SquareBackward, false, x);
+}
+
+Tensor relu6(const Tensor& x) {
+  return pointwise_op(kernels::Pointwise::Relu6, kernels::Pointwise::Relu6Backward, false, x);
+}
+Tensor silu(const Tensor& x) {
+  return pointwise_op(kernels::Pointwise::Silu, kernels::Pointwise::SiluBackward, false, x);
+}
+Tensor sigmoid(const Tensor& x) {
+  return pointwise_op(kernels::Pointwise::Sigmoid, kernels::Pointwise::SigmoidBackward, true, x);
+}
+
 Tensor to_layout(const Tensor& x, Layout layout) {
   Tensor y = prims::to_layout(x, layout);
   if (!y.shares_storage(x) && any_requires_grad({&x})) {

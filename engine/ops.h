@@ -4,6 +4,7 @@
 #include <array>
 
 #include "engine/autograd.h"
+#include "engine/random.h"
 #include "engine/tensor.h"
 #include "kernels/elementwise.h"
 
@@ -25,6 +26,12 @@ Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, Ten
 Tensor pointwise_op(kernels::Pointwise f, kernels::Pointwise g, bool backward_uses_output,
                     const Tensor& x, double alpha = 0);
 Tensor relu(const Tensor& x);
+// Elementwise Huber of x with threshold delta (> 0), and x^2: the regression losses' pieces.
+Tensor huber(const Tensor& x, double delta);
+Tensor square(const Tensor& x);
+Tensor relu6(const Tensor& x);    // min(max(x, 0), 6)
+Tensor silu(const Tensor& x);     // x * sigmoid(x) (swish)
+Tensor sigmoid(const Tensor& x);  // 1 / (1 + e^-x)
 Tensor add(const Tensor& a, const Tensor& b);
 Tensor mul(const Tensor& a, const Tensor& b);
 Tensor scale(const Tensor& x, double alpha);
@@ -35,6 +42,16 @@ void add_(Tensor& y, const Tensor& x);  // in place, not recorded
 Tensor max_pool3d(const Tensor& x, std::array<int64_t, 3> kernel, std::array<int64_t, 3> stride,
                   std::array<int64_t, 3> padding);
 Tensor global_avg_pool3d(const Tensor& x);  // [N,C,D,H,W] -> [N,C]
+// PyTorch's AvgPool3d(kernel, stride, padding 0, ceil_mode, count_include_pad=False).
+Tensor avg_pool3d(const Tensor& x, std::array<int64_t, 3> kernel, std::array<int64_t, 3> stride,
+                  bool ceil_mode);
+// x [N, C, ...] * gate [N, C] broadcast over the spatial axes (squeeze-and-excitation);
+// differentiable in both.
+Tensor channel_mul(const Tensor& x, const Tensor& gate);
+// Stochastic depth (timm's drop_path): in training each sample is zeroed with probability p
+// and the kept ones scaled by 1 / (1 - p); the mask comes from `g` (seeded: runs repeat). x itself
+// when not training or p == 0.
+Tensor drop_path(const Tensor& x, double p, bool training, Generator& g);
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias);
 // x in memory layout `layout` (engine/precision.h's ComputeMode says which a program uses); x
 // itself when it already is. The gradient goes back in x's layout.

@@ -2,14 +2,19 @@
 
 #include "engine/autograd.h"
 #include "engine/dispatch.h"
+#include "engine/optim_typed.h"
 
 namespace mc {
 
 Optimizer::Optimizer(std::vector<Tensor*> params) : params_(std::move(params)) {
   MC_CHECK(!params_.empty(), "optimizer: no parameters");
   device_ = params_[0]->device();
+  dtype_ = params_[0]->dtype();
+  MC_CHECK(dtype_ == DType::F32 || (dtype_ == DType::F64 && device_.is_cpu()),
+           "optimizer: parameters must be f32 (or f64 on the CPU), got ", params_[0]->str());
   for (Tensor* p : params_) {
-    MC_CHECK(p->dtype() == DType::F32, "optimizer: parameters must be f32, got ", p->str());
+    MC_CHECK(p->dtype() == dtype_, "optimizer: parameters of two dtypes: ", p->str(), " and ",
+             dtype_name(dtype_));
     MC_CHECK(p->device() == device_, "optimizer: parameters on ", p->device().str(), " and ",
              device_.str());
     offsets_.push_back(total_);
@@ -17,9 +22,11 @@ Optimizer::Optimizer(std::vector<Tensor*> params) : params_(std::move(params)) {
   }
 }
 
-template <class F>
-void Optimizer::for_each_run(F&& f) {
+Tensor Optimizer::zeros_like_params() const { return Tensor::zeros({total_}, dtype_, device_); }
+
+std::vector<Optimizer::Run> Optimizer::runs() const {
   // A run: consecutive parameters whose data (and gradients) are adjacent in memory.
+  std::vector<Run> out;
   size_t i = 0;
   while (i < params_.size()) {
     Tensor p0 = *params_[i], g0 = p0.grad();
@@ -36,27 +43,29 @@ void Optimizer::for_each_run(F&& f) {
         n += pj.numel();
         ++j;
       }
+      out.push_back({p0.raw(), g0.raw(), offsets_[i], n});
     }
-    if (g0.defined()) f(static_cast<float*>(p0.raw()), static_cast<const float*>(g0.raw()), offsets_[i], n);
     i = j;  // parameters without a gradient are skipped, as PyTorch does
   }
+  return out;
 }
 
 // ---------------- AdamW ----------------
 
 AdamW::AdamW(std::vector<Tensor*> params, const AdamWOptions& o) : Optimizer(std::move(params)), o_(o) {
   lr_ = o.lr;
-  m_ = Tensor::zeros({total_}, DType::F32, device_);
-  v_ = Tensor::zeros({total_}, DType::F32, device_);
+  m_ = zeros_like_params();
+  v_ = zeros_like_params();
 }
 
 void AdamW::step() {
   NoGradGuard ng;
   ++step_;
   kernels::AdamWArgs a{lr_, o_.beta1, o_.beta2, o_.eps, o_.weight_decay, step_};
-  float *m = m_.data<float>(), *v = v_.data<float>();
-  for_each_run([&](float* p, const float* g, int64_t off, int64_t n) {
-    MC_DISPATCH(device_, adamw_step, p, g, m + off, v + off, n, a);
+  MC_OPTIM_TYPED(dtype_, {
+    T *m = m_.data<T>(), *v = v_.data<T>();
+    for (const Run& r : runs())
+      MC_OPTIM_CALL(adamw_step, MC_P(r.p), MC_CP(r.g), m + r.offset, v + r.offset, r.n, a);
   });
 }
 
@@ -79,16 +88,17 @@ SGD::SGD(std::vector<Tensor*> params, const SGDOptions& o) : Optimizer(std::move
   lr_ = o.lr;
   MC_CHECK(!o.nesterov || (o.momentum > 0 && o.dampening == 0),
            "SGD: Nesterov momentum requires a momentum and zero dampening");
-  if (o.momentum != 0) buf_ = Tensor::zeros({total_}, DType::F32, device_);
+  if (o.momentum != 0) buf_ = zeros_like_params();
 }
 
 void SGD::step() {
   NoGradGuard ng;
   kernels::SGDArgs a{lr_, o_.momentum, o_.dampening, o_.weight_decay, o_.nesterov, step_ == 0};
   ++step_;
-  float* buf = buf_.defined() ? buf_.data<float>() : nullptr;
-  for_each_run([&](float* p, const float* g, int64_t off, int64_t n) {
-    MC_DISPATCH(device_, sgd_step, p, g, buf ? buf + off : nullptr, n, a);
+  MC_OPTIM_TYPED(dtype_, {
+    T* buf = buf_.defined() ? buf_.data<T>() : nullptr;
+    for (const Run& r : runs())
+      MC_OPTIM_CALL(sgd_step, MC_P(r.p), MC_CP(r.g), buf ? buf + r.offset : nullptr, r.n, a);
   });
 }
 

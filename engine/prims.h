@@ -48,6 +48,13 @@ Tensor batchnorm_backward_eval(const Tensor& x, const Tensor& dy, const Tensor& 
 // argmax: i32, the input-plane index of each window's maximum, in x's layout (kernels/pool.h).
 Tensor maxpool3d_forward(const Tensor& x, const PoolGeom& g, Tensor& argmax);
 Tensor maxpool3d_backward(const Tensor& dy, const Tensor& argmax, const PoolGeom& g);
+// Average pool, count_include_pad=False (g.ceil for ceil_mode); dx in dy's layout.
+Tensor avgpool3d_forward(const Tensor& x, const PoolGeom& g);
+Tensor avgpool3d_backward(const Tensor& dy, const PoolGeom& g);
+// y[n, c, ...] = x[n, c, ...] * gate[n, c] (kernels/channel_scale.h): gate [N, C] in x's dtype.
+Tensor channel_scale(const Tensor& x, const Tensor& gate);
+// d(gate)[n, c] = sum over the spatial axes of dy * x ([N, C]); dy is taken in x's layout.
+Tensor channel_scale_backward_gate(const Tensor& x, const Tensor& dy);
 Tensor avgpool_global_forward(const Tensor& x);  // [N,C,...] -> [N,C]
 // dx of shape x_shape in x_layout: the forward input's, which its autograd node records.
 Tensor avgpool_global_backward(const Tensor& dy, const Shape& x_shape, Layout x_layout);

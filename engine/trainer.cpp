@@ -20,6 +20,13 @@ void check_device_errors(Device dev, int64_t epoch, int64_t first_step, int64_t 
   }
 }
 
+std::string subjects(const std::vector<std::string>& ids) {
+  if (ids.empty()) return "";
+  std::string s = "; batch subjects: ";
+  for (size_t i = 0; i < ids.size(); ++i) s += (i ? ", " : "") + ids[i];
+  return s;
+}
+
 }  // namespace
 
 Trainer::Trainer(nn::Module& model, Optimizer& opt, LossFn loss, const TrainerOptions& o,
@@ -41,18 +48,74 @@ void Trainer::start_epoch(int64_t epoch) {
   loss_sum_ = 0;
 }
 
+namespace {
+// Batch-norm running statistics move once per step: passes after the first (SAM's second
+// gradient, at the perturbed weights) leave them alone, as davda54/sam's
+// disable_running_stats does. Unfrozen again however the pass ends.
+class FreezeBatchNorm {
+ public:
+  explicit FreezeBatchNorm(nn::Module& model) : m_(model) {}
+  ~FreezeBatchNorm() { release(); }
+  void freeze() {
+    if (!on_) nn::freeze_batchnorm_stats(m_, true);
+    on_ = true;
+  }
+  void release() {
+    if (on_) nn::freeze_batchnorm_stats(m_, false);
+    on_ = false;
+  }
+ private:
+  nn::Module& m_;
+  bool on_ = false;
+};
+}  // namespace
+
 void Trainer::step(const TrainBatch& b) {
-  model_.zero_grad();
-  Tensor loss = loss_(forward_(b.input), b.target);
-  record(loss);
-  loss.backward();
-  if (world() > 1) allreduce_gradients(*comm_, model_.flat_grads(), 1.0 / world());
+  const int passes = opt_.passes();
+  FreezeBatchNorm frozen(model_);
+  Tensor first_loss;
+  for (int pass = 0; pass < passes; ++pass) {
+    if (pass > 0) {
+      opt_.next_pass();
+      frozen.freeze();
+    }
+    model_.zero_grad();
+    Tensor loss = loss_(forward_(b.input), b.target);
+    if (pass == 0) record(loss), first_loss = loss;  // the loss at the weights being trained (SAM: before the ascent)
+    loss.backward();
+    if (world() > 1) allreduce_gradients(*comm_, model_.flat_grads(), 1.0 / world());
+  }
+  frozen.release();
+  check_finite_step(first_loss, b);  // the recorded loss and the gradient the step applies
   if (o_.grad_clip > 0) clip_grad_norm(model_, o_.grad_clip);
   opt_.step();
   ++state_.global_step;
   ++epoch_steps_;
   just_read_ = false;
   if (pending_ == o_.sync_every) read_losses();
+}
+
+void Trainer::check_finite_step(const Tensor& loss, const TrainBatch& b) {
+  const Tensor g = model_.flat_grads();
+  const Tensor sq = g.defined() ? prims::sum_all(prims::mul(g, g)) : Tensor();
+  const int64_t slot = pending_ - 1;  // record() took this step's slot
+  if (!loss.device().is_cuda()) {
+    const double l = loss.item(), n = sq.defined() ? sq.item() : 0.0;
+    if (!std::isfinite(l) || !std::isfinite(n)) {
+      pending_ = slot;  // this step's loss is not the epoch's
+      MC_FAIL(std::isfinite(l) ? "the gradient norm became " : "the loss became ",
+              std::isfinite(l) ? std::sqrt(n) : l, " at epoch ", epoch_ + 1, ", step ", epoch_steps_ + 1,
+              " (global step ", state_.global_step + 1, "), before the optimizer step",
+              subjects(b.ids), "; lower the learning rate or check the data");
+    }
+    return;
+  }
+  if (ids_.size() != size_t(o_.sync_every)) ids_.assign(size_t(o_.sync_every), {});
+  ids_[size_t(slot)] = b.ids;
+  if (!sq.defined()) return;
+  if (!grad_sq_.defined() || grad_sq_.device() != sq.device() || grad_sq_.dtype() != sq.dtype())
+    grad_sq_ = Tensor::full({o_.sync_every}, 0.0, sq.dtype(), sq.device());
+  grad_sq_.flat_slice(slot, {1}).copy_(sq.view({1}));  // device to device: no wait
 }
 
 void Trainer::record(const Tensor& loss) {
@@ -71,10 +134,17 @@ void Trainer::read_losses() {
   pending_ = 0;
   check_device_errors(losses_.device(), epoch_, first + 1, epoch_steps_);
   const std::vector<double> v = losses_.flat_slice(0, {n}).to_vector<double>();
+  last_read_ = v;
+  const bool norms = grad_sq_.defined() && grad_sq_.device() == losses_.device();
+  const std::vector<double> sq = norms ? grad_sq_.flat_slice(0, {n}).to_vector<double>() : std::vector<double>();
   for (int64_t i = 0; i < n; ++i) {
+    const std::string who = size_t(i) < ids_.size() ? subjects(ids_[size_t(i)]) : "";
     MC_CHECK(std::isfinite(v[size_t(i)]), "the loss became ", v[size_t(i)], " at epoch ", epoch_ + 1,
              ", step ", first + i + 1, " (global step ", state_.global_step - n + i + 1,
-             "); lower the learning rate or check the data");
+             ")", who, "; lower the learning rate or check the data");
+    MC_CHECK(!norms || std::isfinite(sq[size_t(i)]), "the gradient norm became ", std::sqrt(sq[size_t(i)]),
+             " at epoch ", epoch_ + 1, ", step ", first + i + 1, " (global step ",
+             state_.global_step - n + i + 1, ")", who, "; lower the learning rate or check the data");
     loss_sum_ += v[size_t(i)];
   }
   just_read_ = true;
@@ -96,16 +166,25 @@ int64_t Trainer::fit(const FitPlan& plan, const FitCallbacks& cb) {
 EpochResult Trainer::train_epoch(int64_t epoch, const FitPlan& plan, const FitCallbacks& cb) {
   EpochResult r;
   r.epoch = epoch;
-  r.lr = plan.schedule.lr_at(int(epoch), plan.base_lr, int(plan.epochs));
+  // Per step when the epoch length is known, else once an epoch (engine/schedule.h).
+  const int64_t spe = plan.steps_per_epoch;
+  auto lr_of = [&](int64_t global_step) {
+    return spe > 0 ? plan.schedule.lr_at(global_step, plan.base_lr, int(plan.epochs), spe)
+                   : plan.schedule.lr_at(epoch, plan.base_lr, int(plan.epochs), 1);
+  };
+  r.lr = lr_of(state_.global_step);
   opt_.set_lr(r.lr);
+  opt_.use_train_weights();  // schedule-free: back to y after the last epoch's validation
   if (cb.begin_epoch) cb.begin_epoch(epoch);
   model_.train();
   start_epoch(epoch);
   while (std::optional<TrainBatch> b = cb.next_batch()) {
+    const double lr = lr_of(state_.global_step);
+    opt_.set_lr(lr);
     step(*b);
     if (cb.on_step)
       cb.on_step({epoch_steps_, just_read_,
-                  just_read_ ? loss_sum_ / double(epoch_steps_) : NAN});
+                  just_read_ ? loss_sum_ / double(epoch_steps_) : NAN, lr});
   }
   read_losses();
   r.steps = epoch_steps_;
@@ -121,6 +200,7 @@ EpochResult Trainer::train_epoch(int64_t epoch, const FitPlan& plan, const FitCa
 }
 
 void Trainer::finish_epoch(EpochResult& r, const FitPlan& plan, const FitCallbacks& cb) {
+  opt_.use_eval_weights();  // validation and checkpoints see x (schedule-free), w otherwise
   const bool due = (r.epoch + 1) % o_.validate_every == 0 || r.epoch + 1 == plan.epochs || r.stop;
   if (cb.validate && due) {
     r.validated = true;

@@ -74,6 +74,13 @@ Evaluation evaluate(const PredictionTable& p, const EvalOptions& o) {
     for (double v : p.scores)
       MC_CHECK(v >= 0 && v <= 1, p.source, ": scores were declared probabilities but ", v,
                " is outside [0, 1]");
+    for (int64_t i = 0; i < N; ++i) {  // rounding to 6 digits in a CSV leaves ~1e-6 per row
+      double sum = 0;
+      for (int64_t k = 0; k < K; ++k) sum += p.scores[size_t(i * K + k)];
+      MC_CHECK(std::abs(sum - 1) <= 1e-3, p.source, ": scores were declared probabilities but those of id '",
+               i < int64_t(p.ids.size()) ? p.ids[size_t(i)] : std::to_string(i), "' sum to ", sum,
+               ", not 1 (within 1e-3)");
+    }
     logits = given.clone();
     for (int64_t i = 0; i < N * K; ++i) logits.data<double>()[i] = std::log(p.scores[size_t(i)]);
   }
@@ -83,6 +90,7 @@ Evaluation evaluate(const PredictionTable& p, const EvalOptions& o) {
                              ? given
                              : posthoc_probabilities(logits, e.prior, tau);
     e.rows.push_back(eval_row(labels, probs, tau, o.bootstrap, o.roc));
+    e.rows.back().probabilities = probs.to(Device::cpu()).to(DType::F64);
   }
   return e;
 }

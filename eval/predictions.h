@@ -37,7 +37,8 @@ struct PredictionTable {
 // Errors name the file, line and column (1-based): "preds.csv:7:3: score 'abc' ... ".
 PredictionTable read_predictions_csv(const std::string& path);
 PredictionTable parse_predictions_csv(std::istream& in, const std::string& name);
-// The CSV text parse_predictions_csv reads back exactly: id,label,score_0..score_{K-1}, labels
+// The CSV text parse_predictions_csv reads back exactly: id,label and the class names as score
+// columns (score_0..score_{K-1} when a name cannot be a column: numeric, "id", "label", ...), labels
 // as indices, scores as the shortest decimals that round-trip. Ids may not hold ',' '"', line
 // breaks or surrounding spaces (an error names the id).
 std::string predictions_csv(const PredictionTable& p);

@@ -2,6 +2,7 @@
 #include <cmath>
 #include <fstream>
 #include <istream>
+#include <map>
 
 #include "eval/predictions.h"
 #include "io/csv.h"
@@ -79,9 +80,13 @@ PredictionTable parse_predictions_csv(std::istream& in, const std::string& name)
     for (const auto& n : p.class_names) s += (s.empty() ? "" : ", ") + n;
     return s;
   };
+  std::map<std::string, std::string> seen;  // id -> where it first appeared
   for (const CsvRow& row : csv.rows) {
     const auto& f = row.cells;
     const std::string at = csv.where(row);
+    const auto [first, fresh] = seen.emplace(f[size_t(id_col)], at);
+    MC_CHECK(fresh, at, ": id '", f[size_t(id_col)], "' appears twice (first at ", first->second,
+             "): one prediction per subject");
     p.ids.push_back(f[size_t(id_col)]);
     const std::string& lab = f[size_t(label_col)];
     const std::string lat = at + ":" + std::to_string(label_col + 1);
@@ -118,8 +123,18 @@ std::string predictions_csv(const PredictionTable& p) {
   const int64_t N = p.size(), K = p.num_classes();
   MC_CHECK(K >= 2 && int64_t(p.ids.size()) == N && int64_t(p.scores.size()) == N * K, p.source,
            ": predictions need an id and K >= 2 scores per row");
+  // The task's class names head the score columns when they can (the reader takes either);
+  // else score_0..score_{K-1}.
+  bool named = true;
+  for (int64_t k = 0; k < K; ++k) {
+    const std::string& n = p.class_names[size_t(k)];
+    const std::string l = lower(n);
+    named &= !n.empty() && n.find_first_of(",\"\r\n") == std::string::npos && trim(n) == n && l != "id" &&
+             l != "label" && !l.starts_with("score_") && !parse_int(n);
+    for (int64_t j = 0; j < k; ++j) named &= lower(p.class_names[size_t(j)]) != l;
+  }
   std::string s = "id,label";
-  for (int64_t k = 0; k < K; ++k) s += ",score_" + std::to_string(k);
+  for (int64_t k = 0; k < K; ++k) s += "," + (named ? p.class_names[size_t(k)] : "score_" + std::to_string(k));
   s += "\n";
   for (int64_t i = 0; i < N; ++i) {
     const std::string& id = p.ids[size_t(i)];

@@ -7,6 +7,7 @@
 
 #include "eval/report_text.h"
 #include "io/atomic_file.h"
+#include "io/text.h"
 
 namespace mc {
 namespace fs = std::filesystem;
@@ -30,6 +31,18 @@ Report write_report(const PredictionTable& table, ReportRun run, const Bootstrap
     r.sweep = evaluate(table, eo);
   }
   add_calibration(r, table, bootstrap);
+  if (table.num_classes() == 2) {
+    ScreeningOptions so;
+    if (r.run.screening) so = *r.run.screening;
+    else so.positive_name = table.class_names.at(1), so.validation_note = "no validation split given";
+    so.bootstrap = bootstrap;
+    const EvalRow& h = r.headline.rows.at(0);
+    const std::vector<double> probs = h.probabilities.to_vector<double>();
+    std::vector<double> p;
+    std::vector<int64_t> y;
+    for (int64_t i = 0; i < table.size(); ++i) p.push_back(probs[size_t(2 * i + so.positive)]), y.push_back(table.labels[size_t(i)]);
+    r.screening = screening_report(y, p, so);
+  }
   if (r.hu.available &&
       std::set<std::string>(r.hu.eval_ids.begin(), r.hu.eval_ids.end()) != std::set<std::string>(table.ids.begin(), table.ids.end()))
     r.notes.push_back("the HU baseline covers the " + std::to_string(r.hu.n_eval) + " usable manifest rows of the split; the model "
@@ -48,7 +61,13 @@ Report write_report(const PredictionTable& table, ReportRun run, const Bootstrap
   save_svg(r.roc, "roc.svg", roc_svg(r));
   save_svg(r.confusion, "confusion.svg", confusion_svg(r));
   if (r.sweep) save_svg(r.sweep_chart, "tau2_sweep.svg", sweep_svg(r));
-  save_svg(r.reliability, "reliability.svg", reliability_svg(r));
+  if (r.calibration) save_svg(r.reliability, "reliability.svg", reliability_svg(r));
+  if (r.screening) save_svg(r.pr, "pr.svg", pr_svg(r));
+  if (r.run.regression) {
+    r.regression = r.run.regression;
+    save_svg(r.scatter, "tscore_scatter.svg", regression_scatter_svg(*r.regression, where(r)));
+    save_svg(r.bland_altman, "bland_altman.svg", bland_altman_svg(*r.regression, where(r)));
+  }
   if (!r.run.metrics_csv.empty())
     if (auto svg = curves_svg(r)) save_svg(r.training_curves, "training_curves.svg", *svg);
   r.markdown = path("report.md");
@@ -57,8 +76,15 @@ Report write_report(const PredictionTable& table, ReportRun run, const Bootstrap
   write_atomic(r.markdown, markdown(r));
 
   r.terminal = format_report(r.headline);
+  if (r.regression)
+    r.terminal += "\nT-score regression: MAE " + fixed(r.regression->mae.value, 3) + ", RMSE " + fixed(r.regression->rmse.value, 3) +
+                  ", Pearson r " + (r.regression->pearson.defined ? fixed(r.regression->pearson.value, 3) : "n/a") + ", R^2 " +
+                  (r.regression->r2.defined ? fixed(r.regression->r2.value, 3) : "n/a") + " (n = " + std::to_string(r.regression->n) +
+                  "); the metrics above are of the classes derived from the predicted T\n";
+  if (r.screening) r.terminal += "\nscreening (" + r.screening->positive_name + " positive)\n" + screening_table(r);
+  if (r.run.crossval) r.terminal += "\n" + crossval_terminal(*r.run.crossval);
   if (r.sweep) r.terminal += "\npost-hoc adjustment sweep\n" + sweep_table(r);
-  r.terminal += "\n" + calibration_terminal(r);
+  if (r.calibration) r.terminal += "\n" + calibration_terminal(r);
   r.terminal += "\nHU screening baseline\n" + (r.hu.available ? hu_table(r) : "") + (r.hu.note.empty() ? "" : r.hu.note + "\n");
   for (const auto& n : r.notes) r.terminal += "note: " + n + "\n";
   return r;

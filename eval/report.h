@@ -3,8 +3,9 @@
 // (the paper's Table VI) and a screening baseline on the vertebra's HU, written into one folder:
 //   report.md, report.json, predictions.csv (id,label,score_0.. = logits; mc_eval --predictions
 //   reads it), roc.svg, confusion.svg, tau2_sweep.svg, reliability.svg (calibration, before and
-//   after temperature scaling: eval/calibration.h), training_curves.svg (from the run's
-//   metrics.csv, when there is one).
+//   after temperature scaling: eval/calibration.h; not for a regression head's derived classes),
+//   training_curves.svg (from the run's metrics.csv, when there is one); for two classes also the
+//   screening section (eval/screening.h) and pr.svg, the precision-recall curve.
 // A checkpoint's report (the model run over a cache first) is pipeline/evaluate.h's.
 #pragma once
 #include <optional>
@@ -12,8 +13,11 @@
 #include <vector>
 
 #include "eval/calibration.h"
+#include "eval/crossval.h"
 #include "eval/evaluation.h"
 #include "eval/hu_baseline.h"
+#include "eval/regression.h"
+#include "eval/screening.h"
 
 namespace mc {
 
@@ -36,6 +40,13 @@ struct ReportRun {  // what was evaluated, for the summary
   // Test-time augmentation: what was averaged and how it did on validation (Markdown), "" = none.
   std::string tta, tta_validation;
   std::vector<std::string> notes;  // caveats found while gathering the above
+  // Binary tasks: the screening section's positive class and validation-chosen threshold;
+  // unset for a binary table: positive class 1, no validation threshold.
+  std::optional<ScreeningOptions> screening;
+  // Regression heads: the T-score report; the table then holds the derived classes.
+  std::optional<RegressionReport> regression;
+  // A cross-validation run's pooled out-of-fold report: the folds' own metrics, mean +- SD.
+  std::optional<CrossValidation> crossval;
 };
 
 struct Report {
@@ -44,11 +55,15 @@ struct Report {
   std::optional<Evaluation> sweep; // one row per sweep value
   HuBaseline hu;
   // Calibration of the headline probabilities (at run.tau2) as they are, and after dividing the
-  // adjusted scores by run.temperature (when it is not 1).
-  CalibrationResult calibration;
+  // adjusted scores by run.temperature (when it is not 1). Unset for a regression head: its
+  // derived classes are hard calls, with no probabilities to calibrate.
+  std::optional<CalibrationResult> calibration;
   std::optional<CalibrationResult> calibration_scaled;
+  std::optional<ScreeningReport> screening;  // binary tables only, at the headline's tau2
+  std::optional<RegressionReport> regression;  // run.regression, with tscore_scatter.svg and bland_altman.svg
   std::vector<std::string> notes;
-  std::string dir, markdown, json, predictions, roc, confusion, sweep_chart, training_curves, reliability;
+  std::string dir, markdown, json, predictions, roc, confusion, sweep_chart, training_curves, reliability, pr, scatter,
+      bland_altman;
   std::string terminal;  // the tables mc_eval prints
 };
 

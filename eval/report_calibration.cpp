@@ -48,6 +48,7 @@ plot::Series reliability_series(const ReliabilityCurve& c, const std::string& na
 }  // namespace
 
 void add_calibration(Report& r, const PredictionTable& table, const BootstrapOptions& bootstrap) {
+  if (r.run.regression) return;  // derived classes are hard calls: no probabilities to calibrate
   const int64_t K = table.num_classes();
   std::vector<double> logits = table.scores;
   if (r.headline.kind == ScoreKind::Probabilities)  // log p: softmax gives p back (tau2 = 0)
@@ -63,9 +64,10 @@ void add_calibration(Report& r, const PredictionTable& table, const BootstrapOpt
 }
 
 std::string calibration_terminal(const Report& r) {
-  std::string s = "calibration (" + std::to_string(r.calibration.bins) + " bins): ECE " + num(r.calibration.top.ece) +
-                  " " + ci_text(r.calibration.ece_ci) + ", Brier " + num(r.calibration.brier) + ", NLL " +
-                  num(r.calibration.nll) + "\n";
+  if (!r.calibration) return "";
+  const CalibrationResult& c = *r.calibration;
+  std::string s = "calibration (" + std::to_string(c.bins) + " bins): ECE " + num(c.top.ece) + " " + ci_text(c.ece_ci) +
+                  ", Brier " + num(c.brier) + ", NLL " + num(c.nll) + "\n";
   if (r.calibration_scaled)
     s += "after temperature scaling (T = " + general(r.run.temperature) + "): ECE " + num(r.calibration_scaled->top.ece) +
          " " + ci_text(r.calibration_scaled->ece_ci) + ", Brier " + num(r.calibration_scaled->brier) + ", NLL " +
@@ -78,7 +80,12 @@ std::string calibration_markdown(const Report& r) {
   if (!r.run.tta.empty())
     md << "\n## Test-time augmentation\n\nThe scores above are the mean logits over " << r.run.tta
        << ". On the validation split:\n\n" << r.run.tta_validation;
-  const CalibrationResult& c = r.calibration;
+  if (!r.calibration) {
+    md << "\n## Calibration\n\nNot applicable: a regression head's classes are derived from one predicted T-score "
+          "(hard calls), with no class probabilities to calibrate.\n";
+    return md.str();
+  }
+  const CalibrationResult& c = *r.calibration;
   md << "\n## Calibration\n\nDoes a predicted 80% come true 80% of the time? Expected calibration error (ECE: "
      << c.bins << " equal-width bins of the top-label confidence, |accuracy - confidence| weighted by the bin's "
         "share), multi-class Brier score (mean of sum_k (p_k - y_k)^2, 0 = perfect, 2 = worst) and NLL (mean "
@@ -89,6 +96,8 @@ std::string calibration_markdown(const Report& r) {
        << general(r.run.temperature) << " (" << r.run.temperature_source
        << ") before the softmax: probabilities = softmax((logits - tau2 log prior) / T). It never changes the "
           "predicted class, so accuracy and the confusion matrix stay as above.";
+  else if (!r.run.temperature_source.empty())
+    md << " " << r.run.temperature_source << ".";  // e.g. an ensemble, each member scaled by its own
   else
     md << " No temperature scaling (the checkpoint carries none; mc_train fits one on the validation split).";
   md << "\n\n" << row({"", "ECE [95% CI]", "Brier [95% CI]", "NLL"}) << rule(4);
@@ -111,8 +120,9 @@ std::string calibration_markdown(const Report& r) {
 }
 
 Json calibration_json(const Report& r) {
-  Json j = {{"bins", r.calibration.bins}, {"temperature", r.run.temperature},
-            {"temperature_source", r.run.temperature_source}, {"as_reported", result_json(r.calibration, 1.0)}};
+  if (!r.calibration) return Json();
+  Json j = {{"bins", r.calibration->bins}, {"temperature", r.run.temperature},
+            {"temperature_source", r.run.temperature_source}, {"as_reported", result_json(*r.calibration, 1.0)}};
   j["temperature_scaled"] = r.calibration_scaled ? result_json(*r.calibration_scaled, r.run.temperature) : Json();
   return j;
 }
@@ -132,7 +142,7 @@ std::string reliability_svg(const Report& r) {
     if (scaled) c.series.push_back(reliability_series(*scaled, "T = " + general(r.run.temperature), true));
     panels.push_back(std::move(c));
   };
-  const CalibrationResult& c = r.calibration;
+  const CalibrationResult& c = *r.calibration;
   const CalibrationResult* s = r.calibration_scaled ? &*r.calibration_scaled : nullptr;
   panel("top label", c.top, s ? &s->top : nullptr, "confidence (max probability)", "accuracy");
   for (size_t k = 0; k < c.classes.size(); ++k)

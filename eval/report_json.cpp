@@ -32,17 +32,30 @@ std::string report_json(const Report& r) {
   j["evaluation"] = evaluation_json(r.headline);
   j["sweep"] = r.sweep ? evaluation_json(*r.sweep) : Json();
   j["calibration"] = calibration_json(r);
+  if (r.run.crossval) j["crossval"] = crossval_json(*r.run.crossval);
   Json rules = Json::array();
   for (const HuRule& u : r.hu.rules)
-    rules.push_back({{"key", u.key}, {"name", u.name}, {"feature", u.feature}, {"thresholds", u.thresholds},
+    rules.push_back({{"key", u.key}, {"name", u.name}, {"feature", u.feature}, {"roi", u.roi},
+                     {"thresholds", u.thresholds}, {"at_or_below", u.at_or_below}, {"n_train", u.n_train},
                      {"binary", u.binary}, {"metrics", metrics_json(u.metrics, u.ci)},
                      {"auc_osteoporosis", value_ci(u.auc_osteoporosis, u.ci ? &u.auc_osteoporosis_ci : nullptr)}});
   j["hu_baseline"] = {{"manifest", r.hu.manifest}, {"available", r.hu.available}, {"note", r.hu.note},
                       {"n_train", r.hu.n_train}, {"n_eval", r.hu.n_eval}, {"rules", std::move(rules)}};
+  if (r.screening) j["screening"] = screening_json(*r.screening);
+  if (r.regression) {
+    const RegressionReport& g = *r.regression;
+    auto vc = [](const MetricValue& v, const Interval& iv) {
+      return Json{{"value", v.defined ? Json(v.value) : Json()}, {"ci", iv.defined ? Json{iv.lo, iv.hi} : Json()}};
+    };
+    j["regression"] = {{"n", g.n}, {"mae", vc(g.mae, g.mae_ci)}, {"rmse", vc(g.rmse, g.rmse_ci)},
+                       {"pearson_r", vc(g.pearson, g.pearson_ci)}, {"r2", vc(g.r2, g.r2_ci)},
+                       {"bland_altman", {{"bias", g.bias}, {"loa", {g.loa_lo, g.loa_hi}}}}};
+  }
   j["notes"] = r.notes;
   j["files"] = {{"markdown", file(r.markdown)}, {"predictions", file(r.predictions)}, {"roc", file(r.roc)},
                 {"confusion", file(r.confusion)}, {"tau2_sweep", file(r.sweep_chart)}, {"reliability", file(r.reliability)},
-                {"training_curves", file(r.training_curves)}};
+                {"training_curves", file(r.training_curves)}, {"pr", file(r.pr)}, {"tscore_scatter", file(r.scatter)},
+                {"bland_altman", file(r.bland_altman)}};
   return json_text(j) + "\n";
 }
 

@@ -73,15 +73,16 @@ std::string sweep_table(const Report& r) {
 std::string hu_table(const Report& r) {
   const EvalRow& h = r.headline.rows.at(0);
   const auto& m = h.metrics;
-  std::string s = row({"method", "n", "accuracy", "balanced accuracy", "osteoporosis sensitivity",
-                       "osteoporosis specificity", "osteoporosis AUC"}) + rule(7);
-  s += row({"model (tau2 = " + tau_text(r.run.tau2) + ")", std::to_string(m.num_samples),
+  const std::string& first = r.headline.class_names.at(0);  // the lowest-HU class
+  std::string s = row({"method", "measured on", "n", "accuracy", "balanced accuracy", first + " sensitivity",
+                       first + " specificity", first + " AUC"}) + rule(8);
+  s += row({"model (tau2 = " + tau_text(r.run.tau2) + ")", "L1 cube", std::to_string(m.num_samples),
             cell(m.accuracy, ci_of(h.ci, "accuracy")), cell(m.balanced_accuracy, ci_of(h.ci, "balanced_accuracy")),
             cell(m.sensitivity[0], ci_of(h.ci, "sensitivity[0]")), cell(m.specificity[0], ci_of(h.ci, "specificity[0]")),
             cell(m.auc[0], ci_of(h.ci, "auc[0]"))});
   for (const HuRule& u : r.hu.rules) {
     const auto& um = u.metrics;
-    s += row({u.name, std::to_string(um.num_samples),
+    s += row({u.name, u.roi, std::to_string(um.num_samples),
               u.binary ? "-" : cell(um.accuracy, ci_of(u.ci, "accuracy")),
               u.binary ? "-" : cell(um.balanced_accuracy, ci_of(u.ci, "balanced_accuracy")),
               cell(um.sensitivity[0], ci_of(u.ci, "sensitivity[0]")),
@@ -117,6 +118,7 @@ std::string markdown(const Report& r) {
                                                  std::to_string(bs.resamples) + " resamples, seed " + std::to_string(bs.seed)
                                            : "none (bootstrap off)"});
   if (!r.run.device.empty()) md << row({"device", r.run.device});
+  if (r.regression) md << regression_markdown(*r.regression);
   md << "\nValues in percent; brackets hold the bootstrap interval.\n\n## Metrics\n\n"
      << row({"metric", "value", "95% CI"}) << rule(3);
   for (const auto& [key, label] : kMetrics) {
@@ -146,6 +148,8 @@ std::string markdown(const Report& r) {
     md << row(cells);
   }
   md << "\n![Confusion matrix](confusion.svg)\n\n![ROC curves](roc.svg)\n";
+  if (r.run.crossval) md << crossval_markdown(*r.run.crossval);
+  if (r.screening) md << screening_section(r);
   if (r.sweep)
     md << "\n## Post-hoc logit adjustment sweep\n\nscores = logits - tau2 * log(prior) (Menon et al.; the paper's "
           "Table VI). tau2 = 0 is the unadjusted model; the bold row is the one reported above.\n\n"
@@ -155,13 +159,16 @@ std::string markdown(const Report& r) {
   if (!r.hu.available) {
     md << r.hu.note << "\n";
   } else {
-    md << "Rules on the Hounsfield units of the L1 mask, from mc_prep's manifest (`" << r.hu.manifest
-       << "`): TotalSegmentator's spine-report cut-off, and threshold pairs on mean or median HU chosen on the "
-          "train split (n = " << r.hu.n_train << ") to maximise balanced accuracy, applied unchanged here (n = "
-       << r.hu.n_eval << "). The spine report measures the vertebral body of non-contrast CT (it adds 20 HU for "
-          "arterial and 14.75 HU for portal-venous phase); mc_prep measures the whole L1 mask, so the fixed "
-          "cut-off is indicative only. The osteoporosis AUC scores -HU for the rules and the model's probability "
-          "for the model.\n\n"
+    md << "Rules on the Hounsfield units of L1 from mc_prep's manifest (`" << r.hu.manifest
+       << "`), each on the region named in its row: TotalSegmentator's spine-report cut-off (body median, "
+          "non-contrast CT; it adds 20 HU for arterial and 14.75 HU for portal-venous phase), Pickhardt et al. "
+          "2013 (trabecular attenuation <= 160 HU ~90% sensitive, <= 110 HU ~90% specific for osteoporosis), "
+          "the ACR QCT categories when a scanner calibration gives volumetric BMD, and threshold pairs chosen on "
+          "the train split (n = " << r.hu.n_train << ") to maximise balanced accuracy, applied unchanged here (n = "
+       << r.hu.n_eval << " usable rows; a rule scores the subjects that have its measurement). The trabecular ROI "
+          "is the vertebral body eroded by the margin shown, leaving the cortex out. Binary rules score "
+       << r.headline.class_names.at(0) << " against the rest. The " << r.headline.class_names.at(0)
+       << " AUC scores -HU for the rules and the model's probability for the model.\n\n"
        << hu_table(r);
     if (!r.hu.note.empty()) md << "\n" << r.hu.note << "\n";
   }

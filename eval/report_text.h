@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "eval/report.h"
+#include "io/json.h"
 
 namespace mc::report_text {
 
@@ -26,6 +27,10 @@ extern const std::vector<std::pair<std::string, std::string>> kMetrics;
 
 std::string sweep_table(const Report& r);  // Markdown, also printed on the terminal
 std::string hu_table(const Report& r);
+std::string screening_table(const Report& r);     // operating points, Markdown
+std::string screening_section(const Report& r);   // "## Screening ..." with the table and pr.svg
+std::string pr_svg(const Report& r);
+Json screening_json(const ScreeningReport& s);
 std::string markdown(const Report& r);
 std::string report_json(const Report& r);
 std::string roc_svg(const Report& r);

@@ -14,6 +14,7 @@ struct EvalRow {
   ClassificationMetrics metrics;
   std::optional<BootstrapResult> ci;  // when bootstrap resamples > 0
   std::vector<RocCurve> roc;          // per class, when asked for
+  Tensor probabilities;               // [N, K] f64: what the metrics were computed on (evaluate() sets it)
 };
 
 // One row from probabilities [N, K] (f64) and labels i64 [N], on their device.

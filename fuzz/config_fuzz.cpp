@@ -1,11 +1,8 @@
 // YAML run configuration from text: the input up to its first NUL byte is the YAML file, each
 // NUL-separated piece after it one command-line override ("optim.lr=3e-4"). A configuration
-// the parser accepts must come back unchanged from its own YAML (io/config.h promises
+// the parser accepts must come back unchanged from its own YAML (pipeline/config.h promises
 // parse_config(to_yaml(c)) == c).
-//
-// parse_config lives in io/config.h today and moves to pipeline/config.h in the redesign: this
-// include is the one line to change.
-#include "io/config.h"
+#include "pipeline/config.h"
 
 #include "fuzz/fuzz_util.h"
 

@@ -1,10 +1,7 @@
 // Predictions CSV (id, label, K scores) from text. A table the reader accepts must read back
-// exactly from predictions_csv() (losses/evaluation.h promises it), unless the writer refuses
+// exactly from predictions_csv() (eval/predictions.h promises it), unless the writer refuses
 // an id it cannot write.
-//
-// parse_predictions_csv lives in losses/evaluation.h today and moves to eval/ in the redesign:
-// this include is the one line to change.
-#include "losses/evaluation.h"
+#include "eval/predictions.h"
 
 #include <cmath>
 #include <sstream>

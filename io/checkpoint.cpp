@@ -58,8 +58,11 @@ std::string save_checkpoint(const std::string& dir, const std::string& tag, cons
   meta["config"] = s.config_yaml;
   save_safetensors(state_path_for(wpath), optim, meta);
   // Weights last: "format": "pt" lets transformers-style loaders accept the file.
-  save_safetensors(wpath, weights, {{"format", "pt"}, {"checkpoint_id", id},
-                                    {"epoch", std::to_string(s.epoch)}});
+  SafeTensorsMetadata wmeta = {{"format", "pt"}, {"checkpoint_id", id}, {"epoch", std::to_string(s.epoch)}};
+  // The task travels with the weights too, so the weights alone name their classes.
+  for (const auto& [k, v] : s.extra)
+    if (k.starts_with("task.")) wmeta[k] = v;
+  save_safetensors(wpath, weights, wmeta);
   return wpath;
 }
 
@@ -89,6 +92,35 @@ TrainingState load_training_state(const std::string& state_path, const std::stri
     s.optimizer_state.emplace_back(k.substr(6), t);
   }
   return s;
+}
+
+std::vector<std::string> remove_torn_checkpoints(const std::string& dir) {
+  std::vector<std::string> removed;
+  std::error_code ec;
+  const std::string suffix = ".state.safetensors";
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const std::string name = e.path().filename().string();
+    if (!name.starts_with("epoch") || !name.ends_with(suffix)) continue;
+    const std::string state = e.path().string();
+    const std::string weights = (e.path().parent_path() / (name.substr(0, name.size() - suffix.size()) + ".safetensors")).string();
+    std::string why;
+    if (!fs::exists(weights, ec)) {
+      why = "its weights are missing";
+    } else {
+      try {  // metadata only: the data is verified when the checkpoint is used
+        const auto a = SafeTensorsFile::open(state, false).metadata(), b = SafeTensorsFile::open(weights, false).metadata();
+        const auto ia = a.find("checkpoint_id"), ib = b.find("checkpoint_id");
+        if (ia == a.end() || ib == b.end() || ia->second != ib->second) why = "its two files are from different saves";
+      } catch (const Error& err) {
+        why = std::string("unreadable: ") + err.what();
+      }
+    }
+    if (why.empty()) continue;
+    fs::remove(weights, ec);
+    fs::remove(state, ec);
+    removed.push_back(state + " (" + why + ")");
+  }
+  return removed;
 }
 
 }  // namespace mc

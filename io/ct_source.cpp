@@ -24,7 +24,12 @@ const char* ct_format_name(CtFormat f) { return f == CtFormat::Dicom ? "dicom" :
 CtFormat ct_format(const std::string& path) {
   std::error_code ec;
   if (fs::is_directory(path, ec)) return CtFormat::Dicom;
-  if (!fs::exists(path, ec)) MC_FAIL(path, ": no such file or folder");
+  if (!fs::exists(path, ec)) {
+    // A link whose target cannot be reached (a loop, or dangling) is not "no such file".
+    if (fs::is_symlink(path)) MC_FAIL(path, ": cannot open: too many levels of symbolic links, or a dangling link (",
+                                      ec ? ec.message() : std::string("target missing"), ")");
+    MC_FAIL(path, ": no such file or folder");
+  }
   if (nifti_name(path)) return CtFormat::Nifti;
   MC_FAIL(path, ": not a CT this program reads: give a NIfTI file (.nii, .nii.gz) or the folder "
           "of a DICOM series (for a single DICOM slice, its folder)");

@@ -64,7 +64,18 @@ const LabelEntry* LabelTable::find(const std::string& id) const {
   return it == by_id.end() ? nullptr : &entries[it->second];
 }
 
+Task who_task(const TScoreBands& bands) {
+  Task t = Task::who();
+  t.thresholds = {bands.osteoporosis_max, bands.normal_min};
+  return t;
+}
+
 LabelTable parse_labels(std::istream& in, const std::string& name, const TScoreBands& bands) {
+  return parse_labels(in, name, who_task(bands));
+}
+
+LabelTable parse_labels(std::istream& in, const std::string& name, const Task& task) {
+  task.validate(name + " (task)");
   LabelTable t;
   t.path = name;
   const CsvTable csv = parse_csv(in, name, {.comments = true});
@@ -80,6 +91,13 @@ LabelTable parse_labels(std::istream& in, const std::string& name, const TScoreB
            "subject_id, patient_id, case_id); found: ", found);
   MC_CHECK(t_col >= 0 || class_col >= 0, name, ": missing column: need tscore or class ",
            "(label); found: ", found);
+  MC_CHECK(!task.regression() || t_col >= 0, name, ": missing column: a regression task (model.head: regression) ",
+           "learns the T-score, and there is no tscore column; found: ", found);
+  MC_CHECK(task.from_tscores() || class_col >= 0, name, ": missing column: the task's classes (", task.names_csv(),
+           ") come from a class column (data.tscore_thresholds is empty), and there is none (label, class, ",
+           "diagnosis); found: ", found);
+  int64_t disagree = 0;
+  std::string disagreeing;
   for (const CsvRow& row : csv.rows) {
     const auto& f = row.cells;
     const int lineno = int(row.line);
@@ -93,26 +111,41 @@ LabelTable parse_labels(std::istream& in, const std::string& name, const TScoreB
       MC_CHECK(x && std::isfinite(*x), name, ":", lineno, ": T-score \"", v, "\" of subject ", e.id,
                " is not a number");
       e.tscore = *x;
-      e.label = classify_tscore(*x, bands);
+      if (task.from_tscores()) e.label = task.classify(*x);
     }
-    if (class_col >= 0 && !is_missing(f[size_t(class_col)])) {
+    // A regression task's class is the one its T-score falls in, whatever a class column says.
+    if (class_col >= 0 && !task.regression() && !is_missing(f[size_t(class_col)])) {
       const std::string& v = f[size_t(class_col)];
-      e.label = class_index(v);
+      const int64_t from_t = e.label;
+      e.label = task.index_of(v);
       MC_CHECK(e.label >= 0, name, ":", lineno, ": class \"", v, "\" of subject ", e.id,
-               " is not one of ", class_names_csv(), " (or 0..", kNumClasses - 1, ")");
+               " is not one of the task's classes ", task.names_csv(), " (data.classes; or an index 0..",
+               task.num_classes() - 1, ")");
+      // Both given and different: neither may silently win.
+      if (from_t >= 0 && from_t != e.label && disagree++ < 10)
+        disagreeing += "\n  " + e.id + " (line " + std::to_string(lineno) + "): T-score " +
+                       shortest(e.tscore) + " is " + task.name(from_t) + ", the class column says " +
+                       task.name(e.label);
     }
     auto [it, fresh] = t.by_id.emplace(e.id, t.entries.size());
     MC_CHECK(fresh, name, ":", lineno, ": duplicate subject ", e.id, " (first on line ",
              t.entries[it->second].line, ")");
     t.entries.push_back(std::move(e));
   }
+  MC_CHECK(disagree == 0, name, ": the T-score and the class column disagree for ", disagree,
+           " subject(s)", disagreeing, disagree > 10 ? "\n  ..." : "",
+           "\nkeep one of the two columns (or make them agree)");
   return t;
 }
 
-LabelTable read_labels(const std::string& path, const TScoreBands& bands) {
+LabelTable read_labels(const std::string& path, const Task& task) {
   std::ifstream in(path, std::ios::binary);
   MC_CHECK(in, path, ": cannot open labels file");
-  return parse_labels(in, path, bands);
+  return parse_labels(in, path, task);
+}
+
+LabelTable read_labels(const std::string& path, const TScoreBands& bands) {
+  return read_labels(path, who_task(bands));
 }
 
 }  // namespace mc

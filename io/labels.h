@@ -8,9 +8,12 @@
 #include <string>
 #include <vector>
 
+#include "io/task.h"
+
 namespace mc {
 
-// The classes, numbered as the reference code numbers them. Defined here and nowhere else.
+// The WHO task's classes, numbered as the reference code numbers them (Task::who(); any other
+// task is io/task.h's data). Kept for the generator of WHO-banded data and its callers.
 inline constexpr int kNumClasses = 3;
 inline constexpr std::array<const char*, kNumClasses> kClassNames = {"osteoporosis", "osteopenia",
                                                                      "normal"};
@@ -41,12 +44,19 @@ struct LabelTable {
 
 // Header row required. Columns (case, spaces, '_' and '-' ignored): the subject id
 // (id, subject, subject_id, patient_id, case_id, ...), and a T-score (tscore, t, t_score) and/or
-// a class (label, class, diagnosis: a name from kClassNames or its index). When both are
-// present the class column wins. Comma, semicolon or tab separated, quoted as io/csv.h reads
+// a class (label, class, diagnosis: a name of task.classes or its index). A task without
+// thresholds needs the class column, a regression task the T-score column (the class is then
+// derived from it). When a row has both and the task has thresholds they must agree (the class
+// the T-score gives is the class given); subjects where they disagree are an error listing
+// them, so neither column silently wins. Comma, semicolon or tab separated, quoted as io/csv.h reads
 // it; '#' lines are comments.
 // Empty, NA or NaN cells mean "no label" for that subject. Errors name the file, the line and
 // the value: a T-score that is not a number, an unknown class, a duplicate subject, a missing
 // column.
+LabelTable read_labels(const std::string& path, const Task& task);
+LabelTable parse_labels(std::istream& in, const std::string& name, const Task& task);
+// The WHO task with these two band edges.
+Task who_task(const TScoreBands& bands);
 LabelTable read_labels(const std::string& path, const TScoreBands& bands = {});
 LabelTable parse_labels(std::istream& in, const std::string& name, const TScoreBands& bands = {});
 

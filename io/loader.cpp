@@ -40,6 +40,7 @@ struct Slot {
   int64_t* label_data;
   int64_t b = 0, epoch = 0, step = 0;
   std::vector<int64_t> labels, indices, positions;
+  std::vector<float> tscores;  // NaN when unknown
   std::vector<std::string> ids;
   std::vector<kernels::AugmentParams> params;
   Slot(size_t floats, int batch, bool want_pinned)
@@ -184,13 +185,14 @@ struct Loader::State {
     slot.epoch = start_epoch + job / spe();
     slot.step = job % spe();
     slot.positions = positions;
-    slot.indices.clear(), slot.labels.clear(), slot.ids.clear(), slot.params.clear();
+    slot.indices.clear(), slot.labels.clear(), slot.ids.clear(), slot.params.clear(), slot.tscores.clear();
     for (int64_t pos : positions) {
       const int64_t idx = order[size_t(pos % int64_t(order.size()))];
       const CacheRecord& r = cache.record(idx);
       slot.indices.push_back(idx);
       slot.label_data[slot.labels.size()] = r.label;
       slot.labels.push_back(r.label);
+      slot.tscores.push_back(float(r.tscore));
       slot.ids.push_back(r.id);
       if (!o.augment) continue;
       const float s = o.balaug && r.label >= 0 ? strength[size_t(r.label)] : 1.0f;
@@ -385,14 +387,17 @@ std::optional<Batch> Loader::next() {
   out.ids = slot.ids;
   out.indices = slot.indices;
   out.positions = slot.positions;
+  out.augment = slot.params;
   out.epoch = slot.epoch;
   out.step = slot.step;
   const Device dev = s.o.device;
+  out.tscores = Tensor::from(slot.tscores, {slot.b});
   if (dev.is_cpu()) {
     out.images = Tensor::from_blob(slot.images, shape, DType::F32, std::move(keep));
     out.labels = Tensor::from(slot.labels, {slot.b});
     return out;
   }
+  out.tscores = upload(out.tscores, dev);  // a few floats: the regression head's targets
   // Asynchronous uploads (engine/memory.h): they hold the slot until their copies have read it,
   // and the device's stream waits for them, so nothing here syncs the host.
   out.labels = upload(Tensor::from_blob(slot.label_data, {slot.b}, DType::I64, keep), dev);

@@ -72,9 +72,11 @@ struct LoaderOptions {
 struct Batch {
   Tensor images;  // f32 [b, C, D, H, W] (b < batch only for a final partial batch)
   Tensor labels;  // i64 [b]
+  Tensor tscores; // f32 [b], NaN when unknown: the regression head's targets
   std::vector<std::string> ids;
   std::vector<int64_t> indices;    // cache indices
   std::vector<int64_t> positions;  // positions in the epoch's global order (augmentation keys)
+  std::vector<kernels::AugmentParams> augment;  // each sample's transform; empty: augment off
   int64_t epoch = 0, step = 0;
 };
 

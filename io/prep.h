@@ -4,6 +4,10 @@
 // Pairing rule. Subject ids come from the CT directory and from the labels table:
 //   CT:   <ct_dir>/<id>.nii.gz | <id>.nii                      (flat)
 //         <ct_dir>/<id>/ct.nii.gz | ct.nii                      (TotalSegmentator style)
+//         <ct_dir>/<id>/ct/                                     a DICOM series folder
+//         <ct_dir>/<id>/                                        itself, when it holds DICOM
+//                                                               files (slices, or sub-folders
+//                                                               of them as archives export)
 //   mask, first match in <seg_dir> (default: ct_dir for the per-subject layout):
 //         <seg_dir>/<id>.nii.gz | <id>.nii                      multi-label, uses label_id
 //         <seg_dir>/<id>/segmentations.nii.gz                   multi-label (TotalSegmentator --ml)
@@ -12,6 +16,10 @@
 //   (a flat <id>.nii.gz in seg_dir counts only when seg_dir differs from ct_dir).
 // With preprocess.precropped no mask is needed: the CT is the L1 crop.
 //
+// Besides the cube, each subject's vertebrae are measured (io/prep_hu.h, data.hu.*): body and
+// trabecular-ROI HU per vertebra into the manifest. A measurement that fails leaves those
+// cells empty with the reason in hu_note; the subject's cube is kept.
+//
 // A subject that cannot be used (no scan, no mask, no label, unreadable file, empty mask,
 // grids that differ) gets a manifest row with status "skipped" or "failed" and the reason,
 // and the run goes on. Splits are assigned before preprocessing, from the subjects that have
@@ -19,10 +27,12 @@
 #pragma once
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "io/labels.h"
+#include "io/prep_hu.h"
 #include "io/preprocess.h"
 #include "io/split.h"
 
@@ -32,7 +42,7 @@ struct PrepOptions {
   std::string ct_dir, seg_dir, labels_csv, out_dir;
   std::string mask_name = "vertebrae_L1";  // per-structure TotalSegmentator mask file stem
   PreprocessOptions preprocess;
-  TScoreBands bands;
+  Task task;  // the classes and how labels map to them (WHO bands by default)
   std::string split_file;  // CSV id,split; when empty: ratios, or folds when folds >= 2
   SplitRatios ratios;
   int folds = 0;
@@ -40,6 +50,7 @@ struct PrepOptions {
   int workers = 2;
   bool save_crops = false;  // also write each cube's first channel as <out>/crops/<id>.nii.gz
   bool progress = true;     // progress bar on stderr
+  HuOptions hu;             // per-vertebra HU measurements for the manifest
 };
 
 struct SubjectFiles {
@@ -56,6 +67,8 @@ struct ManifestRow {
   std::string status;  // "ok", "skipped" (not attempted) or "failed" (attempted, error)
   std::string reason;
   std::string ct, seg;
+  std::optional<SpineHU> hu;  // per-vertebra measurements (empty: not measured)
+  std::string hu_note;        // why not, or which fallback was taken
 };
 
 struct PrepResult {
@@ -77,8 +90,14 @@ PrepResult run_prep(const PrepOptions& opts);
 
 // The command line of mc_prep: pipeline/prep_cli.h.
 
-void write_manifest(const std::string& path, const std::vector<ManifestRow>& rows);
-std::string prep_summary(const PrepResult& r);  // a few lines for the terminal
+// The manifest: id,label,class (the label's name in `task`),tscore,split,voxels,volume_ml,
+// mean_hu,median_hu (the whole L1 mask), then hu_columns(*hu) when given, then status,reason.
+void write_manifest(const std::string& path, const std::vector<ManifestRow>& rows,
+                    const Task& task = Task::who(),
+                    const std::optional<RoiOptions>& hu = std::nullopt);
+// The measuring options of run_prep (none with hu.enabled off or precropped scans).
+std::optional<RoiOptions> prep_roi_options(const PrepOptions& opts);
+std::string prep_summary(const PrepResult& r, const Task& task = Task::who());  // a few lines for the terminal
 std::map<std::string, std::string> cache_meta(const PrepOptions& opts, const std::string& split);
 
 }  // namespace mc

@@ -5,6 +5,7 @@
 #include <sstream>
 #include <tuple>
 
+#include "io/ct_source.h"
 #include "io/text.h"
 
 namespace mc {
@@ -57,6 +58,10 @@ std::pair<SubjectStats, Box> masked_stats(const Volume& ct, const float* seg, in
     for (int64_t j = 0; j < ct.ny(); ++j)
       for (int64_t i = 0; i < ct.nx(); ++i, ++at) {
         if (seg && (label >= 0 ? seg[at] != want : seg[at] == 0)) continue;
+        // A NaN would make the median's ordering undefined and the cube garbage.
+        if (!std::isfinite(h[at]))
+          MC_FAIL(ct.name(), ": non-finite value ", h[at], " at voxel (", i, ", ", j, ", ", k,
+                  ") inside the L1 mask: the scan is damaged");
         values.push_back(h[at]);
         sum += h[at];
         const std::array<int64_t, 3> x{i, j, k};
@@ -268,6 +273,17 @@ Preprocessed preprocess(const Volume& ct, const Volume* seg, const PreprocessOpt
   MC_CHECK(o.volume >= 1 && o.spacing_mm > 0 && o.margin_mm >= 0, "preprocess: volume (", o.volume,
            ") must be >= 1, spacing (", o.spacing_mm, ") > 0, margin (", o.margin_mm, ") >= 0");
   MC_CHECK(ct.dims.size() == 3, ct.name(), ": a 3-D CT volume is needed");
+  const auto ct_sp = ct.spacing();
+  for (size_t a = 0; a < 3; ++a) {
+    if (!(ct_sp[a] >= o.spacing_range_mm[0] && ct_sp[a] <= o.spacing_range_mm[1]))
+      MC_FAIL(ct.name(), ": voxel spacing ", ct_sp[a], " mm along axis ", "ijk"[a], " is outside ",
+              o.spacing_range_mm[0], "..", o.spacing_range_mm[1],
+              " mm (data.spacing_range_mm): a header in metres or microns, or a broken affine");
+    const double fov = ct_sp[a] * double(ct.dims[a]);
+    if (fov < o.min_fov_mm)
+      MC_FAIL(ct.name(), ": field of view ", fov, " mm along axis ", "ijk"[a], " (", ct.dims[a],
+              " voxels of ", ct_sp[a], " mm) cannot hold a vertebra (data.min_fov_mm ", o.min_fov_mm, ")");
+  }
   if (!o.precropped) {
     MC_CHECK(seg, ct.name(), ": no segmentation given (and not marked pre-cropped)");
     check_same_grid(ct, *seg, o.grid_tol_mm);
@@ -284,6 +300,13 @@ Preprocessed preprocess(const Volume& ct, const Volume* seg, const PreprocessOpt
   const Box box = expand_box(found, o.margin_mm, ct.spacing(), ct.dims);
   const AxisMap axes = canonical_axes(ct.affine);
   Volume crop_ct = reorient(crop(ct, box), axes);
+  {  // the margin around the mask goes into the cube too (and the blur spreads a NaN)
+    const float* c = crop_ct.ptr();
+    for (int64_t i = 0; i < crop_ct.numel(); ++i)
+      if (!std::isfinite(c[i]))
+        MC_FAIL(ct.name(), ": non-finite value ", c[i], " inside the L1 crop (mask box + ", o.margin_mm,
+                " mm): the scan is damaged");
+  }
   Volume crop_mask = crop_ct;
   if (o.precropped) crop_mask.data = Tensor::full(crop_ct.data.shape(), 1.0);
   else crop_mask = reorient(select_label(crop(*seg, box), o.label_id), axes);
@@ -332,11 +355,37 @@ Preprocessed preprocess(const Volume& ct, const Volume* seg, const PreprocessOpt
   return r;
 }
 
+Volume read_ct_for(const std::string& ct_path, const PreprocessOptions& opts, std::string* summary) {
+  DicomOptions d;
+  d.series_uid = opts.dicom_series;
+  d.series_key = "data.raw.dicom_series";
+  CtSourceInfo info;
+  Volume ct = read_ct(ct_path, d, &info);
+  if (summary) *summary = info.summary;
+  return ct;
+}
+
+Volume read_on_grid(const std::string& path, const Volume& ct, const PreprocessOptions& opts) {
+  Volume v = read_volume(path);
+  try {
+    check_same_grid(ct, v, opts.grid_tol_mm);
+    return v;
+  } catch (const Error& same_grid) {
+    // The same voxels stored in another axis order / direction are put onto the CT's grid;
+    // anything else keeps the plain "not on the same grid" error, which names both files.
+    try {
+      return conform_to(v, ct, opts.grid_tol_mm);
+    } catch (const Error&) {
+      throw same_grid;
+    }
+  }
+}
+
 Preprocessed preprocess_files(const std::string& ct_path, const std::string& seg_path,
                               const PreprocessOptions& opts) {
-  const Volume ct = read_volume(ct_path);
+  const Volume ct = read_ct_for(ct_path, opts);
   if (opts.precropped) return preprocess(ct, nullptr, opts);
-  const Volume seg = read_volume(seg_path);
+  const Volume seg = read_on_grid(seg_path, ct, opts);
   return preprocess(ct, &seg, opts);
 }
 

@@ -53,6 +53,15 @@ struct PreprocessOptions {
   bool antialias = true;
   double pad_hu = -1024;       // fill outside the crop
   double grid_tol_mm = 1e-3;   // CT and mask affines may differ by this much
+  // SeriesInstanceUID to read when a CT is a DICOM folder holding several series (config key
+  // data.raw.dicom_series); "" = the folder must hold one.
+  std::string dicom_series;
+  // Sanity bounds, each a per-subject failure with its reason: a CT voxel edge outside this
+  // range (mm) is a unit error (metres, microns) or a broken header (a 1e-6 mm sform would
+  // make the anti-aliasing blur run for minutes); a scan narrower than min_fov_mm along an
+  // axis cannot hold a vertebra.
+  std::array<double, 2> spacing_range_mm{0.05, 20};
+  double min_fov_mm = 10;
 };
 
 struct SubjectStats {
@@ -69,9 +78,17 @@ struct Preprocessed {
 
 // seg may be null only with opts.precropped.
 Preprocessed preprocess(const Volume& ct, const Volume* seg, const PreprocessOptions& opts);
-// Reads the files, then preprocess(); seg_path is ignored when opts.precropped.
+// Reads the files (the CT: a NIfTI file or a DICOM series folder, io/ct_source.h), then
+// preprocess(); seg_path is ignored when opts.precropped.
 Preprocessed preprocess_files(const std::string& ct_path, const std::string& seg_path,
                               const PreprocessOptions& opts);
+// A CT and a volume on its grid as read for preprocessing: the CT by read_ct, a segmentation
+// made on another grid of the same voxels (e.g. on dcm2niix's conversion of the DICOM series:
+// rows reversed) put onto the CT's grid by conform_to. `summary` is read_ct's one line for logs
+// (never patient data).
+Volume read_ct_for(const std::string& ct_path, const PreprocessOptions& opts,
+                   std::string* summary = nullptr);
+Volume read_on_grid(const std::string& path, const Volume& ct, const PreprocessOptions& opts);
 
 // ---- the steps, exposed for tests and tools ----
 struct Box {

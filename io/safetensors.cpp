@@ -16,6 +16,9 @@
 #include "engine/check.h"
 #include "io/safetensors_format.h"
 
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
 namespace mc {
 namespace {
 using namespace safetensors_format;
@@ -29,6 +32,14 @@ struct Fd {
 };
 
 }  // namespace
+
+std::string xxh3_hex(const void* data, size_t bytes) {
+  const XXH64_hash_t h = XXH3_64bits(data, bytes);
+  static const char* digits = "0123456789abcdef";
+  std::string s(16, '0');
+  for (int i = 0; i < 16; ++i) s[size_t(i)] = digits[(h >> (60 - 4 * i)) & 15];
+  return s;
+}
 
 const char* safetensors_dtype(DType t) {
   switch (t) {
@@ -52,6 +63,7 @@ struct SafeTensorsFile::Impl {
   std::vector<SafeTensorInfo> tensors;  // sorted by name
   std::unordered_map<std::string, size_t> index;
   SafeTensorsMetadata metadata;
+  bool has_checksum = false;
   ~Impl() { if (base != MAP_FAILED) ::munmap(base, size); }
 
   DType readable(const SafeTensorInfo& e) const {
@@ -62,7 +74,7 @@ struct SafeTensorsFile::Impl {
   }
 };
 
-SafeTensorsFile SafeTensorsFile::open(const std::string& path) {
+SafeTensorsFile SafeTensorsFile::open(const std::string& path, bool verify_checksum) {
   auto impl = std::make_shared<Impl>();
   impl->path = path;
   auto fail = [&](const auto&... why) { MC_FAIL("safetensors '", path, "': ", why...); };
@@ -92,6 +104,22 @@ SafeTensorsFile SafeTensorsFile::open(const std::string& path) {
   validate(path, entries, size - 8 - n);
 
   impl->data = bytes + 8 + n;
+  std::string recorded;
+  // The checksum is the format's, not the caller's: metadata() comes back without it.
+  if (auto it = impl->metadata.find(kChecksumKey); it != impl->metadata.end()) {
+    recorded = it->second;
+    impl->metadata.erase(it);
+    impl->has_checksum = true;
+  }
+  if (impl->has_checksum && verify_checksum) {
+    const std::string want = recorded;
+    if (want.size() != 16 || want.find_first_not_of("0123456789abcdef") != std::string::npos)
+      fail("metadata '", kChecksumKey, "' is '", want, "', not 16 hex digits");
+    const std::string got = xxh3_hex(impl->data, size - 8 - n);
+    if (got != want)
+      fail("checksum mismatch: the data hashes to ", got, " but the file records ", want,
+           " (", kChecksumKey, "): the file is corrupt");
+  }
   std::sort(entries.begin(), entries.end(), [](auto& a, auto& b) { return a.name < b.name; });
   impl->tensors = std::move(entries);
   for (size_t i = 0; i < impl->tensors.size(); ++i) impl->index.emplace(impl->tensors[i].name, i);
@@ -102,6 +130,7 @@ SafeTensorsFile SafeTensorsFile::open(const std::string& path) {
 
 const std::string& SafeTensorsFile::path() const { return impl_->path; }
 const SafeTensorsMetadata& SafeTensorsFile::metadata() const { return impl_->metadata; }
+bool SafeTensorsFile::has_checksum() const { return impl_->has_checksum; }
 size_t SafeTensorsFile::size() const { return impl_->tensors.size(); }
 bool SafeTensorsFile::contains(const std::string& name) const { return impl_->index.count(name); }
 

@@ -24,6 +24,11 @@ namespace mc {
 
 using SafeTensorsMetadata = std::map<std::string, std::string>;
 
+// Integrity: every file MedConv writes carries in its __metadata__ the XXH3-64 of its data
+// buffer as 16 lower-case hex digits under this key (other readers ignore it). open() verifies
+// it when present; a mismatch is an error naming the file. Files without it (PyTorch's) load.
+inline constexpr const char* kChecksumKey = "mc.data_xxh3_64";
+
 // One header entry, as validated.
 struct SafeTensorInfo {
   std::string name;
@@ -39,13 +44,16 @@ const char* safetensors_dtype(DType t);
 // view() keep it alive after every SafeTensorsFile is gone.
 class SafeTensorsFile {
  public:
-  static SafeTensorsFile open(const std::string& path);  // throws mc::Error on any malformation
+  // Throws mc::Error on any malformation or a checksum mismatch (verify_checksum: false skips
+  // the data hash, for the fuzzer, which would otherwise only ever reach the mismatch).
+  static SafeTensorsFile open(const std::string& path, bool verify_checksum = true);
 
   const std::string& path() const;
   std::vector<std::string> names() const;  // sorted by name
   bool contains(const std::string& name) const;
   const SafeTensorInfo& info(const std::string& name) const;  // throws if absent
-  const SafeTensorsMetadata& metadata() const;
+  const SafeTensorsMetadata& metadata() const;  // without kChecksumKey
+  bool has_checksum() const;  // the file recorded one (verified unless open() was told not to)
   size_t size() const;  // number of tensors
 
   // Zero-copy CPU tensor over the mapping. The mapping is private copy-on-write: writing into a
@@ -71,6 +79,8 @@ struct SafeTensorsWriteOptions {
   // The data buffer starts at a multiple of this many bytes from the start of the file (the
   // header is padded with spaces). 8 is the reference writer's; the dataset cache uses 64.
   size_t alignment = 8;
+  // Record kChecksumKey in the metadata (off only to compare bytes with the reference writer).
+  bool checksum = true;
 };
 
 // Writes tensors (any device; CUDA ones are copied to the CPU one at a time) and metadata.

@@ -8,6 +8,11 @@
 
 #include "io/safetensors.h"
 
+namespace mc {
+// XXH3-64 as 16 lower-case hex digits (io/safetensors.cpp).
+std::string xxh3_hex(const void* data, size_t bytes);
+}  // namespace mc
+
 namespace mc::safetensors_format {
 
 inline constexpr uint64_t kMaxHeader = 100'000'000;  // the reference reader's limit

@@ -9,6 +9,9 @@
 #include "io/atomic_file.h"
 #include "io/safetensors_format.h"
 
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
 namespace mc {
 namespace {
 
@@ -35,7 +38,9 @@ struct SafeTensorsWriter::Impl {
   std::string path;
   AtomicFile file;
   uint64_t expected = 0, written = 0;
-  explicit Impl(const std::string& p) : path(p), file(p) {}
+  uint64_t checksum_at = 0;  // file offset of the checksum's 16 placeholder digits
+  XXH3_state_t hash{};
+  explicit Impl(const std::string& p) : path(p), file(p) { XXH3_64bits_reset(&hash); }
 };
 
 SafeTensorsWriter::SafeTensorsWriter(const std::string& path, std::vector<Entry> entries,
@@ -51,8 +56,13 @@ SafeTensorsWriter::SafeTensorsWriter(const std::string& path, std::vector<Entry>
   for (const auto& [k, v] : metadata)
     if (!valid_utf8(k) || !valid_utf8(v)) fail("metadata '", k, "' is not valid UTF-8");
 
+  // The checksum is not known until the data is out: a placeholder, patched in commit().
+  const std::string placeholder(16, '0');
+  SafeTensorsMetadata meta = metadata;
+  meta.erase(kChecksumKey);
+  if (o.checksum) meta[kChecksumKey] = placeholder;
   nlohmann::ordered_json h = nlohmann::ordered_json::object();
-  if (!metadata.empty()) h["__metadata__"] = metadata;
+  if (!meta.empty()) h["__metadata__"] = meta;
   uint64_t offset = 0;
   for (const Entry& e : entries) {
     const uint64_t bytes = uint64_t(numel_of(e.shape)) * dtype_size(e.dtype);
@@ -65,6 +75,12 @@ SafeTensorsWriter::SafeTensorsWriter(const std::string& path, std::vector<Entry>
 
   impl_ = std::make_unique<Impl>(path);
   impl_->expected = offset;
+  const std::string quoted = std::string("\"") + kChecksumKey + "\":\"" + placeholder + "\"";
+  if (o.checksum) {
+    const size_t at = text.find(quoted);
+    MC_CHECK(at != std::string::npos, "save_safetensors '", path, "': no checksum placeholder in the header");
+    impl_->checksum_at = 8 + at + quoted.size() - 17;
+  }
   const uint64_t n = text.size();
   impl_->file.write(&n, 8);
   impl_->file.write(text);
@@ -76,12 +92,19 @@ void SafeTensorsWriter::write(const void* data, size_t bytes) {
   MC_CHECK(impl_->written + bytes <= impl_->expected, "save_safetensors '", impl_->path, "': ",
            impl_->written + bytes, " data bytes written, the header declares ", impl_->expected);
   impl_->file.write(data, bytes);
+  XXH3_64bits_update(&impl_->hash, data, bytes);
   impl_->written += bytes;
 }
 
 void SafeTensorsWriter::commit() {
   MC_CHECK(impl_->written == impl_->expected, "save_safetensors '", impl_->path, "': ", impl_->written,
            " data bytes written, the header declares ", impl_->expected);
+  if (impl_->checksum_at) {
+    const XXH64_hash_t d = XXH3_64bits_digest(&impl_->hash);
+    char hex[16];
+    for (int i = 0; i < 16; ++i) hex[i] = "0123456789abcdef"[(d >> (60 - 4 * i)) & 15];
+    impl_->file.write_at(impl_->checksum_at, hex, 16);
+  }
   impl_->file.commit();
 }
 

@@ -1,6 +1,7 @@
 #include "io/state_dict_io.h"
 
 #include <algorithm>
+#include <cmath>
 #include <sstream>
 #include <unordered_map>
 #include <unordered_set>
@@ -46,6 +47,25 @@ std::string problems(const LoadReport& r) {
 }
 
 }  // namespace
+
+void check_finite_weights(const StateDict& sd, const std::string& source, const std::string& tail) {
+  for (const auto& [name, s] : sd) {
+    if (!s.defined() || !is_floating(s.dtype()) || s.numel() == 0) continue;
+    const std::vector<double> v = s.to(DType::F64).to_vector<double>();
+    int64_t bad = 0, first = -1;
+    for (size_t j = 0; j < v.size(); ++j)
+      if (!std::isfinite(v[j]) && bad++ == 0) first = int64_t(j);
+    if (bad)
+      MC_FAIL(source, ": tensor '", name, "' has ", bad, " non-finite value(s) of ", v.size(),
+              " (the first, at index ", first, ", is ", v[size_t(first)], ")", tail);
+    if (name.ends_with("running_var")) {
+      const auto m = std::min_element(v.begin(), v.end());
+      if (*m < 0)
+        MC_FAIL(source, ": tensor '", name, "' holds a negative variance (", *m, " at index ",
+                m - v.begin(), "); a batch-norm running_var must be >= 0", tail);
+    }
+  }
+}
 
 std::string LoadReport::summary() const {
   std::ostringstream o;
@@ -94,6 +114,10 @@ LoadReport load_state_dict(const StateDict& dst, const StateDict& src, const Loa
   if (opts.strict && !r.ok())
     MC_FAIL("load_state_dict (strict): error(s) in loading state_dict; nothing was copied:",
             problems(r));
+  // Finite or refuse, before anything is copied.
+  StateDict floating;
+  for (size_t i = 0; i < copies.size(); ++i) floating.emplace_back(r.loaded[i], *copies[i].second);
+  check_finite_weights(floating, "load_state_dict", "; nothing was copied");
   for (auto [d, s] : copies) {
     Tensor view = *d;  // shares the model's storage
     view.copy_(*s);

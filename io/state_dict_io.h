@@ -36,6 +36,12 @@ struct LoadReport {
 // copied, so a strict failure leaves the model untouched; its mc::Error lists every problem.
 LoadReport load_state_dict(const StateDict& dst, const StateDict& src, const LoadOptions& opts = {});
 
+// Finite or refuse: one NaN or inf in a weight (or a negative batch-norm running_var, any key
+// ending in "running_var") gives every scan the same confident answer. Throws
+// "<source>: tensor '<name>' has N non-finite value(s) ...<tail>". load_state_dict checks what
+// it is about to copy.
+void check_finite_weights(const StateDict& sd, const std::string& source, const std::string& tail = "");
+
 // load_state_dict from a safetensors file, through zero-copy views of the mapping.
 LoadReport load_state_dict_file(const StateDict& dst, const std::string& path,
                                 const LoadOptions& opts = {});

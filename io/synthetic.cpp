@@ -247,8 +247,15 @@ std::vector<SyntheticSubject> write_synthetic_dataset(const std::string& dir,
     s.ct = Volume{}, s.seg = Volume{};
     subjects[size_t(i)] = std::move(s);
   }, progress);
-  std::string csv = "id,tscore\n";
-  for (const auto& s : subjects) csv += s.id + "," + fixed(s.tscore, 1) + "\n";
+  const bool binary = !o.binary_classes.empty();
+  MC_CHECK(!binary || o.binary_classes.size() == 2, "synthetic: a binary task needs 2 class names, got ",
+           o.binary_classes.size());
+  std::string csv = binary ? "id,tscore,class\n" : "id,tscore\n";
+  for (const auto& s : subjects) {
+    csv += s.id + "," + fixed(s.tscore, 1);
+    if (binary) csv += "," + o.binary_classes[std::round(s.tscore * 10) / 10 <= o.binary_threshold ? 0 : 1];
+    csv += "\n";
+  }
   write_atomic((fs::path(dir) / "labels.csv").string(), csv);
   return subjects;
 }

@@ -32,6 +32,10 @@ struct SyntheticOptions {
   uint64_t seed = 0;
   int workers = 2;
   std::array<double, kNumClasses> class_mix = {0.12, 0.35, 0.53};  // osteoporosis, -penia, normal
+  // A binary task besides the T-score: labels.csv also gets a class column, binary_classes[0]
+  // for T <= binary_threshold, else binary_classes[1] (empty: no class column).
+  std::vector<std::string> binary_classes;
+  double binary_threshold = -2.5;
 };
 
 struct SyntheticSubject {
@@ -48,7 +52,8 @@ std::string synthetic_id(int64_t index);  // "syn00042"
 double synthetic_tscore(uint64_t seed, int64_t index, const SyntheticOptions& opts = {});
 SyntheticSubject make_synthetic_subject(uint64_t seed, int64_t index, const SyntheticOptions& opts);
 
-// Writes DIR/ct/<id>.nii.gz (int16), DIR/seg/<id>.nii.gz (uint8) and DIR/labels.csv.
+// Writes DIR/ct/<id>.nii.gz (int16), DIR/seg/<id>.nii.gz (uint8) and DIR/labels.csv (id,tscore
+// and, with binary_classes, class).
 // Returns the subjects without their volumes.
 std::vector<SyntheticSubject> write_synthetic_dataset(const std::string& dir,
                                                       const SyntheticOptions& opts,

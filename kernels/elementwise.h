@@ -6,6 +6,7 @@
 // Functors take (a, b, alpha) in float (bf16 data is loaded to float and rounded once on the way
 // out) or double (the CPU's f64, for gradient checks); one-input ops ignore b.
 #pragma once
+#include <cmath>
 #include <cstdint>
 
 #include "kernels/common.h"
@@ -33,6 +34,55 @@ struct Axpy {  // a = x, b = y: y + alpha x (as the CPU's y += alpha * x rounds 
     return add_rn(y, mul_rn(alpha, x));
   }
 };
+// Regression losses on a residual x (alpha = delta): Huber is 0.5 x^2 within |x| <= delta and
+// delta (|x| - 0.5 delta) beyond (PyTorch's HuberLoss); Square is x^2 (MSE).
+struct Huber {
+  template <class T> MC_HD T operator()(T x, T, T d) const {
+    const T a = x < T(0) ? -x : x;
+    return a <= d ? mul_rn(T(0.5), mul_rn(x, x)) : mul_rn(d, add_rn(a, -mul_rn(T(0.5), d)));
+  }
+};
+struct HuberBackward {  // a = x, b = dy: clamp(x, -delta, delta) dy
+  template <class T> MC_HD T operator()(T x, T dy, T d) const {
+    return mul_rn(x > d ? d : x < -d ? -d : x, dy);
+  }
+};
+struct Square {
+  template <class T> MC_HD T operator()(T x, T, T) const { return mul_rn(x, x); }
+};
+struct SquareBackward {  // a = x, b = dy: 2 x dy
+  template <class T> MC_HD T operator()(T x, T dy, T) const { return mul_rn(mul_rn(T(2), x), dy); }
+};
+// The activations of the Table II networks (MobileNetV2: ReLU6; EfficientNet: SiLU and the
+// squeeze-and-excitation sigmoid gate), as PyTorch computes them: sigmoid(x) = 1 / (1 + e^-x).
+MC_HD float exp_of(float x) { return expf(x); }
+MC_HD double exp_of(double x) { return exp(x); }
+template <class T> MC_HD T sigmoid_of(T x) { return T(1) / (T(1) + exp_of(-x)); }
+struct Relu6 {
+  template <class T> MC_HD T operator()(T x, T, T) const {
+    return x > T(0) ? (x < T(6) ? x : T(6)) : T(0);
+  }
+};
+struct Relu6Backward {  // a = x, b = dy: hardtanh's rule, zero at and beyond both kinks
+  template <class T> MC_HD T operator()(T x, T dy, T) const {
+    return x > T(0) && x < T(6) ? dy : T(0);
+  }
+};
+struct Silu {
+  template <class T> MC_HD T operator()(T x, T, T) const { return x * sigmoid_of(x); }
+};
+struct SiluBackward {  // a = x, b = dy: dy * s * (1 + x (1 - s)), s = sigmoid(x)
+  template <class T> MC_HD T operator()(T x, T dy, T) const {
+    const T s = sigmoid_of(x);
+    return dy * (s * (T(1) + x * (T(1) - s)));
+  }
+};
+struct Sigmoid {
+  template <class T> MC_HD T operator()(T x, T, T) const { return sigmoid_of(x); }
+};
+struct SigmoidBackward {  // a = y (the forward's output), b = dy
+  template <class T> MC_HD T operator()(T y, T dy, T) const { return dy * (y * (T(1) - y)); }
+};
 }  // namespace pointwise
 
 // X(functor, number of inputs)
@@ -42,7 +92,17 @@ struct Axpy {  // a = x, b = y: y + alpha x (as the CPU's y += alpha * x rounds 
   X(Add, 2)                 \
   X(Mul, 2)                 \
   X(Scale, 1)               \
-  X(Axpy, 2)
+  X(Axpy, 2)                \
+  X(Huber, 1)               \
+  X(HuberBackward, 2)       \
+  X(Square, 1)              \
+  X(SquareBackward, 2)       \
+  X(Relu6, 1)               \
+  X(Relu6Backward, 2)       \
+  X(Silu, 1)                \
+  X(SiluBackward, 2)        \
+  X(Sigmoid, 1)             \
+  X(SigmoidBackward, 2)
 
 enum class Pointwise : int {
 #define MC_POINTWISE_ENUM(name, arity) name,

@@ -38,6 +38,43 @@ struct Sgd {
   }
 };
 
+// torch.lerp's formula, rounded as the CPU twin rounds it.
+__device__ __forceinline__ float lerp_rn(float a, float b, float w) {
+  return w < 0.5f ? __fadd_rn(a, __fmul_rn(w, __fsub_rn(b, a)))
+                  : __fsub_rn(b, __fmul_rn(__fsub_rn(b, a), __fsub_rn(1.f, w)));
+}
+
+// m = old copy of p; the scale is computed from the device-side squared norm by every thread
+// (one cached load), so the step needs no host sync.
+struct SamPerturb {
+  const float* sumsq;
+  float rho;
+  __device__ __forceinline__ void operator()(float& p, float g, float& old, float&) const {
+    const float scale = __fdiv_rn(rho, __fadd_rn(__fsqrt_rn(*sumsq), 1e-12f));
+    old = p;
+    p = __fadd_rn(p, __fmul_rn(g, scale));
+  }
+};
+
+struct ScheduleFree {
+  float b2, w2, bc2, eps, wd, ckp1, y_lr, lr;
+  __device__ __forceinline__ void operator()(float& y, float g, float& z, float& v) const {
+    v = __fadd_rn(__fmul_rn(v, b2), __fmul_rn(__fmul_rn(w2, g), g));
+    const float denom = __fadd_rn(__fsqrt_rn(__fdiv_rn(v, bc2)), eps);
+    float u = __fdiv_rn(g, denom);
+    if (wd != 0.f) u = __fadd_rn(u, __fmul_rn(wd, y));
+    y = lerp_rn(y, z, ckp1);
+    y = __fadd_rn(y, __fmul_rn(y_lr, u));
+    z = __fsub_rn(z, __fmul_rn(lr, u));
+  }
+};
+
+// g is z here: p moves towards it.
+struct LerpTo {
+  float w;
+  __device__ __forceinline__ void operator()(float& p, float z, float&, float&) const { p = lerp_rn(p, z, w); }
+};
+
 // m, v may be null (SGD without momentum): a dummy stands in.
 template <class Op, bool Vec>
 __global__ void step_kernel(Op op, float* __restrict__ p, const float* __restrict__ g,
@@ -86,6 +123,21 @@ void launch(const Op& op, float* p, const float* g, float* m, float* v, int64_t 
 }
 
 }  // namespace
+
+void sam_perturb(float* p, const float* g, float* old, const float* sumsq, double rho, int64_t n, Stream s) {
+  launch(SamPerturb{sumsq, float(rho)}, p, g, old, nullptr, n, s, "kernels/optim.cu: sam_perturb");
+}
+
+void schedulefree_step(float* y, const float* g, float* z, float* v, int64_t n, const ScheduleFreeArgs& a,
+                       Stream s) {
+  const ScheduleFree op{float(a.beta2), float(1.0 - a.beta2), float(a.bc2),  float(a.eps),
+                        float(a.weight_decay), float(a.ckp1), float(a.y_lr), float(a.lr)};
+  launch(op, y, g, z, v, n, s, "kernels/optim.cu: schedulefree_step");
+}
+
+void lerp_to(float* p, const float* z, double w, int64_t n, Stream s) {
+  launch(LerpTo{float(w)}, p, z, nullptr, nullptr, n, s, "kernels/optim.cu: lerp_to");
+}
 
 void adamw_step(float* p, const float* g, float* m, float* v, int64_t n, const AdamWArgs& a,
                 Stream s) {

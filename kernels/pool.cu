@@ -24,6 +24,20 @@ struct G {
   int64_t N, C, D, H, W, oD, oH, oW;
   int kd, kh, kw, sd, sh, sw, pd, ph, pw;
 };
+// Average pool: the clipped window [lo, hi) of output o on one axis, and the outputs
+// [first, last] whose windows cover input i (as the CPU twin).
+__device__ __forceinline__ void window(int64_t o, int k, int s, int p, int64_t in, int64_t& lo,
+                                       int64_t& hi) {
+  lo = o * s - p;
+  hi = min(lo + k, in);
+  lo = max(lo, int64_t(0));
+}
+__device__ __forceinline__ void covering(int64_t i, int k, int s, int p, int64_t out,
+                                         int64_t& first, int64_t& last) {
+  const int64_t q = i + p;
+  first = q < k ? 0 : (q - k) / s + 1;
+  last = min(q / s, out - 1);
+}
 G make(const PoolGeom& g) {
   G r;
   r.N = g.N, r.C = g.C, r.D = g.D, r.H = g.H, r.W = g.W;
@@ -178,6 +192,64 @@ __global__ void gap_bwd_kernel(const T* __restrict__ dy, T* __restrict__ dx, int
   }
 }
 
+// One thread per output element; the sum runs in the CPU twin's order (d, h, w).
+template <class T, bool CL>
+__global__ void avgpool_fwd_kernel(G g, const T* __restrict__ x, T* __restrict__ y) {
+  const int64_t oP = g.oD * g.oH * g.oW, iP = g.D * g.H * g.W, total = g.N * g.C * oP;
+  const int64_t stride = int64_t(gridDim.x) * blockDim.x;
+  for (int64_t o = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; o < total; o += stride) {
+    int64_t n, c, op;
+    if (CL) {
+      c = o % g.C, op = (o / g.C) % oP, n = o / (g.C * oP);
+    } else {
+      op = o % oP, c = (o / oP) % g.C, n = o / (oP * g.C);
+    }
+    const int64_t ow = op % g.oW, oh = (op / g.oW) % g.oH, od = op / (g.oW * g.oH);
+    int64_t d0, d1, h0, h1, w0, w1;
+    window(od, g.kd, g.sd, g.pd, g.D, d0, d1);
+    window(oh, g.kh, g.sh, g.ph, g.H, h0, h1);
+    window(ow, g.kw, g.sw, g.pw, g.W, w0, w1);
+    float acc = 0.f;
+    for (int64_t d = d0; d < d1; ++d)
+      for (int64_t h = h0; h < h1; ++h)
+        for (int64_t w = w0; w < w1; ++w)
+          acc = __fadd_rn(acc, to_f(x[at<CL>(n, c, (d * g.H + h) * g.W + w, g.C, iP)]));
+    y[o] = from_f<T>(__fdiv_rn(acc, float((d1 - d0) * (h1 - h0) * (w1 - w0))));
+  }
+}
+
+// One thread per input element gathers dy / count over its covering windows.
+template <class T, bool CL>
+__global__ void avgpool_bwd_kernel(G g, const T* __restrict__ dy, T* __restrict__ dx) {
+  const int64_t oP = g.oD * g.oH * g.oW, iP = g.D * g.H * g.W, total = g.N * g.C * iP;
+  const int64_t stride = int64_t(gridDim.x) * blockDim.x;
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += stride) {
+    int64_t n, c, ip;
+    if (CL) {
+      c = i % g.C, ip = (i / g.C) % iP, n = i / (g.C * iP);
+    } else {
+      ip = i % iP, c = (i / iP) % g.C, n = i / (iP * g.C);
+    }
+    const int64_t w = ip % g.W, h = (ip / g.W) % g.H, d = ip / (g.W * g.H);
+    int64_t a0, a1, b0, b1, e0, e1;
+    covering(d, g.kd, g.sd, g.pd, g.oD, a0, a1);
+    covering(h, g.kh, g.sh, g.ph, g.oH, b0, b1);
+    covering(w, g.kw, g.sw, g.pw, g.oW, e0, e1);
+    float acc = 0.f;
+    for (int64_t od = a0; od <= a1; ++od)
+      for (int64_t oh = b0; oh <= b1; ++oh)
+        for (int64_t ow = e0; ow <= e1; ++ow) {
+          int64_t d0, d1, h0, h1, w0, w1;
+          window(od, g.kd, g.sd, g.pd, g.D, d0, d1);
+          window(oh, g.kh, g.sh, g.ph, g.H, h0, h1);
+          window(ow, g.kw, g.sw, g.pw, g.W, w0, w1);
+          const float cnt = float((d1 - d0) * (h1 - h0) * (w1 - w0));
+          acc = __fadd_rn(acc, __fdiv_rn(to_f(dy[at<CL>(n, c, (od * g.oH + oh) * g.oW + ow, g.C, oP)]), cnt));
+        }
+    dx[i] = from_f<T>(acc);
+  }
+}
+
 // Runs f(T{}, bool_constant<channels last>) for f32 or bf16 data in either layout.
 template <class F> void by_type(int dt, int layout, const char* what, F&& f) {
   MC_CHECK(layout == NCDHW || layout == NDHWC, "kernels/pool.cu: ", what, ": unknown layout code ",
@@ -192,6 +264,31 @@ template <class F> void by_type(int dt, int layout, const char* what, F&& f) {
 }
 
 }  // namespace
+
+void avgpool3d_forward(const PoolGeom& pg, const void* x, void* y, int dt, int layout, Stream s) {
+  const G g = make(pg);
+  const int64_t total = g.N * g.C * g.oD * g.oH * g.oW;
+  if (total == 0) return;
+  by_type(dt, layout, "avg_pool3d", [&](auto t, auto cl) {
+    using T = decltype(t);
+    avgpool_fwd_kernel<T, decltype(cl)::value><<<grid_for(total), kThreads, 0, s>>>(
+        g, static_cast<const T*>(x), static_cast<T*>(y));
+  });
+  MC_LAUNCHED("avg_pool3d");
+}
+
+void avgpool3d_backward(const PoolGeom& pg, const void* dy, void* dx, int dt, int layout,
+                        Stream s) {
+  const G g = make(pg);
+  const int64_t total = g.N * g.C * g.D * g.H * g.W;
+  if (total == 0) return;
+  by_type(dt, layout, "avg_pool3d backward", [&](auto t, auto cl) {
+    using T = decltype(t);
+    avgpool_bwd_kernel<T, decltype(cl)::value><<<grid_for(total), kThreads, 0, s>>>(
+        g, static_cast<const T*>(dy), static_cast<T*>(dx));
+  });
+  MC_LAUNCHED("avg_pool3d backward");
+}
 
 void maxpool3d_forward(const PoolGeom& pg, const void* x, void* y, int32_t* argmax, int dt,
                        int layout, Stream s) {

@@ -16,13 +16,20 @@ namespace mc::kernels {
 struct PoolGeom {
   int64_t N = 1, C = 1, D = 1, H = 1, W = 1;
   std::array<int64_t, 3> k{1, 1, 1}, stride{1, 1, 1}, pad{0, 0, 0};
+  bool ceil = false;  // PyTorch's ceil_mode (average pool only): a last partial window is kept
   int64_t out(int a) const {
-    int64_t in = a == 0 ? D : a == 1 ? H : W;
-    return (in + 2 * pad[a] - k[a]) / stride[a] + 1;
+    const int64_t in = a == 0 ? D : a == 1 ? H : W, num = in + 2 * pad[a] - k[a];
+    if (!ceil) return num / stride[a] + 1;
+    int64_t o = (num + stride[a] - 1) / stride[a] + 1;
+    if ((o - 1) * stride[a] >= in + pad[a]) --o;  // PyTorch: the last window starts inside
+    return o;
   }
 };
 
 namespace cpu {
+void avgpool3d_forward(const PoolGeom& g, const void* x, void* y, int dt, int layout, Stream s);
+void avgpool3d_backward(const PoolGeom& g, const void* dy, void* dx, int dt, int layout,
+                        Stream s);  // overwrites dx
 void maxpool3d_forward(const PoolGeom& g, const void* x, void* y, int32_t* argmax, int dt,
                        int layout, Stream s);
 void maxpool3d_backward(const PoolGeom& g, const void* dy, const int32_t* argmax, void* dx,
@@ -33,6 +40,9 @@ void avgpool_global_backward(const void* dy, void* dx, int dt, int64_t N, int64_
                              int layout, Stream s);
 }  // namespace cpu
 namespace cuda {
+void avgpool3d_forward(const PoolGeom& g, const void* x, void* y, int dt, int layout, Stream s);
+void avgpool3d_backward(const PoolGeom& g, const void* dy, void* dx, int dt, int layout,
+                        Stream s);  // overwrites dx
 void maxpool3d_forward(const PoolGeom& g, const void* x, void* y, int32_t* argmax, int dt,
                        int layout, Stream s);
 void maxpool3d_backward(const PoolGeom& g, const void* dy, const int32_t* argmax, void* dx,

@@ -69,6 +69,69 @@ void maxpool_backward(const PoolGeom& g, const T* dy, const int32_t* argmax, T* 
   }
 }
 
+// Window [lo, hi) of output o along axis a, clipped to the input (count_include_pad=False).
+inline void window(const PoolGeom& g, int a, int64_t o, int64_t& lo, int64_t& hi) {
+  const int64_t in = a == 0 ? g.D : a == 1 ? g.H : g.W;
+  lo = o * g.stride[a] - g.pad[a];
+  hi = std::min(lo + g.k[a], in);
+  lo = std::max<int64_t>(lo, 0);
+}
+
+template <class T, bool CL>
+void avgpool_forward(const PoolGeom& g, const T* x, T* y) {
+  const int64_t oD = g.out(0), oH = g.out(1), oW = g.out(2), inS = g.D * g.H * g.W;
+  const int64_t oS = oD * oH * oW;
+#pragma omp parallel for schedule(static)
+  for (int64_t nc = 0; nc < g.N * g.C; ++nc) {
+    const int64_t n = nc / g.C, c = nc % g.C;
+    for (int64_t od = 0; od < oD; ++od)
+      for (int64_t oh = 0; oh < oH; ++oh)
+        for (int64_t ow = 0; ow < oW; ++ow) {
+          int64_t d0, d1, h0, h1, w0, w1;
+          window(g, 0, od, d0, d1), window(g, 1, oh, h0, h1), window(g, 2, ow, w0, w1);
+          T acc = T(0);
+          for (int64_t d = d0; d < d1; ++d)
+            for (int64_t h = h0; h < h1; ++h)
+              for (int64_t w = w0; w < w1; ++w) acc += x[at<CL>(n, c, (d * g.H + h) * g.W + w, g.C, inS)];
+          const int64_t cnt = (d1 - d0) * (h1 - h0) * (w1 - w0);
+          y[at<CL>(n, c, (od * oH + oh) * oW + ow, g.C, oS)] = acc / T(cnt);
+        }
+  }
+}
+
+// Output windows covering input index i along axis a: [first, last].
+inline void covering(const PoolGeom& g, int a, int64_t i, int64_t& first, int64_t& last) {
+  const int64_t p = i + g.pad[a], s = g.stride[a];
+  first = p < g.k[a] ? 0 : (p - g.k[a]) / s + 1;
+  last = std::min(p / s, g.out(a) - 1);
+}
+
+template <class T, bool CL>
+void avgpool_backward(const PoolGeom& g, const T* dy, T* dx) {
+  const int64_t oD = g.out(0), oH = g.out(1), oW = g.out(2), inS = g.D * g.H * g.W;
+  const int64_t oS = oD * oH * oW;
+#pragma omp parallel for schedule(static)
+  for (int64_t nc = 0; nc < g.N * g.C; ++nc) {
+    const int64_t n = nc / g.C, c = nc % g.C;
+    for (int64_t d = 0; d < g.D; ++d)
+      for (int64_t h = 0; h < g.H; ++h)
+        for (int64_t w = 0; w < g.W; ++w) {
+          int64_t a0, a1, b0, b1, e0, e1;
+          covering(g, 0, d, a0, a1), covering(g, 1, h, b0, b1), covering(g, 2, w, e0, e1);
+          T acc = T(0);
+          for (int64_t od = a0; od <= a1; ++od)
+            for (int64_t oh = b0; oh <= b1; ++oh)
+              for (int64_t ow = e0; ow <= e1; ++ow) {
+                int64_t d0, d1, h0, h1, w0, w1;
+                window(g, 0, od, d0, d1), window(g, 1, oh, h0, h1), window(g, 2, ow, w0, w1);
+                const int64_t cnt = (d1 - d0) * (h1 - h0) * (w1 - w0);
+                acc += dy[at<CL>(n, c, (od * oH + oh) * oW + ow, g.C, oS)] / T(cnt);
+              }
+          dx[at<CL>(n, c, (d * g.H + h) * g.W + w, g.C, inS)] = acc;
+        }
+  }
+}
+
 template <class T, bool CL>
 void gap_forward(const T* x, T* y, int64_t N, int64_t C, int64_t S) {
 #pragma omp parallel for schedule(static)
@@ -104,6 +167,20 @@ template <class F> void by_type(int dt, int layout, const char* what, F&& f) {
 }
 
 }  // namespace
+
+void avgpool3d_forward(const PoolGeom& g, const void* x, void* y, int dt, int layout, Stream) {
+  by_type(dt, layout, "avg_pool3d", [&](auto t, auto cl) {
+    using T = decltype(t);
+    avgpool_forward<T, decltype(cl)::value>(g, static_cast<const T*>(x), static_cast<T*>(y));
+  });
+}
+
+void avgpool3d_backward(const PoolGeom& g, const void* dy, void* dx, int dt, int layout, Stream) {
+  by_type(dt, layout, "avg_pool3d backward", [&](auto t, auto cl) {
+    using T = decltype(t);
+    avgpool_backward<T, decltype(cl)::value>(g, static_cast<const T*>(dy), static_cast<T*>(dx));
+  });
+}
 
 void maxpool3d_forward(const PoolGeom& g, const void* x, void* y, int32_t* argmax, int dt,
                        int layout, Stream) {

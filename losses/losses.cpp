@@ -128,4 +128,12 @@ Tensor Loss::operator()(const Tensor& logits, const Tensor& labels, bool mean) c
   return cross_entropy(logits, labels, weight, offset, mean);
 }
 
+Tensor regression_loss(const LossSpec& spec, const Tensor& pred, const Tensor& target) {
+  const int64_t N = pred.size(0);
+  MC_CHECK(pred.numel() == N && target.numel() == N, "regression loss: predictions ", shape_str(pred.shape()),
+           " and targets ", shape_str(target.shape()), " must hold one value per sample");
+  const Tensor residual = add(reshape(pred, {N}), scale(reshape(target.to(pred.dtype()), {N}), -1.0));
+  return mean(spec.regression == RegressionLoss::Huber ? huber(residual, spec.huber_delta) : square(residual));
+}
+
 }  // namespace mc

@@ -35,8 +35,13 @@ enum class LossType { CE, LogitAdjusted, Weighted, BalancedSoftmax, ClassBalance
 const char* loss_type_name(LossType t);     // "ce", "logit_adjusted", ...
 LossType parse_loss_type(const std::string& s);  // throws listing the allowed names
 
+// model.head regression: the loss on the predicted T-score.
+enum class RegressionLoss { Huber, MSE };
+
 struct LossSpec {
   LossType type = LossType::LogitAdjusted;
+  RegressionLoss regression = RegressionLoss::Huber;  // regression head only
+  double huber_delta = 1.0;                           // Huber: quadratic within +-delta T units
   double tau1 = 1.0;     // logit adjustment strength (paper's best 1, reference code 0.65)
   double beta = 0.9999;  // class_balanced: in [0, 1)
   bool adjust = false;   // weighted / class_balanced: also add tau1 * log(prior)
@@ -71,5 +76,10 @@ class Loss {
   std::unique_ptr<std::mutex> mu_ = std::make_unique<std::mutex>();  // guards cache_ (one per GPU)
   mutable std::map<std::pair<int, int>, std::pair<Tensor, Tensor>> cache_;
 };
+
+// Regression head (model.head regression): mean over the batch of Huber(pred - target,
+// huber_delta) (PyTorch's HuberLoss) or of (pred - target)^2 (MSELoss). pred [N, 1] or [N],
+// target [N] T-scores on the same device (cast to pred's dtype).
+Tensor regression_loss(const LossSpec& spec, const Tensor& pred, const Tensor& target);
 
 }  // namespace mc

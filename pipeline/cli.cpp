@@ -1,6 +1,10 @@
 #include "pipeline/cli.h"
 
+#include <cerrno>
 #include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <iostream>
 
 #include "engine/check.h"
 #include "io/text.h"
@@ -79,6 +83,17 @@ std::string take_overrides(const std::vector<std::string>& rest, std::vector<std
     overrides.push_back(a);
   }
   return "";
+}
+
+int finish_stdout(const std::string& program, int rc) {
+  std::cout.flush();
+  const bool stream_ok = bool(std::cout);
+  errno = 0;
+  const bool closed = std::fclose(stdout) == 0;
+  if (stream_ok && closed) return rc;
+  std::cerr << program << ": error: cannot write the output to stdout"
+            << (errno ? std::string(": ") + std::strerror(errno) : std::string()) << "\n";
+  return rc ? rc : 1;
 }
 
 }  // namespace mc::cli

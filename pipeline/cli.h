@@ -30,4 +30,9 @@ Parsed parse(CLI::App& app, const std::vector<std::string>& args);
 // returned ("" when there is none) for the program to name in its error.
 std::string take_overrides(const std::vector<std::string>& rest, std::vector<std::string>& overrides);
 
+// A program's last step: flushes and closes stdout and returns rc, or, when that fails (a full
+// disk, a closed pipe), says so on stderr and returns rc or 1: results that did not arrive are
+// never an exit status of 0.
+int finish_stdout(const std::string& program, int rc);
+
 }  // namespace mc::cli

@@ -15,9 +15,12 @@
 #include <sstream>
 
 #include "engine/check.h"
+#include "pipeline/config_scalars.h"
 
 namespace mc {
 namespace {
+
+using namespace config_detail;
 
 std::string join(const std::vector<std::string>& v, const std::string& sep) {
   std::string out;
@@ -68,21 +71,6 @@ const Index& index() {
   return idx;
 }
 
-size_t edit_distance(const std::string& a, const std::string& b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diag = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      size_t up = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] != b[j - 1])});
-      diag = up;
-    }
-  }
-  return row[b.size()];
-}
-
 std::string leaf_of(const std::string& p) {
   auto dot = p.rfind('.');
   return dot == std::string::npos ? p : p.substr(dot + 1);
@@ -113,60 +101,6 @@ std::string suggest(const std::string& path, Want want) {
   return best_d <= limit ? best : "";
 }
 
-std::string suggest_choice(const std::string& v, const std::vector<std::string>& choices) {
-  std::string lower = v;
-  std::transform(lower.begin(), lower.end(), lower.begin(), ::tolower);
-  std::string best;
-  size_t best_d = std::numeric_limits<size_t>::max();
-  for (const auto& c : choices) {
-    size_t d = edit_distance(lower, c);
-    if (d < best_d) best = c, best_d = d;
-  }
-  return best_d <= std::max<size_t>(2, v.size() / 3) ? best : "";
-}
-
-// ---- scalar parsing ----
-
-std::optional<double> parse_float(std::string s) {
-  if (!s.empty() && s[0] == '+') s.erase(0, 1);
-  double d;
-  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), d);
-  if (s.empty() || ec != std::errc() || end != s.data() + s.size()) return std::nullopt;
-  return d;
-}
-
-std::optional<int64_t> parse_int(std::string s) {
-  if (!s.empty() && s[0] == '+') s.erase(0, 1);
-  int64_t i;
-  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), i);
-  if (s.empty() || ec != std::errc() || end != s.data() + s.size()) return std::nullopt;
-  return i;
-}
-
-std::optional<bool> parse_bool(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(), ::tolower);
-  if (s == "true" || s == "yes" || s == "on") return true;
-  if (s == "false" || s == "no" || s == "off") return false;
-  return std::nullopt;
-}
-
-bool finite_number(const YAML::Node& n, double& out) {
-  auto d = n.IsScalar() ? parse_float(n.Scalar()) : std::nullopt;
-  if (!d || !std::isfinite(*d)) return false;
-  out = *d;
-  return true;
-}
-
-// What a node holds, for "got ..." in messages.
-std::string describe(const YAML::Node& n) {
-  if (!n.IsDefined() || n.IsNull()) return "no value";
-  if (n.IsScalar()) return "'" + n.Scalar() + "'";
-  YAML::Emitter e;
-  e << YAML::Flow << n;
-  std::string s = e.c_str();
-  if (s.size() > 60) s = s.substr(0, 57) + "...";
-  return (n.IsSequence() ? "the list " : "the mapping ") + s;
-}
 
 // ---- the parser ----
 
@@ -246,6 +180,7 @@ class Parser {
   }
 
   void check_consistency();
+  void check_task(const std::function<void(const std::string&)>& fail);
 
  private:
   // "run.yaml:12:7" for a node of a file; an override's nodes have no useful position.
@@ -455,6 +390,46 @@ class Parser {
   }
 };
 
+// The task (data.classes, data.tscore_thresholds, data.positive_class, model.head) and
+// model.num_classes, which is derived from it unless set, and then must agree.
+void Parser::check_task(const std::function<void(const std::string&)>& fail) {
+  const Config& c = cfg;
+  const auto& th = c.data.tscore_thresholds;
+  if (c.data.classes.empty() && th.size() != 2) {
+    fail(show("data.classes") + " must name the " + std::to_string(th.size() + 1) + " classes that " +
+         show("data.tscore_thresholds") + " make" +
+         (th.empty() ? " (with no thresholds the labels come from a class column: list its classes)" : "") +
+         "; only two thresholds default to the WHO names osteoporosis, osteopenia, normal");
+    return;
+  }
+  Task t = task_of(c);
+  if (!c.data.positive_class.empty()) {
+    const int64_t k = t.index_of(c.data.positive_class);
+    if (k < 0) fail(show("data.positive_class") + " is not one of the classes " + t.names_csv() + " (data.classes)");
+    else if (!t.binary()) fail(show("data.positive_class") + " needs a binary task; this one has " + std::to_string(t.num_classes()) + " classes");
+  }
+  try {
+    t.validate("task");
+  } catch (const Error& e) {
+    std::string m = e.what();
+    m = m.substr(0, m.rfind(" ["));  // the source line of the check adds nothing here
+    fail(show("data.classes") + ", " + show("data.tscore_thresholds") + ", " + show("model.head") + ": " + m);
+    return;
+  }
+  if (origin.count("model.num_classes") && c.model.num_classes != t.num_classes())
+    fail(show("model.num_classes") + " contradicts the task: " + show("data.classes") + " and " +
+         show("data.tscore_thresholds") + " make " + std::to_string(t.num_classes()) + " classes (" + t.names_csv() +
+         "); leave model.num_classes out, it is derived");
+  else
+    cfg.model.num_classes = int(t.num_classes());
+  const auto sel = c.eval.select_by;
+  using S = Config::Eval::SelectBy;
+  if (t.regression() && sel != S::Auto && sel != S::MAE && sel != S::Loss)
+    fail(show("eval.select_by") + " does not apply to " + show("model.head") + ": use auto, mae or loss");
+  if (!t.regression() && sel == S::MAE)
+    fail(show("eval.select_by") + " needs " + show("model.head") + " regression");
+}
+
 // Rules that involve more than one key. Each message names every key involved, its value and
 // where that value came from, since the fix may be in either place.
 void Parser::check_consistency() {
@@ -476,18 +451,36 @@ void Parser::check_consistency() {
     fail(show("model.in_chans") + " must equal the number of data.windows, " +
          std::to_string(c.data.preprocess.windows.size()) + " (" + show("data.windows") +
          "): each HU window is one input channel");
-  if (static_cast<size_t>(c.model.num_classes) != c.data.tscore_thresholds.size() + 1)
-    fail(show("model.num_classes") + " must be one more than the number of " +
-         show("data.tscore_thresholds") + ": n thresholds make n + 1 classes");
+  check_task(fail);
   if (c.schedule.warmup_epochs >= c.train.epochs)
     fail(show("schedule.warmup_epochs") + " must be less than " + show("train.epochs"));
   if (c.schedule.min_lr > c.optim.lr)
     fail(show("schedule.min_lr") + " must be <= " + show("optim.lr"));
-  if (c.optim.kind == OptimizerKind::SGD && c.optim.nesterov && c.optim.momentum == 0)
+  const OptimizerKind base = c.optim.kind == OptimizerKind::SAM ? c.optim.sam_base : c.optim.kind;
+  if (c.optim.sam_base != OptimizerKind::AdamW && c.optim.sam_base != OptimizerKind::SGD)
+    fail(show("optim.sam_base") + " must be adamw or sgd");
+  if (c.optim.kind == OptimizerKind::ScheduleFreeAdamW &&
+      (c.schedule.kind != LrSchedule::Kind::Constant || c.schedule.warmup_epochs != 0))
+    fail(show("optim.name") + " schedulefree_adamw replaces the schedule: set schedule.name " +
+         "constant and schedule.warmup_epochs 0 (warm up with optim.warmup_steps), got " +
+         show("schedule.name") + ", " + show("schedule.warmup_epochs"));
+  if (c.optim.kind == OptimizerKind::ScheduleFreeAdamW && c.optim.betas[0] == 0)
+    fail(show("optim.betas") + ": schedulefree_adamw needs beta1 > 0 (x is recovered from y and z through it)");
+  if (base == OptimizerKind::SGD && c.optim.nesterov && c.optim.momentum == 0)
     fail(show("optim.nesterov") + " needs " + show("optim.momentum") + " > 0");
   if (c.loss.adjust && c.loss.type != LossType::Weighted && c.loss.type != LossType::ClassBalanced)
     fail(show("loss.adjust") + " needs " + show("loss.type") +
          " weighted or class_balanced (the other types have no class weights to combine with)");
+  if (c.data.hu.calibration.size() == 1)
+    fail(show("data.hu.calibration") + ": expected [] or [slope, intercept]");
+  else if (c.data.hu.enabled && c.data.raw.mask_mode != Config::Raw::MaskMode::Precropped) {
+    try {
+      roi_options(c.data.hu, c.data.raw.mask_mode == Config::Raw::MaskMode::Binary ? -1 : c.data.preprocess.label_id);
+    } catch (const Error& e) {
+      fail(e.what() + std::string(" (") + show("data.hu.vertebrae") + ", " + show("data.hu.labels") + ", " +
+           show("data.raw.label_id") + ")");
+    }
+  }
   if (c.model.inflate_2d && c.model.pretrained.empty())
     fail(show("model.inflate_2d") + " needs " + show("model.pretrained") +
          ", the 2D weights to inflate");
@@ -511,11 +504,23 @@ Config parse_config(const std::string& yaml_text, const std::string& source_name
 }
 
 Config load_config(const std::string& yaml_path, const std::vector<std::string>& overrides) {
+  // A directory opens as an empty stream on Linux, and an empty file parses as "no keys": both
+  // would silently train resnet50 with defaults.
+  std::error_code ec;
+  MC_CHECK(!std::filesystem::is_directory(yaml_path, ec), "config file '", yaml_path,
+           "' is a directory, not a YAML file");
   std::ifstream f(yaml_path, std::ios::binary);
   MC_CHECK(f, "cannot read config file '", yaml_path, "'");
   std::stringstream text;
   text << f.rdbuf();
   MC_CHECK(!f.bad(), "error reading config file '", yaml_path, "'");
+  bool empty = false;
+  try {
+    empty = YAML::Load(text.str()).IsNull();
+  } catch (const YAML::Exception&) {  // parse_config reports syntax errors with their line
+  }
+  MC_CHECK(!empty, "config file '", yaml_path, "' is empty (no keys; only comments or nothing): "
+           "start from configs/medconv.yaml");
   return parse_config(text.str(), yaml_path, overrides);
 }
 
@@ -531,6 +536,15 @@ LoaderOptions Config::default_training_loader() {
 }
 
 bool operator==(const Config& a, const Config& b) { return config_flat(a) == config_flat(b); }
+
+Task task_of(const Config& c) {
+  Task t;
+  if (!c.data.classes.empty()) t.classes = c.data.classes;
+  t.thresholds = c.data.tscore_thresholds;
+  t.head = c.model.head;
+  if (!c.data.positive_class.empty()) t.positive = int(t.index_of(c.data.positive_class));
+  return t;
+}
 
 std::string split_cache_path(const Config::Data& d, std::string_view split) {
   const std::string* explicit_path = split == "train" ? &d.train_cache

@@ -27,7 +27,9 @@
 #include "engine/train_optim.h"
 #include "engine/trainer.h"
 #include "io/loader.h"
+#include "io/prep_hu.h"
 #include "io/preprocess.h"
+#include "io/task.h"
 #include "losses/losses.h"
 
 namespace mc {
@@ -66,19 +68,32 @@ struct Config {
     // Its defaults are the config's: 96 voxels of 1.25 mm (a 120 mm field holds a whole L1 with
     // its processes), margin 5 mm, one bone window L 400 / W 2000.
     PreprocessOptions preprocess;
-    std::vector<double> tscore_thresholds{-2.5, -1.0};  // WHO bands
+    std::vector<double> tscore_thresholds{-2.5, -1.0};  // WHO bands; [] = labels from a class column
+    // Class names in index order; [] = the WHO names (with two thresholds). task_of() is the
+    // task these keys and model.head make.
+    std::vector<std::string> classes;
+    std::string positive_class;  // binary reports; "" = Task's default
+    HuOptions hu;  // data.hu.*: mc_prep's per-vertebra HU measurements (io/prep_hu.h)
     Raw raw;
     Split split;
   };
 
   struct Model {
     // MedConv is the paper's name for its 3D ResNet-50: the two names build the same network.
-    enum class Name { ResNet10, ResNet18, ResNet34, ResNet50, ResNet101, ResNet152, MedConv };
+    enum class Name {
+      ResNet10, ResNet18, ResNet34, ResNet50, ResNet101, ResNet152, MedConv,
+      // Table II (models/zoo.h)
+      ResNet10t, ResNet14t, ResNeXt50_32x4d, MobileNetV2_100, EfficientNetB0
+    };
     Name name = Name::ResNet50;
     int in_chans = 1;
-    int num_classes = 3;
+    int num_classes = 3;  // derived from the task when not set; checked against it when set
+    Task::Head head = Task::Head::Classification;
     std::string pretrained;
     bool inflate_2d = false;
+    // false: chosen by measurement (README "Initialisation"); timm's true starts dead
+    // at volumes up to 32^3 on background-padded cubes.
+    bool zero_init_last = false;
     std::vector<std::string> pretrained_skip{"fc."};
   };
 
@@ -96,12 +111,17 @@ struct Config {
     Device device = Device::Auto;
     bool deterministic = false;
     bool sync_bn = false;
+    // Cross-validation as one run (pipeline/crossval.h): every one of data.split.folds folds
+    // trained into <output.dir>/fold_<k>/, then one report of the pooled out-of-fold predictions.
+    bool all_folds = false;
   };
 
   struct Eval {
-    enum class SelectBy { MacroAUC, BalancedAccuracy, Accuracy, Loss };
-    SelectBy select_by = SelectBy::MacroAUC;
+    // auto: macro_auc for classification, mae for regression.
+    enum class SelectBy { Auto, MacroAUC, BalancedAccuracy, Accuracy, Loss, MAE };
+    SelectBy select_by = SelectBy::Auto;
     int bootstrap = 1000;
+    double target_sensitivity = 0.90;  // binary: the operating point chosen on validation
   };
 
   struct Output {
@@ -130,6 +150,10 @@ struct Config {
   static LoaderOptions default_training_loader();
 };
 
+// The task of a resolved config: data.classes (or the WHO names), data.tscore_thresholds,
+// data.positive_class, model.head.
+Task task_of(const Config& c);
+
 // Equal when every key has the same value (config_flat): fields no key names are not compared.
 bool operator==(const Config& a, const Config& b);
 
@@ -144,15 +168,22 @@ MC_CONFIG_ENUM(Config::Raw::MaskMode, {Config::Raw::MaskMode::Multilabel, "multi
                {Config::Raw::MaskMode::Binary, "binary"}, {Config::Raw::MaskMode::Precropped, "precropped"})
 MC_CONFIG_ENUM(Config::Split::Mode, {Config::Split::Mode::Ratio, "ratio"}, {Config::Split::Mode::KFold, "kfold"},
                {Config::Split::Mode::File, "file"})
+MC_CONFIG_ENUM(BodyMap, {BodyMap::PerVertebra, "per_vertebra"}, {BodyMap::Bodies, "bodies"})
 MC_CONFIG_ENUM(ResizeMode, {ResizeMode::Pad, "pad"}, {ResizeMode::Fit, "fit"}, {ResizeMode::Stretch, "stretch"})
 MC_CONFIG_ENUM(Config::Model::Name, {Config::Model::Name::ResNet10, "resnet10"},
                {Config::Model::Name::ResNet18, "resnet18"}, {Config::Model::Name::ResNet34, "resnet34"},
                {Config::Model::Name::ResNet50, "resnet50"}, {Config::Model::Name::ResNet101, "resnet101"},
-               {Config::Model::Name::ResNet152, "resnet152"}, {Config::Model::Name::MedConv, "medconv"})
+               {Config::Model::Name::ResNet152, "resnet152"}, {Config::Model::Name::MedConv, "medconv"},
+               {Config::Model::Name::ResNet10t, "resnet10t"}, {Config::Model::Name::ResNet14t, "resnet14t"},
+               {Config::Model::Name::ResNeXt50_32x4d, "resnext50_32x4d"},
+               {Config::Model::Name::MobileNetV2_100, "mobilenetv2_100"},
+               {Config::Model::Name::EfficientNetB0, "efficientnet_b0"})
 MC_CONFIG_ENUM(LossType, {LossType::CE, "ce"}, {LossType::LogitAdjusted, "logit_adjusted"},
                {LossType::Weighted, "weighted"}, {LossType::BalancedSoftmax, "balanced_softmax"},
                {LossType::ClassBalanced, "class_balanced"})  // as loss_type_name()
-MC_CONFIG_ENUM(OptimizerKind, {OptimizerKind::AdamW, "adamw"}, {OptimizerKind::SGD, "sgd"})  // as optimizer_name()
+MC_CONFIG_ENUM(OptimizerKind, {OptimizerKind::AdamW, "adamw"}, {OptimizerKind::SGD, "sgd"},
+               {OptimizerKind::SAM, "sam"},
+               {OptimizerKind::ScheduleFreeAdamW, "schedulefree_adamw"})  // as optimizer_name()
 MC_CONFIG_ENUM(LrSchedule::Kind, {LrSchedule::Kind::Cosine, "cosine"}, {LrSchedule::Kind::Step, "step"},
                {LrSchedule::Kind::Constant, "constant"})
 MC_CONFIG_ENUM(Precision, {Precision::FP32, "fp32"}, {Precision::TF32, "tf32"},
@@ -161,7 +192,10 @@ MC_CONFIG_ENUM(Precision, {Precision::FP32, "fp32"}, {Precision::TF32, "tf32"},
 MC_CONFIG_ENUM(Sampling, {Sampling::Shuffle, "shuffle"}, {Sampling::ClassBalanced, "balanced"})
 MC_CONFIG_ENUM(Config::Train::Device, {Config::Train::Device::Auto, "auto"}, {Config::Train::Device::CPU, "cpu"},
                {Config::Train::Device::CUDA, "cuda"})
-MC_CONFIG_ENUM(Config::Eval::SelectBy, {Config::Eval::SelectBy::MacroAUC, "macro_auc"},
+MC_CONFIG_ENUM(Task::Head, {Task::Head::Classification, "classification"}, {Task::Head::Regression, "regression"})
+MC_CONFIG_ENUM(RegressionLoss, {RegressionLoss::Huber, "huber"}, {RegressionLoss::MSE, "mse"})
+MC_CONFIG_ENUM(Config::Eval::SelectBy, {Config::Eval::SelectBy::Auto, "auto"},
+               {Config::Eval::SelectBy::MacroAUC, "macro_auc"}, {Config::Eval::SelectBy::MAE, "mae"},
                {Config::Eval::SelectBy::BalancedAccuracy, "balanced_accuracy"},
                {Config::Eval::SelectBy::Accuracy, "accuracy"}, {Config::Eval::SelectBy::Loss, "loss"})
 #undef MC_CONFIG_ENUM

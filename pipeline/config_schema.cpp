@@ -1,5 +1,5 @@
-// The table of every configuration key (type, range, meaning, the Config field it fills) and its
-// text forms: --help, the resolved YAML of a run, the flat view. Defaults are not written here:
+// The table of every configuration key (type, range, meaning, the Config field it fills); its
+// text forms (--help, the resolved YAML of a run, the flat view) are in config_text.cpp. Defaults are not written here:
 // they are read from a default-constructed Config.
 #include <algorithm>
 #include <array>
@@ -12,6 +12,7 @@
 #include <type_traits>
 
 #include "engine/check.h"
+#include "engine/metrics.h"
 #include "pipeline/config.h"
 
 namespace mc {
@@ -150,6 +151,13 @@ void data_keys(Add add) {
           .gt(0).le(20));
   add(key("data.margin_mm", F(data.preprocess.margin_mm), "margin added around the L1 bounding box")
           .ge(0).le(200));
+  add(key("data.spacing_range_mm", F(data.preprocess.spacing_range_mm),
+          "plausible CT voxel edges [min, max] in mm; a scan outside is that subject's failure "
+          "(metres or microns in a header)")
+          .len(2, 2).increasing().gt(0).le(1000));
+  add(key("data.min_fov_mm", F(data.preprocess.min_fov_mm),
+          "a scan narrower than this along any axis cannot hold a vertebra: that subject fails")
+          .ge(0).le(1000));
   add(key("data.resize", F(data.preprocess.resize),
           "how the crop becomes the cube: pad: spacing_mm voxels, centred and padded or cropped "
           "to the cube; fit: the longest side fills the cube; stretch: each axis to the cube"));
@@ -159,14 +167,21 @@ void data_keys(Add add) {
   add(key("data.mask_outside", F(data.preprocess.mask_outside),
           "zero the voxels outside the L1 mask (after windowing)"));
   add(key("data.tscore_thresholds", F(data.tscore_thresholds),
-          "the two T-score band edges (io/labels.h's three classes): T <= first osteoporosis, "
-          "T >= second normal, osteopenia between (WHO: -2.5, -1)")
-          .len(2, 2).increasing().ge(-10).le(10));
+          "T-score cut points, increasing: n make n + 1 classes from the lowest T (class 0: T <= "
+          "first; last: T >= last; WHO: [-2.5, -1]); [] = labels from a class column")
+          .len(0, 64).increasing().ge(-10).le(10));
+  add(key("data.classes", F(data.classes),
+          "class names in index order (labels may use names or indices); [] = osteoporosis, "
+          "osteopenia, normal (two thresholds)").len(0, 1000));
+  add(key("data.positive_class", F(data.positive_class),
+          "binary tasks: the class screening metrics call positive; \"\" = the first class with "
+          "thresholds (lowest T), else the second"));
   add(key("data.num_workers", F(loader.workers),
           "loader threads for sampling and augmentation (0 = in the training thread)")
           .ge(0).le(256));
   add(key("data.raw.ct_dir", F(data.raw.ct_dir),
-          "folder of CT volumes, one <subject>.nii.gz each (read by mc_prep only)"));
+          "folder of CT volumes, one <subject>.nii.gz or DICOM series folder <subject>/ each "
+          "(read by mc_prep only)"));
   add(key("data.raw.seg_dir", F(data.raw.seg_dir),
           "folder of segmentations, <subject>.nii.gz on the CT's grid (unused when precropped)"));
   add(key("data.raw.labels_csv", F(data.raw.labels_csv),
@@ -177,6 +192,34 @@ void data_keys(Add add) {
   add(key("data.raw.mask_mode", F(data.raw.mask_mode),
           "multilabel: pick label_id from a multi-label map; binary: segmentation is the L1 "
           "mask; precropped: CTs are already L1 crops"));
+  add(key("data.raw.dicom_series", F(data.preprocess.dicom_series),
+          "SeriesInstanceUID to read when a subject's DICOM folder holds several series "
+          "(\"\" = it must hold one; the error lists them with their descriptions)"));
+  add(key("data.hu.enabled", F(data.hu.enabled),
+          "mc_prep measures each vertebra's body and trabecular ROI HU into the manifest "
+          "(mc_eval's HU baseline uses them)"));
+  add(key("data.hu.vertebrae", F(data.hu.vertebrae), "vertebrae to measure: L1-L5, T12,L1, L1"));
+  add(key("data.hu.labels", F(data.hu.labels),
+          "label scheme of the vertebrae segmentation: totalseg_v2, totalseg_v1, verse, or auto "
+          "(from data.raw.label_id)"));
+  add(key("data.hu.body_seg", F(data.hu.body_seg),
+          "vertebral-body segmentation per subject, {id} = subject id (e.g. "
+          "\"bodies/{id}.nii.gz\"); \"\" = bodies estimated from the vertebra masks"));
+  add(key("data.hu.body_map", F(data.hu.body_map),
+          "per_vertebra: body_seg has one label per body (TotalSegmentator vertebrae_pp, VerSe "
+          "numbers, L1 = 20); bodies: body_seg marks bodies with body_label (vertebrae_body task)"));
+  add(key("data.hu.body_label", F(data.hu.body_label), "label of the bodies in a body_map bodies segmentation")
+          .ge(1).le(65535));
+  add(key("data.hu.margin_mm", F(data.hu.margin_mm),
+          "the trabecular ROI is the body eroded by this much (cortex and partial volume left out)")
+          .ge(0).le(30));
+  add(key("data.hu.estimate_radius_mm", F(data.hu.estimate_radius_mm),
+          "radius of the opening that estimates a body from its vertebra mask (no body_seg)")
+          .gt(0).le(30));
+  add(key("data.hu.calibration", F(data.hu.calibration),
+          "scanner calibration [slope, intercept]: BMD mg/cm^3 = slope * HU + intercept, for "
+          "volumetric BMD and ACR QCT categories; [] = none")
+          .len(0, 2));
   add(key("data.split.mode", F(data.split.mode),
           "ratio: random stratified split by ratios; kfold: stratified folds, fold <fold> is "
           "test, fold <fold>+1 (mod folds) validation, the rest train; file: read from split.file"));
@@ -192,11 +235,20 @@ void data_keys(Add add) {
 
 void model_and_loss_keys(Add add) {
   // model
-  add(key("model.name", F(model.name), "network; medconv is the paper's name for resnet50"));
+  add(key("model.name", F(model.name), "network (timm names); medconv is the paper's name for resnet50; resnet10t, resnet14t, resnext50_32x4d, mobilenetv2_100, efficientnet_b0 are Table II's other backbones"));
   add(key("model.in_chans", F(model.in_chans),
           "input channels; must equal the number of data.windows").ge(1).le(64));
   add(key("model.num_classes", F(model.num_classes),
-          "output classes; must equal the number of T-score bands").ge(2).le(1000));
+          "classes of the task; derived from data.classes / data.tscore_thresholds, an error "
+          "when set to another number").ge(2).le(1000));
+  add(key("model.head", F(model.head),
+          "classification: one logit per class; regression: one output, the T-score (the class "
+          "is derived with data.tscore_thresholds)"));
+  add(key("model.zero_init_last", F(model.zero_init_last),
+          "zero the last batch norm of each residual block at init, so blocks start as their "
+          "shortcut (timm's default; torchvision's is off). Off by default: at volumes up to "
+          "32^3 the shortcut path then sees only the input's corner and every volume gives the "
+          "same features (a dead start)"));
   add(key("model.pretrained", F(model.pretrained),
           "safetensors weights to start from, in PyTorch key names; \"\" = random init"));
   add(key("model.inflate_2d", F(model.inflate_2d),
@@ -211,6 +263,10 @@ void model_and_loss_keys(Add add) {
           "ce; logit_adjusted: CE(logits + tau1 log prior) (the paper's Bal-CE); weighted: "
           "inverse-frequency class weights; balanced_softmax: CE(logits + log n_y); "
           "class_balanced: Cui et al. effective-number weights"));
+  add(key("loss.regression", F(loss.regression),
+          "regression head: huber or mse on the T-score"));
+  add(key("loss.huber_delta", F(loss.huber_delta),
+          "huber: quadratic within +-delta T-score units, linear beyond").gt(0).le(100));
   add(key("loss.tau1", F(loss.tau1), "logit-adjustment strength during training").ge(0).le(10));
   add(key("loss.beta", F(loss.beta),
           "class_balanced: weight (1 - beta) / (1 - beta^n_y)").gt(0).lt(1));
@@ -227,7 +283,9 @@ void model_and_loss_keys(Add add) {
 
 void optimisation_keys(Add add) {
   // optim
-  add(key("optim.name", F(optim.kind), "optimiser"));
+  add(key("optim.name", F(optim.kind),
+          "optimiser; sam: sharpness-aware minimisation around optim.sam_base (two forward and "
+          "backward passes per step); schedulefree_adamw: needs schedule.name constant"));
   add(key("optim.lr", F(optim.lr), "peak learning rate (reached after warm-up)").gt(0).le(10));
   add(key("optim.weight_decay", F(optim.weight_decay),
           "decoupled (adamw) or L2 (sgd) weight decay").ge(0).le(10));
@@ -236,13 +294,18 @@ void optimisation_keys(Add add) {
   add(key("optim.eps", F(optim.eps), "adamw: denominator epsilon").gt(0).le(1));
   add(key("optim.momentum", F(optim.momentum), "sgd: momentum").ge(0).lt(1));
   add(key("optim.nesterov", F(optim.nesterov), "sgd: Nesterov momentum (needs momentum > 0)"));
+  add(key("optim.sam_base", F(optim.sam_base), "sam: the optimiser it wraps, adamw or sgd"));
+  add(key("optim.sam_rho", F(optim.sam_rho), "sam: radius of the ascent step").gt(0).le(10));
+  add(key("optim.warmup_steps", F(optim.warmup_steps),
+          "schedulefree_adamw: optimiser steps of linear learning-rate warm-up").ge(0));
 
   // schedule
   add(key("schedule.name", F(schedule.kind),
-          "learning-rate schedule after warm-up: cosine to min_lr over the remaining epochs, "
-          "step (x gamma every step_size epochs) or constant"));
+          "learning-rate schedule after warm-up, set before every optimiser step: cosine to "
+          "min_lr over the remaining steps (PyTorch's CosineAnnealingLR(T_max = all steps) "
+          "stepped per step), step (x gamma every step_size epochs) or constant"));
   add(key("schedule.warmup_epochs", F(schedule.warmup_epochs),
-          "epochs of linear warm-up from 0 to optim.lr; less than train.epochs").ge(0));
+          "epochs of linear warm-up from 0 to optim.lr, ramped per step; less than train.epochs").ge(0));
   add(key("schedule.step_size", F(schedule.step_size), "step: epochs between decays").ge(1));
   add(key("schedule.gamma", F(schedule.gamma), "step: decay factor").gt(0).le(1));
   add(key("schedule.min_lr", F(schedule.min_lr), "cosine: final learning rate; <= optim.lr")
@@ -270,6 +333,9 @@ void training_keys(Add add) {
   add(key("train.epoch_samples", F(loader.epoch_samples),
           "samples drawn per epoch (global); 0 = the training set once (class-balanced: its labelled size)")
           .ge(0));
+  add(key("train.all_folds", F(train.all_folds),
+          "cross-validation as one run: train every one of data.split.folds folds into output.dir/fold_<k>/ "
+          "and report the pooled out-of-fold predictions (mc_train --folds K)"));
   add(key("train.sync_bn", F(train.sync_bn),
           "synchronise batch-norm statistics over GPUs (matches one GPU's batch)"));
 }
@@ -305,9 +371,13 @@ void augmentation_keys(Add add) {
 void evaluation_and_output_keys(Add add) {
   // eval
   add(key("eval.select_by", F(eval.select_by),
-          "validation metric that picks the best checkpoint (loss: lowest)"));
+          "validation metric that picks the best checkpoint (loss, mae: lowest; auto: macro_auc, "
+          "or mae for a regression head)"));
+  add(key("eval.target_sensitivity", F(eval.target_sensitivity),
+          "binary tasks: the report's operating point is the highest threshold reaching this "
+          "sensitivity on the validation split, then applied to the evaluated split").gt(0).le(1));
   add(key("eval.bootstrap", F(eval.bootstrap),
-          "bootstrap resamples for 95% confidence intervals (0 = none)").ge(0).le(1000000));
+          "bootstrap resamples for 95% confidence intervals (0 = none)").ge(0).le(double(kMaxBootstrapResamples)));
   add(key("eval.every_epochs", F(trainer.validate_every), "validate every this many epochs").ge(1));
 
   // output
@@ -341,6 +411,7 @@ const std::vector<ConfigGroup>& config_groups() {
   static const std::vector<ConfigGroup> groups{
       {"data", "what to train on and how it is preprocessed"},
       {"data.raw", "the source files mc_prep turns into caches"},
+      {"data.hu", "per-vertebra HU of the vertebral body and its trabecular ROI (mc_prep's manifest)"},
       {"data.split", "how subjects are divided into train, validation and test"},
       {"model", "the network"},
       {"loss", "training loss (long-tail aware)"},
@@ -353,199 +424,6 @@ const std::vector<ConfigGroup>& config_groups() {
       {"output", "where results go"},
   };
   return groups;
-}
-
-namespace {
-
-// ---- text forms ----
-
-// Shortest text that reads back to the same double. A '.' is always present so that YAML 1.1
-// readers (PyYAML) also take the value as a float: they need "1.0e-08", not "1e-08".
-std::string fmt_float(double d) {
-  char buf[64];
-  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, d);
-  std::string s(buf, end);
-  if (s.find_first_of(".ni") != std::string::npos) return s;  // has '.', or is inf / nan
-  auto e = s.find('e');
-  if (e == std::string::npos) return s + ".0";
-  return s.insert(e, ".0");
-}
-
-std::string leaf_of(const std::string& path) { return path.substr(path.rfind('.') + 1); }
-
-// Range bounds and values in messages: integers without a fraction, the rest shortest.
-std::string fmt_plain(double d) {
-  if (std::isfinite(d) && d == std::floor(d) && std::fabs(d) < 1e15)
-    return std::to_string(static_cast<long long>(d));
-  char buf[64];
-  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, d);
-  return std::string(buf, end);
-}
-
-std::string quote(const std::string& s) {
-  std::string q = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') q += '\\';
-    if (c == '\n') { q += "\\n"; continue; }
-    if (c == '\t') { q += "\\t"; continue; }
-    q += c;
-  }
-  return q + "\"";
-}
-
-std::string join(const std::vector<std::string>& v, const std::string& sep) {
-  std::string out;
-  for (size_t i = 0; i < v.size(); ++i) out += (i ? sep : "") + v[i];
-  return out;
-}
-
-// A value in YAML flow style, as to_yaml writes it.
-}  // namespace
-
-std::string ConfigKey::format(const ConfigValue& v) const {
-  switch (type) {
-    case KeyType::Bool: return std::get<bool>(v) ? "true" : "false";
-    case KeyType::Int: return std::to_string(std::get<int64_t>(v));
-    case KeyType::Float: return fmt_float(std::get<double>(v));
-    case KeyType::String: return quote(std::get<std::string>(v));
-    case KeyType::Enum: return std::get<std::string>(v);
-    case KeyType::FloatList: {
-      std::vector<std::string> parts;
-      for (double d : std::get<std::vector<double>>(v)) parts.push_back(fmt_float(d));
-      return "[" + join(parts, ", ") + "]";
-    }
-    case KeyType::StringList: {
-      std::vector<std::string> parts;
-      for (const auto& s : std::get<std::vector<std::string>>(v)) parts.push_back(quote(s));
-      return "[" + join(parts, ", ") + "]";
-    }
-    case KeyType::WindowList: {
-      std::vector<std::string> parts;
-      for (const auto& w : std::get<std::vector<HUWindow>>(v))
-        parts.push_back("[" + fmt_float(w.level) + ", " + fmt_float(w.width) + "]");
-      return "[" + join(parts, ", ") + "]";
-    }
-  }
-  return "";
-}
-
-// "in [0, 1)", ">= 1", "> 0", "<= 10", or "" when unbounded.
-std::string ConfigKey::range_text() const {
-  bool has_lo = std::isfinite(lo), has_hi = std::isfinite(hi);
-  if (has_lo && has_hi)
-    return "in " + std::string(lo_open ? "(" : "[") + fmt_plain(lo) + ", " + fmt_plain(hi) +
-           (hi_open ? ")" : "]");
-  if (has_lo) return (lo_open ? "> " : ">= ") + fmt_plain(lo);
-  if (has_hi) return (hi_open ? "< " : "<= ") + fmt_plain(hi);
-  return "";
-}
-
-bool ConfigKey::in_range(double v) const {
-  if (lo_open ? !(v > lo) : !(v >= lo)) return false;
-  if (hi_open ? !(v < hi) : !(v <= hi)) return false;
-  return true;
-}
-
-std::string ConfigKey::length_text() const {
-  if (min_len == max_len) return std::to_string(min_len);
-  if (max_len == std::numeric_limits<size_t>::max()) return "at least " + std::to_string(min_len);
-  return std::to_string(min_len) + " to " + std::to_string(max_len);
-}
-
-// "float > 0", "one of adamw|sgd", "list of 2 floats in [0, 1)": the type line of --help.
-std::string ConfigKey::type_text() const {
-  std::string r = std::isfinite(lo) || std::isfinite(hi) ? " " + range_text() : "";
-  bool any_len = min_len == 0 && max_len == std::numeric_limits<size_t>::max();
-  std::string n = any_len ? "" : length_text() + " ";
-  switch (type) {
-    case KeyType::Bool: return "bool";
-    case KeyType::Int: return "int" + r;
-    case KeyType::Float: return "float" + r;
-    case KeyType::String: return "string";
-    case KeyType::Enum: return "one of " + join(choices, "|");
-    case KeyType::FloatList:
-      return "list of " + n + (increasing ? "increasing " : "") + "floats" + r;
-    case KeyType::StringList: return "list of " + n + "strings";
-    case KeyType::WindowList: return "list of " + n + "[level, width] pairs in HU, width > 0";
-  }
-  return "";
-}
-
-std::vector<std::pair<std::string, std::string>> config_flat(const Config& c) {
-  std::vector<std::pair<std::string, std::string>> out;
-  for (const auto& k : config_schema()) out.emplace_back(k.path, k.format(k.get(c)));
-  return out;
-}
-
-std::string to_yaml(const Config& c) {
-  std::map<std::string, std::string> group_meaning;
-  for (const auto& g : config_groups()) group_meaning[g.path] = g.meaning;
-  std::ostringstream out;
-  out << "# MedConv run configuration, resolved: every key with the value in effect.\n";
-  std::vector<std::string> open;  // the groups the current line is nested in
-  std::set<std::string> closed;   // groups left already: re-opening one would duplicate its key
-  for (const auto& k : config_schema()) {
-    std::vector<std::string> parts;
-    for (size_t b = 0, e; (e = k.path.find('.', b)) != std::string::npos; b = e + 1)
-      parts.push_back(k.path.substr(0, e));
-    size_t common = 0;
-    while (common < open.size() && common < parts.size() && open[common] == parts[common]) ++common;
-    while (open.size() > common) {
-      closed.insert(open.back());
-      open.pop_back();
-    }
-    for (size_t i = common; i < parts.size(); ++i) {
-      MC_CHECK(!closed.count(parts[i]), "config schema: the keys of ", parts[i],
-               " are not contiguous");
-      std::string indent(2 * i, ' ');
-      if (i == 0) out << "\n";
-      out << indent << "# " << group_meaning[parts[i]] << "\n"
-          << indent << leaf_of(parts[i]) << ":\n";
-      open.push_back(parts[i]);
-    }
-    std::string line = std::string(2 * parts.size(), ' ') + leaf_of(k.path) + ": " +
-                       k.format(k.get(c));
-    if (line.size() < 40) line.resize(40, ' ');
-    out << line << "  # " << k.meaning << "\n";
-  }
-  return out.str();
-}
-
-namespace {
-// Words of `text` in lines of at most `width` columns (a longer word gets a line of its own).
-std::string wrap(const std::string& text, const std::string& indent, size_t width) {
-  std::istringstream words(text);
-  std::string out, line, w;
-  while (words >> w) {
-    if (!line.empty() && indent.size() + line.size() + 1 + w.size() > width) {
-      out += indent + line + "\n";
-      line.clear();
-    }
-    line += (line.empty() ? "" : " ") + w;
-  }
-  return out + indent + line + "\n";
-}
-}  // namespace
-
-std::string config_help() {
-  std::ostringstream out;
-  out << "Configuration keys. Set them in the YAML file given to --config, or on the command\n"
-         "line as key=value with the value written in YAML, e.g.\n"
-         "  optim.lr=3e-4  train.epochs=50  data.windows=[[400,2000],[40,400]]\n"
-         "Later settings win: defaults, then the file, then overrides from left to right.\n";
-  const Config defaults;
-  std::string group;
-  for (const auto& k : config_schema()) {
-    std::string g = k.path.substr(0, k.path.rfind('.'));
-    if (g != group) {
-      group = g;
-      for (const auto& cg : config_groups())
-        if (cg.path == g) out << "\n" << g << ": " << cg.meaning << "\n";
-    }
-    out << "  " << k.path << " = " << k.format(k.get(defaults)) << "\n"
-        << wrap(k.type_text() + ": " + k.meaning, "      ", 100);
-  }
-  return out.str();
 }
 
 }  // namespace mc

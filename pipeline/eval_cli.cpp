@@ -11,8 +11,8 @@ namespace mc {
 namespace {
 
 const char* kUsage =
-    "usage: mc_eval --config FILE.yaml [section.key=value ...] [--checkpoint W.safetensors]\n"
-    "               [--split test|val|train] [--tta] [--out DIR] [--no-progress]\n"
+    "usage: mc_eval --config FILE.yaml [section.key=value ...] [--checkpoint W.safetensors|CV_DIR]\n"
+    "               [--ensemble W2|CV_DIR ...] [--split test|val|train] [--tta] [--out DIR] [--no-progress]\n"
     "       mc_eval --predictions FILE.csv [options]\n";
 
 const char* kAbout =
@@ -22,8 +22,17 @@ const char* kAbout =
     "reliability.svg (calibration before / after the checkpoint's temperature) and\n"
     "training_curves.svg. Every metric has a bootstrap interval (eval.bootstrap resamples, seed\n"
     "train.seed); probabilities are adjusted post hoc with posthoc.tau2 and the train cache's class\n"
-    "counts; the sweep covers posthoc.sweep; an HU screening baseline comes from mc_prep's\n"
-    "manifest.csv in data.cache_dir.";
+    "counts; the sweep covers posthoc.sweep; the HU screening baselines (TotalSegmentator 90.25 HU\n"
+    "on the L1 body median, Pickhardt <= 160 / 110 HU on its trabecular ROI, thresholds fitted on\n"
+    "train, ACR QCT with a calibration) come from mc_prep's manifest.csv in data.cache_dir. A\n"
+    "binary task adds the screening section (ROC and PR AUC; sensitivity, specificity, PPV, NPV\n"
+    "at p >= 0.5, at the Youden point and at the threshold chosen on the val split for\n"
+    "eval.target_sensitivity) and pr.svg; a regression head adds MAE, RMSE, r, R^2,\n"
+    "tscore_scatter.svg and bland_altman.svg, and reports the derived classes.\n"
+    "An ensemble (--ensemble, a cross-validation folder from mc_train --folds K as --checkpoint,\n"
+    "or a config with train.all_folds and no --checkpoint) is scored on the mean of its members'\n"
+    "probabilities, each after its own adjustment and temperature, into\n"
+    "<output.dir>/report_ensemble_<split> by default.";
 
 // Options that belong to --predictions only (with --config they are config keys).
 const char* kPredictionOnly[] = {"--json", "--tau2", "--prior", "--bootstrap", "--seed", "--level", "--scores", "--no-roc"};
@@ -39,7 +48,10 @@ Options make_options(EvalCommand& c) {
   CLI::App& a = *o.app;
   const char* model = "A model (--config)";
   a.add_option("--config", c.config, "the run's config; key=value arguments override it")->type_name("FILE.yaml")->group(model);
-  a.add_option("--checkpoint", c.report.checkpoint, "weights (default <output.dir>/best.safetensors)")->type_name("W")->group(model);
+  a.add_option("--checkpoint", c.report.checkpoint, "weights (default <output.dir>/best.safetensors), or a\n"
+               "cross-validation run folder: the ensemble of its fold models")->type_name("W")->group(model);
+  a.add_option("--ensemble", c.report.ensemble, "more checkpoints (or cross-validation folders): evaluate\n"
+               "the ensemble, the mean of every model's probabilities")->type_name("W ...")->group(model);
   a.add_option("--split", c.report.split, "the split to evaluate: test (default), val or train")->type_name("SPLIT")->group(model);
   a.add_flag_callback("--no-progress", [&c] { c.report.progress = false; }, "no progress bar")->group(model);
   a.add_flag("--tta", c.report.tta, "test-time augmentation: mean logits over the flips training used;\n"
@@ -54,7 +66,7 @@ Options make_options(EvalCommand& c) {
       ->type_name("p0,p1,...")->delimiter(',')->check(cli::number())->group(saved);
   a.add_option("--scores", o.scores, "auto (default), logits or probabilities")->type_name("KIND")->group(saved);
   a.add_option("--bootstrap", c.eval.bootstrap.resamples, "bootstrap resamples for the confidence intervals (default 1000,\n"
-               "0 = none)")->type_name("B")->check(cli::count())->group(saved);
+               "0 = none, at most 1000000)")->type_name("B")->check(cli::count())->group(saved);
   a.add_option("--seed", c.eval.bootstrap.seed, "bootstrap seed (default 0)")->type_name("S")->check(cli::count())->group(saved);
   a.add_option("--level", c.eval.bootstrap.level, "interval level (default 0.95)")->type_name("L")->check(cli::number())->group(saved);
   a.add_flag_callback("--no-roc", [&c] { c.eval.roc = false; }, "leave ROC curve points out of the JSON")->group(saved);
@@ -82,6 +94,8 @@ EvalCommand parse_eval_command(const std::vector<std::string>& args) {
   const std::string bad = cli::take_overrides(parsed.rest, c.overrides);
   MC_CHECK(bad.empty(), "unknown option or missing value: ", bad);
   if (!o.scores.empty()) c.scores = parse_score_kind(o.scores);
+  MC_CHECK(c.eval.bootstrap.resamples <= kMaxBootstrapResamples, "--bootstrap: ",
+           c.eval.bootstrap.resamples, " resamples is more than the maximum ", kMaxBootstrapResamples);
   MC_CHECK(!c.predictions.empty() || !c.config.empty(),
            "--predictions FILE.csv is required, or --config FILE.yaml to evaluate a checkpoint");
   MC_CHECK(c.predictions.empty() || c.config.empty(), "give --config or --predictions, not both");
@@ -90,8 +104,8 @@ EvalCommand parse_eval_command(const std::vector<std::string>& args) {
       MC_CHECK(o.app->count(opt) == 0, opt, " is for --predictions; with --config set it in the config "
                "(posthoc.tau2=X, eval.bootstrap=N, train.seed=S)");
   } else {
-    MC_CHECK(c.overrides.empty() && c.report.checkpoint.empty() && c.report.split == "test",
-             "key=value, --checkpoint and --split need --config");
+    MC_CHECK(c.overrides.empty() && c.report.checkpoint.empty() && c.report.ensemble.empty() && c.report.split == "test",
+             "key=value, --checkpoint, --ensemble and --split need --config");
   }
   return c;
 }

@@ -47,14 +47,18 @@ Device resolve_device(Config::Train::Device d) {
 }
 
 std::unique_ptr<nn::Module> build_model(const Config& cfg) {
+  // One output per class, or one T-score for a regression head.
   auto m = models::create(std::string(model_arch(cfg.model.name)), cfg.model.in_chans,
-                          cfg.model.num_classes, uint64_t(cfg.train.seed));
+                          task_of(cfg).num_outputs(), uint64_t(cfg.train.seed), cfg.model.zero_init_last);
   if (!cfg.model.pretrained.empty()) {
     StateDict src = load_safetensors(cfg.model.pretrained);
-    if (cfg.model.inflate_2d) src = inflate_2d_to_3d(src, cfg.model.in_chans);
+    if (cfg.model.inflate_2d)
+      src = inflate_2d_to_3d(src, cfg.model.in_chans,
+                             models::stem_weight_name(std::string(model_arch(cfg.model.name))));
     for (const auto& prefix : cfg.model.pretrained_skip) drop_keys(src, prefix);
     LoadOptions lo;
     lo.strict = false;  // the head (fc) of a pretrained backbone rarely fits our classes
+    check_finite_weights(src, "model.pretrained '" + cfg.model.pretrained + "'");
     LoadReport r = load_state_dict(m->state_dict(), src, lo);
     std::cout << "pretrained " << cfg.model.pretrained << ": " << r.summary() << "\n";
   }
@@ -97,15 +101,24 @@ LoadedModel load_model(const Config& cfg, const std::string& checkpoint) {
   m.checkpoint = checkpoint;
   m.in_chans = cfg.model.in_chans;
   m.num_classes = cfg.model.num_classes;
-  m.model = build_model(c);
+  m.task = task_of(cfg);
   const SafeTensorsFile file = SafeTensorsFile::open(checkpoint);
+  // A checkpoint of another task would give numbers under the wrong class names.
+  if (const auto own = task_from_meta(file.metadata(), checkpoint)) {
+    const std::string d = own->difference(m.task);
+    MC_CHECK(d.empty(), "checkpoint '", checkpoint, "' was trained for another task than the config's: ", d,
+             " (checkpoint vs config). Its task: ", own->describe(), "; evaluate it with its own config "
+             "(omit --config to use the one stored beside it)");
+  }
+  check_finite_weights(file.views(), "checkpoint '" + checkpoint + "'");
+  m.model = build_model(c);
   try {
     load_state_dict(m.model->state_dict(), file.views(), LoadOptions{});
   } catch (const Error& e) {
     throw Error("checkpoint '" + checkpoint + "' does not fit the configured model " +
                 std::string(model_arch(cfg.model.name)) + " (model.in_chans " +
                 std::to_string(cfg.model.in_chans) + ", model.num_classes " +
-                std::to_string(cfg.model.num_classes) + "): " + e.what());
+                std::to_string(cfg.model.num_classes) + ", model.head " + head_name(m.task.head) + "): " + e.what());
   }
   if (auto it = file.metadata().find("epoch"); it != file.metadata().end()) {
     const auto v = parse_counts(it->second);
@@ -191,11 +204,8 @@ CheckpointTemperature checkpoint_temperature(const std::string& checkpoint) {
   return t;
 }
 
-std::vector<std::string> class_names_for(int64_t num_classes) {
-  std::vector<std::string> n;
-  for (int64_t k = 0; k < num_classes; ++k)
-    n.push_back(num_classes == kNumClasses ? kClassNames[size_t(k)] : std::to_string(k));
-  return n;
+std::optional<Task> checkpoint_task(const std::string& checkpoint) {
+  return task_from_meta(SafeTensorsFile::open(checkpoint).metadata(), checkpoint);
 }
 
 }  // namespace mc

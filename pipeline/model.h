@@ -4,6 +4,7 @@
 #pragma once
 #include <cmath>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -39,6 +40,7 @@ struct LoadedModel {
   std::string checkpoint;
   int64_t epoch = -1;  // from the weights' metadata when mc_train wrote them, else -1
   int64_t in_chans = 1, num_classes = 3;
+  Task task;         // the config's, checked against the checkpoint's own when it carries one
   ComputeMode mode;  // set by load_model for `device`
 };
 // build_model(cfg) without its pretrained import (the checkpoint replaces every tensor), then a
@@ -70,7 +72,8 @@ struct CheckpointTemperature {
 };
 CheckpointTemperature checkpoint_temperature(const std::string& checkpoint);
 
-// Display names of the model's classes: io/labels.h's when there are kNumClasses, else "0", "1"...
-std::vector<std::string> class_names_for(int64_t num_classes);
+// The task stored in a checkpoint's weights metadata (mc_train writes it); nullopt for weights
+// from elsewhere or from before tasks were data.
+std::optional<Task> checkpoint_task(const std::string& checkpoint);
 
 }  // namespace mc

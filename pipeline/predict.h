@@ -2,6 +2,7 @@
 // exactly as mc_prep does: what mc_predict runs.
 #pragma once
 #include <iosfwd>
+#include <cmath>
 #include <memory>
 #include <optional>
 #include <string>
@@ -36,6 +37,7 @@ struct ScanPrediction {
   std::string id;
   int64_t cls = -1;
   std::vector<double> logits, probabilities;
+  double tscore = std::nan("");  // regression heads: the predicted T-score (probabilities empty)
   double tau2 = 0;   // the adjustment applied to the probabilities
   double temperature = 1;  // the temperature applied after it
   std::string note;  // why no adjustment was applied, when one was asked for
@@ -52,17 +54,26 @@ ScanPrediction prediction_from_logits(const std::vector<double>& logits, const s
 
 // An ensemble's prediction: the mean of the members' probabilities (each member adjusted and
 // scaled with its own prior and temperature), the class its arg-max; logits are the members'
-// mean (for --raw only). One member gives that member's prediction unchanged.
-ScanPrediction ensemble_prediction(const std::vector<ScanPrediction>& members);
+// mean (for --raw only). One member gives that member's prediction unchanged. For a regression
+// task: the mean T-score and the class it falls in.
+ScanPrediction ensemble_prediction(const std::vector<ScanPrediction>& members, const Task& task = Task::who());
 
 std::string prediction_json(const ScanPrediction& p, const std::vector<std::string>& names, bool raw);
-std::string prediction_csv_header(const std::vector<std::string>& names, bool raw);
+std::string prediction_csv_header(const std::vector<std::string>& names, bool raw, bool regression = false);
 std::string prediction_csv_row(const ScanPrediction& p, const std::vector<std::string>& names, bool raw);
+
+// ---- prepared tensors (mc_predict --tensor) ----
+// A .npy or one-tensor .safetensors file, [C, D, H, W] or [N, C, D, H, W], as f32 [N, C, D, H, W].
+Tensor read_model_tensor(const std::string& path);
+// The model on each sample of `input` as it is (no preprocessing): one JSON line per sample
+// with the logits and probabilities (or the T-score of a regression head).
+std::string predict_tensor_json(LoadedModel& m, const Tensor& input, const std::string& id, const TrainingPrior& prior,
+                                double tau2, double temperature = 1);
 
 // ---- the command line of mc_predict (here, so tests run it without a process) ----
 struct PredictCommand {
   bool help = false;
-  std::string checkpoint, config, ct, seg, crop, ct_dir, seg_dir, out;
+  std::string checkpoint, config, ct, seg, crop, ct_dir, seg_dir, tensor, out;
   std::vector<std::string> ensemble;  // more checkpoints of the same config (e.g. the K fold models)
   std::vector<std::string> overrides;  // key=value, applied to the config
   std::optional<int64_t> label_id;

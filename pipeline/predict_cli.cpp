@@ -9,9 +9,9 @@ namespace mc {
 namespace {
 
 const char* kUsage =
-    "usage: mc_predict --checkpoint W.safetensors [--ensemble W2 ...] [--config FILE.yaml] [key=value ...]\n"
-    "                  (--ct CT.nii.gz --seg SEG.nii.gz [--label-id N] | --crop L1.nii.gz |\n"
-    "                   --ct-dir DIR [--seg-dir DIR])\n"
+    "usage: mc_predict --checkpoint W.safetensors|CV_DIR [--ensemble W2|CV_DIR ...] [--config FILE.yaml] [key=value ...]\n"
+    "                  (--ct CT.nii.gz|DICOM_DIR --seg SEG.nii.gz [--label-id N] | --crop L1.nii.gz |\n"
+    "                   --ct-dir DIR [--seg-dir DIR] | --tensor X.npy|X.safetensors)\n"
     "                  [--raw] [--tau2 X] [--temperature T] [--tta] [--out FILE] [--no-progress]\n"
     "                  [--saliency MAP.nii.gz [--saliency-class C] [--saliency-stage N]]\n";
 
@@ -28,20 +28,26 @@ Options make_options(PredictCommand& c) {
       "does (data.* keys of the config).",
       "Output: JSON {id, class, class_name, probabilities{name: p}, tau2, temperature[, logits][, note]};\n"
       "probabilities = softmax((logits - tau2 log prior) / temperature);\n"
-      "a folder gives CSV id,class,class_name,p_<name>...[,logit_<name>...].");
+      "a folder gives CSV id,class,class_name,p_<name>...[,logit_<name>...]. A regression head\n"
+      "gives {id, tscore, class, class_name} (CSV id,tscore,class,class_name).");
   CLI::App& a = *o.app;
-  a.add_option("--checkpoint", c.checkpoint, "weights (safetensors, PyTorch key names; \"module.\" prefixes are fine)")->type_name("W");
-  a.add_option("--ensemble", c.ensemble, "more checkpoints of the same config (e.g. fold models):\n"
+  a.add_option("--checkpoint", c.checkpoint, "weights (safetensors, PyTorch key names; \"module.\" prefixes are fine),\n"
+               "or a cross-validation run folder (mc_train --folds K): the ensemble of its fold models")->type_name("W");
+  a.add_option("--ensemble", c.ensemble, "more checkpoints (or cross-validation folders) of the same config:\n"
                "the prediction is the mean of every model's probabilities")->type_name("W ...");
   a.add_option("--config", c.config, "the run's config; default: the config stored in\n"
                "<tag>.state.safetensors beside the weights by mc_train")->type_name("FILE");
-  a.add_option("--ct", c.ct, "one CT and its segmentation (multi-label: --label-id, default\n"
+  a.add_option("--ct", c.ct, "one CT (NIfTI, or the folder of a DICOM series: data.raw.dicom_series\n"
+               "picks one of several) and its segmentation (multi-label: --label-id, default\n"
                "data.raw.label_id; 31 = TotalSegmentator v2 vertebrae_L1)")->type_name("CT");
   a.add_option("--seg", c.seg, "the segmentation of --ct")->type_name("SEG");
   a.add_option("--label-id", o.label_id, "label of L1 in --seg")->type_name("N");
-  a.add_option("--crop", c.crop, "a CT that is already the L1 crop (no segmentation)")->type_name("FILE");
+  a.add_option("--crop", c.crop, "a CT that is already the L1 crop (no segmentation; NIfTI or DICOM folder)")->type_name("CT");
   a.add_option("--ct-dir", c.ct_dir, "every scan of a folder, paired as mc_prep pairs them -> CSV")->type_name("DIR");
   a.add_option("--seg-dir", c.seg_dir, "the masks of --ct-dir (default: the CT folder)")->type_name("DIR");
+  a.add_option("--tensor", c.tensor, "a prepared model input, .npy or a one-tensor .safetensors,\n"
+               "[C,D,H,W] or [N,C,D,H,W], run as it is (no preprocessing): one JSON\n"
+               "line per sample with logits and probabilities")->type_name("FILE");
   a.add_option("--tau2", o.tau2, "post-hoc adjustment softmax(logits - X log prior); default\n"
                "posthoc.tau2 of the config, 0 = none. The prior (training class\n"
                "counts) comes from the checkpoint's state metadata, else the train\n"
@@ -97,8 +103,8 @@ PredictCommand parse_predict_command(const std::vector<std::string>& args) {
     c.label_id = int64_t(d);
   }
   MC_CHECK(!c.checkpoint.empty(), "--checkpoint W.safetensors is required");
-  const int modes = !c.ct.empty() + !c.crop.empty() + !c.ct_dir.empty();
-  MC_CHECK(modes == 1, "give exactly one of --ct CT --seg SEG, --crop L1 or --ct-dir DIR");
+  const int modes = !c.ct.empty() + !c.crop.empty() + !c.ct_dir.empty() + !c.tensor.empty();
+  MC_CHECK(modes == 1, "give exactly one of --ct CT --seg SEG, --crop L1, --ct-dir DIR or --tensor FILE");
   MC_CHECK(c.ct.empty() || !c.seg.empty(), "--ct needs --seg SEG.nii.gz (or use --crop for an L1 crop)");
   MC_CHECK(c.seg.empty() || !c.ct.empty(), "--seg goes with --ct");
   MC_CHECK(c.seg_dir.empty() || !c.ct_dir.empty(), "--seg-dir goes with --ct-dir");

@@ -1,5 +1,6 @@
 #include "pipeline/predictions.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <memory>
 
@@ -8,10 +9,22 @@
 #include "io/cache.h"
 #include "io/loader.h"
 #include "io/progress.h"
+#include "io/task.h"
 #include "pipeline/model.h"
 
 namespace mc {
 namespace fs = std::filesystem;
+
+std::vector<std::string> cache_class_names(const Cache& cache, int64_t K) {
+  if (const auto t = task_from_meta(cache.meta(), cache.path()); t && t->num_outputs() == K && !t->regression())
+    return t->classes;
+  if (K == 1) return {"tscore"};
+  // Caches from before tasks were data are WHO-banded: their three classes keep those names.
+  if (!cache.meta().count("task.classes") && K == Task::who().num_classes()) return Task::who().classes;
+  std::vector<std::string> n;
+  for (int64_t k = 0; k < K; ++k) n.push_back(std::to_string(k));
+  return n;
+}
 
 PredictionTable predict_cache(nn::Module& model, const std::string& cache_path, int batch, Device dev,
                               const std::string& label, int rank, int world, const std::vector<Flip>& flips) {
@@ -23,7 +36,11 @@ PredictionTable predict_cache(nn::Module& model, const std::string& cache_path, 
   lo.device = dev;
   lo.rank = rank;
   lo.world = world;
-  Loader loader(cache_path, lo);
+  // Sequential order needs no class counts, but the loader checks labels against a class count:
+  // the cache's own (any task).
+  Cache cache = Cache::open(cache_path);
+  for (int64_t y : cache.labels()) lo.num_classes = std::max<int>(lo.num_classes, int(y) + 1);
+  Loader loader(std::move(cache), lo);
   const int64_t N = loader.cache().size();
   PredictionTable p;
   p.source = cache_path;
@@ -33,8 +50,10 @@ PredictionTable predict_cache(nn::Module& model, const std::string& cache_path, 
   model.eval();
   NoGradGuard ng;
   int64_t K = 0;
+  const auto params = model.parameters();
+  const DType dt = params.empty() ? DType::F32 : params[0]->dtype();  // f64 in golden runs
   while (auto b = loader.next()) {
-    Tensor out = flips.empty() ? model.forward(model_input(b->images, dev)).to(Device::cpu()).to(DType::F32)
+    Tensor out = flips.empty() ? model.forward(model_input(b->images, dev).to(dt)).to(Device::cpu()).to(DType::F32)
                                : tta_logits(model, b->images, dev, flips);
     K = out.size(1);
     for (float v : out.to_vector<float>()) p.scores.push_back(v);
@@ -45,7 +64,7 @@ PredictionTable predict_cache(nn::Module& model, const std::string& cache_path, 
   }
   if (bar) bar->finish();
   MC_CHECK(world > 1 || p.size() == N, "predict: ", p.size(), " predictions for ", N, " subjects in ", cache_path);
-  p.class_names = class_names_for(K);
+  p.class_names = cache_class_names(loader.cache(), K);
   return p;
 }
 

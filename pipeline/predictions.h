@@ -11,11 +11,17 @@
 namespace mc {
 
 class Communicator;
+class Cache;
 struct LoadedModel;
 
+// The names of a model's K outputs over `cache`: its task's classes (mc_prep stores them),
+// {"tscore"} for one output, the WHO names for three outputs over a cache without a task
+// (written before tasks were data), else "0".."K-1".
+std::vector<std::string> cache_class_names(const Cache& cache, int64_t K);
+
 // Eval mode, no gradients, batches of `batch` on `dev`; shows a progress bar when `label` is set.
-// With `flips`, each row's logits are the mean over those views (pipeline/tta.h).
-// Rows in cache order, kind Logits, class names from pipeline/model.h's class_names_for,
+// With `flips`, each row's outputs are the mean over those views (pipeline/tta.h).
+// Rows in cache order, kind Logits, class names from the cache's task (cache_class_names),
 // `indices` the cache rows. With world > 1 this rank predicts its shard only (see
 // gather_predictions).
 PredictionTable predict_cache(nn::Module& model, const std::string& cache_path, int batch, Device dev,

@@ -14,8 +14,12 @@ struct PrepCommand {
   bool help = false;
   int64_t synthetic = 0;  // > 0: generate this many synthetic subjects into prep.out_dir
   int64_t synthetic_size = 64;
+  std::string synthetic_binary;  // "A,B": also a class column, A for T <= -2.5, else B
   std::string config;                  // --config: every setting from the run config's data.*
   std::vector<std::string> overrides;  // key=value, with --config
+  // --to-nifti CT OUT.nii.gz: writes the CT as read (a DICOM series folder: HU as float32 on
+  // the reader's grid, io/dicom.h) and nothing else. Empty: not asked.
+  std::string to_nifti_ct, to_nifti_out;
   PrepOptions prep;
 };
 // --opt VALUE or --opt=VALUE; unknown options and bad values are errors (mc::Error) naming them.

@@ -19,8 +19,8 @@ PrepOptions prep_options_from_config(const Config& c) {
   o.labels_csv = d.raw.labels_csv;
   o.out_dir = d.cache_dir;
   o.preprocess = preprocess_options_from_config(c);
-  o.bands.osteoporosis_max = d.tscore_thresholds.at(0);
-  o.bands.normal_min = d.tscore_thresholds.at(1);
+  o.task = task_of(c);
+  o.hu = d.hu;
   switch (d.split.mode) {
     case Config::Split::Mode::File: o.split_file = d.split.file; break;
     case Config::Split::Mode::KFold: o.folds = d.split.folds; break;

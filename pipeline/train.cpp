@@ -14,14 +14,18 @@
 #include "io/text.h"
 #include "engine/metrics.h"
 #include "engine/trainer.h"
+#include "io/atomic_file.h"
 #include "io/checkpoint.h"
 #include "io/loader.h"
 #include "io/progress.h"
 #include "io/runlog.h"
 #include "io/safetensors.h"
 #include "io/state_dict_io.h"
+#include "io/task.h"
 #include "losses/losses.h"
 #include "losses/posthoc.h"
+#include "models/resnet3d.h"
+#include "pipeline/train_export.h"
 
 namespace mc {
 namespace fs = std::filesystem;
@@ -36,7 +40,9 @@ std::string fmt(double v, int prec = 4) {
 // The score model selection maximises (loss is negated).
 double selection_score(const Config& cfg, const ClassificationMetrics& m, double val_loss) {
   switch (cfg.eval.select_by) {
+    case Config::Eval::SelectBy::Auto:
     case Config::Eval::SelectBy::MacroAUC: return m.auc_macro.defined ? m.auc_macro.value : 0.0;
+    case Config::Eval::SelectBy::MAE: break;  // regression: validate_regression scores it
     case Config::Eval::SelectBy::BalancedAccuracy: return m.balanced_accuracy.value;
     case Config::Eval::SelectBy::Accuracy: return m.accuracy.value;
     case Config::Eval::SelectBy::Loss: return -val_loss;
@@ -45,10 +51,20 @@ double selection_score(const Config& cfg, const ClassificationMetrics& m, double
 }
 
 struct Validation {
-  ClassificationMetrics metrics;
+  ClassificationMetrics metrics;  // regression: of the classes derived from the predicted T
   double loss = NAN;
   std::optional<TemperatureFit> temperature;  // fitted on this epoch's validation scores
+  double mae = NAN;  // regression only
 };
+
+// One-hot rows of the classes the task's thresholds give the predicted T-scores: how a
+// regression model is scored on the classification metrics.
+std::vector<double> derived_onehot(const Task& task, const std::vector<double>& t_pred) {
+  const int64_t K = task.num_classes();
+  std::vector<double> onehot(t_pred.size() * size_t(K), 0.0);
+  for (size_t i = 0; i < t_pred.size(); ++i) onehot[i * size_t(K) + size_t(std::max<int64_t>(0, task.classify(t_pred[i])))] = 1;
+  return onehot;
+}
 
 // One rank's run: what train() sets up, and the callbacks the engine's Trainer calls. Only
 // rank 0 prints and writes.
@@ -64,14 +80,18 @@ class TrainRun {
   void join_ranks();
   void print_header();
   FitCallbacks callbacks();
+  Tensor forward(const Tensor& x);
+  void start_exports();
   void begin_epoch(int64_t epoch);
   void finish_bar(const EpochResult& r);
   double validate(const EpochResult& r);
+  double validate_regression(const PredictionTable& val);
   void end_epoch(const EpochResult& r);
   void log_epoch(const EpochResult& r);
   void save_checkpoints(const EpochResult& r);
 
   const Config& cfg_;
+  const Task task_;
   const bool resume_;
   const TrainHooks& hooks_;
   Communicator& comm_;
@@ -91,10 +111,13 @@ class TrainRun {
   std::optional<RunLog> log_;
   std::optional<Progress> bar_;
   Validation val_;  // of the epoch being finished
+  bool checked_start_ = false;  // the first step's feature check (forward) is done
+  std::optional<StepExporter> steps_out_;
+  std::optional<Batch> last_batch_;  // kept for the step log only
 };
 
 TrainRun::TrainRun(const Config& cfg, bool resume, const TrainHooks& hooks, Communicator& comm)
-    : cfg_(cfg), resume_(resume), hooks_(hooks), comm_(comm), dev_(comm.device()),
+    : cfg_(cfg), task_(task_of(cfg)), resume_(resume), hooks_(hooks), comm_(comm), dev_(comm.device()),
       lead_(comm.rank() == 0),
       out_(!lead_ ? discard_ : hooks.out ? *hooks.out : std::cout) {
   set_compute_mode(cfg_, dev_);
@@ -103,10 +126,17 @@ TrainRun::TrainRun(const Config& cfg, bool resume, const TrainHooks& hooks, Comm
   val_path_ = split_cache_path(cfg_.data, "val");
   check_inputs();
   fs::create_directories(sum_.run_dir);  // only once the inputs are known to exist
+  if (lead_) {  // what a kill -9 left behind: said, then removed
+    for (const std::string& f : remove_stale_temporaries(sum_.run_dir))
+      out_ << "removed a stale temporary file " << f << "\n";
+    for (const std::string& f : remove_torn_checkpoints(sum_.run_dir))
+      out_ << "removed a torn checkpoint " << f << "\n";
+  }
   build();
   start_or_resume();
   if (comm_.world() > 1) join_ranks();
   print_header();
+  start_exports();
 }
 
 void TrainRun::check_inputs() const {
@@ -120,6 +150,10 @@ void TrainRun::check_inputs() const {
 
 void TrainRun::build() {
   model_ = build_model(cfg_);
+  if (hooks_.float64) {
+    MC_CHECK(dev_.is_cpu(), "float64 training runs on the CPU only (train.device=cpu)");
+    model_->to(DType::F64);
+  }
   model_->flatten_parameters(dev_);
   opt_ = build_optimizer(cfg_, *model_);
   loader_ = std::make_unique<Loader>(train_path_,
@@ -128,17 +162,74 @@ void TrainRun::build() {
   MC_CHECK(cache.volume_shape()[0] == cfg_.model.in_chans, "model.in_chans is ", cfg_.model.in_chans,
            " but the cache '", train_path_, "' holds ", cache.volume_shape()[0],
            " channel(s) (one per HU window)");
+  const Task task = task_;
+  if (auto own = task_from_meta(cache.meta(), train_path_)) {
+    own->head = task.head;  // the labels of a cache serve either head: the T-score is stored too
+    const std::string d = own->difference(task);
+    MC_CHECK(d.empty(), "the training cache '", train_path_, "' was prepared for another task: ", d,
+             " (cache vs config); run mc_prep again with this config");
+  }
+  if (!task.regression()) {  // an unknown label (-1) would fail mid-training in the loss, naming nothing
+    std::string unknown;
+    int64_t n = 0;
+    for (const auto& rec : cache.records())
+      if (rec.label < 0 && n++ < 10) unknown += (unknown.empty() ? "" : ", ") + rec.id;
+    MC_CHECK(n == 0, "training cache '", train_path_, "': ", n, " subject(s) have no label (-1): ", unknown,
+             n > 10 ? ", ..." : "", "; give them a label in data.raw.labels_csv and run mc_prep again");
+  }
   counts_ = cache.class_counts(cfg_.model.num_classes);
+  if (task.regression())
+    for (const CacheRecord& r : cache.records())
+      MC_CHECK(std::isfinite(r.tscore), "model.head regression learns the T-score, but subject '", r.id,
+               "' of the training cache '", train_path_, "' has none (labels from a class column?)");
+  // Every loss but plain CE takes a prior or a weight from each class's training count.
+  if (cfg_.loss.type != LossType::CE && !task.regression())
+    for (size_t k = 0; k < counts_.size(); ++k)
+      MC_CHECK(counts_[k] > 0, "loss.type ", to_string(cfg_.loss.type), " needs every class in the training split, "
+               "but class '", task.name(int64_t(k)), "' (", k, ") has no training subject in '", train_path_,
+               "' (its log prior / class weight is undefined): use loss.type ce, or gather subjects of that class");
   loss_ = std::make_unique<Loss>(cfg_.loss, counts_);
+  TrainerOptions topt = cfg_.trainer;
+  if (!hooks_.export_steps.empty()) topt.sync_every = 1;  // each step's loss, as it is taken
   trainer_ = std::make_unique<Trainer>(
-      *model_, *opt_, [this](const Tensor& logits, const Tensor& labels) { return (*loss_)(logits, labels); },
-      cfg_.trainer, &comm_);
-  trainer_->set_forward([this](const Tensor& x) { return model_->forward(model_input(x, dev_)); });
+      *model_, *opt_,
+      [this](const Tensor& out, const Tensor& target) {
+        return task_.regression() ? regression_loss(cfg_.loss, out, target) : (*loss_)(out, target);
+      },
+      topt, &comm_);
+  trainer_->set_forward([this](const Tensor& x) { return forward(x); });
+}
+
+// The model's forward; on the first step of a new run, through the pooled features, which are
+// read once to check that they vary across the batch (pipeline/train_export.h).
+Tensor TrainRun::forward(const Tensor& x) {
+  auto* resnet = dynamic_cast<models::ResNet3d*>(model_.get());
+  const Tensor in = hooks_.float64 ? model_input(x, dev_).to(DType::F64) : model_input(x, dev_);
+  if (checked_start_ || !resnet) return model_->forward(in);
+  checked_start_ = true;
+  Tensor pooled = resnet->forward_pooled(in);
+  const FeatureSpread fs = feature_spread(pooled);
+  if (fs.constant()) out_ << dead_start_warning(fs, cfg_, loader_->cache().volume_shape()) << std::endl;
+  return resnet->forward_head(pooled);
+}
+
+void TrainRun::start_exports() {
+  if (!lead_) return;
+  if (!hooks_.export_init.empty()) {
+    save_safetensors(hooks_.export_init, model_->state_dict());
+    out_ << "exported the initial weights to " << hooks_.export_init << "\n";
+  }
+  if (!hooks_.export_steps.empty()) {
+    steps_out_.emplace(hooks_.export_steps, cfg_, train_path_, val_path_, counts_,
+                       loader_->steps_per_epoch(), loader_->cache().volume_shape(), hooks_.export_init,
+                       hooks_.float64 ? "float64" : "float32");
+    out_ << "exporting every step's batch, augmentation, lr and loss to " << hooks_.export_steps << "\n";
+  }
 }
 
 // Resumes from <run>/last, or records the resolved config of a new run.
 void TrainRun::start_or_resume() {
-  const std::string optimizer = optimizer_name(cfg_.optim.kind);
+  const std::string optimizer = optimizer_label(cfg_.optim);
   st_.optimizer = optimizer;
   const std::string last = (fs::path(sum_.run_dir) / "last.safetensors").string();
   if (resume_) {
@@ -157,7 +248,9 @@ void TrainRun::start_or_resume() {
   std::string counts_csv;
   for (size_t k = 0; k < counts_.size(); ++k) counts_csv += (k ? "," : "") + std::to_string(counts_[k]);
   st_.extra["class_counts"] = counts_csv;
+  for (const auto& [k, v] : task_meta(task_of(cfg_))) st_.extra[k] = v;
   trainer_->state() = {st_.epoch, st_.global_step, st_.best_epoch, st_.best_value};
+  checked_start_ = st_.global_step > 0;  // the start check is for a new run's first step
   if (lead_) log_.emplace(sum_.run_dir, resume_ ? st_.epoch : 0);
 }
 
@@ -182,7 +275,9 @@ void TrainRun::print_header() {
        << shape_str(cache.volume_shape()) << ", classes [";
   for (size_t k = 0; k < counts_.size(); ++k) out_ << (k ? ", " : "") << counts_[k];
   out_ << "], batch " << cfg_.train.batch_size << ", " << loader_->steps_per_epoch()
-       << " steps/epoch, loss " << to_string(cfg_.loss.type) << "\n";
+       << " steps/epoch, loss "
+       << (task_.regression() ? std::string(to_string(cfg_.loss.regression)) + " on the T-score" : std::string(to_string(cfg_.loss.type)))
+       << "\n";
 }
 
 FitCallbacks TrainRun::callbacks() {
@@ -190,10 +285,23 @@ FitCallbacks TrainRun::callbacks() {
   cb.next_batch = [this]() -> std::optional<TrainBatch> {
     std::optional<Batch> b = loader_->next();
     if (!b) return std::nullopt;
-    return TrainBatch{b->images, b->labels};
+    TrainBatch tb{b->images, task_.regression() ? b->tscores : b->labels, b->ids};
+    if (steps_out_) {
+      b->images = Tensor();  // the log keeps indices and transforms, not the volumes
+      last_batch_ = std::move(b);
+    }
+    return tb;
   };
   cb.begin_epoch = [this](int64_t epoch) { begin_epoch(epoch); };
   cb.on_step = [this](const StepProgress& p) {
+    if (steps_out_ && last_batch_) {
+      StepRecord r{.epoch = last_batch_->epoch, .step = p.step - 1,
+                   .global_step = trainer_->state().global_step - 1, .lr = p.lr,
+                   .loss = trainer_->last_read().empty() ? NAN : trainer_->last_read().back(),
+                   .indices = last_batch_->indices, .labels = {}, .augment = last_batch_->augment};
+      r.labels = last_batch_->labels.to_vector<int64_t>();
+      steps_out_->step(r);
+    }
     if (!bar_) return;
     if (p.synced) bar_->set_note("loss " + fmt(p.mean_loss));
     bar_->tick();
@@ -224,6 +332,7 @@ double TrainRun::validate(const EpochResult& r) {
   const int world = comm_.world();
   PredictionTable val = predict_cache(*model_, val_path_, cfg_.train.batch_size, dev_, "", comm_.rank(), world);
   if (world > 1) val = gather_predictions(comm_, val, Cache::open(val_path_).size());
+  if (task_.regression()) return validate_regression(val);
   const Tensor logits = val.scores_tensor(DType::F32), labels = val.labels_tensor();
   Tensor probs = posthoc_probabilities(logits, std::vector<double>(counts_.begin(), counts_.end()),
                                        cfg_.posthoc.tau2);
@@ -250,7 +359,36 @@ double TrainRun::validate(const EpochResult& r) {
     NoGradGuard ng;
     val_.loss = (*loss_)(logits, labels).item();
   }
+  if (steps_out_) {
+    const ClassificationMetrics& m = val_.metrics;
+    steps_out_->validation({r.epoch + 1, val_.loss, m.accuracy.value, m.balanced_accuracy.value,
+                            m.auc_macro.defined ? m.auc_macro.value : NAN});
+  }
   return selection_score(cfg_, val_.metrics, val_.loss);
+}
+
+// The predicted T against the cache's, on the subjects that have one; the selection score is
+// -MAE (or -loss).
+double TrainRun::validate_regression(const PredictionTable& val) {
+  const Cache cache = Cache::open(val_path_);
+  std::vector<double> pred, truth;
+  std::vector<int64_t> labels;
+  for (int64_t i = 0; i < val.size(); ++i) {
+    const CacheRecord& r = cache.record(val.indices[size_t(i)]);
+    if (!std::isfinite(r.tscore)) continue;
+    pred.push_back(val.scores[size_t(i)]), truth.push_back(r.tscore), labels.push_back(task_.classify(r.tscore));
+  }
+  MC_CHECK(!pred.empty(), "validation cache '", val_path_, "' has no subject with a T-score to validate a regression head on");
+  double abs_sum = 0;
+  for (size_t i = 0; i < pred.size(); ++i) abs_sum += std::abs(pred[i] - truth[i]);
+  val_.mae = abs_sum / double(pred.size());
+  val_.metrics = classification_metrics(labels, derived_onehot(task_, pred), task_.num_classes());
+  {
+    NoGradGuard ng;
+    val_.loss = regression_loss(cfg_.loss, Tensor::from(pred, {int64_t(pred.size())}),
+                                Tensor::from(truth, {int64_t(truth.size())})).item();
+  }
+  return cfg_.eval.select_by == Config::Eval::SelectBy::Loss ? -val_.loss : -val_.mae;
 }
 
 void TrainRun::end_epoch(const EpochResult& r) {
@@ -281,15 +419,21 @@ void TrainRun::log_epoch(const EpochResult& r) {
   const ClassificationMetrics& m = val_.metrics;
   const double nan = NAN;
   const double auc = r.validated && m.auc_macro.defined ? m.auc_macro.value : nan;
-  if (log_)
-    log_->append({{"epoch", double(r.epoch + 1)}, {"lr", r.lr}, {"train_loss", r.train_loss},
+  if (log_) {
+    LogRow row = {{"epoch", double(r.epoch + 1)}, {"lr", r.lr}, {"train_loss", r.train_loss},
                   {"val_loss", val_.loss}, {"val_accuracy", r.validated ? m.accuracy.value : nan},
                   {"val_balanced_accuracy", r.validated ? m.balanced_accuracy.value : nan},
-                  {"val_auc_macro", auc}, {"val_f1_weighted", r.validated ? m.f1_weighted.value : nan},
-                  {"selected", r.score}});
+                  {"val_auc_macro", auc}, {"val_f1_weighted", r.validated ? m.f1_weighted.value : nan}};
+    if (task_.regression()) row.push_back({"val_mae", r.validated ? val_.mae : nan});
+    row.push_back({"selected", r.score});
+    log_->append(row);
+  }
   out_ << "epoch " << std::setw(3) << r.epoch + 1 << "/" << cfg_.train.epochs << "  lr " << std::scientific
        << std::setprecision(2) << r.lr << std::defaultfloat << "  train loss " << fmt(r.train_loss);
-  if (r.validated)
+  if (r.validated && task_.regression())
+    out_ << "  val loss " << fmt(val_.loss) << "  MAE " << fmt(val_.mae, 3) << "  derived acc "
+         << fmt(m.accuracy.value, 3) << "  bal.acc " << fmt(m.balanced_accuracy.value, 3) << (r.best ? "  *best" : "");
+  else if (r.validated)
     out_ << "  val loss " << fmt(val_.loss) << "  acc " << fmt(m.accuracy.value, 3) << "  bal.acc "
          << fmt(m.balanced_accuracy.value, 3) << "  macro AUC "
          << (m.auc_macro.defined ? fmt(m.auc_macro.value, 3) : "n/a")
@@ -311,8 +455,8 @@ void TrainRun::save_checkpoints(const EpochResult& r) {
   save_checkpoint(sum_.run_dir, "epoch" + std::to_string(r.epoch + 1), weights, st_);
   if (!cfg_.output.keep_last) return;
   const fs::path before = fs::path(sum_.run_dir) / ("epoch" + std::to_string(r.epoch + 1 - every) + ".safetensors");
+  fs::remove(before);  // weights first: a kill here leaves a state alone, removed at the next start
   fs::remove(state_path_for(before.string()));
-  fs::remove(before);
 }
 
 TrainSummary TrainRun::run() {
@@ -320,6 +464,7 @@ TrainSummary TrainRun::run() {
   plan.epochs = cfg_.train.epochs;
   plan.base_lr = cfg_.optim.lr;
   plan.schedule = cfg_.schedule;
+  plan.steps_per_epoch = loader_->steps_per_epoch();
   plan.max_epochs_this_call = hooks_.max_epochs_this_call;
   plan.stop = hooks_.stop;
   trainer_->fit(plan, callbacks());

@@ -28,6 +28,12 @@ struct TrainHooks {
   // Stop after this many epochs in this call (tests: interrupt-and-resume), -1 = all.
   int64_t max_epochs_this_call = -1;
   std::ostream* out = nullptr;  // epoch lines (default std::cout)
+  // The export hooks for checking a run against PyTorch (pipeline/train_export.h); "" = off.
+  std::string export_init;   // the weights training starts from (safetensors)
+  std::string export_steps;  // per-step batches, augmentation, lr and loss (JSON lines)
+  // Train in float64 on the CPU (weights, moments, activations, loss): the golden run against
+  // PyTorch in float64 (tests/pipeline/train_parity_test.cpp), not a precision for real runs.
+  bool float64 = false;
 };
 
 // One process per GPU (or CPU node) under mpirun / torchrun, a world of one otherwise

@@ -55,10 +55,12 @@ Tensor tta_logits(nn::Module& model, const Tensor& x, Device dev, const std::vec
   MC_CHECK(!flips.empty(), "tta: no views");
   model.eval();
   NoGradGuard ng;
+  const auto params = model.parameters();
+  const DType dt = params.empty() ? DType::F32 : params[0]->dtype();  // f64 in golden runs
   Tensor sum;
   for (const Flip& f : flips) {
     const bool id = !f[0] && !f[1] && !f[2];
-    Tensor y = model.forward(model_input(id ? x : flip_volume(x, f), dev)).to(Device::cpu()).to(DType::F64);
+    Tensor y = model.forward(model_input(id ? x : flip_volume(x, f), dev).to(dt)).to(Device::cpu()).to(DType::F64);
     if (!sum.defined()) {
       sum = y.clone();
     } else {

@@ -9,7 +9,7 @@ GPU_TARGETS=(test_engine test_losses test_kernels test_io test_models mc_bench m
 # allocator/runtime checks, NCCL on one rank, the loss/metric/augmentation kernels, and resnet50's
 # training step against the CPU.
 GPU_TESTS=(
-  "test_engine Cuda*:MetricsCuda*:DistNccl*"
+  "test_engine Cuda*:MetricsCuda*:DistNccl*:TrainerCuda*"
   "test_losses LossCuda*"
   "test_kernels Augment.Cuda*"
   "test_io Loader.Gpu*"
@@ -33,7 +33,7 @@ BENCH_RUNS=(
   "infer_bf16|--case infer --precision bf16 --shape 128 --warmup 2 --repeats 5|15|"
   "loss|--case loss|10|"
   "auc|--case auc|15|"
-  "adamw|--case op:adamw|10|optional"
+  "optim|--case optim --warmup 2 --repeats 10|15|optional"
   "loader|--case loader|15|"
   "step_tf32|--case step --precision tf32 --shape 128 --warmup 2 --repeats 5|20|"
   "step_fp32|--case step --precision fp32 --shape 128 --warmup 2 --repeats 5|25|"

@@ -53,7 +53,7 @@ PAIRS = [
     ("AUC 10M x 3, all metrics vs torchmetrics", named("auc", 10_000_000, "classification_metrics"),
      named("auc", 10_000_000, "torchmetrics multiclass_auroc")),
     ("AdamW step, 46.2M parameters (flat)",
-     lambda r: r.get("kind") in ("op", "optim") and "adamw" in str(r.get("name", "")).lower(),
+     lambda r: r.get("kind") == "optim" and r.get("name") == "adamw",
      named("optim", 46_161_219, "AdamW fused, flat")),
 ]
 COMPILED = ("resnet50 train step bf16, PyTorch with torch.compile", model("step", "bf16"))

@@ -32,8 +32,15 @@ void expect_error(F fn, std::initializer_list<std::string> fragments) {
 }
 std::string shared_data(const std::string& rel);  // "" when ../shared/data is absent
 // A fresh directory for this test; it wipes what an earlier call of the same test made, so call
-// it once per test and keep the path.
+// it once per test and keep the path. It is removed when the test passes (a failed test's is
+// kept to look at; MC_KEEP_TEST_DIRS=1 keeps all): the end-to-end tests write checkpoints of
+// hundreds of MB each, and a suite that leaves them behind fills a CI disk.
 std::string temp_dir();
+// The root of this process's test directories (<tmp>/mc_tests.<pid>); removed when the test
+// program ends, whatever the outcome, if nothing a failed test kept is left in it.
+std::string process_temp_root();
+// `path` is removed when the test program ends (data shared by the tests of one process).
+void remove_at_exit(const std::string& path);
 
 }  // namespace mc::test
 

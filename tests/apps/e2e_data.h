@@ -10,6 +10,7 @@
 #include "pipeline/config.h"
 #include "pipeline/prep_config.h"
 #include "io/synthetic.h"
+#include "test_util.h"
 
 namespace mc::test {
 
@@ -17,9 +18,9 @@ namespace mc::test {
 // each other's) data.
 inline const std::string& e2e_dataset() {
   static const std::string dir = [] {
-    std::filesystem::path d = std::filesystem::temp_directory_path() / "mc_tests" /
-                              ("e2e_data_" + std::to_string(::getpid()));
+    const std::filesystem::path d = std::filesystem::path(process_temp_root()) / "e2e_data";
     std::filesystem::remove_all(d);
+    remove_at_exit(d.string());
     SyntheticOptions s;
     s.count = 150;
     s.size = 48;

@@ -161,6 +161,28 @@ void gradcheck_rows(std::vector<Row>& r) {
   relu_r.precisions = kFp32;
   r.push_back(relu_r);
 
+  // The regression losses' pointwise pieces; Huber's inputs avoid its two kinks at +-delta.
+  for (const bool is_huber : {true, false}) {
+    Row row;
+    row.name = is_huber ? "huber/small" : "square/small";
+    row.family = "Elementwise";
+    row.make = [](DType dt) {
+      Tensor x = rn({3, 7}, 44, DType::F64);
+      for (int64_t i = 0; i < x.numel(); ++i) {
+        double& v = x.data<double>()[i];
+        v *= 1.5;
+        if (std::abs(std::abs(v) - 0.8) < 0.05) v = 0.5;
+      }
+      return In{act(x.to(dt))};
+    };
+    if (is_huber) row.run = [](const Ts& in) { return Ts{huber(in[0], 0.8)}; };
+    else row.run = [](const Ts& in) { return Ts{square(in[0])}; };
+    row.gradcheck = true;
+    row.grad_seed = row.dy_seed = is_huber ? 45 : 46;
+    row.precisions = kFp32;
+    r.push_back(row);
+  }
+
   auto binary = [&](std::string name, uint64_t a, uint64_t b, uint64_t g,
                     Tensor (*f)(const Tensor&, const Tensor&)) {
     Row row;
@@ -333,12 +355,14 @@ void gradcheck_rows(std::vector<Row>& r) {
 }  // namespace
 
 void parity_rows(std::vector<Row>& r);  // op_table_parity.cpp
+void zoo_rows(std::vector<Row>& r);     // op_table_zoo.cpp
 
 const std::vector<Row>& rows() {
   static const std::vector<Row> all = [] {
     std::vector<Row> r;
     gradcheck_rows(r);
     parity_rows(r);
+    zoo_rows(r);
     for (const Row& row : r)
       MC_CHECK(!row.family.empty(), "op row ", row.name, " names no family");
     return r;

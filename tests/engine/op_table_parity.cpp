@@ -282,6 +282,11 @@ void conv_rows(std::vector<Row>& r) {
       {"downsample", {2, 8, 7, 7, 7}, 8, 1, 2, 0, 1, 1, false},
       {"dilation", {2, 4, 6, 6, 6}, 4, 3, 1, 2, 2, 1, false},
       {"groups_bias", {2, 8, 6, 6, 6}, 8, 3, 1, 1, 1, 2, true},
+      // The Table II networks: depthwise (MobileNetV2 / EfficientNet, k3 and k5, stride 2) and
+      // ResNeXt's 32 groups of 4 channels.
+      {"depthwise_s2", {2, 24, 8, 8, 8}, 24, 3, 2, 1, 1, 24, false},
+      {"depthwise_k5", {2, 16, 7, 7, 7}, 16, 5, 1, 2, 1, 16, false},
+      {"resnext_g32", {2, 128, 6, 6, 6}, 128, 3, 1, 1, 1, 32, false},
   };
   uint64_t seed = 100;
   for (const ConvCase& c : cases) {
@@ -344,6 +349,45 @@ void optim_rows(std::vector<Row>& r) {
     sgd.backward = false;
     r.push_back(sgd);
   }
+  // SAM around AdamW: the ascent (save w, w += rho g / ||g||, the norm read on the device), then
+  // the restore and the base step with a second gradient. Outputs: the perturbed point, the
+  // parameters after the step, the moments. The norm is a long reduction: Sum tolerance.
+  Row sam = base("sam/adamw", "Optim", kFp32, 0);
+  sam.make = [n](DType) {
+    return In{param(rn({n}, 40, DType::F32)), param(rn({n}, 41, DType::F32)),
+              param(rn({n}, 44, DType::F32))};
+  };
+  sam.run = [](const Ts& in) {
+    Tensor p = in[0].clone();
+    p.set_grad(in[1].clone());
+    SAM opt({&p}, std::make_unique<AdamW>(std::vector<Tensor*>{&p}), SAMOptions{.rho = 0.05});
+    opt.next_pass();
+    Tensor ascent = p.clone();
+    p.grad().copy_(in[2]);
+    opt.step();
+    const StateDict s = opt.state();
+    return Ts{ascent, p, s[0].second, s[1].second};
+  };
+  sam.backward = false;
+  sam.fwd = sam.extra = TolClass::Sum;
+  r.push_back(sam);
+  // Schedule-free AdamW: three steps (warm-up 2, weight decay), then y -> x -> y. Outputs: x, y
+  // after the round trip, z, the second moment.
+  Row sf = base("schedulefree_adamw", "Optim", kFp32, 0);
+  sf.make = inputs;
+  sf.run = [](const Ts& in) {
+    Tensor p = in[0].clone();
+    p.set_grad(in[1]);
+    ScheduleFreeAdamW opt({&p}, ScheduleFreeOptions{.lr = 1e-2, .weight_decay = 0.01, .warmup_steps = 2});
+    for (int i = 0; i < 3; ++i) opt.step();
+    opt.use_eval_weights();
+    Tensor x = p.clone();
+    opt.use_train_weights();
+    const StateDict s = opt.state();
+    return Ts{x, p, s[0].second, s[1].second};
+  };
+  sf.backward = false;
+  r.push_back(sf);
 }
 
 // ---------------- a whole step through autograd ----------------

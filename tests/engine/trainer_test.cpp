@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <numbers>
 #include <vector>
 
 #include "engine/ops.h"
@@ -125,10 +126,31 @@ TEST(Trainer, NonFiniteLossStopsTheRunNamingEpochAndStep) {
     cb.end_epoch = [&](const EpochResult&) { ++epochs_ended; };
     test::expect_error([&] { tr.fit(FitPlan{.epochs = 3}, cb); },
                        {std::isnan(bad) ? "the loss became nan" : "the loss became inf",
-                        "at epoch 2, step 5 (global step 12)"});
+                        "at epoch 2, step 5 (global step 12), before the optimizer step"});
     EXPECT_EQ(epochs_ended, 1);
-    EXPECT_EQ(calls, 13);  // noticed at the read after step 6 (global 13)
+    EXPECT_EQ(calls, 12);  // on the CPU: at the step itself, before the optimiser applied it
+    EXPECT_EQ(tr.state().global_step, 11);
+    for (float w : s.model.weight().to_vector<float>()) EXPECT_TRUE(std::isfinite(w));
   }
+}
+
+// Issue 11: one NaN volume (as from a damaged cache) gives a finite-looking loss only until its
+// gradient is NaN; the step is refused before the optimiser, naming epoch, step and the batch's
+// subjects, and the weights stay finite.
+TEST(Trainer, NonFiniteGradientStopsBeforeTheStepNamingTheSubjects) {
+  Tiny s;
+  Trainer tr(s.model, *s.opt, ce, TrainerOptions{.sync_every = 4});
+  TrainBatch good = batch(0), bad = batch(1);
+  std::vector<float> x = bad.input.to_vector<float>();
+  x[3] = NAN;
+  bad.input = Tensor::from<float>(x, bad.input.shape());
+  bad.ids = {"subj-a", "subj-nan", "subj-c", "subj-d"};
+  tr.step(good);
+  test::expect_error([&] { tr.step(bad); },
+                     {"became nan", "at epoch 1, step 2 (global step 2), before the optimizer step",
+                      "batch subjects: subj-a, subj-nan, subj-c, subj-d"});
+  EXPECT_EQ(tr.state().global_step, 1);
+  for (float w : s.model.weight().to_vector<float>()) EXPECT_TRUE(std::isfinite(w));
 }
 
 TEST(Trainer, BadLabelOnTheCpuThrowsAtTheStep) {
@@ -196,6 +218,29 @@ TEST(Trainer, StopFlagEndsAfterTheEpochAndResumeContinues) {
   EXPECT_EQ(tr.state().global_step, 9);
 }
 
+// The one schedule rule (engine/schedule.h): per optimiser step, as CosineAnnealingLR(T_max =
+// all steps) stepped after every step; the Trainer applies it before each step.
+TEST(Trainer, LearningRateChangesPerStepWhenTheEpochLengthIsKnown) {
+  Tiny s;
+  Trainer tr(s.model, *s.opt, ce);
+  Source src{4};
+  std::vector<double> lrs, epoch_lrs;
+  FitCallbacks cb;
+  cb.next_batch = std::ref(src);
+  cb.on_step = [&](const StepProgress& p) {
+    lrs.push_back(p.lr);
+    EXPECT_DOUBLE_EQ(s.opt->lr(), p.lr);  // the step ran at it
+  };
+  cb.end_epoch = [&](const EpochResult& r) { epoch_lrs.push_back(r.lr); };
+  const LrSchedule cos{.kind = LrSchedule::Kind::Cosine};
+  FitPlan plan{.epochs = 3, .base_lr = 0.1, .schedule = cos, .steps_per_epoch = 4};
+  tr.fit(plan, cb);
+  ASSERT_EQ(lrs.size(), 12u);
+  for (size_t t = 0; t < lrs.size(); ++t)  // torch's closed form at step t of T = 12
+    EXPECT_NEAR(lrs[t], 0.1 * (1 + std::cos(std::numbers::pi * double(t) / 12)) / 2, 1e-15) << "step " << t;
+  EXPECT_EQ(epoch_lrs, (std::vector<double>{lrs[0], lrs[4], lrs[8]}));  // an epoch's first step
+}
+
 TEST(Trainer, ClipGradNormAsTorch) {
   Tiny s;
   TrainBatch b = batch(3);
@@ -234,6 +279,26 @@ TEST(LrSchedule, CosineWithWarmupAsCosineAnnealingLR) {
   EXPECT_NEAR(s.lr_at(12, 1e-3, 10), 0.0, 1e-18);
   s.min_lr = 1e-4;
   EXPECT_DOUBLE_EQ(s.lr_at(4, 1e-3, 10), 1e-4 + 0.75 * 0.9e-3);
+}
+
+TEST(LrSchedule, PerStepRule) {
+  const double b = 1e-3;
+  LrSchedule c{.kind = LrSchedule::Kind::Cosine};  // 3 epochs of 10 steps: T = 30
+  EXPECT_DOUBLE_EQ(c.lr_at(0, b, 3, 10), b);
+  EXPECT_DOUBLE_EQ(c.lr_at(15, b, 3, 10), b / 2);
+  EXPECT_DOUBLE_EQ(c.lr_at(10, b, 3, 10), b * 0.75);  // a third: (1 + cos(pi / 3)) / 2
+  EXPECT_NEAR(c.lr_at(30, b, 3, 10), 0.0, 1e-18);
+  LrSchedule w{.kind = LrSchedule::Kind::Cosine, .warmup_epochs = 1};  // 10 ramp steps, then 20
+  EXPECT_DOUBLE_EQ(w.lr_at(0, b, 3, 10), b / 10);
+  EXPECT_DOUBLE_EQ(w.lr_at(4, b, 3, 10), b / 2);
+  EXPECT_DOUBLE_EQ(w.lr_at(9, b, 3, 10), b);
+  EXPECT_DOUBLE_EQ(w.lr_at(10, b, 3, 10), b);
+  EXPECT_DOUBLE_EQ(w.lr_at(20, b, 3, 10), b / 2);
+  LrSchedule st{.kind = LrSchedule::Kind::Step, .step_size = 2, .gamma = 0.1};  // in epochs
+  EXPECT_DOUBLE_EQ(st.lr_at(19, 1.0, 5, 10), 1.0);
+  EXPECT_DOUBLE_EQ(st.lr_at(20, 1.0, 5, 10), 0.1);
+  // One step per epoch is the per-epoch schedule.
+  for (int e = 0; e < 10; ++e) EXPECT_DOUBLE_EQ(w.lr_at(e, b, 10), w.lr_at(e, b, 10, 1));
 }
 
 TEST(LrSchedule, WarmupStepAndConstant) {
@@ -309,6 +374,45 @@ TEST(TrainerCuda, BadLabelOnTheGpuIsAnErrorWithinSyncEverySteps) {
   test::expect_error([&] { tr.fit(FitPlan{.epochs = 1}, cb); },
                      {"epoch 1, steps 1 to 4", "label outside [0, num_classes)"});
   EXPECT_EQ(steps, 4);
+}
+
+}  // namespace
+}  // namespace mc
+
+namespace mc {
+namespace {
+
+// float64 optimiser steps (CPU, for golden runs in double): PyTorch's AdamW / SGD formulas in
+// double, on a flat f64 model, against the closed form of two steps.
+TEST(TrainOptim, Float64StepsOnTheCpuFollowTorchsFormulas) {
+  nn::Linear lin(1, 1);
+  lin.to(DType::F64);
+  lin.flatten_parameters();
+  auto params = lin.parameters();  // weight, bias
+  for (Tensor* p : params) p->fill_(1.0);
+  AdamW opt(params, {.lr = 0.1, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 0.01});
+  const double g[2] = {0.5, -0.25};
+  double p = 1, m = 0, v = 0;
+  for (int t = 1; t <= 2; ++t) {
+    lin.flat_grads().copy_(Tensor::from<double>({g[t - 1], g[t - 1]}, {2}));
+    opt.step();
+    p *= 1 - 0.1 * 0.01;
+    m = 0.9 * m + 0.1 * g[t - 1];
+    v = 0.999 * v + 0.001 * g[t - 1] * g[t - 1];
+    const double denom = std::sqrt(v) / std::sqrt(1 - std::pow(0.999, t)) + 1e-8;
+    p -= 0.1 / (1 - std::pow(0.9, t)) * (m / denom);
+    EXPECT_EQ(params[0]->dtype(), DType::F64);
+    EXPECT_NEAR(params[0]->item(), p, 1e-15) << "step " << t;  // f32 would be 1e-8 off
+  }
+  SGD sgd(params, {.lr = 0.1, .momentum = 0.9});
+  lin.flat_grads().copy_(Tensor::from<double>({0.3, 0.3}, {2}));
+  const double before = params[1]->item();
+  sgd.step();
+  EXPECT_NEAR(params[1]->item(), before - 0.1 * 0.3, 1e-16);
+  // f32 and f64 parameters do not mix.
+  nn::Linear f32(1, 1);
+  std::vector<Tensor*> mixed{params[0], f32.parameters()[0]};
+  test::expect_error([&] { AdamW bad(mixed, {}); }, {"two dtypes"});
 }
 
 }  // namespace

@@ -154,9 +154,9 @@ TEST(Calibration, ReportHasTheSectionBeforeAndAfterTemperature) {
   hu.note = "none";
   const std::string dir = test::temp_dir() + "/calib_report";
   const Report r = write_report(t, run, {50, 1, 0.95}, hu, dir, false);
-  ASSERT_TRUE(r.calibration_scaled.has_value());
-  EXPECT_NEAR(r.calibration.top.ece, expected_calibration_error(softmax_rows(logits, 3), labels, 3, 15), 1e-12);
-  EXPECT_LT(r.calibration_scaled->nll, r.calibration.nll);
+  ASSERT_TRUE(r.calibration.has_value() && r.calibration_scaled.has_value());
+  EXPECT_NEAR(r.calibration->top.ece, expected_calibration_error(softmax_rows(logits, 3), labels, 3, 15), 1e-12);
+  EXPECT_LT(r.calibration_scaled->nll, r.calibration->nll);
   EXPECT_TRUE(fs::is_regular_file(dir + "/reliability.svg"));
   std::stringstream md;
   md << std::ifstream(dir + "/report.md").rdbuf();

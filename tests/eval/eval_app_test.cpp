@@ -8,6 +8,7 @@
 #include <fstream>
 #include <sstream>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "eval/evaluation.h"
 #include "losses/fixtures.h"
@@ -64,6 +65,31 @@ TEST(EvalAppCsv, ErrorsNameFileLineAndColumn) {
   EXPECT_HAS(parse_error("id,label,score_0,score_1\n"), "p.csv: no prediction rows");
   EXPECT_HAS(parse_error(""), "p.csv: empty file");
   EXPECT_THROW(read_predictions_csv("/nonexistent/p.csv"), Error);
+}
+
+// Issue 11: duplicate ids, probabilities that do not sum to 1, and a bootstrap beyond its
+// documented maximum are errors naming the file, the id or the option.
+TEST(EvalAppCsv, DuplicateIdsProbabilitySumsAndBootstrapBound) {
+  EXPECT_HAS(parse_error("id,label,score_0,score_1\nx,0,0.5,0.5\ny,1,0.2,0.8\nx,1,0.4,0.6\n"),
+             "p.csv:4: id 'x' appears twice (first at p.csv:2)");
+  PredictionTable p = parse("id,label,score_0,score_1,score_2\na,0,0.7,0.2,0.1\nb,1,0.9,0.7,0.5\n");
+  p.kind = ScoreKind::Probabilities;
+  try {
+    evaluate(p, EvalOptions{});
+    ADD_FAILURE() << "probabilities summing to 2.1 were accepted";
+  } catch (const Error& e) {
+    EXPECT_HAS(std::string(e.what()), "p.csv: scores were declared probabilities but those of id 'b' sum to 2.1");
+  }
+  p.kind = ScoreKind::Logits;  // the same numbers as logits are fine
+  EXPECT_NO_THROW(evaluate(p, EvalOptions{}));
+  EvalOptions o;
+  o.bootstrap.resamples = kMaxBootstrapResamples + 1;
+  try {
+    evaluate(p, o);
+    ADD_FAILURE() << "no bound on bootstrap resamples";
+  } catch (const Error& e) {
+    EXPECT_HAS(std::string(e.what()), "the maximum is 1000000");
+  }
 }
 
 // random3 written as a CSV of probabilities, evaluated, compared with sklearn's numbers.
@@ -154,6 +180,26 @@ std::string slurp(const std::string& path) {
   std::stringstream s;
   s << in.rdbuf();
   return s.str();
+}
+
+// Issue 11: a report written to a full stdout is a failure (exit 1, said on stderr), not rc 0;
+// --json to a device is written in place (the device stays a device).
+TEST(EvalAppProgram, FullStdoutIsAnErrorAndDevicesStayDevices) {
+  if (!std::filesystem::exists(mc_eval_path())) GTEST_SKIP() << "mc_eval not built";
+  if (!std::filesystem::exists("/dev/full")) GTEST_SKIP() << "no /dev/full";
+  const std::string dir = test::temp_dir();
+  const auto f = test::load_fixture("metrics_random3");
+  const std::string csv = write_csv(f, dir, "scores");
+  const std::string cmd = mc_eval_path() + " --predictions " + csv + " --bootstrap 10";
+  int rc = std::system((cmd + " > /dev/full 2> " + dir + "/err.txt").c_str());
+  EXPECT_EQ(WIFEXITED(rc) ? WEXITSTATUS(rc) : -1, 1);
+  EXPECT_HAS(slurp(dir + "/err.txt"), "mc_eval: error: cannot write the output to stdout");
+  // Not as root: were this ever broken, root would replace the machine's /dev/null (the unit
+  // test AtomicFile.SymlinksFollowedDevicesAndFifosWrittenInPlace covers devices with /dev/full).
+  if (::geteuid() == 0) return;
+  rc = std::system((cmd + " --json /dev/null > " + dir + "/out.txt 2>&1").c_str());
+  EXPECT_EQ(WIFEXITED(rc) ? WEXITSTATUS(rc) : -1, 0) << slurp(dir + "/out.txt");
+  EXPECT_EQ(std::filesystem::status("/dev/null").type(), std::filesystem::file_type::character);
 }
 
 TEST(EvalAppProgram, RunsAndReportsErrors) {

@@ -119,6 +119,18 @@ TEST(Cache, FileHasTheSafetensorsLayout) {
   EXPECT_EQ(bytes.size(), 8 + n + 210);
 }
 
+// Issue 11: one flipped byte in a volume is a checksum mismatch naming the cache, not a
+// slightly different training set.
+TEST(Cache, CorruptedVolumeByteIsAChecksumError) {
+  const std::string dir = test::temp_dir(), path = dir + "/c.safetensors";
+  write_cache(path, three_records(), random_volumes(3, {1, 4, 4, 4}, 5), {});
+  EXPECT_EQ(Cache::open(path).size(), 3);
+  std::string bytes = slurp(path);
+  bytes[bytes.size() - 200] ^= 0x10;  // inside the volumes (labels and T-scores are 48 bytes)
+  spit(path, bytes);
+  test::expect_error([&] { Cache::open(path); }, {path, "checksum mismatch"});
+}
+
 TEST(Cache, AtomicWriteLeavesNothingOnError) {
   const std::string dir = test::temp_dir(), path = dir + "/c.mcc";
   auto volumes = random_volumes(3, {1, 4, 4, 4}, 2);

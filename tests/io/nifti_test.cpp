@@ -16,6 +16,8 @@
 #include <iterator>
 
 #include "io/nifti.h"
+
+#include <sys/resource.h>
 #include "test_util.h"
 
 #define MC_SKIP_WITHOUT_NIFTI() \
@@ -423,6 +425,65 @@ TEST(NiftiErrors, InvalidInterceptWithValidSlope) {
   const auto h = header_n1({3, 2}, kInt16, 16, 1.0f, NAN);
   write_hand_made(temp("inter.nii"), h, d.data(), 12, 2, false, false);
   expect_error([&] { read_nifti(temp("inter.nii")); }, {"inter.nii", "scl_inter"});
+}
+
+// Findings of the fuzzers and the bad-input campaign (fuzz/regressions/README.md): each is an
+// error naming the file, and none allocates what the header claims.
+long max_rss_kb() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_maxrss;
+}
+
+TEST(NiftiErrors, VoxOffsetThatIsNotAWholeByteCountInRange) {
+  MC_SKIP_WITHOUT_NIFTI();
+  const std::vector<float> d(6, 1.f);
+  for (float off : {5.8e20f, INFINITY, NAN, -4.f, 352.5f}) {
+    SCOPED_TRACE(off);
+    auto h = header_n1({3, 2}, kFloat32, 32);
+    h.set<float>(kN1VoxOffset, off);
+    write_hand_made(temp("off.nii"), h, d.data(), 24, 4, false, false);
+    expect_error([&] { read_nifti(temp("off.nii")); }, {"off.nii", "vox_offset", "whole number"});
+  }
+}
+
+TEST(NiftiErrors, NiftiTwoOffsetPlusSizeBeyondInt64) {
+  MC_SKIP_WITHOUT_NIFTI();
+  std::vector<char> file(544 + 64, 0);
+  auto set = [&](size_t offset, auto v) { std::memcpy(file.data() + offset, &v, sizeof v); };
+  set(0, int32_t(540));
+  std::memcpy(file.data() + kN2Magic, "n+2\0\r\n\032\n", 8);
+  set(kN2Datatype, int16_t(kFloat64));
+  set(kN2Bitpix, int16_t(64));
+  const int64_t dim[4] = {3, int64_t(1) << 20, int64_t(1) << 20, int64_t(1) << 19};  // 2^62 bytes
+  for (size_t d = 0; d < 8; ++d) set(kN2Dim + 8 * d, d < 4 ? dim[d] : int64_t(1));
+  for (size_t d = 0; d < 8; ++d) set(kN2Pixdim + 8 * d, 1.0);
+  set(kN2SclSlope, 1.0);
+  for (int64_t off : {int64_t(1) << 62, int64_t(544)}) {
+    SCOPED_TRACE(off);
+    set(kN2VoxOffset, off);
+    spit(temp("big2.nii"), file.data(), file.size());
+    expect_error([&] { read_nifti(temp("big2.nii")); }, {"big2.nii"});
+  }
+  set(kN2VoxOffset, int64_t(1) << 62);
+  spit(temp("big2.nii"), file.data(), file.size());
+  expect_error([&] { read_nifti(temp("big2.nii")); }, {"big2.nii", "vox_offset", "is not in 0.."});
+}
+
+TEST(NiftiErrors, HugeDimsInASmallFileFailWithoutAllocating) {
+  MC_SKIP_WITHOUT_NIFTI();
+  const std::vector<int16_t> d(23000, 0);  // 46 KB of voxels
+  const long before = max_rss_kb();
+  for (int16_t n : {int16_t(1100), int16_t(2000), int16_t(32767)}) {
+    SCOPED_TRACE(n);
+    const auto h = header_n1({n, n, n}, kInt16, 16);
+    write_hand_made(temp("huge.nii.gz"), h, d.data(), d.size() * 2, 2, false, true);
+    expect_error([&] { read_nifti(temp("huge.nii.gz")); },
+                 {"huge.nii.gz", "dims don't match the data size", "gzip file of", "cannot hold"});
+    write_hand_made(temp("huge.nii"), h, d.data(), d.size() * 2, 2, false, false);
+    expect_error([&] { read_nifti(temp("huge.nii")); }, {"huge.nii", "dims don't match the data size"});
+  }
+  EXPECT_LT(max_rss_kb() - before, 64 * 1024) << "the reader allocated what the header claimed";
 }
 
 // ------------------------------------------------------------------ either build

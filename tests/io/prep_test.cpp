@@ -2,7 +2,12 @@
 // real scans and on generated data with broken subjects.
 #include <yaml-cpp/yaml.h>
 
+#include <zlib.h>
+
 #include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -10,9 +15,11 @@
 #include <sstream>
 
 #include "io/cache.h"
+#include "io/csv.h"
 #include "io/prep.h"
 #include "io/progress.h"
 #include "io/synthetic.h"
+#include "io/text.h"
 #include "test_util.h"
 
 namespace mc {
@@ -51,7 +58,7 @@ TEST(PrepLabels, WhoBandsAndClassNamesInOnePlace) {
 TEST(PrepLabels, TScoresClassesAndMissingValues) {
   std::istringstream in(
       "# DXA results\nSubject ID;T-score;Class\n"
-      "a;-2.7;\nb;-1.2;\nc; 0.4 ;\nd;NA;\ne;;osteoporosis\nf;-0.5;0\n");
+      "a;-2.7;\nb;-1.2;\nc; 0.4 ;\nd;NA;\ne;;osteoporosis\nf;-0.5;2\n");
   const LabelTable t = parse_labels(in, "t.csv");
   ASSERT_EQ(t.entries.size(), 6u);
   EXPECT_EQ(t.find("a")->label, 0);
@@ -61,9 +68,18 @@ TEST(PrepLabels, TScoresClassesAndMissingValues) {
   EXPECT_EQ(t.find("d")->label, -1);  // no value: no label
   EXPECT_TRUE(std::isnan(t.find("d")->tscore));
   EXPECT_EQ(t.find("e")->label, 0);
-  EXPECT_EQ(t.find("f")->label, 0);   // an explicit class wins over the T-score
+  EXPECT_EQ(t.find("f")->label, 2);   // both given, and they agree
   EXPECT_EQ(t.find("f")->line, 8);
   EXPECT_EQ(t.find("zz"), nullptr);
+}
+
+// Issue 11: the class column won over a disagreeing T-score for 39 of 40 subjects, silently.
+TEST(PrepLabels, TScoreAndClassThatDisagreeAreAnErrorListingTheSubjects) {
+  std::istringstream in("id,tscore,class\na,-2.7,osteoporosis\nb,-0.5,osteoporosis\nc,-1.5,normal\nd,,normal\n");
+  expect_error([&] { parse_labels(in, "both.csv"); },
+               {"both.csv: the T-score and the class column disagree for 2 subject(s)",
+                "b (line 3): T-score -0.5 is normal, the class column says osteoporosis",
+                "c (line 4): T-score -1.5 is osteopenia, the class column says normal"});
 }
 
 TEST(PrepLabels, ErrorsNameFileLineAndValue) {
@@ -188,9 +204,11 @@ TEST(PrepReal, ManifestOfTheTotalSegmentatorExample) {
   if (data.empty()) GTEST_SKIP() << "no ../shared/data";
   const std::string root = test::temp_dir();
   fs::create_directories(root + "/ct"), fs::create_directories(root + "/seg");
+  fs::create_directories(root + "/bodies");
   auto link = [&](const std::string& src, const std::string& dst) { fs::create_symlink(data + "/" + src, root + "/" + dst); };
   link("example_ct.nii.gz", "ct/ex.nii.gz");
   link("spine_report/example_ct_vertebrae_seg.nii.gz", "seg/ex.nii.gz");
+  link("spine_report/example_ct_vertebrae_pp_refined_seg.nii.gz", "bodies/ex.nii.gz");
   link("example_ct.nii.gz", "ct/grid.nii.gz");
   link("example_seg.nii.gz", "seg/grid.nii.gz");  // the small scan's segmentation
   link("example_ct_sm.nii.gz", "ct/nolabel.nii.gz");
@@ -201,6 +219,7 @@ TEST(PrepReal, ManifestOfTheTotalSegmentatorExample) {
   o.out_dir = root + "/out";
   o.progress = false;
   o.preprocess.volume = 48, o.preprocess.spacing_mm = 2.5;
+  o.hu.body_seg = root + "/bodies/{id}.nii.gz";  // vertebrae_pp: L1 = 20 ... L5 = 24
   const PrepResult r = run_prep(o);
   EXPECT_EQ(r.ok, 1);
   EXPECT_EQ(r.failed, 1);
@@ -223,10 +242,49 @@ TEST(PrepReal, ManifestOfTheTotalSegmentatorExample) {
   std::ifstream manifest(r.manifest);
   std::string header, line, ex_line;
   std::getline(manifest, header);
-  EXPECT_EQ(header, "id,label,tscore,split,voxels,volume_ml,mean_hu,median_hu,status,reason");
+  EXPECT_EQ(header.rfind("id,label,class,tscore,split,voxels,volume_ml,mean_hu,median_hu,L1_body_source,L1_body_voxels,"
+                         "L1_body_ml,L1_body_mean_hu,L1_body_median_hu,L1_roi_voxels,L1_roi_ml,L1_roi_mean_hu,"
+                         "L1_roi_median_hu,L1_roi_sd_hu,L2_body_source,", 0), 0u) << header;
+  EXPECT_TRUE(header.ends_with(",L5_roi_sd_hu,roi_margin_mm,hu_note,status,reason")) << header;
   while (std::getline(manifest, line))
     if (line.rfind("ex,", 0) == 0) ex_line = line;
-  EXPECT_EQ(ex_line, "ex,1,-1.50," + ex.split + ",2143,57.861,195.78,157.0,ok,");
+  EXPECT_EQ(ex_line.rfind("ex,1,osteopenia,-1.50," + ex.split + ",2143,57.861,195.78,157.0,", 0), 0u) << ex_line;
+
+  // The per-vertebra columns: the body volumes of spine_report.json (L1 35.61 ml = 1319 voxels
+  // of 27 mm^3), and the ROI figures measure_vertebrae gives on the same files.
+  const CsvTable t = read_csv(r.manifest);
+  const CsvRow* row = nullptr;
+  for (const auto& rr : t.rows)
+    if (rr.cells[0] == "ex") row = &rr;
+  ASSERT_NE(row, nullptr);
+  auto cell = [&](const std::string& c) {
+    EXPECT_GE(t.column(c), 0) << c;
+    return t.column(c) < 0 ? std::string() : row->cells[size_t(t.column(c))];
+  };
+  RoiOptions ro;
+  const Volume ct = read_volume(root + "/ct/ex.nii.gz"), vert = read_volume(root + "/seg/ex.nii.gz");
+  const Volume pp = read_volume(root + "/bodies/ex.nii.gz");
+  const SpineHU want = measure_vertebrae(ct, &vert, &pp, ro);
+  const YAML::Node report = YAML::LoadFile(data + "/spine_report/spine_report.json")["results"];
+  for (const auto& v : want.vertebrae) {
+    SCOPED_TRACE(v.name);
+    EXPECT_EQ(cell(v.name + "_body_source"), "body map");
+    EXPECT_NEAR(std::stod(cell(v.name + "_body_ml")), report["vertebrae_" + v.name + "_volume_ml"].as<double>(), 0.005);
+    EXPECT_EQ(cell(v.name + "_body_voxels"), std::to_string(v.body.voxels));
+    EXPECT_EQ(cell(v.name + "_roi_voxels"), std::to_string(v.roi.voxels));
+    EXPECT_GT(v.roi.voxels, 0);
+    EXPECT_LT(v.roi.voxels, v.body.voxels);
+    EXPECT_EQ(cell(v.name + "_roi_mean_hu"), fixed(v.roi.mean, 2));
+    EXPECT_EQ(cell(v.name + "_roi_median_hu"), fixed(v.roi.median, 2));
+    EXPECT_EQ(cell(v.name + "_roi_sd_hu"), fixed(v.roi.sd, 2));
+    EXPECT_EQ(cell(v.name + "_body_median_hu"), fixed(v.body.median, 2));
+  }
+  EXPECT_EQ(cell("L1_body_voxels"), "1319");
+  EXPECT_EQ(cell("L1_body_ml"), "35.613");
+  EXPECT_EQ(cell("L1_body_median_hu"), "125.00");  // numpy on the body labels (REFERENCE.md)
+  EXPECT_NEAR(std::stod(cell("L1_body_mean_hu")), 148.1, 0.05);  // 148.1 to one digit
+  EXPECT_EQ(cell("roi_margin_mm"), "3.00");
+  EXPECT_EQ(cell("hu_note"), "");
 
   const Cache cache = Cache::open(r.caches.at(ex.split));
   ASSERT_EQ(cache.size(), 1);
@@ -288,6 +346,76 @@ TEST(PrepSynthetic, BrokenSubjectsAreReportedAndSkipped) {
   o.out_dir = root + "/again", o.save_crops = false, o.workers = 2;
   const PrepResult again = run_prep(o);
   for (const auto& row : r.rows) EXPECT_EQ(row_of(again, row.id).split, row.split);
+}
+
+// Per-subject failure everywhere (issue 11): a NaN CT, spacing in metres, a 1e-6 mm sform, a
+// symlink loop and a header claiming 2000^3 voxels each fail their own subject with a reason
+// naming its file; the others are prepared. (Before: the NaN aborted the run with "does not fit
+// f16", the loop with a filesystem_error, the tiny voxels spun in the blur for minutes.)
+TEST(PrepSynthetic, EveryKindOfBadScanFailsOnlyItsSubject) {
+  const std::string root = test::temp_dir();
+  SyntheticOptions s;
+  s.count = 8, s.size = 24, s.seed = 2, s.workers = 1;
+  write_synthetic_dataset(root, s);
+  auto ct = [&](int i) { return root + "/ct/" + synthetic_id(i) + ".nii.gz"; };
+  auto seg = [&](int i) { return root + "/seg/" + synthetic_id(i) + ".nii.gz"; };
+  {  // NaN throughout L1
+    Volume v = read_volume(ct(0));
+    const Volume m = read_volume(seg(0));
+    for (int64_t i = 0; i < v.numel(); ++i)
+      if (m.ptr()[i] == 31) v.ptr()[i] = NAN;
+    write_nifti(ct(0), v, NiftiType::F32);
+  }
+  for (const auto& [i, scale] : {std::pair{1, 1e-3}, std::pair{2, 1e-6}}) {  // metres; 1e-6 mm voxels
+    for (const std::string& f : {ct(i), seg(i)}) {
+      Volume v = read_volume(f);
+      for (int r = 0; r < 3; ++r)
+        for (int c = 0; c < 3; ++c) v.affine[size_t(r)][size_t(c)] *= scale;
+      write_nifti(f, v, f == ct(i) ? NiftiType::F32 : NiftiType::U8);
+    }
+  }
+  fs::remove(ct(3));
+  fs::create_symlink(ct(3), ct(3));  // a symlink loop
+  {  // 2000^3 claimed by a small gzip file: the header's dims edited in place
+    gzFile in = gzopen(ct(4).c_str(), "rb");
+    std::vector<char> bytes(1 << 20);
+    bytes.resize(size_t(gzread(in, bytes.data(), unsigned(bytes.size()))));
+    gzclose(in);
+    for (int d = 1; d <= 3; ++d) {
+      const int16_t n = 2000;
+      std::memcpy(bytes.data() + 40 + 2 * d, &n, 2);
+    }
+    gzFile out = gzopen(ct(4).c_str(), "wb");
+    gzwrite(out, bytes.data(), unsigned(bytes.size()));
+    gzclose(out);
+  }
+  PrepOptions o;
+  o.ct_dir = root + "/ct", o.seg_dir = root + "/seg", o.labels_csv = root + "/labels.csv";
+  o.out_dir = root + "/out", o.progress = false, o.workers = 2;
+  o.preprocess.volume = 16, o.preprocess.spacing_mm = 3;
+  const auto t0 = std::chrono::steady_clock::now();
+  const PrepResult r = run_prep(o);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_LT(seconds, 5) << "a bad subject made the run slow";
+  EXPECT_EQ(r.ok, 3);
+  EXPECT_EQ(r.failed, 5);
+  auto expect_reason = [&](int i, std::vector<std::string> parts) {
+    const ManifestRow& row = row_of(r, synthetic_id(i));
+    EXPECT_EQ(row.status, "failed") << row.id;
+    parts.push_back(synthetic_id(i));
+    for (const auto& p : parts) EXPECT_NE(row.reason.find(p), std::string::npos) << "'" << p << "' not in: " << row.reason;
+  };
+  expect_reason(0, {"non-finite value", "inside the L1 mask"});
+  expect_reason(1, {"voxel spacing 0.00", "data.spacing_range_mm"});
+  expect_reason(2, {"voxel spacing", "e-06 mm", "outside 0.05..20 mm"});
+  expect_reason(3, {"cannot open", "symbolic links"});
+  expect_reason(4, {"2000", "cannot hold"});
+  std::ifstream in(r.manifest);
+  const std::string manifest((std::istreambuf_iterator<char>(in)), {});
+  EXPECT_NE(manifest.find("symbolic links"), std::string::npos) << manifest;
+  int64_t cached = 0;
+  for (const auto& [split, path] : r.caches) cached += Cache::open(path).size();
+  EXPECT_EQ(cached, 3);
 }
 
 TEST(PrepSynthetic, NothingUsableMeansNoOkSubjects) {

@@ -10,6 +10,7 @@
 #include <fstream>
 #include <limits>
 
+#include "io/safetensors_format.h"
 #include "test_util.h"
 
 namespace mc {
@@ -119,8 +120,10 @@ TEST(Safetensors, ViewsAreZeroCopyAndOutliveTheFileObject) {
 
 TEST(Safetensors, HeaderBytesMatchTheReferenceWriter) {
   const std::string dir = test::temp_dir();
+  SafeTensorsWriteOptions plain;
+  plain.checksum = false;  // our checksum is the only difference (tested below)
   // The reference implementation's own serialization example: one F32 [1, 2, 3] tensor.
-  save_safetensors(dir + "/a", {{"attn.0", Tensor::from<float>({0, 1, 2, 3, 4, 5}, {1, 2, 3})}});
+  save_safetensors(dir + "/a", {{"attn.0", Tensor::from<float>({0, 1, 2, 3, 4, 5}, {1, 2, 3})}}, {}, plain);
   const std::string h1 = "{\"attn.0\":{\"dtype\":\"F32\",\"shape\":[1,2,3],\"data_offsets\":[0,24]}}";
   ASSERT_EQ(h1.size(), 64u);  // already a multiple of 8: no padding
   std::string data1(24, '\0');
@@ -129,21 +132,53 @@ TEST(Safetensors, HeaderBytesMatchTheReferenceWriter) {
   EXPECT_EQ(read_bytes(dir + "/a"), le64(64) + h1 + data1);
 
   // No tensors, metadata only: 35 bytes of JSON padded with 5 spaces to 40.
-  save_safetensors(dir + "/b", {}, {{"framework", "pt"}});
+  save_safetensors(dir + "/b", {}, {{"framework", "pt"}}, plain);
   EXPECT_EQ(read_bytes(dir + "/b"), le64(40) + "{\"__metadata__\":{\"framework\":\"pt\"}}     ");
-  save_safetensors(dir + "/c", {});
+  save_safetensors(dir + "/c", {}, {}, plain);
   EXPECT_EQ(read_bytes(dir + "/c"), le64(8) + "{}      ");
 
   // Data ordered by descending alignment (I64, F32, U8), then by name: every tensor aligned.
   save_safetensors(dir + "/d", {{"b", Tensor::from<uint8_t>({1, 2, 3}, {3})},
                                 {"a", Tensor::from<float>({1.f}, {})},
-                                {"c", Tensor::from<int64_t>({-1}, {1})}});
+                                {"c", Tensor::from<int64_t>({-1}, {1})}}, {}, plain);
   const std::string h4 = "{" + entry("c", "I64", "[1]", "[0,8]") + "," + entry("a", "F32", "[]", "[8,12]") +
                          "," + entry("b", "U8", "[3]", "[12,15]") + "}";
   ASSERT_EQ(h4.size(), 161u);
   const std::string bytes = read_bytes(dir + "/d");
   EXPECT_EQ(bytes.substr(0, 8 + 168), le64(168) + h4 + "       ");
   EXPECT_EQ(bytes.size(), 8u + 168u + 15u);
+}
+
+// Integrity (issue 11): the data's XXH3-64 in __metadata__, verified on open; one flipped data
+// byte is an error naming the file; a file without the key (PyTorch's writer) still loads.
+TEST(Safetensors, ChecksumRecordedVerifiedAndOptional) {
+  const std::string dir = test::temp_dir();
+  const Tensor w = Tensor::from<float>({0.5f, -1.f, 2.f, 3.f}, {2, 2});
+  save_safetensors(dir + "/w.safetensors", {{"fc.weight", w}}, {{"epoch", "3"}});
+  std::string bytes = read_bytes(dir + "/w.safetensors");
+  const std::string want = xxh3_hex(bytes.data() + bytes.size() - 16, 16);
+  EXPECT_NE(bytes.find("\"mc.data_xxh3_64\":\"" + want + "\""), std::string::npos) << bytes;
+  const SafeTensorsFile f = SafeTensorsFile::open(dir + "/w.safetensors");
+  EXPECT_TRUE(f.has_checksum());
+  EXPECT_EQ(f.metadata(), (SafeTensorsMetadata{{"epoch", "3"}}));  // the checksum is not the caller's
+  bytes[bytes.size() - 3] ^= 0x01;  // one bit of fc.weight
+  write_bytes(dir + "/bad.safetensors", bytes);
+  test::expect_error([&] { SafeTensorsFile::open(dir + "/bad.safetensors"); },
+                     {"bad.safetensors", "checksum mismatch", want});
+  test::expect_error([&] { load_safetensors(dir + "/bad.safetensors"); }, {"bad.safetensors", "corrupt"});
+  EXPECT_FALSE(SafeTensorsFile::open(dir + "/bad.safetensors", false).metadata().empty());
+  // Not hex, wrong length: malformed, named.
+  std::string odd = read_bytes(dir + "/w.safetensors");
+  odd.replace(odd.find(want), 16, "zzzzzzzzzzzzzzzz");
+  write_bytes(dir + "/odd.safetensors", odd);
+  test::expect_error([&] { SafeTensorsFile::open(dir + "/odd.safetensors"); },
+                     {"odd.safetensors", "mc.data_xxh3_64", "not 16 hex digits"});
+  // As PyTorch writes it: no checksum, loads.
+  const std::string h = "{\"__metadata__\":{\"format\":\"pt\"},\"fc.weight\":{\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[0,16]}}";
+  write_bytes(dir + "/pt.safetensors", le64(h.size()) + h + bytes.substr(bytes.size() - 16));
+  const SafeTensorsFile pt = SafeTensorsFile::open(dir + "/pt.safetensors");
+  EXPECT_FALSE(pt.has_checksum());
+  EXPECT_EQ(pt.size(), 1u);
 }
 
 TEST(Safetensors, UnalignedDataFromOldWritersIsCopied) {

@@ -136,6 +136,48 @@ TEST(StateDictIO, LoadsFromSafetensorsFile) {
   }
 }
 
+// Finite or refuse (issue 11): all-NaN weights, one NaN in fc, one +inf in conv1 (also in
+// bf16) and a running_var of -1 are each an error naming the tensor and the file; nothing is
+// copied.
+TEST(StateDictIO, NonFiniteWeightsAndNegativeRunningVarAreRefused) {
+  const std::string dir = test::temp_dir();
+  auto full = [] {
+    return StateDict{{"conv1.weight", test::randn({2, 1, 3, 3, 3}, 1)},
+                     {"bn1.weight", test::randn({2}, 2)},
+                     {"bn1.running_var", Tensor::from<float>({1.f, 0.f}, {2})},
+                     {"fc.weight", test::randn({3, 2}, 3)}};
+  };
+  auto poke = [](StateDict& sd, const std::string& name, size_t i, float v) {
+    for (auto& [k, t] : sd)
+      if (k == name) {
+        std::vector<float> x = t.to_vector<float>();
+        if (i == size_t(-1)) std::fill(x.begin(), x.end(), v);
+        else x[i] = v;
+        t = Tensor::from<float>(x, t.shape());
+      }
+  };
+  struct Case { const char* file; const char* tensor; size_t index; float value; const char* says; };
+  const Case cases[] = {
+      {"all_nan.safetensors", "conv1.weight", size_t(-1), NAN, "54 non-finite value(s)"},
+      {"fc_nan.safetensors", "fc.weight", 4, NAN, "1 non-finite value(s)"},
+      {"conv1_inf.safetensors", "conv1.weight", 7, INFINITY, "index 7, is inf"},
+      {"var_neg.safetensors", "bn1.running_var", 1, -1.f, "negative variance"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.file);
+    StateDict src = full();
+    poke(src, c.tensor, c.index, c.value);
+    if (std::string(c.file) == "conv1_inf.safetensors")
+      for (auto& [k, t] : src) t = t.to(DType::BF16);  // also in a half-precision checkpoint
+    save_safetensors(dir + "/" + c.file, src);
+    StateDict dst = {{"conv1.weight", Tensor::zeros({2, 1, 3, 3, 3})}, {"bn1.weight", Tensor::zeros({2})},
+                     {"bn1.running_var", Tensor::zeros({2})}, {"fc.weight", Tensor::zeros({3, 2})}};
+    test::expect_error([&] { load_state_dict_file(dst, dir + "/" + c.file); },
+                       {c.file, std::string("'") + c.tensor + "'", c.says, "nothing was copied", "load_state_dict"});
+    for (const auto& [k, t] : dst) EXPECT_EQ(t.to_vector<float>(), std::vector<float>(size_t(t.numel()), 0.f)) << k;
+  }
+}
+
 // ---------------------------------------------------------------- inflation
 // Element (o, i, d, h, w) of a contiguous 5-D tensor's values.
 double at5(const std::vector<double>& v, const Shape& s, int64_t o, int64_t i, int64_t d, int64_t h, int64_t w) {

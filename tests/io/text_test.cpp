@@ -8,6 +8,9 @@
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <sys/stat.h>
+#include <chrono>
+#include <thread>
 
 #include "io/atomic_file.h"
 #include "io/csv.h"
@@ -172,6 +175,42 @@ TEST(AtomicFile, ReplacesWholeAndLeavesNoTemporary) {
   g.commit();
   EXPECT_EQ(slurp(path), "new xxx");
   EXPECT_THROW(g.write("late"), Error);
+}
+
+// Safe outputs (issue 11): a symlink is followed, not replaced; a FIFO or a device is written
+// in place, never replaced by a regular file; a FIFO without a reader and a directory are
+// errors naming the target; a full device is an error, not a silent success.
+TEST(AtomicFile, SymlinksFollowedDevicesAndFifosWrittenInPlace) {
+  const std::string dir = test::temp_dir();
+  write_atomic(dir + "/real.csv", "old");
+  fs::create_symlink("real.csv", dir + "/link.csv");
+  write_atomic(dir + "/link.csv", "new");
+  EXPECT_TRUE(fs::is_symlink(dir + "/link.csv"));
+  EXPECT_EQ(slurp(dir + "/real.csv"), "new");
+
+  const std::string fifo = dir + "/pipe";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  expect_error([&] { write_atomic(fifo, "x"); }, {fifo, "not a regular file", "cannot be opened"});
+  std::string got;
+  std::thread reader([&] { got = slurp(fifo); });
+  while (true) {  // wait until the reader has the FIFO open
+    try {
+      write_atomic(fifo, "through the pipe");
+      break;
+    } catch (const Error&) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  }
+  reader.join();
+  EXPECT_EQ(got, "through the pipe");
+  EXPECT_EQ(fs::status(fifo).type(), fs::file_type::fifo);  // still the FIFO, not a file
+
+  expect_error([&] { write_atomic(dir, "x"); }, {dir, "is a directory"});
+  if (fs::exists("/dev/full")) {  // a character device: written in place, and a full one fails
+    expect_error([&] { write_atomic("/dev/full", "x"); }, {"/dev/full", "failed"});
+    EXPECT_EQ(fs::status("/dev/full").type(), fs::file_type::character);
+  }
+  EXPECT_EQ(std::distance(fs::directory_iterator(dir), {}), 3);  // real.csv, link.csv, pipe: no temporaries
 }
 
 }  // namespace

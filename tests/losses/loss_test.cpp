@@ -177,5 +177,25 @@ TEST(LossSpecs, TensorsAreMadeOncePerDevice) {
   EXPECT_EQ(l.offset_weight(DType::F64, Device::cpu()).first.dtype(), DType::F64);
 }
 
+// PyTorch: F.huber_loss(pred, target, delta=1.0) = 1.375 and F.mse_loss = 13.25 / 3 here, and
+// the gradient of the mean Huber is clamp(pred - target, -delta, delta) / N.
+TEST(RegressionLoss, HuberAndMseValuesAndGradient) {
+  Tensor pred = Tensor::from(std::vector<double>{0, 2, -3}, {3, 1});
+  const Tensor target = Tensor::from(std::vector<double>{0.5, 0, 0}, {3});
+  LossSpec s;
+  s.huber_delta = 1.0;
+  pred.set_requires_grad(true);
+  Tensor l = regression_loss(s, pred, target);
+  EXPECT_NEAR(l.item(), 1.375, 1e-15);
+  l.backward();
+  const std::vector<double> g = pred.grad().to_vector<double>();
+  EXPECT_NEAR(g[0], -0.5 / 3, 1e-15);
+  EXPECT_NEAR(g[1], 1.0 / 3, 1e-15);
+  EXPECT_NEAR(g[2], -1.0 / 3, 1e-15);
+  s.regression = RegressionLoss::MSE;
+  EXPECT_NEAR(regression_loss(s, pred.detach(), target).item(), 13.25 / 3, 1e-14);
+  EXPECT_THROW(regression_loss(s, pred.detach(), Tensor::from(std::vector<double>{1, 2}, {2})), Error);
+}
+
 }  // namespace
 }  // namespace mc

@@ -81,7 +81,9 @@ TEST(GradCam, PeaksInTheRegionTheClassScoreDependsOn) {
 }
 
 TEST(GradCam, ResNetMapUsesTheModelsOwnForward) {
-  auto net = create("resnet10", 1, 3, 7);
+  auto owner = create("resnet10", 1, 3, 7);
+  auto* net = dynamic_cast<ResNet3d*>(owner.get());
+  ASSERT_NE(net, nullptr);
   net->eval();
   const Tensor x = test::uniform({1, 1, 64, 64, 64}, 9, 0, 1);
   const GradCam g = grad_cam(*net, x, -1);
@@ -106,8 +108,10 @@ TEST(GradCam, ResNetMapUsesTheModelsOwnForward) {
 
 TEST(GradCam, CudaMatchesCpu) {
   if (!test::have_gpu()) GTEST_SKIP() << "no GPU";
-  auto cpu = create("resnet10", 1, 3, 7);
-  auto gpu = create("resnet10", 1, 3, 7);
+  auto cpu_owner = create("resnet10", 1, 3, 7), gpu_owner = create("resnet10", 1, 3, 7);
+  auto* cpu = dynamic_cast<ResNet3d*>(cpu_owner.get());
+  auto* gpu = dynamic_cast<ResNet3d*>(gpu_owner.get());
+  ASSERT_TRUE(cpu && gpu);
   cpu->eval();
   gpu->eval();
   gpu->to(Device::cuda(0));

@@ -28,7 +28,7 @@ namespace {
 
 using TensorMap = std::map<std::string, Tensor>;
 
-std::unique_ptr<models::ResNet3d> make_model(DType dt) {
+std::unique_ptr<nn::Module> make_model(DType dt) {
   auto m = models::create("resnet50", 1, 3, 0);
   Generator g(5678);
   const std::regex last_bn(R"(layer\d+\.\d+\.bn3\.weight)");
@@ -52,7 +52,7 @@ struct Step {
 };
 
 // Forward in train mode, loss, backward; results on the host in f64.
-Step run(models::ResNet3d& m, const Tensor& x, const Tensor& y) {
+Step run(nn::Module& m, const Tensor& x, const Tensor& y) {
   m.train();
   Step s;
   const Tensor logits = m.forward(x);

@@ -6,6 +6,7 @@
 #include "engine/optim.h"
 #include "models/resnet3d.h"
 #include "test_util.h"
+#include "toy_batch.h"
 
 namespace mc {
 namespace {
@@ -90,23 +91,6 @@ TEST(ResNet, FlatParametersShareOneBlock) {
   EXPECT_TRUE(params.back()->grad().shares_storage(m->flat_grads()));
 }
 
-// Generated volumes: class 1 has a bright blob, class 0 a dark one, plus noise.
-void toy_batch(Generator& g, int64_t n, int64_t s, Tensor& x, Tensor& y) {
-  x = randn({n, 1, s, s, s}, g, DType::F32, 0.0, 0.5);
-  std::vector<int64_t> labels(static_cast<size_t>(n));
-  float* p = x.data<float>();
-  for (int64_t i = 0; i < n; ++i) {
-    labels[size_t(i)] = g.randint(0, 2);
-    const double c = s / 2.0 + (g.uniform() - 0.5) * s / 4;
-    for (int64_t d = 0; d < s; ++d)
-      for (int64_t h = 0; h < s; ++h)
-        for (int64_t w = 0; w < s; ++w) {
-          const double r2 = (d - c) * (d - c) + (h - c) * (h - c) + (w - c) * (w - c);
-          if (r2 < s * s / 16.0) p[((i * s + d) * s + h) * s + w] += labels[size_t(i)] ? 1.0f : -1.0f;
-        }
-  }
-  y = Tensor::from(labels, {n});
-}
 
 TEST(ResNet, Resnet10TrainsOnCpuAndLossFalls) {
   auto m = models::create("resnet10", 1, 2, 1);
@@ -117,7 +101,7 @@ TEST(ResNet, Resnet10TrainsOnCpuAndLossFalls) {
   const int steps = 30;
   for (int s = 0; s < steps; ++s) {
     Tensor x, y;
-    toy_batch(g, 8, 16, x, y);
+    test::toy_batch(g, 8, 16, x, y);
     m->zero_grad();
     Tensor loss = cross_entropy(m->forward(x), y);
     loss.backward();

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <fstream>
 #include <map>
 #include <regex>
 #include <set>
@@ -127,6 +128,18 @@ TEST(ConfigFiles, MissingFileIsNamed) {
   }
 }
 
+// Issue 11: a directory or an empty file is an error naming it, not a run with defaults.
+TEST(ConfigFiles, DirectoryAndEmptyFileAreErrors) {
+  const std::string dir = test::temp_dir();
+  test::expect_error([&] { load_config(dir); }, {dir, "is a directory"});
+  for (const char* text : {"", "# only a comment\n", "\n\n", "~\n"}) {
+    std::ofstream(dir + "/empty.yaml") << text;
+    test::expect_error([&] { load_config(dir + "/empty.yaml"); }, {dir + "/empty.yaml", "is empty"});
+  }
+  std::ofstream(dir + "/one.yaml") << "train:\n  epochs: 3\n";
+  EXPECT_EQ(load_config(dir + "/one.yaml").train.epochs, 3);
+}
+
 TEST(ConfigFiles, SplitCachePath) {
   Config::Data d;
   d.cache_dir = "/c";
@@ -220,7 +233,7 @@ TEST(ConfigErrors, OutOfRange) {
   m = error_of("optim:\n  betas: [0.9, 0.99, 0.999]\n");
   EXPECT_TRUE(contains_all(m, {"optim.betas", "expected 2 numbers, got 3"}));
   m = error_of("data:\n  tscore_thresholds: [-2.5]\n");
-  EXPECT_TRUE(contains_all(m, {"data.tscore_thresholds", "expected 2 numbers, got 1"}));
+  EXPECT_TRUE(contains_all(m, {"data.classes", "must name the 2 classes", "data.tscore_thresholds ([-2.5]"}));
   m = error_of("data:\n  tscore_thresholds: [-1.0, -2.5]\n");
   EXPECT_TRUE(contains_all(m, {"data.tscore_thresholds", "strictly increase", "-1.0"}));
   m = error_of("data:\n  windows: [[400, -5]]\n");
@@ -293,7 +306,8 @@ TEST(ConfigErrors, RulesAcrossKeysNameEveryKeyAndOrigin) {
   m = error_of("", {"data.windows=[[400,2000],[40,400]]"});
   EXPECT_TRUE(contains_all(m, {"model.in_chans (1, the default)", "number of data.windows, 2"}));
   m = error_of("", {"model.num_classes=4"});
-  EXPECT_TRUE(contains_all(m, {"model.num_classes (4, from command line", "data.tscore_thresholds ([-2.5, -1.0]"}));
+  EXPECT_TRUE(contains_all(m, {"model.num_classes (4, from command line", "contradicts the task",
+                               "data.tscore_thresholds ([-2.5, -1.0]", "make 3 classes"}));
   m = error_of("", {"data.split.folds=5", "data.split.fold=5"});
   EXPECT_TRUE(contains_all(m, {"data.split.fold (5", "data.split.folds (5", "less than"}));
   m = error_of("", {"data.split.mode=file"});
@@ -304,6 +318,32 @@ TEST(ConfigErrors, RulesAcrossKeysNameEveryKeyAndOrigin) {
   EXPECT_TRUE(contains_all(m, {"optim.nesterov (true", "optim.momentum (0.0"}));
   m = error_of("", {"model.inflate_2d=true"});
   EXPECT_TRUE(contains_all(m, {"model.inflate_2d (true", "model.pretrained (\"\""}));
+}
+
+TEST(ConfigErrors, VertebralHuKeys) {
+  std::string m = error_of("", {"data.hu.vertebrae=L9"});
+  EXPECT_TRUE(contains_all(m, {"data.hu.vertebrae", "L9"})) << m;
+  m = error_of("", {"data.raw.label_id=40"});  // auto cannot tell the scheme
+  EXPECT_TRUE(contains_all(m, {"data.hu.labels", "data.raw.label_id (40"})) << m;
+  m = error_of("", {"data.hu.calibration=[0.8]"});
+  EXPECT_TRUE(contains_all(m, {"data.hu.calibration", "[slope, intercept]"})) << m;
+  m = error_of("", {"data.hu.body_map=discs"});
+  EXPECT_TRUE(contains_all(m, {"data.hu.body_map", "per_vertebra", "bodies"})) << m;
+  // Explicit schemes, switched off, or precropped scans need no L1 label to tell the scheme.
+  EXPECT_NO_THROW(parse_config("", "x", {"data.raw.label_id=40", "data.hu.labels=verse"}));
+  EXPECT_NO_THROW(parse_config("", "x", {"data.raw.label_id=40", "data.hu.enabled=false"}));
+  const Config c = parse_config("", "x", {"data.hu.vertebrae=T12,L1", "data.hu.calibration=[0.8, -1.5]",
+                                          "data.hu.body_seg=b/{id}.nii.gz", "data.raw.dicom_series=1.2.3"});
+  const PrepOptions o = prep_options_from_config(c);
+  EXPECT_EQ(o.hu.vertebrae, "T12,L1");
+  EXPECT_EQ(o.hu.calibration, (std::vector<double>{0.8, -1.5}));
+  EXPECT_EQ(body_seg_path(o.hu, "s1"), "b/s1.nii.gz");
+  EXPECT_EQ(o.preprocess.dicom_series, "1.2.3");
+  const RoiOptions ro = roi_options(o.hu, o.preprocess.label_id);
+  EXPECT_EQ(ro.vertebrae, (std::vector<std::string>{"T12", "L1"}));
+  EXPECT_EQ(ro.vertebra_labels.at("L1"), 31);  // auto from label 31: TotalSegmentator v2
+  ASSERT_TRUE(ro.calibration);
+  EXPECT_DOUBLE_EQ(ro.calibration->slope, 0.8);
 }
 
 TEST(ConfigErrors, EveryProblemIsListed) {
@@ -433,7 +473,7 @@ TEST(ConfigLibraryStructs, DefaultsAreTheTrainingDefaults) {
   for (LossType t : {LossType::CE, LossType::LogitAdjusted, LossType::Weighted, LossType::BalancedSoftmax,
                      LossType::ClassBalanced})
     EXPECT_EQ(to_string(t), loss_type_name(t));
-  for (OptimizerKind k : {OptimizerKind::AdamW, OptimizerKind::SGD}) EXPECT_EQ(to_string(k), optimizer_name(k));
+  for (OptimizerKind k : {OptimizerKind::AdamW, OptimizerKind::SGD, OptimizerKind::SAM, OptimizerKind::ScheduleFreeAdamW}) EXPECT_EQ(to_string(k), optimizer_name(k));
   for (ResizeMode r : {ResizeMode::Pad, ResizeMode::Fit, ResizeMode::Stretch}) EXPECT_EQ(to_string(r), resize_mode_name(r));
   EXPECT_THROW(to_string(Sampling::Sequential), Error);  // evaluation order: not a training choice
 }
@@ -471,7 +511,7 @@ TEST(PrepConfig, MaskModeAndPreprocessing) {
   const PrepOptions o = prep_options_from_config(c);
   EXPECT_EQ(o.workers, 2);  // preparation uses at least two threads
   EXPECT_EQ(o.preprocess.volume, 64);
-  EXPECT_DOUBLE_EQ(o.bands.osteoporosis_max, -2.5);
+  EXPECT_DOUBLE_EQ(o.task.thresholds.at(0), -2.5);
   EXPECT_DOUBLE_EQ(o.ratios.val, 0.15);
 }
 

@@ -9,6 +9,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "pipeline/eval_cli.h"
+#include "pipeline/train.h"
 #include "pipeline/train_setup.h"
 #include "io/cache.h"
 #include "io/checkpoint.h"
@@ -143,7 +145,8 @@ TEST(EvalReport, EndToEndMatchesEngineMetricsAndWritesEveryFile) {
   const BootstrapResult ci = bootstrap_ci(labels, probs, {50, 7, 0.95});
   EXPECT_EQ(r.headline.rows.at(0).ci->at("balanced_accuracy").lo, ci.at("balanced_accuracy").lo);
   for (const char* key : {"\"generator\": \"mc_eval\"", "\"prior\": [2, 5, 8], \"prior_source\": \"train cache ", "\"epoch\": 3",
-                          "\"hu_baseline\": {", "\"available\": true", "\"tau2_sweep\": \"tau2_sweep.svg\""})
+                          "\"hu_baseline\": {", "\"available\": true", "\"tau2_sweep\": \"tau2_sweep.svg\"",
+                          "\"roi\": \"whole L1 mask"})
     EXPECT_HAS(json, key);
 
   // The sweep: one row per tau2, each equal to the engine's numbers at that tau2.
@@ -167,7 +170,9 @@ TEST(EvalReport, EndToEndMatchesEngineMetricsAndWritesEveryFile) {
   const std::string md = slurp(r.markdown);
   for (const char* c : {"## Metrics", "## Per class", "## Confusion matrix", "## Post-hoc logit adjustment sweep",
                         "## HU screening baseline", "](roc.svg)", "](confusion.svg)", "](tau2_sweep.svg)",
-                        "](training_curves.svg)", "--prior 2,5,8", "| osteoporosis | 3 |"})
+                        "](training_curves.svg)", "--prior 2,5,8", "| osteoporosis | 3 |",
+                        // HU rows name the region they measured (this manifest has the whole mask only)
+                        "| measured on |", "| whole L1 mask (vertebra label", "whole-mask median HU < 90.25"})
     EXPECT_HAS(md, c);
   EXPECT_HAS(r.terminal, "balanced_accuracy");
 }
@@ -247,6 +252,30 @@ TEST(EvalReport, BadInputsAreNamed) {
   EXPECT_FALSE(r.hu.available);
   EXPECT_HAS(slurp(r.markdown), "no manifest at " + s.dir + "/cache/manifest.csv");
   EXPECT_HAS(slurp(r.json), "\"available\": false");
+}
+
+// Issue 11: a label -1 (unknown) in the training cache failed mid-training naming nothing; now
+// mc_train refuses at start, naming the cache and the subjects.
+TEST(EvalReport, UnknownLabelInTheTrainingCacheIsRefusedNamingSubjects) {
+  const TinyRun s = make_tiny_run(test::temp_dir(), false);
+  std::vector<CacheRecord> records;
+  std::vector<Tensor> volumes;
+  for (int64_t i = 0; i < 6; ++i) {
+    records.push_back({"train" + std::to_string(i), i == 4 ? -1 : i % 3});
+    volumes.push_back(test::uniform({1, 16, 16, 16}, 50 + uint64_t(i), 0, 1));
+  }
+  const std::string train_cache = s.dir + "/cache/train.safetensors";
+  write_cache(train_cache, records, volumes, {});
+  test::expect_error([&] { train(s.cfg, false); }, {train_cache, "1 subject(s) have no label", "train4"});
+}
+
+// Issue 11: mc_eval --bootstrap 1e11 ran 47 s, then std::bad_alloc; now the option's bound.
+TEST(EvalReport, BootstrapOptionIsBounded) {
+  for (const char* n : {"100000000000", "1000001"}) {
+    test::expect_error([&] { parse_eval_command({"--predictions", "p.csv", "--bootstrap", n}); },
+                       {"--bootstrap", n, "maximum 1000000"});
+  }
+  EXPECT_EQ(parse_eval_command({"--predictions", "p.csv", "--bootstrap", "1000000"}).eval.bootstrap.resamples, 1000000);
 }
 
 TEST(EvalReport, ProgramWritesTheReportAndExitsNonZeroOnErrors) {

@@ -13,6 +13,7 @@
 #include "pipeline/train_setup.h"
 #include "engine/autograd.h"
 #include "io/checkpoint.h"
+#include "io/dicom.h"
 #include "io/nifti.h"
 #include "pipeline/prep_config.h"
 #include "io/safetensors.h"
@@ -119,6 +120,28 @@ TEST(Predict, RealScanGivesThreeProbabilitiesAndTheModelsLogits) {
   EXPECT_TRUE(test::all_close(input.view({1, 16, 16, 16}), preprocess_files(ct, seg, opts).cube, 0, 1.0 / 4096));
 }
 
+// --ct takes a DICOM series folder; its segmentation may be on dcm2niix's grid. The model sees
+// the same cube as from dcm2niix's conversion of the series.
+TEST(Predict, DicomFolderPredictsAsItsNiftiConversion) {
+  const std::string dicom = test::shared_data("totalsegmentator_example/example_ct_dicom");
+  const std::string nii = test::shared_data("totalsegmentator_example/example_ct_dicom_converted.nii.gz");
+  const std::string seg = test::shared_data("totalsegmentator_example/example_seg_dicom.nii.gz");
+  if (dicom.empty() || nii.empty() || seg.empty()) GTEST_SKIP() << "../shared/data not present";
+  if (!dicom_supported()) GTEST_SKIP() << "built without DICOM support (GDCM)";
+  const TrainedRun r = make_run(test::temp_dir());
+  auto run = [&](const std::string& ct) {
+    return predict({"--checkpoint", r.checkpoint, "--config", r.config, "--ct", ct, "--seg", seg,
+                    "--label-id", "32", "--raw", "--no-progress"});  // T12: the series has no L1
+  };
+  const std::string from_dicom = run(dicom + "/"), from_nifti = run(nii);
+  EXPECT_HAS(from_dicom, "\"id\": \"example_ct_dicom\"");
+  const auto a = json_numbers(from_dicom, "\"logits\": ["), b = json_numbers(from_nifti, "\"logits\": [");
+  ASSERT_EQ(a.size(), 3u) << from_dicom;
+  ASSERT_EQ(b.size(), 3u) << from_nifti;
+  for (size_t k = 0; k < 3; ++k) EXPECT_NEAR(a[k], b[k], 1e-5) << k;
+  EXPECT_HAS(error_of({"--checkpoint", r.checkpoint, "--ct", r.config, "--seg", seg}), "neither a NIfTI file");
+}
+
 TEST(Predict, ModulePrefixedPyTorchCheckpointLoads) {
   const TrainedRun r = make_run(test::temp_dir());
   auto model = build_model(r.cfg);
@@ -220,6 +243,46 @@ TEST(Predict, ErrorsNameTheProblem) {
   const std::string bare = r.dir + "/bare.safetensors";  // weights only: nothing to read a config from
   save_safetensors(bare, build_model(r.cfg)->state_dict());
   EXPECT_HAS(error_of({"--checkpoint", bare, "--crop", crop}), "pass --config FILE.yaml");
+}
+
+// Finite or refuse (issue 11): a checkpoint with a NaN in fc or a running_var of -1 is no
+// prediction but an error naming the file and the tensor; a non-finite logit is an error for
+// that scan, not a class.
+TEST(Predict, NonFiniteWeightsAndLogitsAreErrorsNotClasses) {
+  const TrainedRun r = make_run(test::temp_dir());
+  const std::string crop = write_crop(r.dir + "/l1.nii.gz");
+  StateDict sd = build_model(r.cfg)->state_dict();
+  for (const auto& [name, poison] : {std::pair{std::string("fc.weight"), NAN}, {std::string("bn1.running_var"), -1.f}}) {
+    SCOPED_TRACE(name);
+    StateDict bad;
+    for (const auto& [k, t] : sd) {
+      Tensor c = t.to(Device::cpu());
+      if (k == name) {
+        std::vector<float> v = c.to_vector<float>();
+        v[1] = poison;
+        c = Tensor::from<float>(v, c.shape());
+      }
+      bad.emplace_back(k, c);
+    }
+    const std::string file = r.dir + "/poisoned.safetensors";
+    save_safetensors(file, bad);
+    const std::string e = error_of({"--checkpoint", file, "--config", r.config, "--crop", crop, "--no-progress"});
+    EXPECT_HAS(e, "checkpoint '" + file + "'");
+    EXPECT_HAS(e, "'" + name + "'");
+  }
+  LoadedModel m = load_model(r.cfg, r.checkpoint);
+  // NaN voxels never reach the logits (ReLU and max pooling drop NaN: their comparisons are
+  // false), which is why preprocessing refuses them itself. A weight that overflows does.
+  for (auto& [k, t] : m.model->state_dict())
+    if (k == "fc.bias") Tensor(t).copy_(Tensor::full(t.shape(), INFINITY));
+  const Tensor x = Tensor::full({1, 1, 16, 16, 16}, 0.5);
+  try {
+    predict_scan(m, x, "subj-nan", TrainingPrior{}, 0);
+    ADD_FAILURE() << "a NaN input gave a class";
+  } catch (const Error& e) {
+    EXPECT_HAS(std::string(e.what()), "subject 'subj-nan'");
+    EXPECT_HAS(std::string(e.what()), "non-finite logit");
+  }
 }
 
 TEST(Predict, ProgramExitCodes) {

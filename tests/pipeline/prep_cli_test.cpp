@@ -2,6 +2,13 @@
 // naming the option.
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <fstream>
+#include <sstream>
+
+#include "io/ct_source.h"
+#include "io/dicom.h"
+#include "io/labels.h"
 #include "pipeline/prep_cli.h"
 #include "test_util.h"
 
@@ -32,6 +39,73 @@ TEST(PrepCommandLine, ParsesOptionsAndRejectsUnknownOnes) {
   expect_error([] { parse_prep_command({"--ct-dir", "c", "--out", "o", "--volume", "big"}); },
                {"--volume", "\"big\""});
   expect_error([] { parse_prep_command({"--ct-dir", "c"}); }, {"--out is required"});
+}
+
+TEST(PrepCommandLine, HuAndDicomOptions) {
+  const PrepCommand c = parse_prep_command(
+      {"--ct-dir", "c", "--out", "o", "--series-uid", "1.2.3", "--vertebrae", "T12,L1", "--body-seg", "b/{id}.nii.gz",
+       "--body-map", "bodies", "--roi-margin", "2", "--calibration", "0.8,-1.5"});
+  EXPECT_EQ(c.prep.preprocess.dicom_series, "1.2.3");
+  EXPECT_EQ(c.prep.hu.vertebrae, "T12,L1");
+  EXPECT_EQ(body_seg_path(c.prep.hu, "s7"), "b/s7.nii.gz");
+  EXPECT_EQ(c.prep.hu.body_map, BodyMap::Bodies);
+  EXPECT_EQ(c.prep.hu.margin_mm, 2);
+  EXPECT_EQ(c.prep.hu.calibration, (std::vector<double>{0.8, -1.5}));
+  EXPECT_FALSE(parse_prep_command({"--ct-dir", "c", "--out", "o", "--no-hu"}).prep.hu.enabled);
+  expect_error([] { parse_prep_command({"--ct-dir", "c", "--out", "o", "--calibration", "2"}); }, {"--calibration", "SLOPE,INTERCEPT"});
+  expect_error([] { parse_prep_command({"--ct-dir", "c", "--out", "o", "--body-map", "x"}); }, {"--body-map", "per_vertebra or bodies"});
+  expect_error([] { parse_prep_command({"--to-nifti", "d"}); }, {"--to-nifti"});
+  expect_error([] { parse_prep_command({"--to-nifti", "d", "o.txt"}); }, {"o.txt", ".nii.gz"});
+  expect_error([] { parse_prep_command({"--to-nifti", "d", "o.nii.gz", "--ct-dir", "c"}); }, {"--to-nifti goes only with"});
+  const PrepCommand t = parse_prep_command({"--to-nifti", "d", "o.nii.gz", "--series-uid", "9"});
+  EXPECT_EQ(t.to_nifti_ct, "d");
+  EXPECT_EQ(t.to_nifti_out, "o.nii.gz");
+  EXPECT_EQ(t.prep.preprocess.dicom_series, "9");
+}
+
+// mc_prep --to-nifti on the real series: what read_ct gives, and the voxels of dcm2niix's
+// conversion once the axis order is matched.
+TEST(PrepCommandLine, ToNiftiWritesTheSeriesAsRead) {
+  const std::string dicom = test::shared_data("totalsegmentator_example/example_ct_dicom");
+  const std::string nii = test::shared_data("totalsegmentator_example/example_ct_dicom_converted.nii.gz");
+  if (dicom.empty() || nii.empty()) GTEST_SKIP() << "no ../shared/data";
+  if (!dicom_supported()) GTEST_SKIP() << "built without DICOM support (GDCM)";
+  const std::string out = test::temp_dir() + "/series.nii.gz";
+  std::ostringstream said;
+  EXPECT_EQ(run_prep_command(parse_prep_command({"--to-nifti", dicom, out}), said), 0);
+  EXPECT_NE(said.str().find("512 x 512 x 20"), std::string::npos) << said.str();
+  const Volume v = read_volume(out), want = read_ct(dicom), ref = read_volume(nii);
+  ASSERT_EQ(v.dims, want.dims);
+  EXPECT_TRUE(test::all_close(v.data, want.data, 0, 0));
+  const Volume on_grid = conform_to(ref, v);
+  double worst = 0;
+  for (int r = 0; r < 3; ++r)
+    for (int c = 0; c < 4; ++c) worst = std::max(worst, std::abs(on_grid.affine[r][c] - v.affine[r][c]));
+  EXPECT_LT(worst, 1e-3);
+  int64_t differ = 0;
+  for (int64_t i = 0; i < v.numel(); ++i) differ += on_grid.ptr()[i] != v.ptr()[i];
+  EXPECT_EQ(differ, 0);
+}
+
+// --synthetic --binary: a class column beside the T-score, cut at T <= -2.5.
+TEST(PrepCommandLine, SyntheticBinaryTaskHasAClassColumn) {
+  const std::string dir = test::temp_dir() + "/syn";
+  const PrepCommand c = parse_prep_command({"--synthetic", "12", "--size", "16", "--binary", "osteoporosis,other",
+                                            "--out", dir, "--no-progress"});
+  std::ostringstream out;
+  EXPECT_EQ(run_prep_command(c, out), 0);
+  Task t;
+  t.classes = {"osteoporosis", "other"};
+  t.thresholds = {};
+  const LabelTable l = read_labels(dir + "/labels.csv", t);
+  ASSERT_EQ(l.entries.size(), 12u);
+  for (const auto& e : l.entries) EXPECT_EQ(e.label, e.tscore <= -2.5 ? 0 : 1) << e.id << " " << e.tscore;
+  std::ifstream f(dir + "/labels.csv");
+  std::string header;
+  std::getline(f, header);
+  EXPECT_EQ(header, "id,tscore,class");
+  expect_error([] { parse_prep_command({"--synthetic", "5", "--out", "d", "--binary", "a"}); }, {"--binary", "two class names"});
+  expect_error([] { parse_prep_command({"--ct-dir", "c", "--out", "o", "--binary", "a,b"}); }, {"--binary goes with --synthetic"});
 }
 
 }  // namespace

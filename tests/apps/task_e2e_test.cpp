@@ -1,0 +1,248 @@
+// Tasks other than the three WHO bands, end to end on the CPU: a binary task on pre-cropped
+// volumes with class names (normal, mass), a 4-class task from three T-score thresholds, and a
+// T-score regression head; and the errors of a task that does not fit its data.
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "engine/random.h"
+#include "io/cache.h"
+#include "io/nifti.h"
+#include "io/safetensors.h"
+#include "pipeline/evaluate.h"
+#include "pipeline/predict.h"
+#include "pipeline/prep_config.h"
+#include "pipeline/train.h"
+#include "e2e_data.h"
+#include "test_util.h"
+
+namespace mc {
+namespace {
+namespace fs = std::filesystem;
+
+#define EXPECT_HAS(text, part) EXPECT_NE(std::string(text).find(part), std::string::npos) << (text)
+
+std::string slurp(const std::string& path) {
+  std::ifstream f(path);
+  std::stringstream s;
+  s << f.rdbuf();
+  return s.str();
+}
+
+// Pre-cropped 20^3 CT crops: soft tissue with noise; "mass" subjects hold a dense sphere.
+std::string write_mass_dataset(const std::string& dir, int n) {
+  fs::create_directories(dir + "/ct");
+  Generator g(5);
+  std::string csv = "id,label\n";
+  for (int s = 0; s < n; ++s) {
+    const bool mass = s % 3 == 0;  // a third positive
+    Affine a = identity_affine();
+    for (int r = 0; r < 3; ++r) a[size_t(r)][size_t(r)] = 1.5;
+    Volume v = make_volume(20, 20, 20, a);
+    const double cx = 7 + 6 * g.uniform(), cy = 7 + 6 * g.uniform(), cz = 7 + 6 * g.uniform(), rad = 3 + 2 * g.uniform();
+    float* p = v.ptr();
+    for (int64_t k = 0; k < 20; ++k)
+      for (int64_t j = 0; j < 20; ++j)
+        for (int64_t i = 0; i < 20; ++i) {
+          double hu = 40 + 25 * g.normal();
+          if (mass && (i - cx) * (i - cx) + (j - cy) * (j - cy) + (k - cz) * (k - cz) <= rad * rad) hu += 350;
+          p[(k * 20 + j) * 20 + i] = float(std::round(hu));
+        }
+    char id[16];
+    std::snprintf(id, sizeof id, "m%03d", s);
+    write_nifti(dir + "/ct/" + id + ".nii.gz", v, NiftiType::I16);
+    csv += std::string(id) + "," + (mass ? "mass" : "normal") + "\n";
+  }
+  std::ofstream(dir + "/labels.csv") << csv;
+  return dir;
+}
+
+std::vector<std::string> binary_overrides(const std::string& data, const std::string& out) {
+  return {"data.raw.ct_dir=" + data + "/ct", "data.raw.seg_dir=", "data.raw.labels_csv=" + data + "/labels.csv",
+          "data.raw.mask_mode=precropped", "data.cache_dir=" + data + "/cache", "data.classes=[normal, mass]",
+          "data.tscore_thresholds=[]", "data.volume=16", "data.windows=[[100, 800]]", "output.dir=" + out,
+          "train.device=cpu", "data.num_workers=1", "train.epochs=6", "schedule.warmup_epochs=0",
+          "loss.type=ce", "posthoc.tau2=0", "posthoc.sweep=[]", "eval.bootstrap=50"};
+}
+
+TEST(TaskE2E, BinaryPrecroppedNormalMassReportsScreeningMetrics) {
+  const std::string root = test::temp_dir();
+  const std::string data = write_mass_dataset(root + "/mass", 72);
+  const Config cfg = load_config(test::demo_config_path(), binary_overrides(data, root + "/run"));
+  EXPECT_EQ(cfg.model.num_classes, 2);
+  PrepOptions po = prep_options_from_config(cfg);
+  po.progress = false;
+  const PrepResult pr = run_prep(po);
+  ASSERT_EQ(pr.failed, 0);
+  // Names flow into the manifest and the cache.
+  EXPECT_HAS(slurp(pr.manifest), ",1,mass,");
+  EXPECT_EQ(Cache::open(pr.caches.at("train")).meta().at("task.classes"), "normal,mass");
+  EXPECT_HAS(prep_summary(pr, po.task), "normal ");
+
+  std::ostringstream log;
+  TrainHooks hooks;
+  hooks.out = &log;
+  const TrainSummary s = train(cfg, false, hooks);
+  std::printf("%s", log.str().c_str());
+  // The checkpoint carries its task.
+  const SafeTensorsFile w = SafeTensorsFile::open(s.best_weights);
+  EXPECT_EQ(w.metadata().at("task.classes"), "normal,mass");
+
+  ReportOptions ro;
+  const Report r = write_model_report(cfg, ro);
+  ASSERT_TRUE(r.screening);
+  const ScreeningReport& sc = *r.screening;
+  std::printf("binary test split: n %lld, ROC AUC %.3f [%.3f, %.3f], average precision %.3f\n", (long long)sc.n,
+              sc.auc.value, sc.auc_ci.lo, sc.auc_ci.hi, sc.average_precision.value);
+  EXPECT_EQ(sc.positive_name, "mass");
+  EXPECT_GT(sc.auc.value, 0.8);  // chance 0.5
+  EXPECT_TRUE(sc.auc_ci.defined);
+  ASSERT_EQ(sc.points.size(), 3u);
+  EXPECT_EQ(sc.points[2].key, "validation");
+  EXPECT_TRUE(fs::exists(r.pr));
+  const std::string md = slurp(r.markdown);
+  EXPECT_HAS(md, "## Screening (mass positive)");
+  EXPECT_HAS(md, "chosen on the val split");
+  EXPECT_HAS(md, "PR AUC (average precision)");
+  EXPECT_HAS(md, "| normal |");
+  EXPECT_HAS(slurp(r.predictions).substr(0, 40), "id,label,");
+  EXPECT_HAS(slurp(r.json), "\"screening\"");
+
+  // A checkpoint of this task under the WHO config is refused, naming both tasks.
+  Config who = load_config(test::demo_config_path(), {"output.dir=" + root + "/run", "train.device=cpu"});
+  try {
+    write_model_report(who, ro);
+    ADD_FAILURE();
+  } catch (const Error& e) {
+    EXPECT_HAS(e.what(), "was trained for another task");
+    EXPECT_HAS(e.what(), "classes normal,mass vs osteoporosis,osteopenia,normal");
+  }
+  // mc_predict on a prepared tensor: logits and probabilities named by the task.
+  Tensor x = Cache::open(pr.caches.at("test")).volume_f32(0);
+  save_safetensors(root + "/x.safetensors", {{"input", x}});
+  PredictCommand pc = parse_predict_command({"--checkpoint", s.best_weights, "--tensor", root + "/x.safetensors"});
+  std::ostringstream out, err;
+  EXPECT_EQ(run_predict(pc, out, err), 0);
+  EXPECT_HAS(out.str(), "\"probabilities\": {\"normal\": ");
+  EXPECT_HAS(out.str(), "\"logits\": [");
+}
+
+TEST(TaskE2E, FourClassesFromThreeThresholdsRunEndToEnd) {
+  const std::string out = test::temp_dir() + "/four";
+  const std::string cache = test::temp_dir() + "/four_cache";
+  Config cfg = test::e2e_config(out, {"data.cache_dir=" + cache, "data.classes=[severe, osteoporosis, osteopenia, normal]",
+                                      "data.tscore_thresholds=[-3.2, -2.5, -1]", "train.epochs=2", "eval.bootstrap=20",
+                                      "schedule.warmup_epochs=0", "loss.type=ce"});
+  EXPECT_EQ(cfg.model.num_classes, 4);
+  PrepOptions po = prep_options_from_config(cfg);
+  po.progress = false;
+  ASSERT_EQ(run_prep(po).failed, 0);
+  std::ostringstream log;
+  TrainHooks hooks;
+  hooks.out = &log;
+  train(cfg, false, hooks);
+  const Report r = write_model_report(cfg, ReportOptions{});
+  EXPECT_EQ(r.headline.class_names, (std::vector<std::string>{"severe", "osteoporosis", "osteopenia", "normal"}));
+  EXPECT_EQ(r.headline.rows.at(0).metrics.confusion.size(), 16u);
+  EXPECT_FALSE(r.screening);
+  const std::string md = slurp(r.markdown);
+  EXPECT_HAS(md, "| severe |");
+  EXPECT_HAS(md, "severe sensitivity");  // the HU baseline for 4 classes
+  EXPECT_TRUE(r.hu.available) << r.hu.note;
+}
+
+TEST(TaskE2E, RegressionReportsMaeAndDerivedClasses) {
+  const std::string out = test::temp_dir() + "/reg";
+  Config cfg = test::e2e_config(out, {"model.head=regression", "eval.select_by=mae", "train.epochs=2", "eval.bootstrap=20",
+                                      "schedule.warmup_epochs=0"});
+  test::e2e_prepare();
+  std::ostringstream log;
+  TrainHooks hooks;
+  hooks.out = &log;
+  train(cfg, false, hooks);
+  std::printf("%s", log.str().c_str());
+  EXPECT_HAS(log.str(), "MAE ");
+  EXPECT_HAS(log.str(), "huber on the T-score");
+  const Report r = write_model_report(cfg, ReportOptions{});
+  ASSERT_TRUE(r.regression);
+  std::printf("regression test split: MAE %.3f, RMSE %.3f, r %.3f, R2 %.3f\n", r.regression->mae.value,
+              r.regression->rmse.value, r.regression->pearson.value, r.regression->r2.value);
+  EXPECT_TRUE(std::isfinite(r.regression->mae.value));
+  EXPECT_TRUE(r.regression->mae_ci.defined);
+  EXPECT_EQ(r.headline.class_names, Task::who().classes);  // the derived classes' table
+  EXPECT_TRUE(fs::exists(r.scatter));
+  EXPECT_TRUE(fs::exists(r.bland_altman));
+  const std::string md = slurp(r.markdown);
+  EXPECT_HAS(md, "## T-score regression");
+  EXPECT_HAS(md, "| MAE (T units) |");
+  EXPECT_HAS(md, "| Pearson r |");
+  EXPECT_HAS(md, "## Per class");
+  // mc_predict prints the T-score and its class.
+  const std::string crop = test::e2e_dataset() + "/ct/syn00000.nii.gz";
+  PredictCommand pc = parse_predict_command({"--checkpoint", out + "/best.safetensors", "--ct", crop, "--seg",
+                                             test::e2e_dataset() + "/seg/syn00000.nii.gz"});
+  std::ostringstream o, e;
+  EXPECT_EQ(run_predict(pc, o, e), 0);
+  EXPECT_HAS(o.str(), "\"tscore\": ");
+  EXPECT_HAS(o.str(), "\"class_name\": ");
+}
+
+TEST(TaskE2E, ErrorsNameTheTaskAndTheData) {
+  // A logit-adjusted loss with a class that has no training subject: the class is named.
+  const std::string root = test::temp_dir();
+  const std::string data = write_mass_dataset(root + "/few", 12);
+  {
+    std::ofstream(data + "/labels.csv") << "id,label\n";  // rewritten below: no 'tumour' subject
+  }
+  std::string csv = "id,label\n";
+  for (int s = 0; s < 12; ++s) {
+    char id[16];
+    std::snprintf(id, sizeof id, "m%03d", s);
+    csv += std::string(id) + "," + (s % 2 ? "mass" : "normal") + "\n";
+  }
+  std::ofstream(data + "/labels.csv") << csv;
+  auto ov = binary_overrides(data, root + "/run");
+  ov.push_back("data.classes=[normal, mass, tumour]");
+  ov.push_back("loss.type=logit_adjusted");
+  const Config cfg = load_config(test::demo_config_path(), ov);
+  PrepOptions po = prep_options_from_config(cfg);
+  po.progress = false;
+  run_prep(po);
+  try {
+    train(cfg, false);
+    ADD_FAILURE();
+  } catch (const Error& e) {
+    EXPECT_HAS(e.what(), "loss.type logit_adjusted needs every class in the training split");
+    EXPECT_HAS(e.what(), "class 'tumour' (2) has no training subject");
+  }
+  // A class name in the CSV that is not in data.classes.
+  std::ofstream(data + "/labels.csv") << "id,label\nm000,normal\nm001,tumour\n";
+  auto two = binary_overrides(data, root + "/run2");
+  const Config c2 = load_config(test::demo_config_path(), two);
+  PrepOptions p2 = prep_options_from_config(c2);
+  p2.progress = false;
+  try {
+    run_prep(p2);
+    ADD_FAILURE();
+  } catch (const Error& e) {
+    EXPECT_HAS(e.what(), "labels.csv:3: class \"tumour\" of subject m001 is not one of the task's classes normal,mass");
+  }
+  // Regression without a T-score column.
+  auto reg = binary_overrides(data, root + "/run3");
+  reg.push_back("data.tscore_thresholds=[-2.5]");
+  reg.push_back("model.head=regression");
+  reg.push_back("eval.select_by=mae");
+  const Config c3 = load_config(test::demo_config_path(), reg);
+  PrepOptions p3 = prep_options_from_config(c3);
+  p3.progress = false;
+  try {
+    run_prep(p3);
+    ADD_FAILURE();
+  } catch (const Error& e) {
+    EXPECT_HAS(e.what(), "missing column: a regression task");
+  }
+}
+
+}  // namespace
+}  // namespace mc
