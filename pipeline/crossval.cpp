@@ -48,7 +48,8 @@ void write_part(const FoldPlan& plan, int k, const std::string& which, const std
   for (const auto* s : rows) want.push_back(s->id);
   if (fs::exists(path)) {
     std::vector<std::string> have;
-    for (const CacheRecord& r : Cache::open(path).records()) have.push_back(r.id);
+    const Cache existing = Cache::open(path);  // kept alive: records() refers into it
+    for (const CacheRecord& r : existing.records()) have.push_back(r.id);
     MC_CHECK(have == want, "cross-validation: '", path, "' holds other subjects than fold ", k, "'s ", which,
              " split of this config (", plan.source, "): remove the run folder or use another output.dir");
     return;
@@ -208,6 +209,13 @@ CrossValSummary train_folds(const Config& cfg, const TrainHooks& hooks) {
   write_atomic((fs::path(sum.run_dir) / "crossval.json").string(), json_text(plan_json(plan)) + "\n");
   out << "cross-validation: " << plan.folds << " folds of " << plan.subjects.size() << " subjects, from "
       << plan.source << "\n";
+  std::map<int64_t, int64_t> per_class;
+  for (const auto& s : plan.subjects)
+    if (s.label >= 0) ++per_class[s.label];
+  for (const auto& [c, n] : per_class)  // dealt round-robin: under K, some folds lack the class
+    if (n < plan.folds)
+      out << "warning: class " << task_of(cfg).name(c) << " has " << n << " subject(s), fewer than the " << plan.folds
+          << " folds: some folds validate or train without it\n";
 
   for (int k = 0; k < plan.folds; ++k) {
     const Config fc = fold_config(cfg, k);
@@ -240,6 +248,15 @@ CrossValSummary train_folds(const Config& cfg, const TrainHooks& hooks) {
     MC_CHECK(fs::exists(dir / "best.safetensors"), "cross-validation: fold ", k, " finished without a best checkpoint in '",
              dir.string(), "' (no validated epoch?)");
     write_atomic(done.string(), json_text(Json{{"fold", k}, {"epochs", fc.train.epochs}}) + "\n");
+  }
+
+  sum.report_dir = (fs::path(sum.run_dir) / "report").string();
+  if (int(sum.skipped.size()) == plan.folds && fs::exists(fs::path(sum.report_dir) / "report.json")) {
+    // Same config (checked above), same fold models: the report there is this run's.
+    for (int k = 0; k < plan.folds; ++k)
+      sum.checkpoints.push_back((fs::path(fold_dir(cfg, k)) / "best.safetensors").string());
+    out << "every fold finished earlier and the pooled report is in place: " << sum.report_dir << "\n";
+    return sum;
   }
 
   // Every fold's best model on its out-of-fold subjects, pooled into one report.
@@ -315,7 +332,6 @@ CrossValSummary train_folds(const Config& cfg, const TrainHooks& hooks) {
   if (unlabelled) run.notes.push_back(std::to_string(unlabelled) + " out-of-fold subjects have no label and were left out");
   HuBaseline hu;
   hu.note = "No HU baseline in the pooled out-of-fold report (mc_eval's report on a split has one).";
-  sum.report_dir = (fs::path(sum.run_dir) / "report").string();
   sum.report = write_report(pooled, run, b, hu, sum.report_dir, true);
   out << sum.report.terminal << "pooled out-of-fold report: " << sum.report.markdown << "\n";
   return sum;

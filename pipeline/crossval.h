@@ -13,7 +13,7 @@
 //
 // Resumable per fold: a fold with fold_<k>/done.json is finished and not trained again; one
 // with a last.safetensors resumes from it; a rerun with another config in the same output.dir
-// is an error. The K best checkpoints are an ensemble: fold_checkpoints() lists them for
+// is an error, and a rerun of a finished run with its report in place does nothing. The K best checkpoints are an ensemble: fold_checkpoints() lists them for
 // mc_predict --checkpoint DIR and mc_eval (which evaluates the ensemble on a held-out split).
 #pragma once
 #include <map>
@@ -50,7 +50,9 @@ struct CrossValSummary {
   std::vector<int> trained, resumed, skipped;  // folds by what this call did with them
   bool interrupted = false;  // a fold stopped early: no report yet, rerun to continue
   int64_t pooled_subjects = 0;
-  Report report;  // the pooled out-of-fold report (when not interrupted)
+  // The pooled out-of-fold report, when this call wrote it: not when interrupted, nor when every
+  // fold was finished before and report/report.json is there (a rerun is then a no-op).
+  Report report;
 };
 CrossValSummary train_folds(const Config& cfg, const TrainHooks& hooks = {});
 
