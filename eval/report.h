@@ -30,6 +30,9 @@ struct ReportRun {  // what was evaluated, for the summary
   std::vector<double> prior;  // training class counts (or frequencies); empty: unknown
   std::string prior_source;
   double tau2 = 0;            // the headline's post-hoc adjustment
+  // Set when the table's scores were adjusted before it was made (each fold or ensemble member
+  // with its own prior): what was done, shown instead of "none (tau2 = 0)".
+  std::string adjusted_upstream;
   std::vector<double> sweep;  // tau2 values of the sweep (empty: no sweep)
   std::string metrics_csv;    // the run log for the training curves ("" = none)
   // Temperature scaling fitted on validation (eval/calibration.h): 1 = none. The calibration

@@ -110,8 +110,12 @@ std::string markdown(const Report& r) {
      << row({"true classes", classes});
   std::string prior;
   for (size_t k = 0; k < r.run.prior.size(); ++k) prior += (k ? " / " : "") + tau_text(r.run.prior[k]);
-  md << row({"training prior", (prior.empty() ? "unknown" : prior) + (r.run.prior_source.empty() ? "" : " (" + r.run.prior_source + ")")})
-     << row({"post-hoc adjustment", r.run.tau2 == 0 ? "none (tau2 = 0)"
+  const bool upstream = !r.run.adjusted_upstream.empty();  // adjusted per model before this table
+  md << row({"training prior", upstream && prior.empty() ? r.run.prior_source
+                                                         : (prior.empty() ? "unknown" : prior) +
+                                                               (r.run.prior_source.empty() ? "" : " (" + r.run.prior_source + ")")})
+     << row({"post-hoc adjustment", upstream ? r.run.adjusted_upstream
+                                    : r.run.tau2 == 0 ? "none (tau2 = 0)"
                                                      : "tau2 = " + tau_text(r.run.tau2) + ": probabilities = softmax(logits - " +
                                                            tau_text(r.run.tau2) + " log prior)"})
      << row({"intervals", bs.resamples > 0 ? tau_text(100 * bs.level) + "% percentile bootstrap, " +

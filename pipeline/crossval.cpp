@@ -312,7 +312,10 @@ CrossValSummary train_folds(const Config& cfg, const TrainHooks& hooks) {
               ", " + (task.regression() ? "T-score regression" : std::to_string(task.num_classes()) + " classes") + ")";
   run.split = "out-of-fold";
   run.cache = plan.source;
-  run.prior_source = task.regression() ? "not used: a regression head" : "each fold's own, applied before pooling";
+  run.prior_source = task.regression() ? "not used: a regression head" : "each fold's own (its training split)";
+  if (!task.regression())
+    run.adjusted_upstream = "tau2 = " + general(tau2) + " with each fold's own prior, before pooling (the tables' tau2 = 0 "
+                            "means nothing more is applied)";
   if (!task.regression())
     run.temperature_source = "The pooled probabilities are at T = 1; each fold's temperature fitted on its validation "
                              "split (" + temps + ") is applied by mc_predict and to the fold ensemble";

@@ -191,7 +191,9 @@ Report ensemble_report(const Config& cfg, const ReportOptions& o, const std::vec
     run.regression = reg;
     run.prior_source = "not used: a regression head";
   } else {
-    run.prior_source = "each member's own, applied at tau2 = " + general(tau2) + " before averaging";
+    run.prior_source = "each member's own (its checkpoint state)";
+    run.adjusted_upstream = "tau2 = " + general(tau2) + " with each member's own prior, then its temperature, before "
+                            "averaging (the tables' tau2 = 0 means nothing more is applied)";
     run.temperature_source = "Each member's probabilities are scaled by its own temperature (T = " + temps +
                              ") before averaging; the table holds the averaged probabilities";
     if (no_prior)
