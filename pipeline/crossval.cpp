@@ -11,6 +11,7 @@
 #include "io/atomic_file.h"
 #include "io/cache.h"
 #include "io/checkpoint.h"
+#include "io/csv.h"
 #include "io/json.h"
 #include "io/split.h"
 #include "io/text.h"
@@ -108,6 +109,15 @@ PredictionTable adjusted_labelled(const PredictionTable& t, const TrainingPrior&
     for (int64_t k = 0; k < K; ++k) o.scores.push_back(t.scores[size_t(i * K + k)] - offset[size_t(k)]);
   }
   return o;
+}
+
+// The fold model's raw scores on its out-of-fold subjects: logits (mc_eval --predictions reads
+// them), or for a regression head id,tscore.
+std::string oof_csv(const PredictionTable& t, const Task& task) {
+  if (!task.regression()) return predictions_csv(t);
+  std::string s = "id,tscore\n";
+  for (int64_t i = 0; i < t.size(); ++i) s += csv_field(t.ids[size_t(i)]) + "," + shortest(t.scores[size_t(i)]) + "\n";
+  return s;
 }
 
 ClassificationMetrics quick_metrics(const PredictionTable& t) {
@@ -274,7 +284,7 @@ CrossValSummary train_folds(const Config& cfg, const TrainHooks& hooks) {
     sum.checkpoints.push_back(best);
     LoadedModel m = load_model(fc, best);
     const PredictionTable raw = predict_split(m, fc, "test", false);
-    write_atomic((fs::path(fc.output.dir) / "oof_predictions.csv").string(), predictions_csv(raw));
+    write_atomic((fs::path(fc.output.dir) / "oof_predictions.csv").string(), oof_csv(raw, task));
     FoldResult f;
     f.fold = k;
     f.checkpoint = best;

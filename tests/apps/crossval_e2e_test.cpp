@@ -3,6 +3,7 @@
 // out-of-fold report covers every pooled subject exactly once and each by the fold that never
 // saw it, a rerun of a finished run trains nothing and leaves the checkpoints as they were,
 // and the fold ensemble is evaluated on the held-out test split and predicts raw scans.
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -38,24 +39,31 @@ std::set<std::string> cache_ids(const std::string& path) {
   return ids;
 }
 
-TEST(CrossValE2E, ThreeFoldsResumePoolEveryoneOnceAndEnsemble) {
-  const std::string dir = test::temp_dir();
+// 48 generated subjects prepared at 16^3 (ratio split: train, val, test) and the run config.
+Config small_run(const std::string& dir, const std::vector<std::string>& extra = {}) {
   SyntheticOptions so;
   so.count = 48;
   so.class_mix = {0.3, 0.3, 0.4};  // every class in every fold's training split
   so.size = 32;
   so.seed = 21;
   write_synthetic_dataset(dir + "/data", so, nullptr);
-  const std::vector<std::string> ov = {
+  std::vector<std::string> ov = {
       "data.raw.ct_dir=" + dir + "/data/ct", "data.raw.seg_dir=" + dir + "/data/seg",
       "data.raw.labels_csv=" + dir + "/data/labels.csv", "data.cache_dir=" + dir + "/data/cache",
       "output.dir=" + dir + "/cv", "train.device=cpu", "data.num_workers=1", "data.volume=16",
       "train.epochs=2", "schedule.warmup_epochs=0", "train.batch_size=8", "eval.bootstrap=50",
       "train.all_folds=true", "data.split.folds=3"};
+  ov.insert(ov.end(), extra.begin(), extra.end());
   const Config cfg = load_config(test::demo_config_path(), ov);
   PrepOptions p = prep_options_from_config(cfg);
   p.progress = false;
-  ASSERT_EQ(run_prep(p).failed, 0);
+  if (run_prep(p).failed != 0) throw Error("small_run: subjects failed to prepare");
+  return cfg;
+}
+
+TEST(CrossValE2E, ThreeFoldsResumePoolEveryoneOnceAndEnsemble) {
+  const std::string dir = test::temp_dir();
+  const Config cfg = small_run(dir);
 
   // 1. Stopped after one epoch of fold 0: no report yet, fold 0 resumable.
   std::ostringstream log;
@@ -157,6 +165,33 @@ TEST(CrossValE2E, ThreeFoldsResumePoolEveryoneOnceAndEnsemble) {
   const auto listed = predict(s3.checkpoints[0], {s3.checkpoints[1], s3.checkpoints[2]});
   EXPECT_EQ(folder.first, listed.first);
   EXPECT_NE(folder.first.find("\"id\": \"" + id + "\""), std::string::npos) << folder.first;
+}
+
+// A regression head: the pooled report scores the predicted T-scores (MAE and the derived
+// classes), every pooled subject once; the ensemble averages the T-scores on the test split.
+TEST(CrossValE2E, RegressionHeadPoolsTScores) {
+  const std::string dir = test::temp_dir();
+  const Config cfg = small_run(dir, {"model.head=regression", "eval.select_by=mae", "train.epochs=1"});
+  std::ostringstream log;
+  TrainHooks hooks;
+  hooks.out = &log;
+  const CrossValSummary s = train_folds(cfg, hooks);
+  ASSERT_FALSE(s.interrupted) << log.str();
+  ASSERT_TRUE(s.report.regression.has_value());
+  const size_t pool = cache_ids(cfg.data.cache_dir + "/train.safetensors").size() +
+                      cache_ids(cfg.data.cache_dir + "/val.safetensors").size();
+  EXPECT_EQ(s.report.regression->n, int64_t(pool));
+  EXPECT_EQ(s.pooled_subjects, int64_t(pool));
+  EXPECT_TRUE(std::isfinite(s.report.regression->mae.value));
+  ASSERT_TRUE(s.report.run.crossval.has_value());
+  for (const FoldResult& f : s.report.run.crossval->folds) EXPECT_TRUE(std::isfinite(f.mae)) << f.fold;
+  EXPECT_FALSE(s.report.calibration.has_value());  // hard derived classes: nothing to calibrate
+  EXPECT_NE(slurp(dir + "/cv/fold_0/oof_predictions.csv").rfind("id,tscore\n", 0), std::string::npos);
+  ReportOptions ro;
+  ro.progress = false;
+  const Report r = write_model_report(cfg, ro);
+  ASSERT_TRUE(r.regression.has_value());
+  EXPECT_EQ(r.regression->n, Cache::open(cfg.data.cache_dir + "/test.safetensors").size());
 }
 
 }  // namespace
