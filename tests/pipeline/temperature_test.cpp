@@ -87,5 +87,23 @@ TEST(Ensemble, IdenticalMembersEqualOneAndMembersAverage) {
   test::expect_error([] { ensemble_prediction({}); }, {"no members"});
 }
 
+// A regression task's ensemble: the mean predicted T-score and the WHO band it falls in.
+TEST(Ensemble, RegressionMembersAverageTheTScore) {
+  Task task;
+  task.head = Task::Head::Regression;
+  ScanPrediction a, b;
+  a.tscore = -3.0, a.logits = {-3.0}, a.cls = 0;
+  b.tscore = -1.5, b.logits = {-1.5}, b.cls = 1;
+  const ScanPrediction e = ensemble_prediction({a, b}, task);
+  EXPECT_DOUBLE_EQ(e.tscore, -2.25);
+  EXPECT_EQ(e.cls, 1);  // -2.5 < -2.25 < -1: osteopenia
+  EXPECT_TRUE(e.probabilities.empty());
+  ScanPrediction c = b;
+  c.tscore = 0.5;
+  EXPECT_EQ(ensemble_prediction({a, b, c}, task).cls, 1);  // mean -4/3
+  ScanPrediction no_t;
+  test::expect_error([&] { ensemble_prediction({a, no_t}, task); }, {"member 1", "no T-score"});
+}
+
 }  // namespace
 }  // namespace mc
