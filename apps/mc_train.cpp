@@ -1,4 +1,5 @@
-// mc_train --config FILE.yaml [key=value ...] [--resume]: the command line, then pipeline/train.h.
+// mc_train --config FILE.yaml [key=value ...] [--resume] [--folds K]: the command line, then
+// pipeline/train.h (or pipeline/crossval.h for a cross-validation run).
 #include <CLI/CLI.hpp>
 #include <unistd.h>
 
@@ -7,6 +8,7 @@
 
 #include "pipeline/cli.h"
 
+#include "pipeline/crossval.h"
 #include "pipeline/train.h"
 
 namespace {
@@ -26,13 +28,19 @@ int usage_error(const std::string& msg) {
 static int run_main(int argc, char** argv) {
   CLI::App app("Trains a model as the config describes (on the GPU when there is one). Ctrl-C\n"
                "finishes the running epoch and leaves a resumable checkpoint; --resume continues\n"
-               "from <output.dir>/last.safetensors.",
+               "from <output.dir>/last.safetensors. --folds K trains K cross-validation folds into\n"
+               "<output.dir>/fold_<k>/ (resuming any unfinished one) and writes one report of the pooled\n"
+               "out-of-fold predictions to <output.dir>/report/.",
                "mc_train");
   std::string config;
   std::vector<std::string> overrides;
   bool resume = false;
   app.add_option("--config", config, "the run's YAML file")->option_text("FILE.yaml");
-  app.add_flag("--resume", resume, "continue the run in output.dir");
+  app.add_flag("--resume", resume, "continue the run in output.dir (cross-validation runs always resume)");
+  int folds = 0;
+  app.add_option("--folds", folds, "cross-validation as one run: train.all_folds=true data.split.folds=K")
+      ->option_text("K")
+      ->check(CLI::Range(3, 100));
   std::string export_init, export_steps;
   app.add_option("--export-init", export_init,
                  "write the weights training starts from (after init or model.pretrained) to FILE: "
@@ -63,6 +71,7 @@ static int run_main(int argc, char** argv) {
     if (o.find('=') == std::string::npos) return usage_error("unknown argument '" + o + "'");
   if (config.empty()) return usage_error("--config FILE.yaml is required");
   try {
+    if (folds) overrides.insert(overrides.end(), {"train.all_folds=true", "data.split.folds=" + std::to_string(folds)});
     mc::Config cfg = mc::load_config(config, overrides);
     std::signal(SIGINT, on_sigint);
     mc::TrainHooks hooks;
@@ -70,6 +79,13 @@ static int run_main(int argc, char** argv) {
     hooks.export_init = export_init;
     hooks.export_steps = export_steps;
     hooks.float64 = float64;
+    if (cfg.train.all_folds) {
+      if (!export_init.empty() || !export_steps.empty())
+        return usage_error("--export-init / --export-steps are for one run, not a cross-validation");
+      const mc::CrossValSummary cv = mc::train_folds(cfg, hooks);
+      std::cout << "run folder: " << cv.run_dir << "\n";
+      return cv.interrupted ? 130 : 0;
+    }
     mc::TrainSummary s = mc::train(cfg, resume, hooks);
     std::cout << "best epoch " << s.best_epoch << " (score " << s.best_value << "): " << s.best_weights
               << "\nrun folder: " << s.run_dir << "\n";

@@ -30,6 +30,7 @@ Report write_report(const PredictionTable& table, ReportRun run, const Bootstrap
     eo.roc = false;
     r.sweep = evaluate(table, eo);
   }
+  add_calibration(r, table, bootstrap);
   if (table.num_classes() == 2) {
     ScreeningOptions so;
     if (r.run.screening) so = *r.run.screening;
@@ -60,6 +61,7 @@ Report write_report(const PredictionTable& table, ReportRun run, const Bootstrap
   save_svg(r.roc, "roc.svg", roc_svg(r));
   save_svg(r.confusion, "confusion.svg", confusion_svg(r));
   if (r.sweep) save_svg(r.sweep_chart, "tau2_sweep.svg", sweep_svg(r));
+  if (r.calibration) save_svg(r.reliability, "reliability.svg", reliability_svg(r));
   if (r.screening) save_svg(r.pr, "pr.svg", pr_svg(r));
   if (r.run.regression) {
     r.regression = r.run.regression;
@@ -80,7 +82,9 @@ Report write_report(const PredictionTable& table, ReportRun run, const Bootstrap
                   (r.regression->r2.defined ? fixed(r.regression->r2.value, 3) : "n/a") + " (n = " + std::to_string(r.regression->n) +
                   "); the metrics above are of the classes derived from the predicted T\n";
   if (r.screening) r.terminal += "\nscreening (" + r.screening->positive_name + " positive)\n" + screening_table(r);
+  if (r.run.crossval) r.terminal += "\n" + crossval_terminal(*r.run.crossval);
   if (r.sweep) r.terminal += "\npost-hoc adjustment sweep\n" + sweep_table(r);
+  if (r.calibration) r.terminal += "\n" + calibration_terminal(r);
   r.terminal += "\nHU screening baseline\n" + (r.hu.available ? hu_table(r) : "") + (r.hu.note.empty() ? "" : r.hu.note + "\n");
   for (const auto& n : r.notes) r.terminal += "note: " + n + "\n";
   return r;

@@ -31,6 +31,8 @@ std::string report_json(const Report& r) {
               {"tau2", run.tau2}, {"sweep", run.sweep}};
   j["evaluation"] = evaluation_json(r.headline);
   j["sweep"] = r.sweep ? evaluation_json(*r.sweep) : Json();
+  j["calibration"] = calibration_json(r);
+  if (r.run.crossval) j["crossval"] = crossval_json(*r.run.crossval);
   Json rules = Json::array();
   for (const HuRule& u : r.hu.rules)
     rules.push_back({{"key", u.key}, {"name", u.name}, {"feature", u.feature}, {"roi", u.roi},
@@ -51,8 +53,9 @@ std::string report_json(const Report& r) {
   }
   j["notes"] = r.notes;
   j["files"] = {{"markdown", file(r.markdown)}, {"predictions", file(r.predictions)}, {"roc", file(r.roc)},
-                {"confusion", file(r.confusion)}, {"tau2_sweep", file(r.sweep_chart)},
-                {"training_curves", file(r.training_curves)}, {"pr", file(r.pr)}, {"tscore_scatter", file(r.scatter)}, {"bland_altman", file(r.bland_altman)}};
+                {"confusion", file(r.confusion)}, {"tau2_sweep", file(r.sweep_chart)}, {"reliability", file(r.reliability)},
+                {"training_curves", file(r.training_curves)}, {"pr", file(r.pr)}, {"tscore_scatter", file(r.scatter)},
+                {"bland_altman", file(r.bland_altman)}};
   return json_text(j) + "\n";
 }
 

@@ -110,8 +110,12 @@ std::string markdown(const Report& r) {
      << row({"true classes", classes});
   std::string prior;
   for (size_t k = 0; k < r.run.prior.size(); ++k) prior += (k ? " / " : "") + tau_text(r.run.prior[k]);
-  md << row({"training prior", (prior.empty() ? "unknown" : prior) + (r.run.prior_source.empty() ? "" : " (" + r.run.prior_source + ")")})
-     << row({"post-hoc adjustment", r.run.tau2 == 0 ? "none (tau2 = 0)"
+  const bool upstream = !r.run.adjusted_upstream.empty();  // adjusted per model before this table
+  md << row({"training prior", upstream && prior.empty() ? r.run.prior_source
+                                                         : (prior.empty() ? "unknown" : prior) +
+                                                               (r.run.prior_source.empty() ? "" : " (" + r.run.prior_source + ")")})
+     << row({"post-hoc adjustment", upstream ? r.run.adjusted_upstream
+                                    : r.run.tau2 == 0 ? "none (tau2 = 0)"
                                                      : "tau2 = " + tau_text(r.run.tau2) + ": probabilities = softmax(logits - " +
                                                            tau_text(r.run.tau2) + " log prior)"})
      << row({"intervals", bs.resamples > 0 ? tau_text(100 * bs.level) + "% percentile bootstrap, " +
@@ -148,11 +152,13 @@ std::string markdown(const Report& r) {
     md << row(cells);
   }
   md << "\n![Confusion matrix](confusion.svg)\n\n![ROC curves](roc.svg)\n";
+  if (r.run.crossval) md << crossval_markdown(*r.run.crossval);
   if (r.screening) md << screening_section(r);
   if (r.sweep)
     md << "\n## Post-hoc logit adjustment sweep\n\nscores = logits - tau2 * log(prior) (Menon et al.; the paper's "
           "Table VI). tau2 = 0 is the unadjusted model; the bold row is the one reported above.\n\n"
        << sweep_table(r) << "\n![tau2 sweep](tau2_sweep.svg)\n";
+  md << calibration_markdown(r);
   md << "\n## HU screening baseline\n\n";
   if (!r.hu.available) {
     md << r.hu.note << "\n";

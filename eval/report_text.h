@@ -36,6 +36,14 @@ std::string report_json(const Report& r);
 std::string roc_svg(const Report& r);
 std::string confusion_svg(const Report& r);
 std::string sweep_svg(const Report& r);
+// Calibration (eval/report_calibration.cpp): fills r.calibration (and r.calibration_scaled when
+// r.run.temperature != 1) from the headline's probabilities; then its Markdown section, JSON,
+// the terminal lines and reliability.svg (top label and one panel per class).
+void add_calibration(Report& r, const PredictionTable& table, const BootstrapOptions& bootstrap);
+std::string calibration_markdown(const Report& r);
+Json calibration_json(const Report& r);
+std::string calibration_terminal(const Report& r);
+std::string reliability_svg(const Report& r);
 // The run's metrics.csv as curves; nullopt (with a note in r.notes) when it cannot be read.
 std::optional<std::string> curves_svg(Report& r);
 

@@ -168,11 +168,26 @@ Tensor ResNet3d::forward_features(const Tensor& x) {
   return y;
 }
 
+Tensor ResNet3d::forward_to_stage(const Tensor& x, int stage) {
+  MC_CHECK(stage >= 1 && stage <= int(stages_.size()), "ResNet3d: stage ", stage, " out of 1..", stages_.size());
+  MC_CHECK(x.dim() == 5, "ResNet3d: input must be [N, C, D, H, W], got ", x.str());
+  Tensor y = pool_->forward(relu(bn1_->forward(conv1_->forward(x))));
+  for (int s = 0; s < stage; ++s) y = stages_[size_t(s)]->forward(y);
+  return y;
+}
+
 Tensor ResNet3d::forward_pooled(const Tensor& x) { return global_avg_pool3d(forward_features(x)); }
 
 Tensor ResNet3d::forward_head(const Tensor& pooled) { return fc_->forward(pooled); }
 
 Tensor ResNet3d::forward(const Tensor& x) { return forward_head(forward_pooled(x)); }
+
+Tensor ResNet3d::forward_from_stage(const Tensor& a, int stage) {
+  MC_CHECK(stage >= 1 && stage <= int(stages_.size()), "ResNet3d: stage ", stage, " out of 1..", stages_.size());
+  Tensor y = a;
+  for (size_t s = size_t(stage); s < stages_.size(); ++s) y = stages_[s]->forward(y);
+  return forward_head(global_avg_pool3d(y));
+}
 
 void ResNet3d::init_weights(uint64_t seed, bool zero_init_last) {
   Generator g(seed);

@@ -38,6 +38,10 @@ class ResNet3d : public nn::Module {
   Tensor forward_features(const Tensor& x);  // before the pool: [N, C, d, h, w]
   Tensor forward_pooled(const Tensor& x);    // after the global pool: [N, num_features]
   Tensor forward_head(const Tensor& pooled);  // the classifier: forward = head(pooled(x))
+  // The network split after stage `stage` (1..4 = layer1..layer4): stem + layers 1..stage, and
+  // the rest (layers stage+1..4 + pool + head). forward = from_stage(to_stage(x, s), s) for every s.
+  Tensor forward_to_stage(const Tensor& x, int stage);
+  Tensor forward_from_stage(const Tensor& a, int stage);
   int64_t num_features() const { return num_features_; }
   // kaiming-normal (fan_out) convolutions, BN weight 1 / bias 0, PyTorch's default init for fc;
   // deterministic from the seed. zero_init_last also zeroes the last BN weight of each residual

@@ -111,6 +111,9 @@ struct Config {
     Device device = Device::Auto;
     bool deterministic = false;
     bool sync_bn = false;
+    // Cross-validation as one run (pipeline/crossval.h): every one of data.split.folds folds
+    // trained into <output.dir>/fold_<k>/, then one report of the pooled out-of-fold predictions.
+    bool all_folds = false;
   };
 
   struct Eval {

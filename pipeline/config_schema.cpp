@@ -333,6 +333,9 @@ void training_keys(Add add) {
   add(key("train.epoch_samples", F(loader.epoch_samples),
           "samples drawn per epoch (global); 0 = the training set once (class-balanced: its labelled size)")
           .ge(0));
+  add(key("train.all_folds", F(train.all_folds),
+          "cross-validation as one run: train every one of data.split.folds folds into output.dir/fold_<k>/ "
+          "and report the pooled out-of-fold predictions (mc_train --folds K)"));
   add(key("train.sync_bn", F(train.sync_bn),
           "synchronise batch-norm statistics over GPUs (matches one GPU's batch)"));
 }

@@ -11,14 +11,15 @@ namespace mc {
 namespace {
 
 const char* kUsage =
-    "usage: mc_eval --config FILE.yaml [section.key=value ...] [--checkpoint W.safetensors]\n"
-    "               [--split test|val|train] [--out DIR] [--no-progress]\n"
+    "usage: mc_eval --config FILE.yaml [section.key=value ...] [--checkpoint W.safetensors|CV_DIR]\n"
+    "               [--ensemble W2|CV_DIR ...] [--split test|val|train] [--tta] [--out DIR] [--no-progress]\n"
     "       mc_eval --predictions FILE.csv [options]\n";
 
 const char* kAbout =
     "A model (--config): predicts the split's cache with the checkpoint (default\n"
     "<output.dir>/best.safetensors) and writes a report into --out (default <output.dir>/report):\n"
-    "report.md, report.json, predictions.csv, roc.svg, confusion.svg, tau2_sweep.svg and\n"
+    "report.md, report.json, predictions.csv, roc.svg, confusion.svg, tau2_sweep.svg,\n"
+    "reliability.svg (calibration before / after the checkpoint's temperature) and\n"
     "training_curves.svg. Every metric has a bootstrap interval (eval.bootstrap resamples, seed\n"
     "train.seed); probabilities are adjusted post hoc with posthoc.tau2 and the train cache's class\n"
     "counts; the sweep covers posthoc.sweep; the HU screening baselines (TotalSegmentator 90.25 HU\n"
@@ -27,7 +28,11 @@ const char* kAbout =
     "binary task adds the screening section (ROC and PR AUC; sensitivity, specificity, PPV, NPV\n"
     "at p >= 0.5, at the Youden point and at the threshold chosen on the val split for\n"
     "eval.target_sensitivity) and pr.svg; a regression head adds MAE, RMSE, r, R^2,\n"
-    "tscore_scatter.svg and bland_altman.svg, and reports the derived classes.";
+    "tscore_scatter.svg and bland_altman.svg, and reports the derived classes.\n"
+    "An ensemble (--ensemble, a cross-validation folder from mc_train --folds K as --checkpoint,\n"
+    "or a config with train.all_folds and no --checkpoint) is scored on the mean of its members'\n"
+    "probabilities, each after its own adjustment and temperature, into\n"
+    "<output.dir>/report_ensemble_<split> by default.";
 
 // Options that belong to --predictions only (with --config they are config keys).
 const char* kPredictionOnly[] = {"--json", "--tau2", "--prior", "--bootstrap", "--seed", "--level", "--scores", "--no-roc"};
@@ -43,9 +48,14 @@ Options make_options(EvalCommand& c) {
   CLI::App& a = *o.app;
   const char* model = "A model (--config)";
   a.add_option("--config", c.config, "the run's config; key=value arguments override it")->type_name("FILE.yaml")->group(model);
-  a.add_option("--checkpoint", c.report.checkpoint, "weights (default <output.dir>/best.safetensors)")->type_name("W")->group(model);
+  a.add_option("--checkpoint", c.report.checkpoint, "weights (default <output.dir>/best.safetensors), or a\n"
+               "cross-validation run folder: the ensemble of its fold models")->type_name("W")->group(model);
+  a.add_option("--ensemble", c.report.ensemble, "more checkpoints (or cross-validation folders): evaluate\n"
+               "the ensemble, the mean of every model's probabilities")->type_name("W ...")->group(model);
   a.add_option("--split", c.report.split, "the split to evaluate: test (default), val or train")->type_name("SPLIT")->group(model);
   a.add_flag_callback("--no-progress", [&c] { c.report.progress = false; }, "no progress bar")->group(model);
+  a.add_flag("--tta", c.report.tta, "test-time augmentation: mean logits over the flips training used;\n"
+             "the report compares the validation split with and without it")->group(model);
   const char* saved = "Saved predictions (--predictions)";
   a.add_option("--predictions", c.predictions, "CSV with header id,label,score_0,...,score_{K-1} (or class names\n"
                "as score headers); labels are class indices or class names")->type_name("FILE")->group(saved);
@@ -94,8 +104,8 @@ EvalCommand parse_eval_command(const std::vector<std::string>& args) {
       MC_CHECK(o.app->count(opt) == 0, opt, " is for --predictions; with --config set it in the config "
                "(posthoc.tau2=X, eval.bootstrap=N, train.seed=S)");
   } else {
-    MC_CHECK(c.overrides.empty() && c.report.checkpoint.empty() && c.report.split == "test",
-             "key=value, --checkpoint and --split need --config");
+    MC_CHECK(c.overrides.empty() && c.report.checkpoint.empty() && c.report.ensemble.empty() && c.report.split == "test",
+             "key=value, --checkpoint, --ensemble and --split need --config");
   }
   return c;
 }

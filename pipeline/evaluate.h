@@ -3,6 +3,7 @@
 // of the config, the HU baseline from mc_prep's manifest and the run's training curves.
 #pragma once
 #include <string>
+#include <vector>
 
 #include "eval/report.h"
 #include "pipeline/config.h"
@@ -14,6 +15,12 @@ struct ReportOptions {
   std::string split = "test";
   std::string out_dir;     // "" = <output.dir>/report
   bool progress = false;   // progress bar while predicting
+  bool tta = false;        // test-time augmentation by flips (pipeline/tta.h), compared on val
+  // More checkpoints: with them (or with a cross-validation folder as `checkpoint`, or with
+  // train.all_folds and no checkpoint: output.dir's folds) the report is the ensemble's, the
+  // mean of the members' probabilities, each after its own adjustment and temperature, written
+  // to <output.dir>/report_ensemble_<split> unless out_dir says otherwise.
+  std::vector<std::string> ensemble;
 };
 
 // Loads the checkpoint into the configured model (strict), predicts the split's cache, takes the
@@ -21,5 +28,12 @@ struct ReportOptions {
 // Bootstrap: cfg.eval.bootstrap resamples with seed cfg.train.seed. Errors (missing checkpoint
 // or cache, unknown split) throw mc::Error.
 Report write_model_report(const Config& cfg, const ReportOptions& o);
+
+// A regression head's predicted T-scores (one score column of a table predicted from a cache,
+// with its indices) against the cache's true ones, and the table of the classes both derive
+// with the task's thresholds (one-hot scores), which the classification report then scores.
+// Subjects without a true T-score are left out (counted in `unlabelled`).
+PredictionTable regression_derived_classes(const Task& task, const PredictionTable& s, const BootstrapOptions& b,
+                                           RegressionReport& report, int64_t& unlabelled);
 
 }  // namespace mc

@@ -2,6 +2,7 @@
 
 #include <filesystem>
 #include <iostream>
+#include <optional>
 
 #include "engine/autograd.h"
 #include "engine/memory.h"
@@ -176,6 +177,31 @@ TrainingPrior training_prior(const Config& cfg, const std::string& checkpoint, b
       break;
     }
   return p;
+}
+
+CheckpointTemperature checkpoint_temperature(const std::string& checkpoint) {
+  CheckpointTemperature t;
+  const std::string state = checkpoint.ends_with(".safetensors") ? state_path_for(checkpoint) : "";
+  if (state.empty() || !fs::exists(state)) return t;
+  const SafeTensorsFile file = SafeTensorsFile::open(state);
+  const auto& meta = file.metadata();
+  auto number = [&](const char* key) -> std::optional<double> {
+    auto it = meta.find(key);
+    if (it == meta.end()) return std::nullopt;
+    const auto v = parse_double(it->second);
+    MC_CHECK(v && std::isfinite(*v), "checkpoint state '", state, "': '", key, "' = '", it->second,
+             "' is not a number");
+    return v;
+  };
+  const auto value = number("temperature");
+  if (!value) return t;
+  MC_CHECK(*value > 0, "checkpoint state '", state, "': temperature ", *value, " must be > 0");
+  t.value = *value;
+  t.tau2 = number("temperature_tau2").value_or(0.0);
+  t.nll_before = number("temperature_nll_before").value_or(NAN);
+  t.nll_after = number("temperature_nll_after").value_or(NAN);
+  t.source = "temperature of " + state;
+  return t;
 }
 
 std::optional<Task> checkpoint_task(const std::string& checkpoint) {

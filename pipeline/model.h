@@ -2,6 +2,7 @@
 // model with its weights, and the training prior for post-hoc adjustment. What mc_predict and
 // mc_eval load their model with (and mc_train builds its model with).
 #pragma once
+#include <cmath>
 #include <memory>
 #include <optional>
 #include <string>
@@ -57,6 +58,19 @@ struct TrainingPrior {
   bool usable() const { return !counts.empty(); }
 };
 TrainingPrior training_prior(const Config& cfg, const std::string& checkpoint, bool cache_first = false);
+
+// Temperature scaling stored by mc_train beside the weights ("temperature" and
+// "temperature_tau2" in the state file's metadata): fitted on the validation split by NLL on
+// softmax((logits - tau2 log prior) / T) at the run's tau2 (eval/calibration.h). value 1 and
+// source "" when the checkpoint carries none; a malformed value is an error naming the file.
+struct CheckpointTemperature {
+  double value = 1;
+  double tau2 = 0;          // the post-hoc adjustment it was fitted at
+  double nll_before = NAN, nll_after = NAN;  // validation NLL at T = 1 and at T
+  std::string source;       // "temperature of <state file>" or ""
+  bool present() const { return !source.empty(); }
+};
+CheckpointTemperature checkpoint_temperature(const std::string& checkpoint);
 
 // The task stored in a checkpoint's weights metadata (mc_train writes it); nullopt for weights
 // from elsewhere or from before tasks were data.

@@ -9,14 +9,15 @@ namespace mc {
 namespace {
 
 const char* kUsage =
-    "usage: mc_predict --checkpoint W.safetensors [--config FILE.yaml] [key=value ...]\n"
+    "usage: mc_predict --checkpoint W.safetensors|CV_DIR [--ensemble W2|CV_DIR ...] [--config FILE.yaml] [key=value ...]\n"
     "                  (--ct CT.nii.gz|DICOM_DIR --seg SEG.nii.gz [--label-id N] | --crop L1.nii.gz |\n"
     "                   --ct-dir DIR [--seg-dir DIR] | --tensor X.npy|X.safetensors)\n"
-    "                  [--raw] [--tau2 X] [--out FILE] [--no-progress]\n";
+    "                  [--raw] [--tau2 X] [--temperature T] [--tta] [--out FILE] [--no-progress]\n"
+    "                  [--saliency MAP.nii.gz [--saliency-class C] [--saliency-stage N]]\n";
 
 struct Options {
   std::unique_ptr<CLI::App> app;
-  std::string label_id, tau2;  // checked below, with mc_predict's own words
+  std::string label_id, tau2, temperature;  // checked below, with mc_predict's own words
 };
 
 Options make_options(PredictCommand& c) {
@@ -25,11 +26,15 @@ Options make_options(PredictCommand& c) {
       "mc_predict", kUsage,
       "Classifies L1 vertebrae with a trained model, preprocessing each scan exactly as mc_prep\n"
       "does (data.* keys of the config).",
-      "Output: JSON {id, class, class_name, probabilities{name: p}, tau2[, logits][, note]};\n"
+      "Output: JSON {id, class, class_name, probabilities{name: p}, tau2, temperature[, logits][, note]};\n"
+      "probabilities = softmax((logits - tau2 log prior) / temperature);\n"
       "a folder gives CSV id,class,class_name,p_<name>...[,logit_<name>...]. A regression head\n"
       "gives {id, tscore, class, class_name} (CSV id,tscore,class,class_name).");
   CLI::App& a = *o.app;
-  a.add_option("--checkpoint", c.checkpoint, "weights (safetensors, PyTorch key names; \"module.\" prefixes are fine)")->type_name("W");
+  a.add_option("--checkpoint", c.checkpoint, "weights (safetensors, PyTorch key names; \"module.\" prefixes are fine),\n"
+               "or a cross-validation run folder (mc_train --folds K): the ensemble of its fold models")->type_name("W");
+  a.add_option("--ensemble", c.ensemble, "more checkpoints (or cross-validation folders) of the same config:\n"
+               "the prediction is the mean of every model's probabilities")->type_name("W ...");
   a.add_option("--config", c.config, "the run's config; default: the config stored in\n"
                "<tag>.state.safetensors beside the weights by mc_train")->type_name("FILE");
   a.add_option("--ct", c.ct, "one CT (NIfTI, or the folder of a DICOM series: data.raw.dicom_series\n"
@@ -47,6 +52,17 @@ Options make_options(PredictCommand& c) {
                "posthoc.tau2 of the config, 0 = none. The prior (training class\n"
                "counts) comes from the checkpoint's state metadata, else the train\n"
                "cache; with neither, probabilities are unadjusted and a note says so")->type_name("X");
+  a.add_option("--temperature", o.temperature, "divide the (adjusted) scores by T before the softmax;\n"
+               "default: the temperature mc_train fitted on validation and stored in\n"
+               "the checkpoint's state (1 = none)")->type_name("T");
+  a.add_option("--saliency", c.saliency, "one scan: write a Grad-CAM map (last convolutional stage)\n"
+               "on the scan's own grid and affine, values in [0, 1], and MAP.png:\n"
+               "three orthogonal slices through its peak over the CT")->type_name("MAP.nii.gz");
+  a.add_option("--saliency-class", c.saliency_class, "the class the map explains (index or name);\n"
+               "default: the predicted class")->type_name("C");
+  a.add_option("--saliency-stage", c.saliency_stage, "ResNet stage to explain, 1..4 (layer1..layer4);\n"
+               "default: layer4, or the last stage with a grid of >= 2 voxels per axis")->type_name("N");
+  a.add_flag("--tta", c.tta, "test-time augmentation: mean logits over the flips training used");
   a.add_flag("--raw", c.raw, "also print the logits");
   a.add_option("--out", c.out, "write the JSON (one scan) or CSV (a folder) there, not to stdout")->type_name("FILE");
   a.add_flag_callback("--no-progress", [&c] { c.progress = false; }, "no progress bar");
@@ -77,6 +93,10 @@ PredictCommand parse_predict_command(const std::vector<std::string>& args) {
   const std::string bad = cli::take_overrides(parsed.rest, c.overrides);
   MC_CHECK(bad.empty(), "unknown argument '", bad, "'");
   if (!o.tau2.empty()) c.tau2 = number("--tau2", o.tau2);
+  if (!o.temperature.empty()) {
+    c.temperature = number("--temperature", o.temperature);
+    MC_CHECK(*c.temperature > 0, "--temperature: ", o.temperature, " must be > 0");
+  }
   if (!o.label_id.empty()) {
     const double d = number("--label-id", o.label_id);
     MC_CHECK(d == std::floor(d) && d >= 0 && d < 1e6, "--label-id: '", o.label_id, "' is not a label id");
@@ -89,6 +109,11 @@ PredictCommand parse_predict_command(const std::vector<std::string>& args) {
   MC_CHECK(c.seg.empty() || !c.ct.empty(), "--seg goes with --ct");
   MC_CHECK(c.seg_dir.empty() || !c.ct_dir.empty(), "--seg-dir goes with --ct-dir");
   MC_CHECK(!c.label_id || c.crop.empty(), "--label-id has no meaning with --crop");
+  MC_CHECK(c.saliency.empty() || c.ct_dir.empty(), "--saliency maps one scan (--ct or --crop), not a folder");
+  MC_CHECK(c.saliency.empty() || c.saliency.ends_with(".nii.gz") || c.saliency.ends_with(".nii"),
+           "--saliency: '", c.saliency, "' must end in .nii.gz or .nii");
+  MC_CHECK(c.saliency_class.empty() || !c.saliency.empty(), "--saliency-class goes with --saliency");
+  MC_CHECK(c.saliency_stage >= 0 && c.saliency_stage <= 4, "--saliency-stage: ", c.saliency_stage, " is not 1..4");
   return c;
 }
 

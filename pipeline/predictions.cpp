@@ -27,7 +27,7 @@ std::vector<std::string> cache_class_names(const Cache& cache, int64_t K) {
 }
 
 PredictionTable predict_cache(nn::Module& model, const std::string& cache_path, int batch, Device dev,
-                              const std::string& label, int rank, int world) {
+                              const std::string& label, int rank, int world, const std::vector<Flip>& flips) {
   LoaderOptions lo;
   lo.batch = batch;
   lo.sampling = Sampling::Sequential;
@@ -53,7 +53,8 @@ PredictionTable predict_cache(nn::Module& model, const std::string& cache_path, 
   const auto params = model.parameters();
   const DType dt = params.empty() ? DType::F32 : params[0]->dtype();  // f64 in golden runs
   while (auto b = loader.next()) {
-    Tensor out = model.forward(model_input(b->images, dev).to(dt)).to(Device::cpu()).to(DType::F32);
+    Tensor out = flips.empty() ? model.forward(model_input(b->images, dev).to(dt)).to(Device::cpu()).to(DType::F32)
+                               : tta_logits(model, b->images, dev, flips);
     K = out.size(1);
     for (float v : out.to_vector<float>()) p.scores.push_back(v);
     for (int64_t l : b->labels.to_vector<int64_t>()) p.labels.push_back(l);
@@ -93,7 +94,8 @@ PredictionTable gather_predictions(Communicator& comm, const PredictionTable& mi
   return p;
 }
 
-PredictionTable predict_split(LoadedModel& m, const Config& cfg, const std::string& split, bool progress) {
+PredictionTable predict_split(LoadedModel& m, const Config& cfg, const std::string& split, bool progress,
+                              const std::vector<Flip>& flips) {
   MC_CHECK(split == "test" || split == "val" || split == "train", "unknown split '", split,
            "' (allowed: test, val, train)");
   const std::string cache = split_cache_path(cfg.data, split);
@@ -102,7 +104,7 @@ PredictionTable predict_split(LoadedModel& m, const Config& cfg, const std::stri
   const int64_t chans = Cache::open(cache).volume_shape()[0];
   MC_CHECK(chans == m.in_chans, "the ", split, " cache '", cache, "' holds ", chans,
            " channel(s) per volume but the model takes ", m.in_chans, " (model.in_chans)");
-  return predict_cache(*m.model, cache, cfg.train.batch_size, m.device, progress ? "predict " + split : "");
+  return predict_cache(*m.model, cache, cfg.train.batch_size, m.device, progress ? "predict " + split : "", 0, 1, flips);
 }
 
 }  // namespace mc

@@ -10,6 +10,8 @@
 
 #include "pipeline/predictions.h"
 #include "engine/dist.h"
+#include "eval/calibration.h"
+#include "io/text.h"
 #include "engine/metrics.h"
 #include "engine/trainer.h"
 #include "io/atomic_file.h"
@@ -51,6 +53,7 @@ double selection_score(const Config& cfg, const ClassificationMetrics& m, double
 struct Validation {
   ClassificationMetrics metrics;  // regression: of the classes derived from the predicted T
   double loss = NAN;
+  std::optional<TemperatureFit> temperature;  // fitted on this epoch's validation scores
   double mae = NAN;  // regression only
 };
 
@@ -334,6 +337,24 @@ double TrainRun::validate(const EpochResult& r) {
   Tensor probs = posthoc_probabilities(logits, std::vector<double>(counts_.begin(), counts_.end()),
                                        cfg_.posthoc.tau2);
   val_.metrics = classification_metrics(labels, probs);
+  // Temperature scaling on the adjusted scores at posthoc.tau2 (eval/calibration.h's order);
+  // it travels with the checkpoint of this epoch and mc_predict / mc_eval apply it.
+  {
+    const int64_t K = val.num_classes();
+    std::vector<double> adjusted = val.scores;
+    if (cfg_.posthoc.tau2 != 0) {
+      const std::vector<double> f = normalize_prior(std::vector<double>(counts_.begin(), counts_.end()));
+      for (size_t i = 0; i < adjusted.size(); ++i) adjusted[i] -= cfg_.posthoc.tau2 * std::log(f[i % size_t(K)]);
+    }
+    std::vector<double> rows;
+    std::vector<int64_t> known;  // a row without a label has nothing to fit
+    for (int64_t i = 0; i < val.size(); ++i)
+      if (val.labels[size_t(i)] >= 0 && val.labels[size_t(i)] < K) {
+        known.push_back(val.labels[size_t(i)]);
+        rows.insert(rows.end(), adjusted.begin() + i * K, adjusted.begin() + (i + 1) * K);
+      }
+    if (!known.empty()) val_.temperature = fit_temperature(rows, known, K);
+  }
   {
     NoGradGuard ng;
     val_.loss = (*loss_)(logits, labels).item();
@@ -378,6 +399,14 @@ void TrainRun::end_epoch(const EpochResult& r) {
   st_.best_epoch = ts.best_epoch;
   st_.best_value = ts.best_value;
   if (!r.validated) val_ = Validation{};
+  for (const char* k : {"temperature", "temperature_tau2", "temperature_nll_before", "temperature_nll_after"})
+    st_.extra.erase(k);
+  if (val_.temperature) {
+    st_.extra["temperature"] = shortest(val_.temperature->temperature);
+    st_.extra["temperature_tau2"] = shortest(cfg_.posthoc.tau2);
+    st_.extra["temperature_nll_before"] = shortest(val_.temperature->nll_before);
+    st_.extra["temperature_nll_after"] = shortest(val_.temperature->nll_after);
+  }
   log_epoch(r);
   save_checkpoints(r);
   if (r.stop) {
@@ -407,7 +436,8 @@ void TrainRun::log_epoch(const EpochResult& r) {
   else if (r.validated)
     out_ << "  val loss " << fmt(val_.loss) << "  acc " << fmt(m.accuracy.value, 3) << "  bal.acc "
          << fmt(m.balanced_accuracy.value, 3) << "  macro AUC "
-         << (m.auc_macro.defined ? fmt(m.auc_macro.value, 3) : "n/a") << (r.best ? "  *best" : "");
+         << (m.auc_macro.defined ? fmt(m.auc_macro.value, 3) : "n/a")
+         << (val_.temperature ? "  T " + fmt(val_.temperature->temperature, 2) : "") << (r.best ? "  *best" : "");
   out_ << std::endl;
 }
 

@@ -10,6 +10,8 @@
 
 #include "pipeline/predictions.h"
 #include "engine/metrics.h"
+#include "eval/calibration.h"
+#include "pipeline/model.h"
 #include "io/cache.h"
 #include "io/runlog.h"
 #include "io/safetensors.h"
@@ -54,6 +56,25 @@ TEST(TrainE2E, DemoTrainsAndBeatsChanceOnHeldOutSplit) {
               (long long)m.num_samples, m.balanced_accuracy.value, m.accuracy.value, m.auc_macro.value);
   EXPECT_GT(m.balanced_accuracy.value, 0.5);  // chance: 1/3
   EXPECT_GT(m.auc_macro.value, 0.75);         // chance: 0.5
+
+  // The best checkpoint carries the temperature fitted on its validation scores (adjusted at
+  // posthoc.tau2): refitting here gives the same T, and it lowers the validation NLL.
+  const CheckpointTemperature t = checkpoint_temperature(s.best_weights);
+  ASSERT_TRUE(t.present());
+  EXPECT_EQ(t.tau2, cfg.posthoc.tau2);
+  PredictionTable v = predict_cache(*model, split_cache_path(cfg.data, "val"), 8, Device::cpu());
+  const std::vector<double> prior(counts.begin(), counts.end());
+  std::vector<double> adjusted = v.scores;
+  const std::vector<double> f = normalize_prior(prior);
+  for (size_t i = 0; i < adjusted.size(); ++i) adjusted[i] -= cfg.posthoc.tau2 * std::log(f[i % 3]);
+  const TemperatureFit refit = fit_temperature(adjusted, v.labels, 3);
+  EXPECT_NEAR(t.value, refit.temperature, 1e-6 * refit.temperature);
+  EXPECT_LE(t.nll_after, t.nll_before);
+  const double nll1 = mean_nll(calibrated_probabilities(v.scores, 3, prior, cfg.posthoc.tau2, 1.0), v.labels, 3);
+  const double nllT = mean_nll(calibrated_probabilities(v.scores, 3, prior, cfg.posthoc.tau2, t.value), v.labels, 3);
+  std::printf("validation NLL %.4f at T = 1, %.4f at the fitted T = %.3f\n", nll1, nllT, t.value);
+  EXPECT_NEAR(nll1, t.nll_before, 1e-5);
+  EXPECT_LE(nllT, nll1);
 }
 
 TEST(TrainE2E, ResumeAfterInterruptionEqualsUninterruptedRun) {

@@ -278,6 +278,15 @@ TEST(EvalReport, BootstrapOptionIsBounded) {
   EXPECT_EQ(parse_eval_command({"--predictions", "p.csv", "--bootstrap", "1000000"}).eval.bootstrap.resamples, 1000000);
 }
 
+// mc_eval --ensemble: more checkpoints (or cross-validation folders) with --config only.
+TEST(EvalReport, EnsembleOptionGoesWithConfig) {
+  const EvalCommand c = parse_eval_command({"--config", "r.yaml", "--checkpoint", "runs/cv", "--ensemble", "a.safetensors", "b.safetensors"});
+  EXPECT_EQ(c.report.checkpoint, "runs/cv");
+  EXPECT_EQ(c.report.ensemble, (std::vector<std::string>{"a.safetensors", "b.safetensors"}));
+  test::expect_error([] { parse_eval_command({"--predictions", "p.csv", "--ensemble", "a.safetensors"}); },
+                     {"--ensemble", "need --config"});
+}
+
 TEST(EvalReport, ProgramWritesTheReportAndExitsNonZeroOnErrors) {
   const std::string exe = std::string(MC_BINARY_DIR) + "/apps/mc_eval";
   if (!fs::exists(exe)) GTEST_SKIP() << "mc_eval not built";

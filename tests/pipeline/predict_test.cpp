@@ -299,3 +299,28 @@ TEST(Predict, ProgramExitCodes) {
 
 }  // namespace
 }  // namespace mc
+
+namespace mc {
+namespace {
+
+// The fold ensemble of mc_predict: K copies of one model predict exactly what the model does.
+TEST(Predict, EnsembleOfIdenticalModelsEqualsOne) {
+  const TrainedRun r = make_run(test::temp_dir(), {}, "2,5,8");
+  const std::string crop = write_crop(r.dir + "/crop.nii.gz");
+  const std::vector<std::string> base = {"--checkpoint", r.checkpoint, "--crop", crop, "--raw", "--no-progress"};
+  const std::string one = predict(base);
+  std::vector<std::string> three = base;
+  three.insert(three.end(), {"--ensemble", r.checkpoint, r.checkpoint});
+  std::string err;
+  const std::string ens = predict(three, 0, &err);
+  EXPECT_HAS(err, "ensemble of 3 models");
+  const auto p1 = json_numbers(one, "\"probabilities\": {"), p3 = json_numbers(ens, "\"probabilities\": {");
+  ASSERT_EQ(p1.size(), 3u);
+  ASSERT_EQ(p3.size(), 3u);
+  for (size_t k = 0; k < 3; ++k) EXPECT_NEAR(p3[k], p1[k], 1e-15);
+  EXPECT_HAS(error_of({"--checkpoint", r.checkpoint, "--crop", crop, "--ensemble", r.dir + "/nope.safetensors"}),
+             "--ensemble: checkpoint '" + r.dir + "/nope.safetensors' not found");
+}
+
+}  // namespace
+}  // namespace mc
