@@ -7,19 +7,19 @@
 #include "pipeline/eval_cli.h"
 
 static int run_main(int argc, char** argv) {
-  mc::EvalCommand cmd;
+  mc::pipeline::EvalCommand cmd;
   try {
-    cmd = mc::parse_eval_command(std::vector<std::string>(argv + 1, argv + argc));
+    cmd = mc::pipeline::parse_eval_command(std::vector<std::string>(argv + 1, argv + argc));
   } catch (const std::exception& e) {
-    std::cerr << "mc_eval: " << e.what() << "\n\n" << mc::eval_usage();
+    std::cerr << "mc_eval: " << e.what() << "\n\n" << mc::pipeline::eval_usage();
     return 2;
   }
   if (cmd.help) {
-    std::cout << mc::eval_usage();
+    std::cout << mc::pipeline::eval_usage();
     return 0;
   }
   try {
-    mc::run_eval(cmd, std::cout);
+    mc::pipeline::run_eval(cmd, std::cout);
     return 0;
   } catch (const std::exception& e) {
     std::cerr << "mc_eval: " << e.what() << "\n";
@@ -28,4 +28,4 @@ static int run_main(int argc, char** argv) {
 }
 
 // Results written to a full disk or a closed pipe are a failure, not an exit status of 0.
-int main(int argc, char** argv) { return mc::cli::finish_stdout("mc_eval", run_main(argc, argv)); }
+int main(int argc, char** argv) { return mc::pipeline::cli::finish_stdout("mc_eval", run_main(argc, argv)); }

@@ -7,19 +7,19 @@
 #include "pipeline/predict.h"
 
 static int run_main(int argc, char** argv) {
-  mc::PredictCommand cmd;
+  mc::pipeline::PredictCommand cmd;
   try {
-    cmd = mc::parse_predict_command(std::vector<std::string>(argv + 1, argv + argc));
+    cmd = mc::pipeline::parse_predict_command(std::vector<std::string>(argv + 1, argv + argc));
   } catch (const std::exception& e) {
-    std::cerr << "mc_predict: " << e.what() << "\n\n" << mc::predict_usage();
+    std::cerr << "mc_predict: " << e.what() << "\n\n" << mc::pipeline::predict_usage();
     return 2;
   }
   if (cmd.help) {
-    std::cout << mc::predict_usage();
+    std::cout << mc::pipeline::predict_usage();
     return 0;
   }
   try {
-    return mc::run_predict(cmd, std::cout, std::cerr);
+    return mc::pipeline::run_predict(cmd, std::cout, std::cerr);
   } catch (const std::exception& e) {
     std::cerr << "mc_predict: error: " << e.what() << "\n";
     return 1;
@@ -27,4 +27,4 @@ static int run_main(int argc, char** argv) {
 }
 
 // Results written to a full disk or a closed pipe are a failure, not an exit status of 0.
-int main(int argc, char** argv) { return mc::cli::finish_stdout("mc_predict", run_main(argc, argv)); }
+int main(int argc, char** argv) { return mc::pipeline::cli::finish_stdout("mc_predict", run_main(argc, argv)); }

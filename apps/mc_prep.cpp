@@ -7,19 +7,19 @@
 #include "pipeline/prep_cli.h"
 
 static int run_main(int argc, char** argv) {
-  mc::PrepCommand cmd;
+  mc::pipeline::PrepCommand cmd;
   try {
-    cmd = mc::parse_prep_command(std::vector<std::string>(argv + 1, argv + argc));
+    cmd = mc::pipeline::parse_prep_command(std::vector<std::string>(argv + 1, argv + argc));
   } catch (const std::exception& e) {
     std::cerr << "mc_prep: " << e.what() << "\n";
     return 2;
   }
   if (cmd.help) {
-    std::cout << mc::prep_usage();
+    std::cout << mc::pipeline::prep_usage();
     return 0;
   }
   try {
-    return mc::run_prep_command(cmd, std::cout);
+    return mc::pipeline::run_prep_command(cmd, std::cout);
   } catch (const std::exception& e) {
     std::cerr << "mc_prep: " << e.what() << "\n";
     return 1;
@@ -27,4 +27,4 @@ static int run_main(int argc, char** argv) {
 }
 
 // Results written to a full disk or a closed pipe are a failure, not an exit status of 0.
-int main(int argc, char** argv) { return mc::cli::finish_stdout("mc_prep", run_main(argc, argv)); }
+int main(int argc, char** argv) { return mc::pipeline::cli::finish_stdout("mc_prep", run_main(argc, argv)); }

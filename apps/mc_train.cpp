@@ -58,7 +58,7 @@ static int run_main(int argc, char** argv) {
                "with PyTorch in float64, where two correct engines agree to ~1e-10, not for real runs");
   app.add_option("overrides", overrides, "section.key=value, the value in YAML")->option_text("KEY=VALUE ...");
   app.allow_extras();  // unknown arguments are reported below, as the other programs do
-  app.footer("\n" + mc::config_help());
+  app.footer("\n" + mc::pipeline::config_help());
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -72,9 +72,9 @@ static int run_main(int argc, char** argv) {
   if (config.empty()) return usage_error("--config FILE.yaml is required");
   try {
     if (folds) overrides.insert(overrides.end(), {"train.all_folds=true", "data.split.folds=" + std::to_string(folds)});
-    mc::Config cfg = mc::load_config(config, overrides);
+    mc::pipeline::Config cfg = mc::pipeline::load_config(config, overrides);
     std::signal(SIGINT, on_sigint);
-    mc::TrainHooks hooks;
+    mc::pipeline::TrainHooks hooks;
     hooks.stop = &g_stop;
     hooks.export_init = export_init;
     hooks.export_steps = export_steps;
@@ -82,11 +82,11 @@ static int run_main(int argc, char** argv) {
     if (cfg.train.all_folds) {
       if (!export_init.empty() || !export_steps.empty())
         return usage_error("--export-init / --export-steps are for one run, not a cross-validation");
-      const mc::CrossValSummary cv = mc::train_folds(cfg, hooks);
+      const mc::pipeline::CrossValSummary cv = mc::pipeline::train_folds(cfg, hooks);
       std::cout << "run folder: " << cv.run_dir << "\n";
       return cv.interrupted ? 130 : 0;
     }
-    mc::TrainSummary s = mc::train(cfg, resume, hooks);
+    mc::pipeline::TrainSummary s = mc::pipeline::train(cfg, resume, hooks);
     std::cout << "best epoch " << s.best_epoch << " (score " << s.best_value << "): " << s.best_weights
               << "\nrun folder: " << s.run_dir << "\n";
     return s.interrupted ? 130 : 0;
@@ -97,4 +97,4 @@ static int run_main(int argc, char** argv) {
 }
 
 // Results written to a full disk or a closed pipe are a failure, not an exit status of 0.
-int main(int argc, char** argv) { return mc::cli::finish_stdout("mc_train", run_main(argc, argv)); }
+int main(int argc, char** argv) { return mc::pipeline::cli::finish_stdout("mc_train", run_main(argc, argv)); }

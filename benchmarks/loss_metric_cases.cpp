@@ -217,10 +217,10 @@ std::vector<LossMetricRecord> auc_cases(int warmup, int repeats) {
 }
 
 
-Json to_json(const std::vector<LossMetricRecord>& records) {
+io::Json to_json(const std::vector<LossMetricRecord>& records) {
   // ms, gb_per_s and copy_share are 0 where they do not apply (a failed or unmeasured row).
-  auto positive = [](double v) { return v > 0 ? Json(v) : Json(nullptr); };
-  Json a = Json::array();
+  auto positive = [](double v) { return v > 0 ? io::Json(v) : io::Json(nullptr); };
+  io::Json a = io::Json::array();
   for (const LossMetricRecord& r : records)
     a.push_back({{"kind", r.kind}, {"name", r.name}, {"n", r.n}, {"c", r.c},
                  {"ms", positive(r.ms)}, {"gb_per_s", positive(r.gb_per_s)},

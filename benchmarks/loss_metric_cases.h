@@ -26,6 +26,6 @@ std::vector<LossMetricRecord> loss_cases(int warmup, int repeats);
 std::vector<LossMetricRecord> auc_cases(int warmup, int repeats);
 
 // The records as a JSON array of objects, for mc_bench's --json file.
-Json to_json(const std::vector<LossMetricRecord>& records);
+io::Json to_json(const std::vector<LossMetricRecord>& records);
 
 }  // namespace mc::bench

@@ -285,15 +285,15 @@ void print_row(const Row& r) {
 }
 
 // The rows, then the loss / auc records (`extra`), as one JSON array.
-void write_json(const std::string& path, const std::vector<Row>& rows, const Json& extra) {
-  Json a = Json::array();
+void write_json(const std::string& path, const std::vector<Row>& rows, const io::Json& extra) {
+  io::Json a = io::Json::array();
   for (const Row& r : rows)
     a.push_back({{"kind", r.kind}, {"name", r.name}, {"precision", r.precision},
                  {"batch", r.batch}, {"size", r.size}, {"ms", r.ms},
                  {"volumes_per_s", r.volumes_per_s}, {"tflops", r.tflops},
                  {"peak_gib", r.peak_gib}, {"gb_per_s", r.gb_per_s}, {"pytorch_ms", r.anchor_ms}, {"error", r.error}});
-  for (const Json& e : extra) a.push_back(e);
-  write_atomic(path, json_text(a) + "\n");  // NaN (not measured) is written as null
+  for (const io::Json& e : extra) a.push_back(e);
+  io::write_atomic(path, io::json_text(a) + "\n");  // NaN (not measured) is written as null
 }
 
 // The optimiser updates over resnet50's 46,161,219 parameters in one flat block (as mc_train
@@ -362,20 +362,20 @@ void loader_case(int workers) {
   fs::create_directories(dir);
   const std::string cache = (dir / "cache.safetensors").string();
   if (!fs::exists(cache)) {
-    std::vector<CacheRecord> recs;
+    std::vector<io::CacheRecord> recs;
     std::vector<Tensor> vols;
     Generator g(5);
     for (int i = 0; i < 48; ++i) {
       recs.push_back({"s" + std::to_string(i), i % 3, -1.5});
       vols.push_back(rand_uniform({1, 128, 128, 128}, g, 0.0, 1.0));
     }
-    write_cache(cache, recs, vols, {});
+    io::write_cache(cache, recs, vols, {});
   }
   // The training batch on all cores, and a small one on two workers (what the loader test
   // used to print).
   for (const auto& [batch, w] : {std::pair{8, workers}, {2, 2}})
     for (bool aug : {false, true}) {
-      const double vps = measure_loader_throughput(cache, batch, w, aug, 8);
+      const double vps = io::measure_loader_throughput(cache, batch, w, aug, 8);
       std::printf("loader 128^3 batch %d, %d workers, %-18s %8.1f volumes/s\n", batch, w,
                   aug ? "with augmentation:" : "no augmentation:", vps);
     }
@@ -397,7 +397,7 @@ int run(const Options& o);
 
 int main(int argc, char** argv) {
   Options o;
-  auto app = cli::make_app(
+  auto app = pipeline::cli::make_app(
       "mc_bench",
       "usage: mc_bench [--case all|step|infer|conv|optim|loader|allreduce|loss|auc|ops|op:NAME]\n"
       "                [--precision all|fp32|tf32|bf16] [--shape all|128|96|64] [--warmup N]\n"
@@ -416,7 +416,7 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 100000));
   app->add_flag("--list", o.list, "name the cases and the op rows");
   try {
-    const cli::Parsed p = cli::parse(*app, {argv + 1, argv + argc});
+    const pipeline::cli::Parsed p = pipeline::cli::parse(*app, {argv + 1, argv + argc});
     if (p.help) {
       std::printf("%s", app->help().c_str());
       return 0;
@@ -450,12 +450,12 @@ int run(const Options& o) {
       return 2;
     }
     for (const Row& r : rows) print_row(r);
-    if (!o.json.empty()) write_json(o.json, rows, Json::array());
+    if (!o.json.empty()) write_json(o.json, rows, io::Json::array());
     return 0;
   }
   if (o.cases == "optim" && !gpu) {  // the CPU twins: --case optim on a machine without a GPU
     optim_cases(o, Device::cpu(), rows);
-    if (!o.json.empty()) write_json(o.json, rows, Json::array());
+    if (!o.json.empty()) write_json(o.json, rows, io::Json::array());
     return 0;
   }
   if (o.cases == "loader" || o.cases == "all")

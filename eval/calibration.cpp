@@ -6,7 +6,7 @@
 #include "engine/check.h"
 #include "kernels/philox.h"
 
-namespace mc {
+namespace mc::eval {
 namespace {
 
 void check_table(const std::vector<double>& probs, const std::vector<int64_t>& labels, int64_t K) {
@@ -247,4 +247,4 @@ TemperatureFit fit_temperature(const std::vector<double>& scores, const std::vec
   return f;
 }
 
-}  // namespace mc
+}  // namespace mc::eval

@@ -16,7 +16,7 @@
 
 #include "engine/metrics.h"
 
-namespace mc {
+namespace mc::eval {
 
 // One equal-width bin of a reliability diagram over (lo, hi] (the first bin includes 0).
 struct ReliabilityBin {
@@ -80,4 +80,4 @@ std::vector<double> softmax_rows(const std::vector<double>& scores, int64_t K, d
 std::vector<double> calibrated_probabilities(const std::vector<double>& logits, int64_t K,
                                              const std::vector<double>& prior, double tau2, double temperature);
 
-}  // namespace mc
+}  // namespace mc::eval

@@ -7,7 +7,7 @@
 #include "engine/check.h"
 #include "io/text.h"
 
-namespace mc {
+namespace mc::eval {
 namespace {
 
 struct Column {
@@ -45,7 +45,7 @@ std::string joined(const std::vector<std::string>& v) {
   return s;
 }
 
-std::string shown(double v, double scale) { return std::isfinite(v) ? fixed(v * scale, scale == 1 ? 3 : 2) : "n/a"; }
+std::string shown(double v, double scale) { return std::isfinite(v) ? io::fixed(v * scale, scale == 1 ? 3 : 2) : "n/a"; }
 
 }  // namespace
 
@@ -104,7 +104,7 @@ std::string crossval_markdown(const CrossValidation& cv) {
   md += "\n";
   for (const FoldResult& f : cv.folds) {
     md += "| " + std::to_string(f.fold) + " | " + std::to_string(f.n) + " | " + std::to_string(f.best_epoch) + " | " +
-          general(f.temperature) + " |";
+          io::general(f.temperature) + " |";
     for (const Column& c : cols) md += " " + shown(value_of(f, c.name), c.scale) + " |";
     md += "\n";
   }
@@ -130,16 +130,16 @@ std::string crossval_terminal(const CrossValidation& cv) {
   return s;
 }
 
-Json crossval_json(const CrossValidation& cv) {
-  auto num = [](double v) { return std::isfinite(v) ? Json(v) : Json(); };
-  Json folds = Json::array();
+io::Json crossval_json(const CrossValidation& cv) {
+  auto num = [](double v) { return std::isfinite(v) ? io::Json(v) : io::Json(); };
+  io::Json folds = io::Json::array();
   for (const FoldResult& f : cv.folds) {
-    Json m = Json::object();
+    io::Json m = io::Json::object();
     for (const Column& c : columns(cv)) m[c.name] = num(value_of(f, c.name));
     folds.push_back({{"fold", f.fold}, {"n", f.n}, {"checkpoint", f.checkpoint}, {"best_epoch", f.best_epoch},
                      {"temperature", f.temperature}, {"metrics", std::move(m)}});
   }
-  Json summary = Json::object();
+  io::Json summary = io::Json::object();
   for (const Column& c : columns(cv)) {
     std::vector<double> v;
     for (const FoldResult& f : cv.folds) v.push_back(value_of(f, c.name));
@@ -149,4 +149,4 @@ Json crossval_json(const CrossValidation& cv) {
   return {{"folds", std::move(folds)}, {"mean_sd", std::move(summary)}, {"pooling", cv.pooling}};
 }
 
-}  // namespace mc
+}  // namespace mc::eval

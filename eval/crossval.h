@@ -10,7 +10,7 @@
 #include "eval/predictions.h"
 #include "io/json.h"
 
-namespace mc {
+namespace mc::eval {
 
 struct FoldResult {
   int fold = 0;
@@ -42,6 +42,6 @@ MeanSd mean_sd(const std::vector<double>& v);
 // for regression), one row per fold and a mean +- SD row.
 std::string crossval_markdown(const CrossValidation& cv);
 std::string crossval_terminal(const CrossValidation& cv);
-Json crossval_json(const CrossValidation& cv);
+io::Json crossval_json(const CrossValidation& cv);
 
-}  // namespace mc
+}  // namespace mc::eval

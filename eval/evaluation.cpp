@@ -9,7 +9,7 @@
 #include "io/text.h"
 #include "losses/posthoc.h"
 
-namespace mc {
+namespace mc::eval {
 namespace {
 
 bool rows_are_probabilities(const PredictionTable& p) {
@@ -26,12 +26,12 @@ bool rows_are_probabilities(const PredictionTable& p) {
   return true;
 }
 
-std::string pct(const MetricValue& v) { return v.defined ? fixed(100 * v.value, 2) : "undefined"; }
+std::string pct(const MetricValue& v) { return v.defined ? io::fixed(100 * v.value, 2) : "undefined"; }
 
 std::string pct_ci(const std::optional<BootstrapResult>& ci, const std::string& name) {
   if (!ci) return "";
   const Interval& iv = ci->at(name);
-  return iv.defined ? "[" + fixed(100 * iv.lo, 2) + ", " + fixed(100 * iv.hi, 2) + "]" : "[undefined]";
+  return iv.defined ? "[" + io::fixed(100 * iv.lo, 2) + ", " + io::fixed(100 * iv.hi, 2) + "]" : "[undefined]";
 }
 
 std::string pad(std::string s, size_t w) {
@@ -65,7 +65,7 @@ Evaluation evaluate(const PredictionTable& p, const EvalOptions& o) {
   if (!o.prior.empty()) {
     MC_CHECK(int64_t(o.prior.size()) == K, "prior has ", o.prior.size(), " values but ",
              p.source, " has ", K, " classes");
-    e.prior = normalize_prior(o.prior);
+    e.prior = losses::normalize_prior(o.prior);
   }
   const Tensor labels = p.labels_tensor();
   const Tensor given = p.scores_tensor();
@@ -88,7 +88,7 @@ Evaluation evaluate(const PredictionTable& p, const EvalOptions& o) {
   for (double tau : o.tau2) {
     const Tensor probs = e.kind == ScoreKind::Probabilities && tau == 0
                              ? given
-                             : posthoc_probabilities(logits, e.prior, tau);
+                             : losses::posthoc_probabilities(logits, e.prior, tau);
     e.rows.push_back(eval_row(labels, probs, tau, o.bootstrap, o.roc));
     e.rows.back().probabilities = probs.to(Device::cpu()).to(DType::F64);
   }
@@ -149,35 +149,35 @@ std::string format_report(const Evaluation& e) {
   return s.str();
 }
 
-Json evaluation_json(const Evaluation& e) {
+io::Json evaluation_json(const Evaluation& e) {
   const auto& o = e.options;
-  Json j;
+  io::Json j;
   j["source"] = e.source;
   j["num_samples"] = e.rows.empty() ? 0 : e.rows[0].metrics.num_samples;
   j["class_names"] = e.class_names;
   j["scores"] = score_kind_name(e.kind);
-  j["prior"] = e.prior.empty() ? Json() : Json(e.prior);
+  j["prior"] = e.prior.empty() ? io::Json() : io::Json(e.prior);
   j["bootstrap"] = o.bootstrap.resamples > 0
-                       ? Json{{"resamples", o.bootstrap.resamples}, {"seed", o.bootstrap.seed}, {"level", o.bootstrap.level}}
-                       : Json();
-  Json results = Json::array();
+                       ? io::Json{{"resamples", o.bootstrap.resamples}, {"seed", o.bootstrap.seed}, {"level", o.bootstrap.level}}
+                       : io::Json();
+  io::Json results = io::Json::array();
   for (const EvalRow& r : e.rows) {
     const auto& m = r.metrics;
-    Json metrics = Json::object();
+    io::Json metrics = io::Json::object();
     for (const auto& [name, v] : m.named()) {
-      Json x{{"value", v.defined ? Json(v.value) : Json()}, {"defined", v.defined}};
+      io::Json x{{"value", v.defined ? io::Json(v.value) : io::Json()}, {"defined", v.defined}};
       if (r.ci) {
         const Interval& iv = r.ci->at(name);
-        x["ci"] = iv.defined ? Json{iv.lo, iv.hi} : Json();
+        x["ci"] = iv.defined ? io::Json{iv.lo, iv.hi} : io::Json();
         x["ci_resamples"] = iv.defined_in;
       }
       metrics[name] = std::move(x);
     }
     const int64_t K = m.num_classes;
-    Json confusion = Json::array();
+    io::Json confusion = io::Json::array();
     for (int64_t t = 0; t < K; ++t)
       confusion.push_back(std::vector<int64_t>(m.confusion.begin() + t * K, m.confusion.begin() + (t + 1) * K));
-    Json roc = Json::array();
+    io::Json roc = io::Json::array();
     for (size_t k = 0; k < r.roc.size(); ++k)
       roc.push_back({{"class", k}, {"fpr", r.roc[k].fpr}, {"tpr", r.roc[k].tpr}, {"thresholds", r.roc[k].thresholds}});
     results.push_back({{"tau2", r.tau2}, {"metrics", std::move(metrics)}, {"support", m.support},
@@ -187,6 +187,6 @@ Json evaluation_json(const Evaluation& e) {
   return j;
 }
 
-std::string to_json(const Evaluation& e) { return json_text(evaluation_json(e)) + "\n"; }
+std::string to_json(const Evaluation& e) { return io::json_text(evaluation_json(e)) + "\n"; }
 
-}  // namespace mc
+}  // namespace mc::eval

@@ -9,7 +9,7 @@
 #include "eval/sweep.h"
 #include "io/json.h"
 
-namespace mc {
+namespace mc::eval {
 
 struct EvalOptions {
   std::vector<double> tau2{0.0};  // one row of results per value
@@ -37,7 +37,7 @@ Evaluation evaluate(const PredictionTable& p, const EvalOptions& o);
 std::string format_report(const Evaluation& e);
 // Fractions as sklearn gives them; undefined values and NaN are null. evaluation_json is the
 // document, for callers that embed it in a larger one; to_json its text.
-Json evaluation_json(const Evaluation& e);
+io::Json evaluation_json(const Evaluation& e);
 std::string to_json(const Evaluation& e);
 
-}  // namespace mc
+}  // namespace mc::eval

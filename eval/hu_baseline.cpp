@@ -10,14 +10,14 @@
 #include "io/labels.h"
 #include "io/text.h"
 
-namespace mc {
+namespace mc::eval {
 namespace fs = std::filesystem;
 namespace {
 
 // The manifest rows usable for a baseline: status ok (when the column exists) and labelled.
 // Features are read per rule, so a subject without one measurement still counts for others.
 struct Manifest {
-  CsvTable table;
+  io::CsvTable table;
   std::vector<size_t> rows;  // usable rows of table
   std::vector<int64_t> label;
 
@@ -27,21 +27,21 @@ struct Manifest {
   }
   // NaN where the cell is empty or no number (that subject has no such measurement).
   double number(size_t n, const std::string& col) const {
-    const auto v = parse_double(cell(n, col));
+    const auto v = io::parse_double(cell(n, col));
     return v && std::isfinite(*v) ? *v : std::nan("");
   }
 };
 
 Manifest read_manifest(const std::string& path) {
   Manifest m;
-  m.table = read_csv(path, {.what = "manifest"});
+  m.table = io::read_csv(path, {.what = "manifest"});
   MC_CHECK(!m.table.header.empty(), path, ": empty manifest");
   for (const char* c : {"id", "label", "split"}) MC_CHECK(m.has(c), path, ": no column '", c, "'");
   const int label = m.table.column("label"), status = m.table.column("status");
   for (size_t r = 0; r < m.table.rows.size(); ++r) {
     const auto& f = m.table.rows[r].cells;
     if (status >= 0 && f[size_t(status)] != "ok") continue;
-    const auto y = parse_int(f[size_t(label)]);
+    const auto y = io::parse_int(f[size_t(label)]);
     if (!y || *y < 0) continue;
     m.rows.push_back(r);
     m.label.push_back(*y);
@@ -87,7 +87,7 @@ struct Scorer {
   const std::string& split;
   const BootstrapOptions& b;
   HuBaseline& h;
-  const Task& task;
+  const io::Task& task;
 
   // (x, y) of the rows of `which` split with a value in `col`.
   void values(const std::string& col, const std::string& which, std::vector<double>& x,
@@ -141,7 +141,7 @@ struct Scorer {
 
 std::string hu_text(double t) {
   if (std::isinf(t)) return t < 0 ? "-inf" : "+inf";
-  std::string s = fixed(t, 2);
+  std::string s = io::fixed(t, 2);
   while (s.back() == '0') s.pop_back();
   if (s.back() == '.') s.pop_back();
   return s;
@@ -208,7 +208,7 @@ std::vector<double> fit_thresholds(const std::vector<double>& x, const std::vect
 }
 
 HuBaseline hu_baseline(const std::string& manifest, const std::string& split, const BootstrapOptions& b,
-                       const Task& task) {
+                       const io::Task& task) {
   const int64_t K = task.num_classes();
   HuBaseline h;
   h.manifest = manifest;
@@ -286,4 +286,4 @@ HuBaseline hu_baseline(const std::string& manifest, const std::string& split, co
   return h;
 }
 
-}  // namespace mc
+}  // namespace mc::eval

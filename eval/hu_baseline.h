@@ -22,7 +22,7 @@
 #include "engine/metrics.h"
 #include "io/task.h"
 
-namespace mc {
+namespace mc::eval {
 
 // ---- threshold rules on one feature ("median HU < 90.25") ----
 // Classes follow the feature upwards: x < t[0] -> 0, t[0] <= x < t[1] -> 1, ...,
@@ -74,9 +74,9 @@ inline constexpr double kQctOsteoporosisBelow = 80, kQctNormalAbove = 120;
 // Rules for `task`'s classes (low HU -> class 0, the lowest T-score band); the spine report's
 // fixed cut-off only when the task's classes come from T-scores.
 HuBaseline hu_baseline(const std::string& manifest, const std::string& split,
-                       const BootstrapOptions& bootstrap, const Task& task = Task::who());
+                       const BootstrapOptions& bootstrap, const io::Task& task = io::Task::who());
 
 // "90.25", "118.3", "57", "-inf": thresholds as the report prints them.
 std::string hu_text(double t);
 
-}  // namespace mc
+}  // namespace mc::eval

@@ -13,7 +13,7 @@
 
 #include "engine/tensor.h"
 
-namespace mc {
+namespace mc::eval {
 
 // Auto: probabilities when every score is in [0, 1] and every row sums to 1 within 1e-6.
 enum class ScoreKind { Auto, Logits, Probabilities };
@@ -43,4 +43,4 @@ PredictionTable parse_predictions_csv(std::istream& in, const std::string& name)
 // breaks or surrounding spaces (an error names the id).
 std::string predictions_csv(const PredictionTable& p);
 
-}  // namespace mc
+}  // namespace mc::eval

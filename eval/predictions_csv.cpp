@@ -8,17 +8,17 @@
 #include "io/csv.h"
 #include "io/text.h"
 
-namespace mc {
+namespace mc::eval {
 namespace {
 
 // The score columns are either score_0..score_{K-1} in order (class names "0".."K-1") or names.
 std::vector<std::string> class_names_of(const std::vector<std::string>& cols, const std::string& where) {
   bool indexed = true;
-  for (size_t k = 0; k < cols.size(); ++k) indexed &= lower(cols[k]).starts_with("score_");
+  for (size_t k = 0; k < cols.size(); ++k) indexed &= io::lower(cols[k]).starts_with("score_");
   std::vector<std::string> names;
   for (size_t k = 0; k < cols.size(); ++k) {
     if (indexed) {
-      MC_CHECK(lower(cols[k]) == "score_" + std::to_string(k), where, ": score column ", k + 1,
+      MC_CHECK(io::lower(cols[k]) == "score_" + std::to_string(k), where, ": score column ", k + 1,
                " is '", cols[k], "'; expected score_0..score_", cols.size() - 1, " in order");
       names.push_back(std::to_string(k));
     } else {
@@ -28,7 +28,7 @@ std::vector<std::string> class_names_of(const std::vector<std::string>& cols, co
   }
   for (size_t a = 0; a < names.size(); ++a)
     for (size_t b = a + 1; b < names.size(); ++b)
-      MC_CHECK(lower(names[a]) != lower(names[b]), where, ": class '", names[a], "' appears twice");
+      MC_CHECK(io::lower(names[a]) != io::lower(names[b]), where, ": class '", names[a], "' appears twice");
   return names;
 }
 
@@ -55,7 +55,7 @@ Tensor PredictionTable::scores_tensor(DType dt) const {
 }
 
 PredictionTable parse_predictions_csv(std::istream& in, const std::string& name) {
-  const CsvTable csv = parse_csv(in, name);
+  const io::CsvTable csv = io::parse_csv(in, name);
   PredictionTable p;
   p.source = name;
   const auto& header = csv.header;
@@ -65,7 +65,7 @@ PredictionTable parse_predictions_csv(std::istream& in, const std::string& name)
   std::vector<int64_t> score_cols;
   std::vector<std::string> score_names;
   for (size_t c = 0; c < header.size(); ++c) {
-    const std::string h = lower(header[c]);
+    const std::string h = io::lower(header[c]);
     if (h == "id" && id_col < 0) id_col = int64_t(c);
     else if (h == "label" && label_col < 0) label_col = int64_t(c);
     else score_cols.push_back(int64_t(c)), score_names.push_back(header[c]);
@@ -81,7 +81,7 @@ PredictionTable parse_predictions_csv(std::istream& in, const std::string& name)
     return s;
   };
   std::map<std::string, std::string> seen;  // id -> where it first appeared
-  for (const CsvRow& row : csv.rows) {
+  for (const io::CsvRow& row : csv.rows) {
     const auto& f = row.cells;
     const std::string at = csv.where(row);
     const auto [first, fresh] = seen.emplace(f[size_t(id_col)], at);
@@ -91,19 +91,19 @@ PredictionTable parse_predictions_csv(std::istream& in, const std::string& name)
     const std::string& lab = f[size_t(label_col)];
     const std::string lat = at + ":" + std::to_string(label_col + 1);
     int64_t y = -1;
-    if (const auto v = parse_int(lab)) {
+    if (const auto v = io::parse_int(lab)) {
       y = *v;
       MC_CHECK(y >= 0 && y < K, lat, ": label ", y, " outside [0, ", K, ")");
     } else {
       for (int64_t k = 0; k < K && y < 0; ++k)
-        if (lower(lab) == lower(p.class_names[size_t(k)])) y = k;
+        if (io::lower(lab) == io::lower(p.class_names[size_t(k)])) y = k;
       MC_CHECK(y >= 0, lat, ": label '", lab, "' is neither a class index in [0, ", K, ") nor a class name (",
                class_list(), ")");
     }
     p.labels.push_back(y);
     for (int64_t k = 0; k < K; ++k) {
       const size_t c = size_t(score_cols[size_t(k)]);
-      const auto v = parse_double(f[c]);
+      const auto v = io::parse_double(f[c]);
       MC_CHECK(v && std::isfinite(*v), at, ":", c + 1, ": score '", f[c], "' in column '", header[c],
                "' is not a finite number");
       p.scores.push_back(*v);
@@ -128,10 +128,10 @@ std::string predictions_csv(const PredictionTable& p) {
   bool named = true;
   for (int64_t k = 0; k < K; ++k) {
     const std::string& n = p.class_names[size_t(k)];
-    const std::string l = lower(n);
-    named &= !n.empty() && n.find_first_of(",\"\r\n") == std::string::npos && trim(n) == n && l != "id" &&
-             l != "label" && !l.starts_with("score_") && !parse_int(n);
-    for (int64_t j = 0; j < k; ++j) named &= lower(p.class_names[size_t(j)]) != l;
+    const std::string l = io::lower(n);
+    named &= !n.empty() && n.find_first_of(",\"\r\n") == std::string::npos && io::trim(n) == n && l != "id" &&
+             l != "label" && !l.starts_with("score_") && !io::parse_int(n);
+    for (int64_t j = 0; j < k; ++j) named &= io::lower(p.class_names[size_t(j)]) != l;
   }
   std::string s = "id,label";
   for (int64_t k = 0; k < K; ++k) s += "," + (named ? p.class_names[size_t(k)] : "score_" + std::to_string(k));
@@ -139,14 +139,14 @@ std::string predictions_csv(const PredictionTable& p) {
   for (int64_t i = 0; i < N; ++i) {
     const std::string& id = p.ids[size_t(i)];
     // Refused rather than quoted: the file stays readable by a plain split on ','.
-    MC_CHECK(id.find_first_of(",\"\r\n") == std::string::npos && trim(id) == id && !id.empty(),
+    MC_CHECK(id.find_first_of(",\"\r\n") == std::string::npos && io::trim(id) == id && !id.empty(),
              "subject id '", id, "' cannot be written to a predictions CSV (empty, or holds a comma, "
              "quote, line break or surrounding space)");
     s += id + "," + std::to_string(p.labels[size_t(i)]);
-    for (int64_t k = 0; k < K; ++k) s += "," + shortest(p.scores[size_t(i * K + k)]);
+    for (int64_t k = 0; k < K; ++k) s += "," + io::shortest(p.scores[size_t(i * K + k)]);
     s += "\n";
   }
   return s;
 }
 
-}  // namespace mc
+}  // namespace mc::eval

@@ -8,7 +8,7 @@
 #include "io/plot.h"
 #include "io/text.h"
 
-namespace mc {
+namespace mc::eval {
 namespace {
 
 struct Scores {
@@ -38,12 +38,12 @@ Interval percentile(std::vector<double> v, double level) {
   return iv;
 }
 
-std::string num(const MetricValue& v, int d = 3) { return v.defined ? fixed(v.value, d) : "n/a"; }
-std::string ci(const Interval& iv, int d = 3) { return iv.defined ? "[" + fixed(iv.lo, d) + ", " + fixed(iv.hi, d) + "]" : ""; }
+std::string num(const MetricValue& v, int d = 3) { return v.defined ? io::fixed(v.value, d) : "n/a"; }
+std::string ci(const Interval& iv, int d = 3) { return iv.defined ? "[" + io::fixed(iv.lo, d) + ", " + io::fixed(iv.hi, d) + "]" : ""; }
 
 // Points as isolated dots: a NaN between each pair leaves the line out (io/plot.h).
-plot::Series dots(const std::string& name, const std::vector<double>& x, const std::vector<double>& y) {
-  plot::Series s;
+io::plot::Series dots(const std::string& name, const std::vector<double>& x, const std::vector<double>& y) {
+  io::plot::Series s;
   s.name = name;
   for (size_t i = 0; i < x.size(); ++i) s.x.insert(s.x.end(), {x[i], NAN}), s.y.insert(s.y.end(), {y[i], NAN});
   return s;
@@ -93,15 +93,15 @@ std::string regression_markdown(const RegressionReport& r) {
   md += "| RMSE (T units) | " + num(r.rmse) + " | " + ci(r.rmse_ci) + " |\n";
   md += "| Pearson r | " + num(r.pearson) + " | " + ci(r.pearson_ci) + " |\n";
   md += "| R^2 | " + num(r.r2) + " | " + ci(r.r2_ci) + " |\n";
-  md += "\nBland-Altman: bias (predicted - true) " + fixed(r.bias, 3) + ", 95% limits of agreement [" +
-        fixed(r.loa_lo, 3) + ", " + fixed(r.loa_hi, 3) + "].\n\n![Predicted vs true T-score](tscore_scatter.svg)\n\n"
+  md += "\nBland-Altman: bias (predicted - true) " + io::fixed(r.bias, 3) + ", 95% limits of agreement [" +
+        io::fixed(r.loa_lo, 3) + ", " + io::fixed(r.loa_hi, 3) + "].\n\n![Predicted vs true T-score](tscore_scatter.svg)\n\n"
         "![Bland-Altman](bland_altman.svg)\n\nThe tables below score the classes derived from the predicted T-score "
         "with the task's thresholds (one-hot scores: each AUC is that of a single operating point).\n";
   return md;
 }
 
 std::string regression_scatter_svg(const RegressionReport& r, const std::string& where) {
-  plot::LineChart c;
+  io::plot::LineChart c;
   c.title = "Predicted vs true T-score (" + where + ")";
   double lo = 0, hi = 0;
   for (size_t i = 0; i < r.truth.size(); ++i)
@@ -110,18 +110,18 @@ std::string regression_scatter_svg(const RegressionReport& r, const std::string&
   c.x = {"true T-score", lo, hi};
   c.y = {"predicted T-score", lo, hi};
   c.width = 640, c.height = 620;
-  c.legend = plot::Legend::InsideBottomRight;
+  c.legend = io::plot::Legend::InsideBottomRight;
   c.series.push_back(dots("subjects (r " + num(r.pearson) + ", MAE " + num(r.mae) + ")", r.truth, r.pred));
-  plot::Series ident;
+  io::plot::Series ident;
   ident.name = "predicted = true";
   ident.x = {lo, hi}, ident.y = {lo, hi}, ident.dashed = true, ident.color = "#999999";
   c.series.push_back(ident);
-  for (double t : r.thresholds) c.vlines.push_back({t, "T = " + general(t)});
-  return plot::svg(c);
+  for (double t : r.thresholds) c.vlines.push_back({t, "T = " + io::general(t)});
+  return io::plot::svg(c);
 }
 
 std::string bland_altman_svg(const RegressionReport& r, const std::string& where) {
-  plot::LineChart c;
+  io::plot::LineChart c;
   c.title = "Bland-Altman (" + where + ")";
   c.x = {"mean of predicted and true T-score"};
   c.y = {"predicted - true T-score"};
@@ -133,14 +133,14 @@ std::string bland_altman_svg(const RegressionReport& r, const std::string& where
   }
   c.series.push_back(dots("subjects", mean, diff));
   auto hline = [&](const std::string& name, double y, bool dashed) {
-    plot::Series s;
+    io::plot::Series s;
     s.name = name, s.x = {lo, hi}, s.y = {y, y}, s.dashed = dashed;
     c.series.push_back(s);
   };
-  hline("bias " + fixed(r.bias, 3), r.bias, false);
-  hline("bias - 1.96 SD " + fixed(r.loa_lo, 3), r.loa_lo, true);
-  hline("bias + 1.96 SD " + fixed(r.loa_hi, 3), r.loa_hi, true);
-  return plot::svg(c);
+  hline("bias " + io::fixed(r.bias, 3), r.bias, false);
+  hline("bias - 1.96 SD " + io::fixed(r.loa_lo, 3), r.loa_lo, true);
+  hline("bias + 1.96 SD " + io::fixed(r.loa_hi, 3), r.loa_hi, true);
+  return io::plot::svg(c);
 }
 
-}  // namespace mc
+}  // namespace mc::eval

@@ -9,7 +9,7 @@
 
 #include "engine/metrics.h"
 
-namespace mc {
+namespace mc::eval {
 
 struct RegressionReport {
   int64_t n = 0;
@@ -28,4 +28,4 @@ std::string regression_markdown(const RegressionReport& r);  // "## T-score regr
 std::string regression_scatter_svg(const RegressionReport& r, const std::string& where);
 std::string bland_altman_svg(const RegressionReport& r, const std::string& where);
 
-}  // namespace mc
+}  // namespace mc::eval

@@ -9,7 +9,7 @@
 #include "io/atomic_file.h"
 #include "io/text.h"
 
-namespace mc {
+namespace mc::eval {
 namespace fs = std::filesystem;
 using namespace report_text;
 
@@ -52,11 +52,11 @@ Report write_report(const PredictionTable& table, ReportRun run, const Bootstrap
   auto path = [&](const char* name) { return (fs::path(out_dir) / name).string(); };
   auto save_svg = [&](std::string& field, const char* name, const std::string& svg) {
     field = path(name);
-    write_atomic(field, svg);
+    io::write_atomic(field, svg);
   };
   if (write_predictions) {
     r.predictions = path("predictions.csv");
-    write_atomic(r.predictions, predictions_csv(table));
+    io::write_atomic(r.predictions, predictions_csv(table));
   }
   save_svg(r.roc, "roc.svg", roc_svg(r));
   save_svg(r.confusion, "confusion.svg", confusion_svg(r));
@@ -72,14 +72,14 @@ Report write_report(const PredictionTable& table, ReportRun run, const Bootstrap
     if (auto svg = curves_svg(r)) save_svg(r.training_curves, "training_curves.svg", *svg);
   r.markdown = path("report.md");
   r.json = path("report.json");
-  write_atomic(r.json, report_json(r));
-  write_atomic(r.markdown, markdown(r));
+  io::write_atomic(r.json, report_json(r));
+  io::write_atomic(r.markdown, markdown(r));
 
   r.terminal = format_report(r.headline);
   if (r.regression)
-    r.terminal += "\nT-score regression: MAE " + fixed(r.regression->mae.value, 3) + ", RMSE " + fixed(r.regression->rmse.value, 3) +
-                  ", Pearson r " + (r.regression->pearson.defined ? fixed(r.regression->pearson.value, 3) : "n/a") + ", R^2 " +
-                  (r.regression->r2.defined ? fixed(r.regression->r2.value, 3) : "n/a") + " (n = " + std::to_string(r.regression->n) +
+    r.terminal += "\nT-score regression: MAE " + io::fixed(r.regression->mae.value, 3) + ", RMSE " + io::fixed(r.regression->rmse.value, 3) +
+                  ", Pearson r " + (r.regression->pearson.defined ? io::fixed(r.regression->pearson.value, 3) : "n/a") + ", R^2 " +
+                  (r.regression->r2.defined ? io::fixed(r.regression->r2.value, 3) : "n/a") + " (n = " + std::to_string(r.regression->n) +
                   "); the metrics above are of the classes derived from the predicted T\n";
   if (r.screening) r.terminal += "\nscreening (" + r.screening->positive_name + " positive)\n" + screening_table(r);
   if (r.run.crossval) r.terminal += "\n" + crossval_terminal(*r.run.crossval);
@@ -104,4 +104,4 @@ Report write_predictions_report(const PredictionTable& p, const EvalOptions& o, 
   return write_report(p, run, o.bootstrap, hu, out_dir, false);
 }
 
-}  // namespace mc
+}  // namespace mc::eval

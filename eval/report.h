@@ -19,7 +19,7 @@
 #include "eval/regression.h"
 #include "eval/screening.h"
 
-namespace mc {
+namespace mc::eval {
 
 struct ReportRun {  // what was evaluated, for the summary
   std::string title;       // "resnet10 on the test split"
@@ -79,4 +79,4 @@ Report write_report(const PredictionTable& table, ReportRun run, const Bootstrap
 // training curves; several --tau2 values make the sweep, the first is the headline).
 Report write_predictions_report(const PredictionTable& p, const EvalOptions& o, const std::string& out_dir);
 
-}  // namespace mc
+}  // namespace mc::eval

@@ -9,35 +9,35 @@
 #include "io/plot.h"
 #include "io/text.h"
 
-namespace mc::report_text {
+namespace mc::eval::report_text {
 namespace {
 
-std::string num(double v) { return fixed(v, 4); }
+std::string num(double v) { return io::fixed(v, 4); }
 std::string ci_text(const std::optional<Interval>& iv) {
   return iv && iv->defined ? "[" + num(iv->lo) + ", " + num(iv->hi) + "]" : "";
 }
 
-Json curve_json(const ReliabilityCurve& c) {
-  Json bins = Json::array();
+io::Json curve_json(const ReliabilityCurve& c) {
+  io::Json bins = io::Json::array();
   for (const ReliabilityBin& b : c.bins)
     bins.push_back({{"lo", b.lo}, {"hi", b.hi}, {"count", b.count},
-                    {"confidence", std::isnan(b.confidence) ? Json() : Json(b.confidence)},
-                    {"frequency", std::isnan(b.frequency) ? Json() : Json(b.frequency)}});
+                    {"confidence", std::isnan(b.confidence) ? io::Json() : io::Json(b.confidence)},
+                    {"frequency", std::isnan(b.frequency) ? io::Json() : io::Json(b.frequency)}});
   return {{"name", c.name}, {"ece", c.ece}, {"bins", std::move(bins)}};
 }
 
-Json result_json(const CalibrationResult& c, double temperature) {
-  auto iv = [](const std::optional<Interval>& i) { return i && i->defined ? Json{i->lo, i->hi} : Json(); };
-  Json classes = Json::array();
+io::Json result_json(const CalibrationResult& c, double temperature) {
+  auto iv = [](const std::optional<Interval>& i) { return i && i->defined ? io::Json{i->lo, i->hi} : io::Json(); };
+  io::Json classes = io::Json::array();
   for (const auto& k : c.classes) classes.push_back(curve_json(k));
   return {{"temperature", temperature}, {"ece", c.top.ece}, {"ece_ci", iv(c.ece_ci)}, {"brier", c.brier},
           {"brier_ci", iv(c.brier_ci)}, {"nll", c.nll}, {"top_label", curve_json(c.top)},
           {"classes", std::move(classes)}};
 }
 
-plot::Series reliability_series(const ReliabilityCurve& c, const std::string& name, bool dashed) {
-  plot::Series s;
-  s.name = name + "  ECE " + fixed(c.ece, 3);
+io::plot::Series reliability_series(const ReliabilityCurve& c, const std::string& name, bool dashed) {
+  io::plot::Series s;
+  s.name = name + "  ECE " + io::fixed(c.ece, 3);
   s.markers = true;
   s.dashed = dashed;
   for (const ReliabilityBin& b : c.bins)
@@ -69,7 +69,7 @@ std::string calibration_terminal(const Report& r) {
   std::string s = "calibration (" + std::to_string(c.bins) + " bins): ECE " + num(c.top.ece) + " " + ci_text(c.ece_ci) +
                   ", Brier " + num(c.brier) + ", NLL " + num(c.nll) + "\n";
   if (r.calibration_scaled)
-    s += "after temperature scaling (T = " + general(r.run.temperature) + "): ECE " + num(r.calibration_scaled->top.ece) +
+    s += "after temperature scaling (T = " + io::general(r.run.temperature) + "): ECE " + num(r.calibration_scaled->top.ece) +
          " " + ci_text(r.calibration_scaled->ece_ci) + ", Brier " + num(r.calibration_scaled->brier) + ", NLL " +
          num(r.calibration_scaled->nll) + "\n";
   return s;
@@ -93,7 +93,7 @@ std::string calibration_markdown(const Report& r) {
      << (r.run.tau2 != 0 ? " (after the post-hoc adjustment)" : "") << ".";
   if (r.run.temperature != 1)
     md << " Temperature scaling divides the " << (r.run.tau2 != 0 ? "adjusted " : "") << "scores by T = "
-       << general(r.run.temperature) << " (" << r.run.temperature_source
+       << io::general(r.run.temperature) << " (" << r.run.temperature_source
        << ") before the softmax: probabilities = softmax((logits - tau2 log prior) / T). It never changes the "
           "predicted class, so accuracy and the confusion matrix stay as above.";
   else if (!r.run.temperature_source.empty())
@@ -105,10 +105,10 @@ std::string calibration_markdown(const Report& r) {
     md << row({name, num(x.top.ece) + " " + ci_text(x.ece_ci), num(x.brier) + " " + ci_text(x.brier_ci), num(x.nll)});
   };
   line("as reported (T = 1)", c);
-  if (r.calibration_scaled) line("temperature scaled (T = " + general(r.run.temperature) + ")", *r.calibration_scaled);
+  if (r.calibration_scaled) line("temperature scaled (T = " + io::general(r.run.temperature) + ")", *r.calibration_scaled);
   md << "\nOne vs rest per class (ECE of p_class against the class's observed frequency, every subject counted):\n\n";
   std::vector<std::string> head = {"class", "ECE (T = 1)"};
-  if (r.calibration_scaled) head.push_back("ECE (T = " + general(r.run.temperature) + ")");
+  if (r.calibration_scaled) head.push_back("ECE (T = " + io::general(r.run.temperature) + ")");
   md << row(head) << rule(head.size());
   for (size_t k = 0; k < c.classes.size(); ++k) {
     std::vector<std::string> cells = {c.classes[k].name, num(c.classes[k].ece)};
@@ -119,27 +119,27 @@ std::string calibration_markdown(const Report& r) {
   return md.str();
 }
 
-Json calibration_json(const Report& r) {
-  if (!r.calibration) return Json();
-  Json j = {{"bins", r.calibration->bins}, {"temperature", r.run.temperature},
+io::Json calibration_json(const Report& r) {
+  if (!r.calibration) return io::Json();
+  io::Json j = {{"bins", r.calibration->bins}, {"temperature", r.run.temperature},
             {"temperature_source", r.run.temperature_source}, {"as_reported", result_json(*r.calibration, 1.0)}};
-  j["temperature_scaled"] = r.calibration_scaled ? result_json(*r.calibration_scaled, r.run.temperature) : Json();
+  j["temperature_scaled"] = r.calibration_scaled ? result_json(*r.calibration_scaled, r.run.temperature) : io::Json();
   return j;
 }
 
 std::string reliability_svg(const Report& r) {
-  std::vector<plot::LineChart> panels;
+  std::vector<io::plot::LineChart> panels;
   auto panel = [&](const std::string& title, const ReliabilityCurve& raw, const ReliabilityCurve* scaled,
                    const std::string& xlabel, const std::string& ylabel) {
-    plot::LineChart c;
+    io::plot::LineChart c;
     c.title = title;
     c.x = {xlabel, 0, 1, true};
     c.y = {ylabel, 0, 1, true};
     c.diagonal = true;
-    c.legend = plot::Legend::InsideTopRight;
+    c.legend = io::plot::Legend::InsideTopRight;
     c.width = 460, c.height = 440;
     c.series.push_back(reliability_series(raw, "T = 1", false));
-    if (scaled) c.series.push_back(reliability_series(*scaled, "T = " + general(r.run.temperature), true));
+    if (scaled) c.series.push_back(reliability_series(*scaled, "T = " + io::general(r.run.temperature), true));
     panels.push_back(std::move(c));
   };
   const CalibrationResult& c = *r.calibration;
@@ -148,7 +148,7 @@ std::string reliability_svg(const Report& r) {
   for (size_t k = 0; k < c.classes.size(); ++k)
     panel(c.classes[k].name + " vs rest", c.classes[k], s ? &s->classes[k] : nullptr,
           "predicted probability", "observed frequency");
-  return plot::svg_panels(panels, 2, "Reliability diagrams (" + where(r) + "; diagonal = perfectly calibrated)");
+  return io::plot::svg_panels(panels, 2, "Reliability diagrams (" + where(r) + "; diagonal = perfectly calibrated)");
 }
 
-}  // namespace mc::report_text
+}  // namespace mc::eval::report_text

@@ -8,34 +8,34 @@
 #include "io/runlog.h"
 #include "io/text.h"
 
-namespace mc::report_text {
+namespace mc::eval::report_text {
 namespace {
-std::string fixed3(double v) { return fixed(v, 3); }
+std::string fixed3(double v) { return io::fixed(v, 3); }
 }  // namespace
 
 std::string roc_svg(const Report& r) {
   const EvalRow& h = r.headline.rows.at(0);
-  plot::LineChart c;
+  io::plot::LineChart c;
   c.title = "ROC curves, one vs rest (" + where(r) + ")";
   c.x = {"false positive rate (1 - specificity)", 0, 1, true};
   c.y = {"true positive rate (sensitivity)", 0, 1, true};
   c.diagonal = true;
-  c.legend = plot::Legend::InsideBottomRight;
+  c.legend = io::plot::Legend::InsideBottomRight;
   c.width = 640, c.height = 620;
   for (size_t k = 0; k < h.roc.size(); ++k) {
     const MetricValue& a = h.metrics.auc[k];
     const Interval* iv = ci_of(h.ci, "auc[" + std::to_string(k) + "]");
-    plot::Series s;
+    io::plot::Series s;
     s.name = r.headline.class_names[k] + "  AUC " + (a.defined ? fixed3(a.value) : "undefined");
     if (a.defined && iv && iv->defined) s.name += " [" + fixed3(iv->lo) + ", " + fixed3(iv->hi) + "]";
     if (h.roc[k].defined) s.x = h.roc[k].fpr, s.y = h.roc[k].tpr;
     c.series.push_back(s);
   }
-  return plot::svg(c);
+  return io::plot::svg(c);
 }
 
 std::string sweep_svg(const Report& r) {
-  plot::BarChart c;
+  io::plot::BarChart c;
   c.title = "Post-hoc logit adjustment sweep (" + (r.run.split.empty() ? r.run.source : r.run.split + " split") + ")";
   c.x_label = "tau2   (scores = logits - tau2 * log prior)";
   c.y = {"", 0, 1, true};
@@ -57,13 +57,13 @@ std::string sweep_svg(const Report& r) {
     }
   }
   c.width = std::max(640, 110 + 64 * int(c.categories.size()) + 190);
-  return plot::svg(c);
+  return io::plot::svg(c);
 }
 
 std::optional<std::string> curves_svg(Report& r) {
-  std::vector<LogRow> rows;
+  std::vector<io::LogRow> rows;
   try {
-    rows = RunLog::read_csv(r.run.metrics_csv);
+    rows = io::RunLog::read_csv(r.run.metrics_csv);
   } catch (const std::exception& e) {
     r.notes.push_back("training curves left out: " + r.run.metrics_csv + " unreadable (" + e.what() + ")");
     return std::nullopt;
@@ -71,7 +71,7 @@ std::optional<std::string> curves_svg(Report& r) {
   if (rows.empty()) return std::nullopt;
   auto column = [&](const std::string& name) {
     std::vector<double> v;
-    for (const LogRow& row : rows) {
+    for (const io::LogRow& row : rows) {
       double x = NAN;
       for (const auto& [k, value] : row)
         if (k == name) x = value;
@@ -80,12 +80,12 @@ std::optional<std::string> curves_svg(Report& r) {
     return v;
   };
   const std::vector<double> epoch = column("epoch");
-  plot::LineChart loss, val;
+  io::plot::LineChart loss, val;
   loss.title = "Loss";
-  loss.x = val.x = {"epoch", plot::kAuto, plot::kAuto, false, true};
+  loss.x = val.x = {"epoch", io::plot::kAuto, io::plot::kAuto, false, true};
   loss.y.label = "loss";
   auto series = [&](const char* name, const char* key, bool dashed = false) {
-    plot::Series s;
+    io::plot::Series s;
     s.name = name, s.x = epoch, s.y = column(key), s.dashed = dashed;
     return s;
   };
@@ -95,12 +95,12 @@ std::optional<std::string> curves_svg(Report& r) {
   val.series = {series("accuracy", "val_accuracy"), series("balanced accuracy", "val_balanced_accuracy"),
                 series("ROC AUC (macro)", "val_auc_macro")};
   if (r.run.epoch > 0) loss.vlines = val.vlines = {{double(r.run.epoch), "checkpoint (epoch " + std::to_string(r.run.epoch) + ")"}};
-  return plot::svg_panels({loss, val}, 1, "Training curves");
+  return io::plot::svg_panels({loss, val}, 1, "Training curves");
 }
 
 std::string confusion_svg(const Report& r) {
-  return plot::svg(plot::ConfusionChart{"Confusion matrix (" + where(r) + ")", r.headline.class_names,
+  return io::plot::svg(io::plot::ConfusionChart{"Confusion matrix (" + where(r) + ")", r.headline.class_names,
                                         r.headline.rows.at(0).metrics.confusion});
 }
 
-}  // namespace mc::report_text
+}  // namespace mc::eval::report_text

@@ -4,16 +4,16 @@
 
 #include "eval/report_text.h"
 
-namespace mc::report_text {
+namespace mc::eval::report_text {
 namespace fs = std::filesystem;
 namespace {
 
-Json value_ci(const MetricValue& v, const Interval* iv) {
-  return {{"value", v.defined ? Json(v.value) : Json()}, {"ci", iv && iv->defined ? Json{iv->lo, iv->hi} : Json()}};
+io::Json value_ci(const MetricValue& v, const Interval* iv) {
+  return {{"value", v.defined ? io::Json(v.value) : io::Json()}, {"ci", iv && iv->defined ? io::Json{iv->lo, iv->hi} : io::Json()}};
 }
 
-Json metrics_json(const ClassificationMetrics& m, const std::optional<BootstrapResult>& ci) {
-  Json j = Json::object();
+io::Json metrics_json(const ClassificationMetrics& m, const std::optional<BootstrapResult>& ci) {
+  io::Json j = io::Json::object();
   for (const auto& [name, v] : m.named()) j[name] = value_ci(v, ci_of(ci, name));
   return j;
 }
@@ -22,18 +22,18 @@ Json metrics_json(const ClassificationMetrics& m, const std::optional<BootstrapR
 
 std::string report_json(const Report& r) {
   const auto& run = r.run;
-  auto file = [](const std::string& p) { return p.empty() ? Json() : Json(fs::path(p).filename().string()); };
-  Json j;
+  auto file = [](const std::string& p) { return p.empty() ? io::Json() : io::Json(fs::path(p).filename().string()); };
+  io::Json j;
   j["generator"] = "mc_eval";
   j["run"] = {{"title", run.title}, {"source", run.source}, {"model", run.model}, {"epoch", run.epoch},
               {"split", run.split}, {"cache", run.cache}, {"device", run.device},
-              {"prior", run.prior.empty() ? Json() : Json(run.prior)}, {"prior_source", run.prior_source},
+              {"prior", run.prior.empty() ? io::Json() : io::Json(run.prior)}, {"prior_source", run.prior_source},
               {"tau2", run.tau2}, {"sweep", run.sweep}};
   j["evaluation"] = evaluation_json(r.headline);
-  j["sweep"] = r.sweep ? evaluation_json(*r.sweep) : Json();
+  j["sweep"] = r.sweep ? evaluation_json(*r.sweep) : io::Json();
   j["calibration"] = calibration_json(r);
   if (r.run.crossval) j["crossval"] = crossval_json(*r.run.crossval);
-  Json rules = Json::array();
+  io::Json rules = io::Json::array();
   for (const HuRule& u : r.hu.rules)
     rules.push_back({{"key", u.key}, {"name", u.name}, {"feature", u.feature}, {"roi", u.roi},
                      {"thresholds", u.thresholds}, {"at_or_below", u.at_or_below}, {"n_train", u.n_train},
@@ -45,7 +45,7 @@ std::string report_json(const Report& r) {
   if (r.regression) {
     const RegressionReport& g = *r.regression;
     auto vc = [](const MetricValue& v, const Interval& iv) {
-      return Json{{"value", v.defined ? Json(v.value) : Json()}, {"ci", iv.defined ? Json{iv.lo, iv.hi} : Json()}};
+      return io::Json{{"value", v.defined ? io::Json(v.value) : io::Json()}, {"ci", iv.defined ? io::Json{iv.lo, iv.hi} : io::Json()}};
     };
     j["regression"] = {{"n", g.n}, {"mae", vc(g.mae, g.mae_ci)}, {"rmse", vc(g.rmse, g.rmse_ci)},
                        {"pearson_r", vc(g.pearson, g.pearson_ci)}, {"r2", vc(g.r2, g.r2_ci)},
@@ -56,7 +56,7 @@ std::string report_json(const Report& r) {
                 {"confusion", file(r.confusion)}, {"tau2_sweep", file(r.sweep_chart)}, {"reliability", file(r.reliability)},
                 {"training_curves", file(r.training_curves)}, {"pr", file(r.pr)}, {"tscore_scatter", file(r.scatter)},
                 {"bland_altman", file(r.bland_altman)}};
-  return json_text(j) + "\n";
+  return io::json_text(j) + "\n";
 }
 
-}  // namespace mc::report_text
+}  // namespace mc::eval::report_text

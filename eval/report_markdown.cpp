@@ -7,7 +7,7 @@
 #include "eval/report_text.h"
 #include "io/text.h"
 
-namespace mc::report_text {
+namespace mc::eval::report_text {
 namespace fs = std::filesystem;
 
 const std::vector<std::pair<std::string, std::string>> kMetrics = {
@@ -21,7 +21,7 @@ const std::vector<std::pair<std::string, std::string>> kMetrics = {
     {"sensitivity_micro", "Sensitivity (micro) = accuracy"},
     {"specificity_micro", "Specificity (micro)"}};
 
-std::string pct(double v) { return fixed(100 * v, 2); }
+std::string pct(double v) { return io::fixed(100 * v, 2); }
 std::string pct(const MetricValue& v) { return v.defined ? pct(v.value) : "n/a"; }
 std::string interval(const Interval& iv) { return iv.defined ? "[" + pct(iv.lo) + ", " + pct(iv.hi) + "]" : ""; }
 std::string cell(const MetricValue& v, const Interval* iv) {
@@ -37,7 +37,7 @@ MetricValue metric(const ClassificationMetrics& m, const std::string& name) {
 const Interval* ci_of(const std::optional<BootstrapResult>& ci, const std::string& name) {
   return ci ? &ci->at(name) : nullptr;
 }
-std::string tau_text(double t) { return general(t); }
+std::string tau_text(double t) { return io::general(t); }
 std::string row(const std::vector<std::string>& cells) {
   std::string s = "|";
   for (const auto& c : cells) s += " " + c + " |";
@@ -146,7 +146,7 @@ std::string markdown(const Report& r) {
     for (size_t p = 0; p < K; ++p) {
       const int64_t v = m.confusion[t * K + p];
       const double share = m.support[t] ? 100.0 * double(v) / double(m.support[t]) : 0.0;
-      cells.push_back(std::to_string(v) + " (" + fixed(share, 1) + "%)");
+      cells.push_back(std::to_string(v) + " (" + io::fixed(share, 1) + "%)");
     }
     cells.push_back(std::to_string(m.support[t]));
     md << row(cells);
@@ -193,4 +193,4 @@ std::string markdown(const Report& r) {
   return md.str();
 }
 
-}  // namespace mc::report_text
+}  // namespace mc::eval::report_text

@@ -6,7 +6,7 @@
 #include "io/plot.h"
 #include "io/text.h"
 
-namespace mc::report_text {
+namespace mc::eval::report_text {
 
 std::string screening_table(const Report& r) {
   const ScreeningReport& s = *r.screening;
@@ -36,38 +36,38 @@ std::string screening_section(const Report& r) {
 
 std::string pr_svg(const Report& r) {
   const ScreeningReport& s = *r.screening;
-  plot::LineChart c;
+  io::plot::LineChart c;
   c.title = "Precision-recall, " + s.positive_name + " positive (" + where(r) + ")";
   c.x = {"recall (sensitivity)", 0, 1, true};
   c.y = {"precision (PPV)", 0, 1, true};
-  c.legend = plot::Legend::InsideBottomRight;
+  c.legend = io::plot::Legend::InsideBottomRight;
   c.width = 640, c.height = 620;
-  plot::Series curve;
-  curve.name = "model  AP " + (s.average_precision.defined ? fixed(s.average_precision.value, 3) : "undefined");
+  io::plot::Series curve;
+  curve.name = "model  AP " + (s.average_precision.defined ? io::fixed(s.average_precision.value, 3) : "undefined");
   if (s.average_precision_ci.defined)
-    curve.name += " [" + fixed(s.average_precision_ci.lo, 3) + ", " + fixed(s.average_precision_ci.hi, 3) + "]";
+    curve.name += " [" + io::fixed(s.average_precision_ci.lo, 3) + ", " + io::fixed(s.average_precision_ci.hi, 3) + "]";
   if (s.pr.defined) curve.x = s.pr.recall, curve.y = s.pr.precision;
   c.series.push_back(curve);
-  plot::Series chance;
+  io::plot::Series chance;
   const double prev = s.n ? double(s.n_positive) / double(s.n) : 0.0;
-  chance.name = "prevalence " + fixed(prev, 3) + " (chance)";
+  chance.name = "prevalence " + io::fixed(prev, 3) + " (chance)";
   chance.x = {0, 1}, chance.y = {prev, prev}, chance.dashed = true;
   c.series.push_back(chance);
   for (const OperatingPoint& o : s.points) {
     if (!o.sensitivity.defined || !o.ppv.defined) continue;
-    plot::Series pt;
-    pt.name = o.key + " threshold " + general(o.threshold);
+    io::plot::Series pt;
+    pt.name = o.key + " threshold " + io::general(o.threshold);
     pt.x = {o.sensitivity.value}, pt.y = {o.ppv.value}, pt.markers = true;
     c.series.push_back(pt);
   }
-  return plot::svg(c);
+  return io::plot::svg(c);
 }
 
-Json screening_json(const ScreeningReport& s) {
+io::Json screening_json(const ScreeningReport& s) {
   auto vc = [](const MetricValue& v, const Interval& iv) {
-    return Json{{"value", v.defined ? Json(v.value) : Json()}, {"ci", iv.defined ? Json{iv.lo, iv.hi} : Json()}};
+    return io::Json{{"value", v.defined ? io::Json(v.value) : io::Json()}, {"ci", iv.defined ? io::Json{iv.lo, iv.hi} : io::Json()}};
   };
-  Json points = Json::array();
+  io::Json points = io::Json::array();
   for (const OperatingPoint& o : s.points)
     points.push_back({{"key", o.key}, {"name", o.name}, {"threshold", o.threshold},
                       {"counts", {{"tp", o.tp}, {"fp", o.fp}, {"tn", o.tn}, {"fn", o.fn}}},
@@ -79,4 +79,4 @@ Json screening_json(const ScreeningReport& s) {
           {"points", std::move(points)}, {"notes", s.notes}};
 }
 
-}  // namespace mc::report_text
+}  // namespace mc::eval::report_text

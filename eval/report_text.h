@@ -9,7 +9,7 @@
 #include "eval/report.h"
 #include "io/json.h"
 
-namespace mc::report_text {
+namespace mc::eval::report_text {
 
 std::string pct(double v);
 std::string pct(const MetricValue& v);  // "n/a" when undefined
@@ -30,7 +30,7 @@ std::string hu_table(const Report& r);
 std::string screening_table(const Report& r);     // operating points, Markdown
 std::string screening_section(const Report& r);   // "## Screening ..." with the table and pr.svg
 std::string pr_svg(const Report& r);
-Json screening_json(const ScreeningReport& s);
+io::Json screening_json(const ScreeningReport& s);
 std::string markdown(const Report& r);
 std::string report_json(const Report& r);
 std::string roc_svg(const Report& r);
@@ -41,10 +41,10 @@ std::string sweep_svg(const Report& r);
 // the terminal lines and reliability.svg (top label and one panel per class).
 void add_calibration(Report& r, const PredictionTable& table, const BootstrapOptions& bootstrap);
 std::string calibration_markdown(const Report& r);
-Json calibration_json(const Report& r);
+io::Json calibration_json(const Report& r);
 std::string calibration_terminal(const Report& r);
 std::string reliability_svg(const Report& r);
 // The run's metrics.csv as curves; nullopt (with a note in r.notes) when it cannot be read.
 std::optional<std::string> curves_svg(Report& r);
 
-}  // namespace mc::report_text
+}  // namespace mc::eval::report_text

@@ -9,7 +9,7 @@
 #include "engine/random.h"
 #include "io/text.h"
 
-namespace mc {
+namespace mc::eval {
 namespace {
 
 struct Sorted {  // rows by decreasing score, with cumulative true / false positives per distinct score
@@ -156,10 +156,10 @@ ScreeningReport screening_report(const std::vector<int64_t>& y, const std::vecto
   };
   add("default", pos + " >= 0.5 (default rule: the more probable class)", 0.5);
   if (const auto t = youden_threshold(y, p, o.positive))
-    add("youden", pos + " >= " + general(*t) + " (Youden-optimal on this split: optimistic)", *t);
+    add("youden", pos + " >= " + io::general(*t) + " (Youden-optimal on this split: optimistic)", *t);
   if (o.validation_threshold)
-    add("validation", pos + " >= " + general(*o.validation_threshold) + " (chosen on " + o.validation_source +
-                          " for sensitivity >= " + general(100 * o.target_sensitivity) + "%)",
+    add("validation", pos + " >= " + io::general(*o.validation_threshold) + " (chosen on " + o.validation_source +
+                          " for sensitivity >= " + io::general(100 * o.target_sensitivity) + "%)",
         *o.validation_threshold);
   else
     r.notes.push_back("no validation-chosen threshold: " + o.validation_note);
@@ -199,4 +199,4 @@ ScreeningReport screening_report(const std::vector<int64_t>& y, const std::vecto
   return r;
 }
 
-}  // namespace mc
+}  // namespace mc::eval

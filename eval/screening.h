@@ -12,7 +12,7 @@
 
 #include "engine/metrics.h"
 
-namespace mc {
+namespace mc::eval {
 
 struct OperatingPoint {
   std::string key;   // "default", "youden", "validation"
@@ -70,4 +70,4 @@ struct ScreeningOptions {
 ScreeningReport screening_report(const std::vector<int64_t>& labels, const std::vector<double>& p,
                                  const ScreeningOptions& o);
 
-}  // namespace mc
+}  // namespace mc::eval

@@ -2,7 +2,7 @@
 
 #include "losses/posthoc.h"
 
-namespace mc {
+namespace mc::eval {
 
 EvalRow eval_row(const Tensor& labels, const Tensor& probs, double tau2, const BootstrapOptions& bootstrap,
                  bool roc) {
@@ -17,7 +17,7 @@ std::vector<EvalRow> tau2_sweep(const Tensor& labels, const Tensor& logits, cons
                                 const std::vector<double>& taus, const BootstrapOptions& bootstrap, bool roc) {
   MC_CHECK(!taus.empty(), "tau2 sweep: no tau2 values");
   std::vector<EvalRow> rows;
-  for (double tau : taus) rows.push_back(eval_row(labels, posthoc_probabilities(logits, prior, tau), tau, bootstrap, roc));
+  for (double tau : taus) rows.push_back(eval_row(labels, losses::posthoc_probabilities(logits, prior, tau), tau, bootstrap, roc));
   return rows;
 }
 
@@ -27,4 +27,4 @@ std::vector<double> paper_tau2_grid() {
   return t;
 }
 
-}  // namespace mc
+}  // namespace mc::eval

@@ -7,7 +7,7 @@
 #include "engine/metrics.h"
 #include "engine/tensor.h"
 
-namespace mc {
+namespace mc::eval {
 
 struct EvalRow {
   double tau2 = 0;
@@ -30,4 +30,4 @@ std::vector<EvalRow> tau2_sweep(const Tensor& labels, const Tensor& logits, cons
 // The paper's grid: tau2 from 1.0 down to 0.1 in steps of 0.1.
 std::vector<double> paper_tau2_grid();
 
-}  // namespace mc
+}  // namespace mc::eval

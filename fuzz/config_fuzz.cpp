@@ -17,19 +17,19 @@ void check(std::string_view input) {
     overrides.emplace_back(input.substr(at + 1, next == std::string_view::npos ? next : next - at - 1));
     at = next;
   }
-  const mc::Config c = mc::parse_config(yaml, "fuzz.yaml", overrides);
-  const std::string text = mc::to_yaml(c);
-  const mc::Config back = mc::fuzz::must("parse_config(to_yaml(c))", [&] {
+  const mc::pipeline::Config c = mc::pipeline::parse_config(yaml, "fuzz.yaml", overrides);
+  const std::string text = mc::pipeline::to_yaml(c);
+  const mc::pipeline::Config back = mc::fuzz::must("parse_config(to_yaml(c))", [&] {
     try {
-      return mc::parse_config(text, "to_yaml");
+      return mc::pipeline::parse_config(text, "to_yaml");
     } catch (...) {
       std::fprintf(stderr, "--- to_yaml:\n%s\n", text.c_str());
       throw;
     }
   });
   FUZZ_CHECK(back == c, "parse_config(to_yaml(c)) != c\n--- to_yaml:\n", text,
-             "\n--- to_yaml of what it read back:\n", mc::to_yaml(back));
-  FUZZ_CHECK(mc::config_flat(c).size() == mc::config_schema().size(), "config_flat misses keys");
+             "\n--- to_yaml of what it read back:\n", mc::pipeline::to_yaml(back));
+  FUZZ_CHECK(mc::pipeline::config_flat(c).size() == mc::pipeline::config_schema().size(), "config_flat misses keys");
 }
 
 }  // namespace

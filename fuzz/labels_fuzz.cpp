@@ -8,12 +8,12 @@ namespace {
 
 void check(std::string_view input) {
   std::istringstream in{std::string(input)};
-  const mc::LabelTable t = mc::parse_labels(in, "fuzz.csv");
+  const mc::io::LabelTable t = mc::io::parse_labels(in, "fuzz.csv");
   FUZZ_CHECK(t.by_id.size() == t.entries.size(), t.entries.size(), " rows, ", t.by_id.size(),
              " distinct ids");
   for (const auto& e : t.entries) {
     FUZZ_CHECK(!e.id.empty() && t.find(e.id) == &e, "subject '", e.id, "' is not found by its id");
-    FUZZ_CHECK(e.label >= -1 && e.label < mc::kNumClasses, "subject '", e.id, "': label ", e.label);
+    FUZZ_CHECK(e.label >= -1 && e.label < mc::io::kNumClasses, "subject '", e.id, "': label ", e.label);
     FUZZ_CHECK(e.line >= 2, "subject '", e.id, "' on line ", e.line, " (line 1 is the header)");
   }
 }

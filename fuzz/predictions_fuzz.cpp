@@ -10,13 +10,13 @@
 
 namespace {
 
-mc::PredictionTable parse(const std::string& text, const std::string& name) {
+mc::eval::PredictionTable parse(const std::string& text, const std::string& name) {
   std::istringstream in(text);
-  return mc::parse_predictions_csv(in, name);
+  return mc::eval::parse_predictions_csv(in, name);
 }
 
 void check(std::string_view input) {
-  const mc::PredictionTable p = parse(std::string(input), "fuzz.csv");
+  const mc::eval::PredictionTable p = parse(std::string(input), "fuzz.csv");
   const int64_t n = p.size(), k = p.num_classes();
   FUZZ_CHECK(k >= 2 && int64_t(p.ids.size()) == n && int64_t(p.scores.size()) == n * k,
              n, " rows, ", k, " classes, ", p.ids.size(), " ids, ", p.scores.size(), " scores");
@@ -24,11 +24,11 @@ void check(std::string_view input) {
   for (double s : p.scores) FUZZ_CHECK(std::isfinite(s), "score ", s);
   std::string text;
   try {
-    text = mc::predictions_csv(p);
+    text = mc::eval::predictions_csv(p);
   } catch (const mc::Error&) {
     return;  // an id the format cannot hold: the writer says so
   }
-  const mc::PredictionTable q = mc::fuzz::must("reading predictions_csv(p)", [&] {
+  const mc::eval::PredictionTable q = mc::fuzz::must("reading predictions_csv(p)", [&] {
     try {
       return parse(text, "predictions_csv");
     } catch (...) {

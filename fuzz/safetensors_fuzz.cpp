@@ -16,13 +16,13 @@ bool same_bytes(const mc::Tensor& a, const mc::Tensor& b) {
 }
 
 void check(const std::string& path, const std::string& resaved) {
-  const mc::SafeTensorsFile f = mc::SafeTensorsFile::open(path);
+  const mc::io::SafeTensorsFile f = mc::io::SafeTensorsFile::open(path);
   const auto names = f.names();
   FUZZ_CHECK(names.size() == f.size(), names.size(), " names for ", f.size(), " tensors");
   mc::StateDict readable;
   for (const auto& name : names) {
     FUZZ_CHECK(f.contains(name), "names() lists '", name, "' but contains() does not");
-    const mc::SafeTensorInfo& info = f.info(name);
+    const mc::io::SafeTensorInfo& info = f.info(name);
     FUZZ_CHECK(info.name == name && info.begin <= info.end, "entry '", name, "'");
     mc::Tensor copy;
     try {
@@ -37,9 +37,9 @@ void check(const std::string& path, const std::string& resaved) {
     FUZZ_CHECK(same_bytes(view, copy), "'", name, "': view and copy differ");
     readable.emplace_back(name, copy);
   }
-  const mc::SafeTensorsFile g = mc::fuzz::must("save and open again", [&] {
-    mc::save_safetensors(resaved, readable, f.metadata());
-    return mc::SafeTensorsFile::open(resaved);
+  const mc::io::SafeTensorsFile g = mc::fuzz::must("save and open again", [&] {
+    mc::io::save_safetensors(resaved, readable, f.metadata());
+    return mc::io::SafeTensorsFile::open(resaved);
   });
   FUZZ_CHECK(g.size() == readable.size(), "saved ", readable.size(), " tensors, read ", g.size());
   FUZZ_CHECK(g.metadata() == f.metadata(), "metadata changed in a save and open");

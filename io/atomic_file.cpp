@@ -13,7 +13,7 @@
 
 #include "engine/check.h"
 
-namespace mc {
+namespace mc::io {
 
 namespace {
 
@@ -146,4 +146,4 @@ std::vector<std::string> remove_stale_temporaries(const std::string& dir) {
   return removed;
 }
 
-}  // namespace mc
+}  // namespace mc::io

@@ -16,7 +16,7 @@
 #include <string_view>
 #include <vector>
 
-namespace mc {
+namespace mc::io {
 
 // Streaming form, for files too big to hold in memory (caches, checkpoints).
 class AtomicFile {
@@ -49,4 +49,4 @@ void write_atomic(const std::string& path, std::string_view content);
 // to say so. A live process's temporaries are left alone.
 std::vector<std::string> remove_stale_temporaries(const std::string& dir);
 
-}  // namespace mc
+}  // namespace mc::io

@@ -6,7 +6,7 @@
 
 #include "engine/check.h"
 
-namespace mc {
+namespace mc::io {
 
 int64_t machine_memory_bytes() {
   const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGE_SIZE);
@@ -28,4 +28,4 @@ int64_t checked_mul(int64_t a, int64_t b) {
   return a * b;
 }
 
-}  // namespace mc
+}  // namespace mc::io

@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <string>
 
-namespace mc {
+namespace mc::io {
 
 // Physical memory of this machine in bytes (sysconf), or INT64_MAX when it cannot be told.
 int64_t machine_memory_bytes();
@@ -17,4 +17,4 @@ void check_allocation(const std::string& what, int64_t bytes, const std::string&
 // a * b, or nullopt-like -1 when it overflows int64 or either is negative.
 int64_t checked_mul(int64_t a, int64_t b);
 
-}  // namespace mc
+}  // namespace mc::io

@@ -12,7 +12,7 @@
 
 #include "io/safetensors.h"
 
-namespace mc {
+namespace mc::io {
 
 static_assert(std::endian::native == std::endian::little, "the cache format is little-endian");
 
@@ -234,4 +234,4 @@ std::vector<int64_t> Cache::class_counts(int num_classes) const {
   return counts;
 }
 
-}  // namespace mc
+}  // namespace mc::io

@@ -27,7 +27,7 @@
 
 #include "engine/tensor.h"
 
-namespace mc {
+namespace mc::io {
 
 struct CacheRecord {
   std::string id;
@@ -73,4 +73,4 @@ class Cache {
   std::shared_ptr<const Impl> impl_;
 };
 
-}  // namespace mc
+}  // namespace mc::io

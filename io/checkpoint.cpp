@@ -7,7 +7,7 @@
 #include "io/safetensors.h"
 #include "io/text.h"
 
-namespace mc {
+namespace mc::io {
 namespace fs = std::filesystem;
 
 std::string state_path_for(const std::string& weights_path) {
@@ -123,4 +123,4 @@ std::vector<std::string> remove_torn_checkpoints(const std::string& dir) {
   return removed;
 }
 
-}  // namespace mc
+}  // namespace mc::io

@@ -10,7 +10,7 @@
 
 #include "engine/state_dict.h"
 
-namespace mc {
+namespace mc::io {
 
 struct TrainingState {
   int64_t epoch = 0;        // epochs completed
@@ -39,4 +39,4 @@ std::vector<std::string> remove_torn_checkpoints(const std::string& dir);
 // "<dir>/<tag>.safetensors" -> "<dir>/<tag>.state.safetensors"
 std::string state_path_for(const std::string& weights_path);
 
-}  // namespace mc
+}  // namespace mc::io

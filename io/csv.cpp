@@ -9,7 +9,7 @@
 #include "engine/check.h"
 #include "io/text.h"
 
-namespace mc {
+namespace mc::io {
 namespace {
 
 // The reader works on the whole text: a quoted field may span lines.
@@ -132,4 +132,4 @@ std::string csv_field(std::string_view f) {
   return s + "\"";
 }
 
-}  // namespace mc
+}  // namespace mc::io

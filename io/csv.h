@@ -13,7 +13,7 @@
 #include <string_view>
 #include <vector>
 
-namespace mc {
+namespace mc::io {
 
 struct CsvOptions {
   char separator = 0;    // 0: detected from the first record's line
@@ -48,4 +48,4 @@ CsvTable read_csv(const std::string& path, const CsvOptions& options = {});
 // tab), a quote, a line break or surrounding spaces; as it is otherwise.
 std::string csv_field(std::string_view field);
 
-}  // namespace mc
+}  // namespace mc::io

@@ -3,7 +3,7 @@
 #include <cmath>
 #include <filesystem>
 
-namespace mc {
+namespace mc::io {
 
 namespace fs = std::filesystem;
 
@@ -96,4 +96,4 @@ Volume conform_to(const Volume& v, const Volume& ref, double tol_mm) {
   return out;
 }
 
-}  // namespace mc
+}  // namespace mc::io

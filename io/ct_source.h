@@ -6,7 +6,7 @@
 #include "io/dicom.h"
 #include "io/nifti.h"
 
-namespace mc {
+namespace mc::io {
 
 enum class CtFormat { Nifti, Dicom };
 const char* ct_format_name(CtFormat f);  // "nifti", "dicom"
@@ -32,4 +32,4 @@ Volume read_ct(const std::string& path, const DicomOptions& dicom = {},
 // grids differ by more than an axis order, it is an error naming both.
 Volume conform_to(const Volume& v, const Volume& ref, double tol_mm = 1e-3);
 
-}  // namespace mc
+}  // namespace mc::io

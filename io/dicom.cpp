@@ -20,7 +20,7 @@
 #include <set>
 #endif
 
-namespace mc {
+namespace mc::io {
 
 namespace fs = std::filesystem;
 
@@ -335,4 +335,4 @@ Volume read_dicom_series(const std::string& dir, const DicomOptions& opts, Dicom
 
 #endif
 
-}  // namespace mc
+}  // namespace mc::io

@@ -41,7 +41,7 @@
 
 #include "io/nifti.h"
 
-namespace mc {
+namespace mc::io {
 
 // False when the build had no GDCM (MC_WITH_DICOM off): then the readers below throw.
 bool dicom_supported();
@@ -132,4 +132,4 @@ struct SeriesGeometry {
 SeriesGeometry series_geometry(const std::vector<DicomSlice>& slices, const DicomOptions& opts,
                                const std::string& where);
 
-}  // namespace mc
+}  // namespace mc::io

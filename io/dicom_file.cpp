@@ -12,7 +12,7 @@
 
 #include "io/dicom.h"
 
-namespace mc {
+namespace mc::io {
 namespace {
 
 constexpr uint32_t kUndefined = 0xFFFFFFFFu;
@@ -260,4 +260,4 @@ bool check_dicom_structure(const std::string& path, DicomFileLayout* layout) {
   return true;
 }
 
-}  // namespace mc
+}  // namespace mc::io

@@ -9,7 +9,7 @@
 
 #include "io/dicom.h"
 
-namespace mc {
+namespace mc::io {
 namespace {
 
 using V3 = std::array<double, 3>;
@@ -293,4 +293,4 @@ SeriesGeometry series_geometry(const std::vector<DicomSlice>& slices, const Dico
   return g;
 }
 
-}  // namespace mc
+}  // namespace mc::io

@@ -5,7 +5,7 @@
 
 #include "io/text.h"
 
-namespace mc {
+namespace mc::io {
 namespace {
 
 // Levels of containers in j: 0 for a scalar, 1 for [1, 2], 2 for [[1], [2]].
@@ -65,4 +65,4 @@ std::string json_text(const Json& j) {
   return out;
 }
 
-}  // namespace mc
+}  // namespace mc::io

@@ -11,10 +11,10 @@
 #include <nlohmann/json_fwd.hpp>
 #include <string>
 
-namespace mc {
+namespace mc::io {
 
 using Json = nlohmann::ordered_json;
 
 std::string json_text(const Json& j);
 
-}  // namespace mc
+}  // namespace mc::io

@@ -8,7 +8,7 @@
 #include "io/csv.h"
 #include "io/text.h"
 
-namespace mc {
+namespace mc::io {
 namespace {
 
 // Column names compare without case, spaces, '_' or '-': "Subject ID" == "subject_id".
@@ -148,4 +148,4 @@ LabelTable read_labels(const std::string& path, const TScoreBands& bands) {
   return read_labels(path, who_task(bands));
 }
 
-}  // namespace mc
+}  // namespace mc::io

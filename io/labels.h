@@ -10,7 +10,7 @@
 
 #include "io/task.h"
 
-namespace mc {
+namespace mc::io {
 
 // The WHO task's classes, numbered as the reference code numbers them (Task::who(); any other
 // task is io/task.h's data). Kept for the generator of WHO-banded data and its callers.
@@ -60,4 +60,4 @@ Task who_task(const TScoreBands& bands);
 LabelTable read_labels(const std::string& path, const TScoreBands& bands = {});
 LabelTable parse_labels(std::istream& in, const std::string& name, const TScoreBands& bands = {});
 
-}  // namespace mc
+}  // namespace mc::io

@@ -24,7 +24,7 @@
 #include "engine/memory.h"
 #include "engine/random.h"
 
-namespace mc {
+namespace mc::io {
 
 namespace {
 
@@ -439,4 +439,4 @@ double measure_loader_throughput(const std::string& cache, int batch, int worker
   return seconds > 0 ? double(volumes) / seconds : 0.0;
 }
 
-}  // namespace mc
+}  // namespace mc::io

@@ -32,7 +32,7 @@
 #include "io/cache.h"
 #include "kernels/augment.h"
 
-namespace mc {
+namespace mc::io {
 
 enum class Sampling { Sequential, Shuffle, ClassBalanced };
 
@@ -124,4 +124,4 @@ class Loader {
 double measure_loader_throughput(const std::string& cache, int batch, int workers, bool augment,
                                  int batches);
 
-}  // namespace mc
+}  // namespace mc::io

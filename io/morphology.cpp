@@ -5,7 +5,7 @@
 
 #include "engine/check.h"
 
-namespace mc {
+namespace mc::io {
 namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
@@ -137,4 +137,4 @@ Mask largest_component(const Mask& m) {
   return out;
 }
 
-}  // namespace mc
+}  // namespace mc::io

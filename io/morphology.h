@@ -11,7 +11,7 @@
 #include <cstdint>
 #include <vector>
 
-namespace mc {
+namespace mc::io {
 
 struct Mask {
   std::array<int64_t, 3> dims{0, 0, 0};  // i (fastest), j, k
@@ -39,4 +39,4 @@ Mask open_ball(const Mask& m, const std::array<double, 3>& spacing, double r_mm)
 // The largest 6-connected component (ties: the one reached first in storage order).
 Mask largest_component(const Mask& m);
 
-}  // namespace mc
+}  // namespace mc::io

@@ -17,7 +17,7 @@
 #include "io/atomic_file.h"
 #include "io/bounds.h"
 
-namespace mc {
+namespace mc::io {
 namespace {
 
 namespace fs = std::filesystem;
@@ -454,4 +454,4 @@ void write_nifti(const std::string& path, const Volume&, NiftiType) { no_nifti(p
 
 #endif  // MC_HAVE_NIFTI
 
-}  // namespace mc
+}  // namespace mc::io

@@ -14,7 +14,7 @@
 
 #include "engine/tensor.h"
 
-namespace mc {
+namespace mc::io {
 
 // Voxel index (i, j, k, 1) -> world millimetres (NIfTI's RAS+ scanner space).
 using Affine = std::array<std::array<double, 4>, 4>;
@@ -79,4 +79,4 @@ Volume reorient(const Volume& v, const AxisMap& map);
 Volume to_canonical(const Volume& v);
 std::string axcodes(const Affine& affine);  // e.g. "RAS", "LPS" (nibabel's aff2axcodes)
 
-}  // namespace mc
+}  // namespace mc::io

@@ -8,7 +8,7 @@
 #include "io/text.h"
 #include "kernels/half.h"
 
-namespace mc {
+namespace mc::io {
 namespace {
 
 // The value of 'key' in the header dict, as text up to the next top-level ',' or '}'.
@@ -95,4 +95,4 @@ Tensor read_npy(const std::string& path) {
   return t;
 }
 
-}  // namespace mc
+}  // namespace mc::io

@@ -6,10 +6,10 @@
 
 #include "engine/tensor.h"
 
-namespace mc {
+namespace mc::io {
 
 // Errors name the file and what is wrong: not .npy, Fortran order, big-endian or unsupported
 // dtype, a size that does not match the shape.
 Tensor read_npy(const std::string& path);
 
-}  // namespace mc
+}  // namespace mc::io

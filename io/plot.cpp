@@ -6,7 +6,7 @@
 #include "engine/check.h"
 #include "io/text.h"
 
-namespace mc::plot {
+namespace mc::io::plot {
 namespace {
 
 constexpr double kTitleFont = 18, kLabelFont = 14, kTickFont = 12, kLegendFont = 13;
@@ -470,4 +470,4 @@ std::string svg(const ConfusionChart& c) {
   return document(w, h, o);
 }
 
-}  // namespace mc::plot
+}  // namespace mc::io::plot

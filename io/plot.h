@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-namespace mc::plot {
+namespace mc::io::plot {
 
 inline constexpr double kAuto = std::numeric_limits<double>::quiet_NaN();
 
@@ -89,4 +89,4 @@ std::string svg_panels(const std::vector<LineChart>& panels, int columns,
 std::vector<double> nice_ticks(double lo, double hi, int target = 6);
 std::string xml_escape(const std::string& s);
 
-}  // namespace mc::plot
+}  // namespace mc::io::plot

@@ -5,7 +5,7 @@
 #include "engine/check.h"
 #include "io/atomic_file.h"
 
-namespace mc {
+namespace mc::io {
 namespace {
 
 void be32(std::string& s, uint32_t v) {
@@ -53,4 +53,4 @@ std::string png_bytes(const RgbImage& img) {
 
 void write_png(const std::string& path, const RgbImage& img) { write_atomic(path, png_bytes(img)); }
 
-}  // namespace mc
+}  // namespace mc::io

@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-namespace mc {
+namespace mc::io {
 
 struct RgbImage {
   int64_t width = 0, height = 0;
@@ -19,4 +19,4 @@ struct RgbImage {
 std::string png_bytes(const RgbImage& img);
 void write_png(const std::string& path, const RgbImage& img);
 
-}  // namespace mc
+}  // namespace mc::io

@@ -15,7 +15,7 @@
 #include "io/progress.h"
 #include "io/text.h"
 
-namespace mc {
+namespace mc::io {
 namespace {
 
 namespace fs = std::filesystem;
@@ -351,4 +351,4 @@ std::string prep_summary(const PrepResult& r, const Task& task) {
   return s.str();
 }
 
-}  // namespace mc
+}  // namespace mc::io

@@ -36,7 +36,7 @@
 #include "io/preprocess.h"
 #include "io/split.h"
 
-namespace mc {
+namespace mc::io {
 
 struct PrepOptions {
   std::string ct_dir, seg_dir, labels_csv, out_dir;
@@ -100,4 +100,4 @@ std::optional<RoiOptions> prep_roi_options(const PrepOptions& opts);
 std::string prep_summary(const PrepResult& r, const Task& task = Task::who());  // a few lines for the terminal
 std::map<std::string, std::string> cache_meta(const PrepOptions& opts, const std::string& split);
 
-}  // namespace mc
+}  // namespace mc::io

@@ -4,7 +4,7 @@
 
 #include "io/text.h"
 
-namespace mc {
+namespace mc::io {
 namespace {
 
 std::string num(double x, int digits) { return std::isfinite(x) ? fixed(x, digits) : ""; }
@@ -112,4 +112,4 @@ std::vector<std::string> hu_cells(const std::optional<SpineHU>& hu, const RoiOpt
   return c;
 }
 
-}  // namespace mc
+}  // namespace mc::io

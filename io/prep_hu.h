@@ -18,7 +18,7 @@
 #include "io/preprocess.h"
 #include "io/vertebra_roi.h"
 
-namespace mc {
+namespace mc::io {
 
 struct HuOptions {
   bool enabled = true;
@@ -47,4 +47,4 @@ std::vector<std::string> hu_columns(const RoiOptions& o);
 std::vector<std::string> hu_cells(const std::optional<SpineHU>& hu, const RoiOptions& o,
                                   const std::string& note);
 
-}  // namespace mc
+}  // namespace mc::io

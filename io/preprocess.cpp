@@ -8,7 +8,7 @@
 #include "io/ct_source.h"
 #include "io/text.h"
 
-namespace mc {
+namespace mc::io {
 namespace {
 
 std::string dims_str(const std::vector<int64_t>& d) {
@@ -389,4 +389,4 @@ Preprocessed preprocess_files(const std::string& ct_path, const std::string& seg
   return preprocess(ct, &seg, opts);
 }
 
-}  // namespace mc
+}  // namespace mc::io

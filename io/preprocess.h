@@ -30,7 +30,7 @@
 
 #include "io/nifti.h"
 
-namespace mc {
+namespace mc::io {
 
 struct HUWindow {
   double level = 400, width = 2000;
@@ -119,4 +119,4 @@ void gaussian_blur(Volume& v, const std::array<double, 3>& sigma_vox);
 // Channel per window, each clamp((HU - (level - width/2)) / width, 0, 1): f32 [C, D, H, W].
 Tensor apply_windows(const Volume& hu, const std::vector<HUWindow>& windows);
 
-}  // namespace mc
+}  // namespace mc::io

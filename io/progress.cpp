@@ -12,7 +12,7 @@
 #include <thread>
 #include <vector>
 
-namespace mc {
+namespace mc::io {
 
 Progress::Progress(std::string label, int64_t total)
     : Progress(std::move(label), total, std::cerr, isatty(fileno(stderr)) == 1, 30, kMinGapSeconds) {}
@@ -135,4 +135,4 @@ void parallel_for(int64_t n, int workers, const std::function<void(int64_t)>& fn
   if (first) std::rethrow_exception(first);
 }
 
-}  // namespace mc
+}  // namespace mc::io

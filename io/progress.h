@@ -9,7 +9,7 @@
 #include <ostream>
 #include <string>
 
-namespace mc {
+namespace mc::io {
 
 class Progress {
  public:
@@ -56,4 +56,4 @@ class Progress {
 void parallel_for(int64_t n, int workers, const std::function<void(int64_t)>& fn,
                   Progress* progress = nullptr);
 
-}  // namespace mc
+}  // namespace mc::io

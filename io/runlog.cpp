@@ -10,11 +10,11 @@
 #include "io/json.h"
 #include "io/text.h"
 
-namespace mc {
+namespace mc::io {
 namespace fs = std::filesystem;
 
 std::vector<LogRow> RunLog::read_csv(const std::string& path) {
-  const CsvTable t = mc::read_csv(path, {.separator = ',', .what = "metrics log"});
+  const CsvTable t = mc::io::read_csv(path, {.separator = ',', .what = "metrics log"});
   std::vector<LogRow> rows;
   for (const CsvRow& row : t.rows) {
     LogRow r;
@@ -66,4 +66,4 @@ void RunLog::append(const LogRow& row) {
   j << json_text(line) << "\n";
 }
 
-}  // namespace mc
+}  // namespace mc::io

@@ -6,7 +6,7 @@
 #include <utility>
 #include <vector>
 
-namespace mc {
+namespace mc::io {
 
 using LogRow = std::vector<std::pair<std::string, double>>;
 
@@ -22,4 +22,4 @@ class RunLog {
   std::vector<std::string> columns_;
 };
 
-}  // namespace mc
+}  // namespace mc::io

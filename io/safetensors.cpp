@@ -19,7 +19,7 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
-namespace mc {
+namespace mc::io {
 namespace {
 using namespace safetensors_format;
 
@@ -176,4 +176,4 @@ StateDict SafeTensorsFile::copies() const {
 
 StateDict load_safetensors(const std::string& path) { return SafeTensorsFile::open(path).copies(); }
 
-}  // namespace mc
+}  // namespace mc::io

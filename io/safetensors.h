@@ -20,7 +20,7 @@
 
 #include "engine/state_dict.h"
 
-namespace mc {
+namespace mc::io {
 
 using SafeTensorsMetadata = std::map<std::string, std::string>;
 
@@ -113,4 +113,4 @@ class SafeTensorsWriter {
   std::unique_ptr<Impl> impl_;
 };
 
-}  // namespace mc
+}  // namespace mc::io

@@ -8,12 +8,12 @@
 
 #include "io/safetensors.h"
 
-namespace mc {
+namespace mc::io {
 // XXH3-64 as 16 lower-case hex digits (io/safetensors.cpp).
 std::string xxh3_hex(const void* data, size_t bytes);
-}  // namespace mc
+}  // namespace mc::io
 
-namespace mc::safetensors_format {
+namespace mc::io::safetensors_format {
 
 inline constexpr uint64_t kMaxHeader = 100'000'000;  // the reference reader's limit
 inline constexpr int kMaxDepth = 64;                 // nesting of ignored values
@@ -50,4 +50,4 @@ void parse_header(std::string_view text, const std::string& path, std::vector<Sa
                   SafeTensorsMetadata& metadata);
 void validate(const std::string& path, std::vector<SafeTensorInfo>& entries, uint64_t data_size);
 
-}  // namespace mc::safetensors_format
+}  // namespace mc::io::safetensors_format

@@ -12,7 +12,7 @@
 #include "engine/check.h"
 #include "io/safetensors_format.h"
 
-namespace mc::safetensors_format {
+namespace mc::io::safetensors_format {
 namespace {
 
 using Sax = nlohmann::json_sax<nlohmann::json>;
@@ -302,4 +302,4 @@ void validate(const std::string& path, std::vector<SafeTensorInfo>& entries, uin
             " bytes) is not fully covered by the tensors (", cursor, " bytes)");
 }
 
-}  // namespace mc::safetensors_format
+}  // namespace mc::io::safetensors_format

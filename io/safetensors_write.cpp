@@ -12,7 +12,7 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
-namespace mc {
+namespace mc::io {
 namespace {
 
 size_t write_rank(DType t) {
@@ -132,4 +132,4 @@ void save_safetensors(const std::string& path, const StateDict& tensors, const S
   w.commit();
 }
 
-}  // namespace mc
+}  // namespace mc::io

@@ -9,7 +9,7 @@
 #include "io/csv.h"
 #include "io/text.h"
 
-namespace mc {
+namespace mc::io {
 namespace {
 
 // Subject positions grouped by label, each group sorted by id then shuffled by the seed.
@@ -107,4 +107,4 @@ std::map<std::string, std::string> read_split_file(const std::string& path) {
   return out;
 }
 
-}  // namespace mc
+}  // namespace mc::io

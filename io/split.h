@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-namespace mc {
+namespace mc::io {
 
 struct SplitRatios {
   double train = 0.8, val = 0.1, test = 0.1;
@@ -29,4 +29,4 @@ std::vector<int> stratified_folds(const std::vector<std::string>& ids,
 // CSV "id,split" (header row optional): subject id -> split name. Errors name file and line.
 std::map<std::string, std::string> read_split_file(const std::string& path);
 
-}  // namespace mc
+}  // namespace mc::io

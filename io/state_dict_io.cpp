@@ -9,7 +9,7 @@
 #include "engine/check.h"
 #include "io/safetensors.h"
 
-namespace mc {
+namespace mc::io {
 namespace {
 
 constexpr std::string_view kModulePrefix = "module.";
@@ -194,4 +194,4 @@ size_t drop_keys(StateDict& sd, const std::string& prefix) {
   return size_t(std::erase_if(sd, [&](const auto& kv) { return kv.first.starts_with(prefix); }));
 }
 
-}  // namespace mc
+}  // namespace mc::io

@@ -6,7 +6,7 @@
 
 #include "engine/state_dict.h"
 
-namespace mc {
+namespace mc::io {
 
 struct LoadOptions {
   // Strict: anything missing, unexpected or mismatched is an error and nothing is copied.
@@ -59,4 +59,4 @@ StateDict inflate_2d_to_3d(const StateDict& src2d, int in_chans,
 // checkpoint with another class count loads non-strict); returns how many were removed.
 size_t drop_keys(StateDict& sd, const std::string& prefix);
 
-}  // namespace mc
+}  // namespace mc::io

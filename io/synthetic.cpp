@@ -11,7 +11,7 @@
 #include "io/progress.h"
 #include "io/text.h"
 
-namespace mc {
+namespace mc::io {
 namespace {
 
 using Vec3 = std::array<double, 3>;
@@ -272,4 +272,4 @@ std::string synthetic_summary(const std::vector<SyntheticSubject>& subjects, con
   return out;
 }
 
-}  // namespace mc
+}  // namespace mc::io

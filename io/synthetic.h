@@ -22,7 +22,7 @@
 #include "io/labels.h"
 #include "io/nifti.h"
 
-namespace mc {
+namespace mc::io {
 
 class Progress;
 
@@ -62,4 +62,4 @@ std::vector<SyntheticSubject> write_synthetic_dataset(const std::string& dir,
 // Class counts and the mc_prep command that prepares the generated data.
 std::string synthetic_summary(const std::vector<SyntheticSubject>& subjects, const std::string& dir);
 
-}  // namespace mc
+}  // namespace mc::io

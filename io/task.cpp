@@ -6,7 +6,7 @@
 #include "engine/check.h"
 #include "io/text.h"
 
-namespace mc {
+namespace mc::io {
 
 int Task::positive_class() const {
   if (positive >= 0) return positive;
@@ -148,4 +148,4 @@ std::optional<Task> task_from_meta(const std::map<std::string, std::string>& met
   return t;
 }
 
-}  // namespace mc
+}  // namespace mc::io

@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-namespace mc {
+namespace mc::io {
 
 struct Task {
   enum class Head { Classification, Regression };
@@ -63,4 +63,4 @@ std::map<std::string, std::string> task_meta(const Task& t);
 // data: the caller decides, usually WHO). Malformed entries are an error naming `source`.
 std::optional<Task> task_from_meta(const std::map<std::string, std::string>& meta, const std::string& source);
 
-}  // namespace mc
+}  // namespace mc::io

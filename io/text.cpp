@@ -4,7 +4,7 @@
 #include <cmath>
 #include <cstdio>
 
-namespace mc {
+namespace mc::io {
 
 std::string shortest(double v) {
   char b[32];
@@ -66,4 +66,4 @@ std::string_view trim(std::string_view s) {
   return s.substr(a, s.find_last_not_of(ws) - a + 1);
 }
 
-}  // namespace mc
+}  // namespace mc::io

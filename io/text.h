@@ -9,7 +9,7 @@
 #include <string_view>
 #include <vector>
 
-namespace mc {
+namespace mc::io {
 
 // The shortest decimal that reads back as exactly v: 0.1 -> "0.1", 2.0 -> "2", 1e-300 ->
 // "1e-300". NaN and infinities come out as "nan", "inf", "-inf" (JSON writers map them to null).
@@ -35,4 +35,4 @@ std::optional<std::vector<double>> parse_numbers(std::string_view s, char sep = 
 std::string lower(std::string_view s);           // ASCII only
 std::string_view trim(std::string_view s);       // spaces, tabs, CR, LF at both ends
 
-}  // namespace mc
+}  // namespace mc::io

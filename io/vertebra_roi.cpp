@@ -8,7 +8,7 @@
 #include "io/morphology.h"
 #include "io/preprocess.h"
 
-namespace mc {
+namespace mc::io {
 namespace {
 
 const char* const kSpine[] = {"C1", "C2", "C3", "C4", "C5", "C6", "C7", "T1", "T2", "T3",
@@ -313,4 +313,4 @@ SpineHU measure_vertebrae(const Volume& ct, const Volume* vertebrae, const Volum
   return out;
 }
 
-}  // namespace mc
+}  // namespace mc::io

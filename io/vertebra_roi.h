@@ -31,7 +31,7 @@
 
 #include "io/nifti.h"
 
-namespace mc {
+namespace mc::io {
 
 using LabelScheme = std::map<std::string, int64_t>;  // vertebra name ("L1") -> label id
 // "totalseg_v2" (total task: C1 50 ... T12 32, L1 31 ... L5 27), "totalseg_v1" (C1 41 ...
@@ -101,4 +101,4 @@ SpineHU measure_vertebrae(const Volume& ct, const Volume* vertebrae, const Volum
 // Statistics of ct over a mask of the same size (voxels != 0), as defined above.
 HUStats hu_stats(const Volume& ct, const std::vector<int64_t>& voxels);
 
-}  // namespace mc
+}  // namespace mc::io

@@ -10,7 +10,7 @@
 #include "engine/check.h"
 #include "io/nifti.h"
 
-namespace mc {
+namespace mc::io {
 
 // ---------------------------------------------------------------- affine helpers
 
@@ -192,4 +192,4 @@ Volume reorient(const Volume& v, const AxisMap& map) {
 
 Volume to_canonical(const Volume& v) { return reorient(v, canonical_axes(v.affine)); }
 
-}  // namespace mc
+}  // namespace mc::io

@@ -4,7 +4,7 @@
 
 #include "engine/ops.h"
 
-namespace mc {
+namespace mc::losses {
 namespace {
 
 constexpr std::pair<LossType, const char*> kNames[] = {
@@ -136,4 +136,4 @@ Tensor regression_loss(const LossSpec& spec, const Tensor& pred, const Tensor& t
   return mean(spec.regression == RegressionLoss::Huber ? huber(residual, spec.huber_delta) : square(residual));
 }
 
-}  // namespace mc
+}  // namespace mc::losses

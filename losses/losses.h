@@ -28,7 +28,7 @@
 
 #include "engine/tensor.h"
 
-namespace mc {
+namespace mc::losses {
 
 enum class LossType { CE, LogitAdjusted, Weighted, BalancedSoftmax, ClassBalanced };
 
@@ -82,4 +82,4 @@ class Loss {
 // target [N] T-scores on the same device (cast to pred's dtype).
 Tensor regression_loss(const LossSpec& spec, const Tensor& pred, const Tensor& target);
 
-}  // namespace mc
+}  // namespace mc::losses

@@ -4,7 +4,7 @@
 
 #include "engine/metrics.h"
 
-namespace mc {
+namespace mc::losses {
 
 std::vector<double> normalize_prior(const std::vector<double>& v) {
   MC_CHECK(v.size() >= 2, "prior: need one value per class (at least 2), got ", v.size());
@@ -33,4 +33,4 @@ Tensor posthoc_probabilities(const Tensor& logits, const std::vector<double>& pr
   return softmax_with_offset(logits, offset, true);
 }
 
-}  // namespace mc
+}  // namespace mc::losses

@@ -9,7 +9,7 @@
 #include "engine/metrics.h"  // what callers score the probabilities with
 #include "engine/tensor.h"
 
-namespace mc {
+namespace mc::losses {
 
 // Class counts or frequencies -> frequencies summing to 1. Every entry must be > 0.
 std::vector<double> normalize_prior(const std::vector<double>& counts_or_prior);
@@ -20,4 +20,4 @@ Tensor posthoc_probabilities(const Tensor& logits, const std::vector<double>& pr
 
 // The tau2 sweep over these probabilities, with every metric: eval/sweep.h.
 
-}  // namespace mc
+}  // namespace mc::losses

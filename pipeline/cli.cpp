@@ -9,7 +9,7 @@
 #include "engine/check.h"
 #include "io/text.h"
 
-namespace mc::cli {
+namespace mc::pipeline::cli {
 namespace {
 
 class Formatter : public CLI::Formatter {
@@ -45,19 +45,19 @@ std::unique_ptr<CLI::App> make_app(const std::string& name, const std::string& u
 }
 
 CLI::Validator integer(char quote) {
-  return check(quote, [](const std::string& s) { return parse_int(s).has_value(); }, "an integer");
+  return check(quote, [](const std::string& s) { return io::parse_int(s).has_value(); }, "an integer");
 }
 
 CLI::Validator number(char quote) {
   return check(quote, [](const std::string& s) {
-    const auto v = parse_double(s);
+    const auto v = io::parse_double(s);
     return v && std::isfinite(*v);
   }, "a number");
 }
 
 CLI::Validator count(char quote) {
   return check(quote, [](const std::string& s) {
-    const auto v = parse_int(s);
+    const auto v = io::parse_int(s);
     return v && *v >= 0;
   }, "a count");
 }
@@ -96,4 +96,4 @@ int finish_stdout(const std::string& program, int rc) {
   return rc ? rc : 1;
 }
 
-}  // namespace mc::cli
+}  // namespace mc::pipeline::cli

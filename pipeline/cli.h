@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-namespace mc::cli {
+namespace mc::pipeline::cli {
 
 // An App whose help starts with `usage` (our usage lines instead of CLI11's "Usage: ...
 // [OPTIONS]"), then `description`, the options by group, and `footer`.
@@ -35,4 +35,4 @@ std::string take_overrides(const std::vector<std::string>& rest, std::vector<std
 // never an exit status of 0.
 int finish_stdout(const std::string& program, int rc);
 
-}  // namespace mc::cli
+}  // namespace mc::pipeline::cli

@@ -17,7 +17,7 @@
 #include "engine/check.h"
 #include "pipeline/config_scalars.h"
 
-namespace mc {
+namespace mc::pipeline {
 namespace {
 
 using namespace config_detail;
@@ -361,7 +361,7 @@ class Parser {
     const std::string& path = k.path;
     const std::string eg = "a list of [level, width] pairs like [[400, 2000], [40, 400]]";
     if (!n.IsSequence()) return bad(where, path, "expected " + eg + ", got " + describe(n));
-    std::vector<HUWindow> v;
+    std::vector<io::HUWindow> v;
     for (size_t i = 0; i < n.size(); ++i) {
       const std::string item = path + "[" + std::to_string(i) + "]";
       const YAML::Node& w = n[i];
@@ -402,7 +402,7 @@ void Parser::check_task(const std::function<void(const std::string&)>& fail) {
          "; only two thresholds default to the WHO names osteoporosis, osteopenia, normal");
     return;
   }
-  Task t = task_of(c);
+  io::Task t = task_of(c);
   if (!c.data.positive_class.empty()) {
     const int64_t k = t.index_of(c.data.positive_class);
     if (k < 0) fail(show("data.positive_class") + " is not one of the classes " + t.names_csv() + " (data.classes)");
@@ -468,14 +468,14 @@ void Parser::check_consistency() {
     fail(show("optim.betas") + ": schedulefree_adamw needs beta1 > 0 (x is recovered from y and z through it)");
   if (base == OptimizerKind::SGD && c.optim.nesterov && c.optim.momentum == 0)
     fail(show("optim.nesterov") + " needs " + show("optim.momentum") + " > 0");
-  if (c.loss.adjust && c.loss.type != LossType::Weighted && c.loss.type != LossType::ClassBalanced)
+  if (c.loss.adjust && c.loss.type != losses::LossType::Weighted && c.loss.type != losses::LossType::ClassBalanced)
     fail(show("loss.adjust") + " needs " + show("loss.type") +
          " weighted or class_balanced (the other types have no class weights to combine with)");
   if (c.data.hu.calibration.size() == 1)
     fail(show("data.hu.calibration") + ": expected [] or [slope, intercept]");
   else if (c.data.hu.enabled && c.data.raw.mask_mode != Config::Raw::MaskMode::Precropped) {
     try {
-      roi_options(c.data.hu, c.data.raw.mask_mode == Config::Raw::MaskMode::Binary ? -1 : c.data.preprocess.label_id);
+      io::roi_options(c.data.hu, c.data.raw.mask_mode == Config::Raw::MaskMode::Binary ? -1 : c.data.preprocess.label_id);
     } catch (const Error& e) {
       fail(e.what() + std::string(" (") + show("data.hu.vertebrae") + ", " + show("data.hu.labels") + ", " +
            show("data.raw.label_id") + ")");
@@ -524,8 +524,8 @@ Config load_config(const std::string& yaml_path, const std::vector<std::string>&
   return parse_config(text.str(), yaml_path, overrides);
 }
 
-LoaderOptions Config::default_training_loader() {
-  LoaderOptions lo;
+io::LoaderOptions Config::default_training_loader() {
+  io::LoaderOptions lo;
   lo.augment = true;
   lo.aug.rot90_p = 0.25f;
   lo.aug.rotate_p = 0.3f;
@@ -537,8 +537,8 @@ LoaderOptions Config::default_training_loader() {
 
 bool operator==(const Config& a, const Config& b) { return config_flat(a) == config_flat(b); }
 
-Task task_of(const Config& c) {
-  Task t;
+io::Task task_of(const Config& c) {
+  io::Task t;
   if (!c.data.classes.empty()) t.classes = c.data.classes;
   t.thresholds = c.data.tscore_thresholds;
   t.head = c.model.head;
@@ -556,4 +556,4 @@ std::string split_cache_path(const Config::Data& d, std::string_view split) {
   return (std::filesystem::path(d.cache_dir) / (std::string(split) + ".safetensors")).string();
 }
 
-}  // namespace mc
+}  // namespace mc::pipeline

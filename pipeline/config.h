@@ -32,7 +32,7 @@
 #include "io/task.h"
 #include "losses/losses.h"
 
-namespace mc {
+namespace mc::pipeline {
 
 // ---- the resolved configuration ----
 //
@@ -67,13 +67,13 @@ struct Config {
     // data.{volume, spacing_mm, margin_mm, resize, windows, mask_outside} and data.raw.label_id.
     // Its defaults are the config's: 96 voxels of 1.25 mm (a 120 mm field holds a whole L1 with
     // its processes), margin 5 mm, one bone window L 400 / W 2000.
-    PreprocessOptions preprocess;
+    io::PreprocessOptions preprocess;
     std::vector<double> tscore_thresholds{-2.5, -1.0};  // WHO bands; [] = labels from a class column
     // Class names in index order; [] = the WHO names (with two thresholds). task_of() is the
     // task these keys and model.head make.
     std::vector<std::string> classes;
     std::string positive_class;  // binary reports; "" = Task's default
-    HuOptions hu;  // data.hu.*: mc_prep's per-vertebra HU measurements (io/prep_hu.h)
+    io::HuOptions hu;  // data.hu.*: mc_prep's per-vertebra HU measurements (io/prep_hu.h)
     Raw raw;
     Split split;
   };
@@ -88,7 +88,7 @@ struct Config {
     Name name = Name::ResNet50;
     int in_chans = 1;
     int num_classes = 3;  // derived from the task when not set; checked against it when set
-    Task::Head head = Task::Head::Classification;
+    io::Task::Head head = io::Task::Head::Classification;
     std::string pretrained;
     bool inflate_2d = false;
     // false: chosen by measurement (README "Initialisation"); timm's true starts dead
@@ -132,14 +132,14 @@ struct Config {
 
   Data data;
   Model model;
-  LossSpec loss;  // loss.*
+  losses::LossSpec loss;  // loss.*
   Posthoc posthoc;
   OptimizerOptions optim;  // optim.*
   LrSchedule schedule;     // schedule.*
   Train train;
   TrainerOptions trainer;  // train.grad_clip, train.sync_every, eval.every_epochs
   // train.sampling, train.epoch_samples, data.num_workers, augment.*.
-  LoaderOptions loader = default_training_loader();
+  io::LoaderOptions loader = default_training_loader();
   Eval eval;
   Output output;
 
@@ -147,12 +147,12 @@ struct Config {
   // scale and shift off (in this task the intensity IS the label: trabecular HU tracks the
   // T-score, ~45 HU per T unit; a shift of 0.1 in a 2000 HU window is 200 HU and erased the
   // signal in our runs on generated data, balanced accuracy 0.49 -> 0.65 without it).
-  static LoaderOptions default_training_loader();
+  static io::LoaderOptions default_training_loader();
 };
 
 // The task of a resolved config: data.classes (or the WHO names), data.tscore_thresholds,
 // data.positive_class, model.head.
-Task task_of(const Config& c);
+io::Task task_of(const Config& c);
 
 // Equal when every key has the same value (config_flat): fields no key names are not compared.
 bool operator==(const Config& a, const Config& b);
@@ -168,8 +168,8 @@ MC_CONFIG_ENUM(Config::Raw::MaskMode, {Config::Raw::MaskMode::Multilabel, "multi
                {Config::Raw::MaskMode::Binary, "binary"}, {Config::Raw::MaskMode::Precropped, "precropped"})
 MC_CONFIG_ENUM(Config::Split::Mode, {Config::Split::Mode::Ratio, "ratio"}, {Config::Split::Mode::KFold, "kfold"},
                {Config::Split::Mode::File, "file"})
-MC_CONFIG_ENUM(BodyMap, {BodyMap::PerVertebra, "per_vertebra"}, {BodyMap::Bodies, "bodies"})
-MC_CONFIG_ENUM(ResizeMode, {ResizeMode::Pad, "pad"}, {ResizeMode::Fit, "fit"}, {ResizeMode::Stretch, "stretch"})
+MC_CONFIG_ENUM(io::BodyMap, {io::BodyMap::PerVertebra, "per_vertebra"}, {io::BodyMap::Bodies, "bodies"})
+MC_CONFIG_ENUM(io::ResizeMode, {io::ResizeMode::Pad, "pad"}, {io::ResizeMode::Fit, "fit"}, {io::ResizeMode::Stretch, "stretch"})
 MC_CONFIG_ENUM(Config::Model::Name, {Config::Model::Name::ResNet10, "resnet10"},
                {Config::Model::Name::ResNet18, "resnet18"}, {Config::Model::Name::ResNet34, "resnet34"},
                {Config::Model::Name::ResNet50, "resnet50"}, {Config::Model::Name::ResNet101, "resnet101"},
@@ -178,9 +178,9 @@ MC_CONFIG_ENUM(Config::Model::Name, {Config::Model::Name::ResNet10, "resnet10"},
                {Config::Model::Name::ResNeXt50_32x4d, "resnext50_32x4d"},
                {Config::Model::Name::MobileNetV2_100, "mobilenetv2_100"},
                {Config::Model::Name::EfficientNetB0, "efficientnet_b0"})
-MC_CONFIG_ENUM(LossType, {LossType::CE, "ce"}, {LossType::LogitAdjusted, "logit_adjusted"},
-               {LossType::Weighted, "weighted"}, {LossType::BalancedSoftmax, "balanced_softmax"},
-               {LossType::ClassBalanced, "class_balanced"})  // as loss_type_name()
+MC_CONFIG_ENUM(losses::LossType, {losses::LossType::CE, "ce"}, {losses::LossType::LogitAdjusted, "logit_adjusted"},
+               {losses::LossType::Weighted, "weighted"}, {losses::LossType::BalancedSoftmax, "balanced_softmax"},
+               {losses::LossType::ClassBalanced, "class_balanced"})  // as loss_type_name()
 MC_CONFIG_ENUM(OptimizerKind, {OptimizerKind::AdamW, "adamw"}, {OptimizerKind::SGD, "sgd"},
                {OptimizerKind::SAM, "sam"},
                {OptimizerKind::ScheduleFreeAdamW, "schedulefree_adamw"})  // as optimizer_name()
@@ -189,11 +189,11 @@ MC_CONFIG_ENUM(LrSchedule::Kind, {LrSchedule::Kind::Cosine, "cosine"}, {LrSchedu
 MC_CONFIG_ENUM(Precision, {Precision::FP32, "fp32"}, {Precision::TF32, "tf32"},
                {Precision::BF16, "bf16"})  // as precision_name()
 // Training draws in random order; the loader's Sequential order is for evaluation only.
-MC_CONFIG_ENUM(Sampling, {Sampling::Shuffle, "shuffle"}, {Sampling::ClassBalanced, "balanced"})
+MC_CONFIG_ENUM(io::Sampling, {io::Sampling::Shuffle, "shuffle"}, {io::Sampling::ClassBalanced, "balanced"})
 MC_CONFIG_ENUM(Config::Train::Device, {Config::Train::Device::Auto, "auto"}, {Config::Train::Device::CPU, "cpu"},
                {Config::Train::Device::CUDA, "cuda"})
-MC_CONFIG_ENUM(Task::Head, {Task::Head::Classification, "classification"}, {Task::Head::Regression, "regression"})
-MC_CONFIG_ENUM(RegressionLoss, {RegressionLoss::Huber, "huber"}, {RegressionLoss::MSE, "mse"})
+MC_CONFIG_ENUM(io::Task::Head, {io::Task::Head::Classification, "classification"}, {io::Task::Head::Regression, "regression"})
+MC_CONFIG_ENUM(losses::RegressionLoss, {losses::RegressionLoss::Huber, "huber"}, {losses::RegressionLoss::MSE, "mse"})
 MC_CONFIG_ENUM(Config::Eval::SelectBy, {Config::Eval::SelectBy::Auto, "auto"},
                {Config::Eval::SelectBy::MacroAUC, "macro_auc"}, {Config::Eval::SelectBy::MAE, "mae"},
                {Config::Eval::SelectBy::BalancedAccuracy, "balanced_accuracy"},
@@ -248,7 +248,7 @@ std::string split_cache_path(const Config::Data& d, std::string_view split);
 enum class KeyType { Bool, Int, Float, String, FloatList, StringList, Enum, WindowList };
 
 using ConfigValue = std::variant<bool, int64_t, double, std::string, std::vector<double>,
-                                 std::vector<std::string>, std::vector<HUWindow>>;
+                                 std::vector<std::string>, std::vector<io::HUWindow>>;
 
 struct ConfigKey {
   std::string path;  // "optim.lr"
@@ -285,4 +285,4 @@ struct ConfigGroup {
 const std::vector<ConfigKey>& config_schema();  // in the order of help and to_yaml
 const std::vector<ConfigGroup>& config_groups();
 
-}  // namespace mc
+}  // namespace mc::pipeline

@@ -5,7 +5,7 @@
 #include <cmath>
 #include <limits>
 
-namespace mc::config_detail {
+namespace mc::pipeline::config_detail {
 
 size_t edit_distance(const std::string& a, const std::string& b) {
   std::vector<size_t> row(b.size() + 1);
@@ -77,4 +77,4 @@ std::string describe(const YAML::Node& n) {
   return (n.IsSequence() ? "the list " : "the mapping ") + s;
 }
 
-}  // namespace mc::config_detail
+}  // namespace mc::pipeline::config_detail

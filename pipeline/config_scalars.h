@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-namespace mc::config_detail {
+namespace mc::pipeline::config_detail {
 
 size_t edit_distance(const std::string& a, const std::string& b);
 // The choice closest to v (case-insensitive), or "" when none is close.
@@ -20,4 +20,4 @@ std::optional<bool> parse_bool(std::string s);  // true/yes/on, false/no/off
 bool finite_number(const YAML::Node& n, double& out);
 std::string describe(const YAML::Node& n);  // what a node holds, for "got ..." in messages
 
-}  // namespace mc::config_detail
+}  // namespace mc::pipeline::config_detail

@@ -15,7 +15,7 @@
 #include "engine/metrics.h"
 #include "pipeline/config.h"
 
-namespace mc {
+namespace mc::pipeline {
 namespace {
 
 template <class T> struct is_array : std::false_type {};
@@ -30,7 +30,7 @@ constexpr KeyType key_type_of() {
   else if constexpr (std::is_same_v<T, std::string>) return KeyType::String;
   else if constexpr (std::is_same_v<T, std::vector<double>> || is_array<T>::value) return KeyType::FloatList;
   else if constexpr (std::is_same_v<T, std::vector<std::string>>) return KeyType::StringList;
-  else if constexpr (std::is_same_v<T, std::vector<HUWindow>>) return KeyType::WindowList;
+  else if constexpr (std::is_same_v<T, std::vector<io::HUWindow>>) return KeyType::WindowList;
   else static_assert(!sizeof(T), "no KeyType for this field type");
 }
 
@@ -426,4 +426,4 @@ const std::vector<ConfigGroup>& config_groups() {
   return groups;
 }
 
-}  // namespace mc
+}  // namespace mc::pipeline

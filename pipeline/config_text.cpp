@@ -14,7 +14,7 @@
 #include "engine/metrics.h"
 #include "pipeline/config.h"
 
-namespace mc {
+namespace mc::pipeline {
 
 namespace {
 
@@ -82,7 +82,7 @@ std::string ConfigKey::format(const ConfigValue& v) const {
     }
     case KeyType::WindowList: {
       std::vector<std::string> parts;
-      for (const auto& w : std::get<std::vector<HUWindow>>(v))
+      for (const auto& w : std::get<std::vector<io::HUWindow>>(v))
         parts.push_back("[" + fmt_float(w.level) + ", " + fmt_float(w.width) + "]");
       return "[" + join(parts, ", ") + "]";
     }
@@ -209,4 +209,4 @@ std::string config_help() {
   return out.str();
 }
 
-}  // namespace mc
+}  // namespace mc::pipeline

@@ -20,7 +20,7 @@
 #include "pipeline/model.h"
 #include "pipeline/predictions.h"
 
-namespace mc {
+namespace mc::pipeline {
 namespace fs = std::filesystem;
 namespace {
 
@@ -49,32 +49,32 @@ void write_part(const FoldPlan& plan, int k, const std::string& which, const std
   for (const auto* s : rows) want.push_back(s->id);
   if (fs::exists(path)) {
     std::vector<std::string> have;
-    const Cache existing = Cache::open(path);  // kept alive: records() refers into it
-    for (const CacheRecord& r : existing.records()) have.push_back(r.id);
+    const io::Cache existing = io::Cache::open(path);  // kept alive: records() refers into it
+    for (const io::CacheRecord& r : existing.records()) have.push_back(r.id);
     MC_CHECK(have == want, "cross-validation: '", path, "' holds other subjects than fold ", k, "'s ", which,
              " split of this config (", plan.source, "): remove the run folder or use another output.dir");
     return;
   }
   fs::create_directories(fs::path(path).parent_path());
-  std::map<std::string, Cache> open;
-  std::vector<CacheRecord> records;
+  std::map<std::string, io::Cache> open;
+  std::vector<io::CacheRecord> records;
   std::vector<Tensor> volumes;
   for (const auto* s : rows) {
     auto it = open.find(s->cache);
-    if (it == open.end()) it = open.emplace(s->cache, Cache::open(s->cache)).first;
+    if (it == open.end()) it = open.emplace(s->cache, io::Cache::open(s->cache)).first;
     records.push_back(it->second.record(s->index));
     volumes.push_back(it->second.volume_f32(s->index).clone());
   }
-  const Cache& first = open.begin()->second;
-  CacheWriteOptions wo;
+  const io::Cache& first = open.begin()->second;
+  io::CacheWriteOptions wo;
   wo.dtype = first.stored_dtype();  // f16 -> f32 -> f16 is exact: the cubes are the same bits
-  write_cache(path, records, volumes, first.meta(), wo);
+  io::write_cache(path, records, volumes, first.meta(), wo);
 }
 
-Json plan_json(const FoldPlan& plan) {
-  Json folds = Json::array();
+io::Json plan_json(const FoldPlan& plan) {
+  io::Json folds = io::Json::array();
   for (int k = 0; k < plan.folds; ++k) {
-    Json ids = Json::array();
+    io::Json ids = io::Json::array();
     for (const auto* s : part(plan, k, "oof")) ids.push_back(s->id);
     folds.push_back({{"fold", k}, {"dir", "fold_" + std::to_string(k)}, {"out_of_fold", std::move(ids)}});
   }
@@ -91,15 +91,15 @@ std::string first_difference(const Config& a, const Config& b) {
 
 // Labelled rows with each fold's post-hoc adjustment folded into its scores: softmax of the
 // row is then the fold model's reported probabilities (at T = 1).
-PredictionTable adjusted_labelled(const PredictionTable& t, const TrainingPrior& prior, double tau2) {
-  PredictionTable o;
+eval::PredictionTable adjusted_labelled(const eval::PredictionTable& t, const TrainingPrior& prior, double tau2) {
+  eval::PredictionTable o;
   o.source = t.source;
   o.class_names = t.class_names;
-  o.kind = ScoreKind::Logits;
+  o.kind = eval::ScoreKind::Logits;
   const int64_t K = t.num_classes();
   std::vector<double> offset(size_t(K), 0.0);
   if (tau2 != 0 && prior.usable()) {
-    const std::vector<double> f = normalize_prior(std::vector<double>(prior.counts.begin(), prior.counts.end()));
+    const std::vector<double> f = losses::normalize_prior(std::vector<double>(prior.counts.begin(), prior.counts.end()));
     for (int64_t k = 0; k < K; ++k) offset[size_t(k)] = tau2 * std::log(f[size_t(k)]);
   }
   for (int64_t i = 0; i < t.size(); ++i) {
@@ -113,18 +113,18 @@ PredictionTable adjusted_labelled(const PredictionTable& t, const TrainingPrior&
 
 // The fold model's raw scores on its out-of-fold subjects: logits (mc_eval --predictions reads
 // them), or for a regression head id,tscore.
-std::string oof_csv(const PredictionTable& t, const Task& task) {
-  if (!task.regression()) return predictions_csv(t);
+std::string oof_csv(const eval::PredictionTable& t, const io::Task& task) {
+  if (!task.regression()) return eval::predictions_csv(t);
   std::string s = "id,tscore\n";
-  for (int64_t i = 0; i < t.size(); ++i) s += csv_field(t.ids[size_t(i)]) + "," + shortest(t.scores[size_t(i)]) + "\n";
+  for (int64_t i = 0; i < t.size(); ++i) s += io::csv_field(t.ids[size_t(i)]) + "," + io::shortest(t.scores[size_t(i)]) + "\n";
   return s;
 }
 
-ClassificationMetrics quick_metrics(const PredictionTable& t) {
-  EvalOptions eo;
+ClassificationMetrics quick_metrics(const eval::PredictionTable& t) {
+  eval::EvalOptions eo;
   eo.bootstrap.resamples = 0;
   eo.roc = false;
-  return evaluate(t, eo).rows.at(0).metrics;
+  return eval::evaluate(t, eo).rows.at(0).metrics;
 }
 
 }  // namespace
@@ -162,8 +162,8 @@ FoldPlan plan_folds(const Config& cfg) {
   std::string task_text;
   std::set<std::string> ids;
   for (size_t c = 0; c < sources.size(); ++c) {
-    const Cache cache = Cache::open(sources[c]);
-    const auto task = task_from_meta(cache.meta(), sources[c]);
+    const io::Cache cache = io::Cache::open(sources[c]);
+    const auto task = io::task_from_meta(cache.meta(), sources[c]);
     const std::string t = task ? task->describe() : "(no task)";
     if (c == 0) shape = cache.volume_shape(), task_text = t;
     MC_CHECK(cache.volume_shape() == shape, "cross-validation: '", sources[c], "' holds cubes of ",
@@ -171,7 +171,7 @@ FoldPlan plan_folds(const Config& cfg) {
     MC_CHECK(t == task_text, "cross-validation: '", sources[c], "' was prepared for ", t, ", '", sources[0], "' for ",
              task_text);
     for (int64_t i = 0; i < cache.size(); ++i) {
-      const CacheRecord& r = cache.record(i);
+      const io::CacheRecord& r = cache.record(i);
       MC_CHECK(ids.insert(r.id).second, "cross-validation: subject '", r.id, "' is in the pool twice (again in '",
                sources[c], "')");
       plan.subjects.push_back({sources[c], i, r.id, r.label, prepared ? int(c) : 0});
@@ -183,7 +183,7 @@ FoldPlan plan_folds(const Config& cfg) {
     std::vector<std::string> v;
     std::vector<int64_t> l;
     for (const auto& s : plan.subjects) v.push_back(s.id), l.push_back(s.label);
-    const std::vector<int> f = stratified_folds(v, l, plan.folds, uint64_t(cfg.train.seed));
+    const std::vector<int> f = io::stratified_folds(v, l, plan.folds, uint64_t(cfg.train.seed));
     for (size_t i = 0; i < f.size(); ++i) plan.subjects[i].fold = f[i];
   }
   return plan;
@@ -214,9 +214,9 @@ CrossValSummary train_folds(const Config& cfg, const TrainHooks& hooks) {
     MC_CHECK(diff.empty(), "cross-validation: '", sum.run_dir, "' holds a run of another config (", diff,
              "): use another output.dir, or remove that folder to start again");
   } else {
-    write_atomic(stored.string(), to_yaml(cfg));
+    io::write_atomic(stored.string(), to_yaml(cfg));
   }
-  write_atomic((fs::path(sum.run_dir) / "crossval.json").string(), json_text(plan_json(plan)) + "\n");
+  io::write_atomic((fs::path(sum.run_dir) / "crossval.json").string(), io::json_text(plan_json(plan)) + "\n");
   out << "cross-validation: " << plan.folds << " folds of " << plan.subjects.size() << " subjects, from "
       << plan.source << "\n";
   std::map<int64_t, int64_t> per_class;
@@ -243,7 +243,7 @@ CrossValSummary train_folds(const Config& cfg, const TrainHooks& hooks) {
         << part(plan, k, "train").size() << " train, " << part(plan, k, "val").size() << " val, "
         << part(plan, k, "oof").size() << " out of fold)\n";
     TrainSummary ts;
-    if (resume && load_training_state(state_path_for(last.string()), last.string()).epoch >= fc.train.epochs) {
+    if (resume && io::load_training_state(io::state_path_for(last.string()), last.string()).epoch >= fc.train.epochs) {
       ts.epochs_done = fc.train.epochs;  // trained to the end; only done.json was missing
     } else {
       ts = train(fc, resume, hooks);
@@ -257,7 +257,7 @@ CrossValSummary train_folds(const Config& cfg, const TrainHooks& hooks) {
     }
     MC_CHECK(fs::exists(dir / "best.safetensors"), "cross-validation: fold ", k, " finished without a best checkpoint in '",
              dir.string(), "' (no validated epoch?)");
-    write_atomic(done.string(), json_text(Json{{"fold", k}, {"epochs", fc.train.epochs}}) + "\n");
+    io::write_atomic(done.string(), io::json_text(io::Json{{"fold", k}, {"epochs", fc.train.epochs}}) + "\n");
   }
 
   sum.report_dir = (fs::path(sum.run_dir) / "report").string();
@@ -270,11 +270,11 @@ CrossValSummary train_folds(const Config& cfg, const TrainHooks& hooks) {
   }
 
   // Every fold's best model on its out-of-fold subjects, pooled into one report.
-  const Task task = task_of(cfg);
+  const io::Task task = task_of(cfg);
   const double tau2 = cfg.posthoc.tau2;
   const BootstrapOptions b{cfg.eval.bootstrap, uint64_t(cfg.train.seed), 0.95};
-  CrossValidation cv;
-  std::vector<PredictionTable> tables;
+  eval::CrossValidation cv;
+  std::vector<eval::PredictionTable> tables;
   std::vector<double> truth, pred;  // regression: pooled T-scores
   std::string temps;
   int64_t unlabelled = 0;
@@ -283,14 +283,14 @@ CrossValSummary train_folds(const Config& cfg, const TrainHooks& hooks) {
     const std::string best = (fs::path(fc.output.dir) / "best.safetensors").string();
     sum.checkpoints.push_back(best);
     LoadedModel m = load_model(fc, best);
-    const PredictionTable raw = predict_split(m, fc, "test", false);
-    write_atomic((fs::path(fc.output.dir) / "oof_predictions.csv").string(), oof_csv(raw, task));
-    FoldResult f;
+    const eval::PredictionTable raw = predict_split(m, fc, "test", false);
+    io::write_atomic((fs::path(fc.output.dir) / "oof_predictions.csv").string(), oof_csv(raw, task));
+    eval::FoldResult f;
     f.fold = k;
     f.checkpoint = best;
     f.best_epoch = m.epoch;
     if (task.regression()) {
-      RegressionReport rr;
+      eval::RegressionReport rr;
       tables.push_back(regression_derived_classes(task, raw, {0, 0, 0.95}, rr, unlabelled));
       f.mae = rr.mae.value;
       truth.insert(truth.end(), rr.truth.begin(), rr.truth.end());
@@ -301,20 +301,20 @@ CrossValSummary train_folds(const Config& cfg, const TrainHooks& hooks) {
       tables.push_back(adjusted_labelled(raw, prior, prior.usable() ? tau2 : 0.0));
       f.temperature = checkpoint_temperature(best).value;
     }
-    temps += (k ? ", " : "") + general(f.temperature);
+    temps += (k ? ", " : "") + io::general(f.temperature);
     f.n = tables.back().size();
     f.metrics = quick_metrics(tables.back());
     cv.folds.push_back(f);
   }
-  const PredictionTable pooled = pool_fold_tables(tables);
+  const eval::PredictionTable pooled = eval::pool_fold_tables(tables);
   sum.pooled_subjects = pooled.size();
   cv.pooling = "The tables above pool the " + std::to_string(pooled.size()) + " out-of-fold predictions: each subject "
                "scored once, by the fold model that never saw it in training or validation" +
                (task.regression() ? std::string(".")
-                                  : ", its scores after that fold's own post-hoc adjustment (tau2 = " + general(tau2) +
+                                  : ", its scores after that fold's own post-hoc adjustment (tau2 = " + io::general(tau2) +
                                         " with the fold's training prior).");
 
-  ReportRun run;
+  eval::ReportRun run;
   const std::string arch(model_arch(cfg.model.name));
   run.title = arch + ", " + std::to_string(plan.folds) + "-fold cross-validation (pooled out-of-fold predictions)";
   run.source = sum.run_dir;
@@ -324,18 +324,18 @@ CrossValSummary train_folds(const Config& cfg, const TrainHooks& hooks) {
   run.cache = plan.source;
   run.prior_source = task.regression() ? "not used: a regression head" : "each fold's own (its training split)";
   if (!task.regression())
-    run.adjusted_upstream = "tau2 = " + general(tau2) + " with each fold's own prior, before pooling (the tables' tau2 = 0 "
+    run.adjusted_upstream = "tau2 = " + io::general(tau2) + " with each fold's own prior, before pooling (the tables' tau2 = 0 "
                             "means nothing more is applied)";
   if (!task.regression())
     run.temperature_source = "The pooled probabilities are at T = 1; each fold's temperature fitted on its validation "
                              "split (" + temps + ") is applied by mc_predict and to the fold ensemble";
   run.crossval = cv;
   if (task.regression()) {
-    run.regression = regression_report(truth, pred, b);
+    run.regression = eval::regression_report(truth, pred, b);
     run.regression->thresholds = task.thresholds;
   }
   if (task.binary() && !task.regression()) {
-    ScreeningOptions so;
+    eval::ScreeningOptions so;
     so.positive = task.positive_class();
     so.positive_name = task.name(so.positive);
     so.target_sensitivity = cfg.eval.target_sensitivity;
@@ -343,9 +343,9 @@ CrossValSummary train_folds(const Config& cfg, const TrainHooks& hooks) {
     run.screening = so;
   }
   if (unlabelled) run.notes.push_back(std::to_string(unlabelled) + " out-of-fold subjects have no label and were left out");
-  HuBaseline hu;
+  eval::HuBaseline hu;
   hu.note = "No HU baseline in the pooled out-of-fold report (mc_eval's report on a split has one).";
-  sum.report = write_report(pooled, run, b, hu, sum.report_dir, true);
+  sum.report = eval::write_report(pooled, run, b, hu, sum.report_dir, true);
   out << sum.report.terminal << "pooled out-of-fold report: " << sum.report.markdown << "\n";
   return sum;
 }
@@ -361,7 +361,7 @@ std::vector<std::string> fold_checkpoints(const std::string& dir) {
   int64_t folds = 0;
   try {
     std::ifstream in(meta);
-    folds = Json::parse(in).at("folds").get<int64_t>();
+    folds = io::Json::parse(in).at("folds").get<int64_t>();
   } catch (const std::exception& e) {
     throw Error("'" + meta.string() + "': not a cross-validation description (" + e.what() + ")");
   }
@@ -377,4 +377,4 @@ std::vector<std::string> fold_checkpoints(const std::string& dir) {
   return v;
 }
 
-}  // namespace mc
+}  // namespace mc::pipeline

@@ -24,7 +24,7 @@
 #include "pipeline/config.h"
 #include "pipeline/train.h"
 
-namespace mc {
+namespace mc::pipeline {
 
 struct FoldPlan {
   struct Subject {
@@ -52,7 +52,7 @@ struct CrossValSummary {
   int64_t pooled_subjects = 0;
   // The pooled out-of-fold report, when this call wrote it: not when interrupted, nor when every
   // fold was finished before and report/report.json is there (a rerun is then a no-op).
-  Report report;
+  eval::Report report;
 };
 CrossValSummary train_folds(const Config& cfg, const TrainHooks& hooks = {});
 
@@ -62,4 +62,4 @@ bool is_crossval_dir(const std::string& dir);
 // names a fold without one (the run is not finished).
 std::vector<std::string> fold_checkpoints(const std::string& dir);
 
-}  // namespace mc
+}  // namespace mc::pipeline

@@ -7,7 +7,7 @@
 #include "pipeline/config.h"
 #include "pipeline/cli.h"
 
-namespace mc {
+namespace mc::pipeline {
 namespace {
 
 const char* kUsage =
@@ -93,7 +93,7 @@ EvalCommand parse_eval_command(const std::vector<std::string>& args) {
   }
   const std::string bad = cli::take_overrides(parsed.rest, c.overrides);
   MC_CHECK(bad.empty(), "unknown option or missing value: ", bad);
-  if (!o.scores.empty()) c.scores = parse_score_kind(o.scores);
+  if (!o.scores.empty()) c.scores = eval::parse_score_kind(o.scores);
   MC_CHECK(c.eval.bootstrap.resamples <= kMaxBootstrapResamples, "--bootstrap: ",
            c.eval.bootstrap.resamples, " resamples is more than the maximum ", kMaxBootstrapResamples);
   MC_CHECK(!c.predictions.empty() || !c.config.empty(),
@@ -114,19 +114,19 @@ void run_eval(const EvalCommand& cmd, std::ostream& out) {
   if (!cmd.config.empty()) {
     ReportOptions ro = cmd.report;
     ro.out_dir = cmd.out;
-    const Report r = write_model_report(load_config(cmd.config, cmd.overrides), ro);
+    const eval::Report r = write_model_report(load_config(cmd.config, cmd.overrides), ro);
     out << r.terminal << "\nreport: " << r.markdown << "\n";
     return;
   }
-  PredictionTable p = read_predictions_csv(cmd.predictions);
+  eval::PredictionTable p = eval::read_predictions_csv(cmd.predictions);
   if (cmd.scores) p.kind = *cmd.scores;
-  const Evaluation e = evaluate(p, cmd.eval);
-  out << format_report(e);
+  const eval::Evaluation e = eval::evaluate(p, cmd.eval);
+  out << eval::format_report(e);
   if (!cmd.json.empty()) {
-    write_atomic(cmd.json, to_json(e));
+    io::write_atomic(cmd.json, eval::to_json(e));
     out << "\nwrote " << cmd.json << "\n";
   }
-  if (!cmd.out.empty()) out << "\nreport: " << write_predictions_report(p, cmd.eval, cmd.out).markdown << "\n";
+  if (!cmd.out.empty()) out << "\nreport: " << eval::write_predictions_report(p, cmd.eval, cmd.out).markdown << "\n";
 }
 
-}  // namespace mc
+}  // namespace mc::pipeline

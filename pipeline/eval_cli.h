@@ -11,15 +11,15 @@
 #include "eval/evaluation.h"
 #include "pipeline/evaluate.h"
 
-namespace mc {
+namespace mc::pipeline {
 
 struct EvalCommand {
   bool help = false;
   std::string config, predictions, json, out;
   std::vector<std::string> overrides;  // key=value, with --config
   ReportOptions report;                // --checkpoint, --split, --no-progress (with --config)
-  EvalOptions eval;                    // --tau2, --prior, --bootstrap, ... (with --predictions)
-  std::optional<ScoreKind> scores;     // --scores; default: the CSV's kind found by evaluate()
+  eval::EvalOptions eval;                    // --tau2, --prior, --bootstrap, ... (with --predictions)
+  std::optional<eval::ScoreKind> scores;     // --scores; default: the CSV's kind found by evaluate()
 };
 // Usage errors (mc::Error) name the option: a bad value, a --predictions option with --config.
 EvalCommand parse_eval_command(const std::vector<std::string>& args);
@@ -28,4 +28,4 @@ std::string eval_usage();
 // `out`. Problems with the run itself throw mc::Error.
 void run_eval(const EvalCommand& cmd, std::ostream& out);
 
-}  // namespace mc
+}  // namespace mc::pipeline

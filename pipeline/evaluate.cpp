@@ -13,15 +13,15 @@
 #include "pipeline/model.h"
 #include "pipeline/predictions.h"
 
-namespace mc {
+namespace mc::pipeline {
 namespace fs = std::filesystem;
 
 namespace {
 
 // Labelled rows only.
-PredictionTable labelled(const PredictionTable& s, int64_t* unlabelled = nullptr) {
+eval::PredictionTable labelled(const eval::PredictionTable& s, int64_t* unlabelled = nullptr) {
   const int64_t K = s.num_classes();
-  PredictionTable t;
+  eval::PredictionTable t;
   t.source = s.source;
   t.class_names = s.class_names;
   t.kind = s.kind;
@@ -39,8 +39,8 @@ PredictionTable labelled(const PredictionTable& s, int64_t* unlabelled = nullptr
 
 // The binary report's operating point chosen on the validation split: the highest threshold on
 // p(positive) (after the same post-hoc adjustment) reaching eval.target_sensitivity there.
-ScreeningOptions screening_options(LoadedModel& m, const Config& cfg, const ReportOptions& o, const TrainingPrior& prior) {
-  ScreeningOptions so;
+eval::ScreeningOptions screening_options(LoadedModel& m, const Config& cfg, const ReportOptions& o, const TrainingPrior& prior) {
+  eval::ScreeningOptions so;
   so.positive = m.task.positive_class();
   so.positive_name = m.task.name(so.positive);
   so.target_sensitivity = cfg.eval.target_sensitivity;
@@ -49,20 +49,20 @@ ScreeningOptions screening_options(LoadedModel& m, const Config& cfg, const Repo
     so.validation_note = "no validation cache '" + val + "'";
     return so;
   }
-  const PredictionTable v = labelled(predict_split(m, cfg, "val", o.progress));
+  const eval::PredictionTable v = labelled(predict_split(m, cfg, "val", o.progress));
   if (v.size() == 0) {
     so.validation_note = "the validation cache '" + val + "' has no labelled subjects";
     return so;
   }
-  EvalOptions eo;
+  eval::EvalOptions eo;
   eo.tau2 = {prior.usable() ? cfg.posthoc.tau2 : 0.0};
   eo.prior.assign(prior.counts.begin(), prior.counts.end());
   eo.bootstrap.resamples = 0;
   eo.roc = false;
-  const std::vector<double> probs = evaluate(v, eo).rows.at(0).probabilities.to_vector<double>();
+  const std::vector<double> probs = eval::evaluate(v, eo).rows.at(0).probabilities.to_vector<double>();
   std::vector<double> p;
   for (int64_t i = 0; i < v.size(); ++i) p.push_back(probs[size_t(2 * i + so.positive)]);
-  so.validation_threshold = threshold_for_sensitivity(v.labels, p, so.positive, so.target_sensitivity);
+  so.validation_threshold = eval::threshold_for_sensitivity(v.labels, p, so.positive, so.target_sensitivity);
   so.validation_source = "the val split (n = " + std::to_string(v.size()) + ")";
   if (!so.validation_threshold) so.validation_note = "the validation split has no " + so.positive_name + " subject";
   if (o.split == "val") so.validation_source += ", the split evaluated here: optimistic";
@@ -71,18 +71,18 @@ ScreeningOptions screening_options(LoadedModel& m, const Config& cfg, const Repo
 
 }  // namespace
 
-PredictionTable regression_derived_classes(const Task& task, const PredictionTable& s, const BootstrapOptions& b,
-                                RegressionReport& report, int64_t& unlabelled) {
+eval::PredictionTable regression_derived_classes(const io::Task& task, const eval::PredictionTable& s, const BootstrapOptions& b,
+                                eval::RegressionReport& report, int64_t& unlabelled) {
   MC_CHECK(s.num_classes() == 1, s.source, ": a regression head gives one score per subject, got ", s.num_classes());
-  const Cache cache = Cache::open(s.source);
-  PredictionTable t;
+  const io::Cache cache = io::Cache::open(s.source);
+  eval::PredictionTable t;
   t.source = s.source;
   t.class_names = task.classes;
-  t.kind = ScoreKind::Probabilities;
+  t.kind = eval::ScoreKind::Probabilities;
   std::vector<double> truth, pred;
   const int64_t K = task.num_classes();
   for (int64_t i = 0; i < s.size(); ++i) {
-    const CacheRecord& r = cache.record(s.indices[size_t(i)]);
+    const io::CacheRecord& r = cache.record(s.indices[size_t(i)]);
     if (!std::isfinite(r.tscore)) {
       ++unlabelled;
       continue;
@@ -94,7 +94,7 @@ PredictionTable regression_derived_classes(const Task& task, const PredictionTab
     for (int64_t k = 0; k < K; ++k) t.scores.push_back(k == task.classify(p) ? 1.0 : 0.0);
   }
   MC_CHECK(!truth.empty(), "the cache '", s.source, "' has no subject with a T-score to evaluate a regression head on");
-  report = regression_report(truth, pred, b);
+  report = eval::regression_report(truth, pred, b);
   report.thresholds = task.thresholds;
   return t;
 }
@@ -110,29 +110,29 @@ std::string tta_validation(LoadedModel& m, const Config& cfg, const std::vector<
   std::string md = reg ? "| validation | T-score MAE | balanced accuracy (derived classes) |\n|:--|--:|--:|\n"
                        : "| validation | balanced accuracy | macro AUC | NLL | ECE |\n|:--|--:|--:|--:|--:|\n";
   for (bool with : {false, true}) {
-    const PredictionTable v = predict_split(m, cfg, "val", false, with ? flips : std::vector<Flip>{});
+    const eval::PredictionTable v = predict_split(m, cfg, "val", false, with ? flips : std::vector<Flip>{});
     const std::string name = with ? "with TTA" : "without";
-    EvalOptions eo;
+    eval::EvalOptions eo;
     eo.bootstrap.resamples = 0;
     eo.roc = false;
     if (reg) {
-      RegressionReport rr;
+      eval::RegressionReport rr;
       int64_t unlabelled = 0;
-      const PredictionTable t = regression_derived_classes(m.task, v, {0, 0, 0.95}, rr, unlabelled);
-      const ClassificationMetrics mm = evaluate(t, eo).rows.at(0).metrics;
-      md += "| " + name + " | " + fixed(rr.mae.value, 4) + " | " + fixed(100 * mm.balanced_accuracy.value, 2) + " |\n";
+      const eval::PredictionTable t = regression_derived_classes(m.task, v, {0, 0, 0.95}, rr, unlabelled);
+      const ClassificationMetrics mm = eval::evaluate(t, eo).rows.at(0).metrics;
+      md += "| " + name + " | " + io::fixed(rr.mae.value, 4) + " | " + io::fixed(100 * mm.balanced_accuracy.value, 2) + " |\n";
       continue;
     }
-    const PredictionTable t = labelled(v);
+    const eval::PredictionTable t = labelled(v);
     MC_CHECK(t.size() > 0, "--tta: the val cache has no labelled subjects to compare on");
     const int64_t K = t.num_classes();
     eo.tau2 = {tau2};
     eo.prior = prior;
-    const ClassificationMetrics mm = evaluate(t, eo).rows.at(0).metrics;
-    const std::vector<double> p = calibrated_probabilities(t.scores, K, prior, tau2, temperature);
-    md += "| " + name + " | " + fixed(100 * mm.balanced_accuracy.value, 2) + " | " +
-          (mm.auc_macro.defined ? fixed(100 * mm.auc_macro.value, 2) : "n/a") + " | " + fixed(mean_nll(p, t.labels, K), 4) +
-          " | " + fixed(expected_calibration_error(p, t.labels, K, 15), 4) + " |\n";
+    const ClassificationMetrics mm = eval::evaluate(t, eo).rows.at(0).metrics;
+    const std::vector<double> p = eval::calibrated_probabilities(t.scores, K, prior, tau2, temperature);
+    md += "| " + name + " | " + io::fixed(100 * mm.balanced_accuracy.value, 2) + " | " +
+          (mm.auc_macro.defined ? io::fixed(100 * mm.auc_macro.value, 2) : "n/a") + " | " + io::fixed(eval::mean_nll(p, t.labels, K), 4) +
+          " | " + io::fixed(eval::expected_calibration_error(p, t.labels, K, 15), 4) + " |\n";
   }
   return md;
 }
@@ -141,19 +141,19 @@ std::string tta_validation(LoadedModel& m, const Config& cfg, const std::vector<
 // The ensemble's report: each member over the split, its probabilities after its own post-hoc
 // adjustment (its state's training prior) and temperature, then their mean (regression: the
 // mean predicted T-score) as the table the ordinary report scores.
-Report ensemble_report(const Config& cfg, const ReportOptions& o, const std::vector<std::string>& members) {
+eval::Report ensemble_report(const Config& cfg, const ReportOptions& o, const std::vector<std::string>& members) {
   MC_CHECK(!o.tta, "--tta: not for an ensemble (evaluate one checkpoint with --tta to see whether it helps)");
   const BootstrapOptions b{cfg.eval.bootstrap, uint64_t(cfg.train.seed), 0.95};
   const double tau2 = cfg.posthoc.tau2;
-  PredictionTable s;
+  eval::PredictionTable s;
   std::vector<double> sum;
-  Task task;
+  io::Task task;
   std::string device, temps;
   int64_t no_prior = 0;
   for (size_t i = 0; i < members.size(); ++i) {
     MC_CHECK(fs::is_regular_file(members[i]), "ensemble member '", members[i], "' not found");
     LoadedModel m = load_model(cfg, members[i]);
-    PredictionTable t = predict_split(m, cfg, o.split, o.progress);
+    eval::PredictionTable t = predict_split(m, cfg, o.split, o.progress);
     if (i == 0) s = t, task = m.task, device = m.device.str();
     MC_CHECK(m.task == task && t.ids == s.ids, "ensemble member '", members[i], "' has ", m.task.describe(), "; '",
              members[0], "' ", task.describe());
@@ -162,22 +162,22 @@ Report ensemble_report(const Config& cfg, const ReportOptions& o, const std::vec
       const TrainingPrior prior = training_prior(cfg, members[i]);  // the member's own (its state) first
       no_prior += tau2 != 0 && !prior.usable();
       const double temperature = checkpoint_temperature(members[i]).value;
-      temps += (i ? ", " : "") + general(temperature);
-      v = calibrated_probabilities(t.scores, t.num_classes(), std::vector<double>(prior.counts.begin(), prior.counts.end()),
+      temps += (i ? ", " : "") + io::general(temperature);
+      v = eval::calibrated_probabilities(t.scores, t.num_classes(), std::vector<double>(prior.counts.begin(), prior.counts.end()),
                                    prior.usable() ? tau2 : 0.0, temperature);
     }
     if (sum.empty()) sum.assign(v.size(), 0.0);
     for (size_t j = 0; j < v.size(); ++j) sum[j] += v[j] / double(members.size());
   }
   s.scores = sum;
-  if (!task.regression()) s.kind = ScoreKind::Probabilities;
+  if (!task.regression()) s.kind = eval::ScoreKind::Probabilities;
   int64_t unlabelled = 0;
-  RegressionReport reg;
-  const PredictionTable t = task.regression() ? regression_derived_classes(task, s, b, reg, unlabelled) : labelled(s, &unlabelled);
+  eval::RegressionReport reg;
+  const eval::PredictionTable t = task.regression() ? regression_derived_classes(task, s, b, reg, unlabelled) : labelled(s, &unlabelled);
   MC_CHECK(t.size() > 0, "the ", o.split, " cache '", s.source, "' has no labelled subjects to evaluate");
   const int64_t K = t.num_classes();
   const std::string arch(model_arch(cfg.model.name));
-  ReportRun run;
+  eval::ReportRun run;
   run.title = arch + ", ensemble of " + std::to_string(members.size()) + " models, on the " + o.split + " split";
   for (const auto& w : members) run.source += (run.source.empty() ? "" : ", ") + w;
   run.model = arch + " x " + std::to_string(members.size()) + " (" + std::to_string(cfg.model.in_chans) + " input channel" +
@@ -192,7 +192,7 @@ Report ensemble_report(const Config& cfg, const ReportOptions& o, const std::vec
     run.prior_source = "not used: a regression head";
   } else {
     run.prior_source = "each member's own (its checkpoint state)";
-    run.adjusted_upstream = "tau2 = " + general(tau2) + " with each member's own prior, then its temperature, before "
+    run.adjusted_upstream = "tau2 = " + io::general(tau2) + " with each member's own prior, then its temperature, before "
                             "averaging (the tables' tau2 = 0 means nothing more is applied)";
     run.temperature_source = "Each member's probabilities are scaled by its own temperature (T = " + temps +
                              ") before averaging; the table holds the averaged probabilities";
@@ -200,23 +200,23 @@ Report ensemble_report(const Config& cfg, const ReportOptions& o, const std::vec
       run.notes.push_back(std::to_string(no_prior) + " members have no usable training prior: no post-hoc adjustment for them");
   }
   if (task.binary() && !task.regression()) {
-    ScreeningOptions so;
+    eval::ScreeningOptions so;
     so.positive = task.positive_class();
     so.positive_name = task.name(so.positive);
     so.target_sensitivity = cfg.eval.target_sensitivity;
     so.validation_note = "an ensemble: no validation-chosen threshold";
     run.screening = so;
   }
-  HuBaseline hu;
-  if (K == task.num_classes()) hu = hu_baseline((fs::path(cfg.data.cache_dir) / "manifest.csv").string(), o.split, b, task);
+  eval::HuBaseline hu;
+  if (K == task.num_classes()) hu = eval::hu_baseline((fs::path(cfg.data.cache_dir) / "manifest.csv").string(), o.split, b, task);
   if (unlabelled) run.notes.push_back(std::to_string(unlabelled) + " subjects of the cache have no label and were left out");
   const std::string dir = o.out_dir.empty() ? (fs::path(cfg.output.dir) / ("report_ensemble_" + o.split)).string() : o.out_dir;
-  return write_report(t, run, b, hu, dir, true);
+  return eval::write_report(t, run, b, hu, dir, true);
 }
 
 }  // namespace
 
-Report write_model_report(const Config& cfg, const ReportOptions& o) {
+eval::Report write_model_report(const Config& cfg, const ReportOptions& o) {
   MC_CHECK(o.split == "test" || o.split == "val" || o.split == "train", "unknown split '", o.split,
            "' (allowed: test, val, train)");
   // Cross-validation folders stand for their fold models; more than one model is an ensemble.
@@ -235,15 +235,15 @@ Report write_model_report(const Config& cfg, const ReportOptions& o) {
            o.checkpoint.empty() ? " (the best epoch of the run in output.dir; pass --checkpoint to choose another)" : "");
   LoadedModel m = load_model(cfg, checkpoint);
   const std::vector<Flip> flips = o.tta ? tta_flips(cfg) : std::vector<Flip>{};
-  const PredictionTable s = predict_split(m, cfg, o.split, o.progress, flips);
+  const eval::PredictionTable s = predict_split(m, cfg, o.split, o.progress, flips);
   const BootstrapOptions b{cfg.eval.bootstrap, uint64_t(cfg.train.seed), 0.95};
   int64_t unlabelled = 0;
-  RegressionReport reg;
-  const PredictionTable t = m.task.regression() ? regression_derived_classes(m.task, s, b, reg, unlabelled) : labelled(s, &unlabelled);
+  eval::RegressionReport reg;
+  const eval::PredictionTable t = m.task.regression() ? regression_derived_classes(m.task, s, b, reg, unlabelled) : labelled(s, &unlabelled);
   const int64_t K = t.num_classes();
   MC_CHECK(t.size() > 0, "the ", o.split, " cache '", s.source, "' has no labelled subjects to evaluate");
 
-  ReportRun run;
+  eval::ReportRun run;
   run.title = std::string(model_arch(cfg.model.name)) + " on the " + o.split + " split";
   run.source = checkpoint;
   run.model = std::string(model_arch(cfg.model.name)) + " (" + std::to_string(cfg.model.in_chans) + " input channel" +
@@ -272,8 +272,8 @@ Report write_model_report(const Config& cfg, const ReportOptions& o) {
     run.temperature = temp.value;
     run.temperature_source = "fitted on the validation split by mc_train, " + temp.source;
     if (temp.tau2 != run.tau2)
-      run.notes.push_back("the temperature was fitted at tau2 = " + general(temp.tau2) + ", the report adjusts with tau2 = " +
-                          general(run.tau2) + ": it may calibrate less well here");
+      run.notes.push_back("the temperature was fitted at tau2 = " + io::general(temp.tau2) + ", the report adjusts with tau2 = " +
+                          io::general(run.tau2) + ": it may calibrate less well here");
   }
   if (o.tta) {
     run.tta = flips_text(flips);
@@ -283,14 +283,14 @@ Report write_model_report(const Config& cfg, const ReportOptions& o) {
   if (fs::exists(log)) run.metrics_csv = log;
 
   if (m.task.binary() && !m.task.regression()) run.screening = screening_options(m, cfg, o, prior);
-  HuBaseline hu;
-  const Task task = task_of(cfg);
-  if (K == task.num_classes()) hu = hu_baseline((fs::path(cfg.data.cache_dir) / "manifest.csv").string(), o.split, b, task);
+  eval::HuBaseline hu;
+  const io::Task task = task_of(cfg);
+  if (K == task.num_classes()) hu = eval::hu_baseline((fs::path(cfg.data.cache_dir) / "manifest.csv").string(), o.split, b, task);
   else hu.note = "no HU baseline: the task has " + std::to_string(task.num_classes()) + " classes, the model " + std::to_string(K);
   if (unlabelled) run.notes.push_back(std::to_string(unlabelled) + " subjects of the cache have no label and were left out");
   if (!prior.usable() && cfg.posthoc.tau2 != 0 && !m.task.regression())
-    run.notes.push_back("no post-hoc adjustment (posthoc.tau2 = " + general(cfg.posthoc.tau2) + " asked): training prior: " + prior.source);
-  return write_report(t, run, b, hu, o.out_dir.empty() ? (fs::path(cfg.output.dir) / "report").string() : o.out_dir, true);
+    run.notes.push_back("no post-hoc adjustment (posthoc.tau2 = " + io::general(cfg.posthoc.tau2) + " asked): training prior: " + prior.source);
+  return eval::write_report(t, run, b, hu, o.out_dir.empty() ? (fs::path(cfg.output.dir) / "report").string() : o.out_dir, true);
 }
 
-}  // namespace mc
+}  // namespace mc::pipeline

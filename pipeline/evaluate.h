@@ -8,7 +8,7 @@
 #include "eval/report.h"
 #include "pipeline/config.h"
 
-namespace mc {
+namespace mc::pipeline {
 
 struct ReportOptions {
   std::string checkpoint;  // "" = <output.dir>/best.safetensors
@@ -27,13 +27,13 @@ struct ReportOptions {
 // training prior from the train cache (or the checkpoint's state), and writes the report.
 // Bootstrap: cfg.eval.bootstrap resamples with seed cfg.train.seed. Errors (missing checkpoint
 // or cache, unknown split) throw mc::Error.
-Report write_model_report(const Config& cfg, const ReportOptions& o);
+eval::Report write_model_report(const Config& cfg, const ReportOptions& o);
 
 // A regression head's predicted T-scores (one score column of a table predicted from a cache,
 // with its indices) against the cache's true ones, and the table of the classes both derive
 // with the task's thresholds (one-hot scores), which the classification report then scores.
 // Subjects without a true T-score are left out (counted in `unlabelled`).
-PredictionTable regression_derived_classes(const Task& task, const PredictionTable& s, const BootstrapOptions& b,
-                                           RegressionReport& report, int64_t& unlabelled);
+eval::PredictionTable regression_derived_classes(const io::Task& task, const eval::PredictionTable& s, const BootstrapOptions& b,
+                                           eval::RegressionReport& report, int64_t& unlabelled);
 
-}  // namespace mc
+}  // namespace mc::pipeline

@@ -15,7 +15,7 @@
 #include "io/text.h"
 #include "models/resnet3d.h"
 
-namespace mc {
+namespace mc::pipeline {
 namespace fs = std::filesystem;
 namespace {
 
@@ -25,7 +25,7 @@ std::vector<int64_t> parse_counts(const std::string& s) {
   size_t start = 0;
   for (;;) {
     const size_t comma = s.find(',', start);
-    const auto c = parse_int(std::string_view(s).substr(start, comma - start));
+    const auto c = io::parse_int(std::string_view(s).substr(start, comma - start));
     if (!c || *c < 0) return {};
     v.push_back(*c);
     if (comma == std::string::npos) return v;
@@ -51,15 +51,15 @@ std::unique_ptr<nn::Module> build_model(const Config& cfg) {
   auto m = models::create(std::string(model_arch(cfg.model.name)), cfg.model.in_chans,
                           task_of(cfg).num_outputs(), uint64_t(cfg.train.seed), cfg.model.zero_init_last);
   if (!cfg.model.pretrained.empty()) {
-    StateDict src = load_safetensors(cfg.model.pretrained);
+    StateDict src = io::load_safetensors(cfg.model.pretrained);
     if (cfg.model.inflate_2d)
-      src = inflate_2d_to_3d(src, cfg.model.in_chans,
+      src = io::inflate_2d_to_3d(src, cfg.model.in_chans,
                              models::stem_weight_name(std::string(model_arch(cfg.model.name))));
-    for (const auto& prefix : cfg.model.pretrained_skip) drop_keys(src, prefix);
-    LoadOptions lo;
+    for (const auto& prefix : cfg.model.pretrained_skip) io::drop_keys(src, prefix);
+    io::LoadOptions lo;
     lo.strict = false;  // the head (fc) of a pretrained backbone rarely fits our classes
-    check_finite_weights(src, "model.pretrained '" + cfg.model.pretrained + "'");
-    LoadReport r = load_state_dict(m->state_dict(), src, lo);
+    io::check_finite_weights(src, "model.pretrained '" + cfg.model.pretrained + "'");
+    io::LoadReport r = io::load_state_dict(m->state_dict(), src, lo);
     std::cout << "pretrained " << cfg.model.pretrained << ": " << r.summary() << "\n";
   }
   return m;
@@ -82,10 +82,10 @@ Config checkpoint_config(const std::string& checkpoint, const std::string& confi
   MC_CHECK(checkpoint.ends_with(".safetensors"), "no --config given, and '", checkpoint,
            "' has no <tag>.state.safetensors beside it to read the run's config from (not a "
            ".safetensors name): pass --config FILE.yaml");
-  const std::string state = state_path_for(checkpoint);
+  const std::string state = io::state_path_for(checkpoint);
   MC_CHECK(fs::exists(state), "no --config given, and no state file '", state,
            "' beside the checkpoint to read the run's config from: pass --config FILE.yaml");
-  const SafeTensorsFile file = SafeTensorsFile::open(state);  // owns the metadata
+  const io::SafeTensorsFile file = io::SafeTensorsFile::open(state);  // owns the metadata
   const auto& meta = file.metadata();
   auto it = meta.find("config");
   MC_CHECK(it != meta.end() && !it->second.empty(), "no --config given, and '", state,
@@ -102,23 +102,23 @@ LoadedModel load_model(const Config& cfg, const std::string& checkpoint) {
   m.in_chans = cfg.model.in_chans;
   m.num_classes = cfg.model.num_classes;
   m.task = task_of(cfg);
-  const SafeTensorsFile file = SafeTensorsFile::open(checkpoint);
+  const io::SafeTensorsFile file = io::SafeTensorsFile::open(checkpoint);
   // A checkpoint of another task would give numbers under the wrong class names.
-  if (const auto own = task_from_meta(file.metadata(), checkpoint)) {
+  if (const auto own = io::task_from_meta(file.metadata(), checkpoint)) {
     const std::string d = own->difference(m.task);
     MC_CHECK(d.empty(), "checkpoint '", checkpoint, "' was trained for another task than the config's: ", d,
              " (checkpoint vs config). Its task: ", own->describe(), "; evaluate it with its own config "
              "(omit --config to use the one stored beside it)");
   }
-  check_finite_weights(file.views(), "checkpoint '" + checkpoint + "'");
+  io::check_finite_weights(file.views(), "checkpoint '" + checkpoint + "'");
   m.model = build_model(c);
   try {
-    load_state_dict(m.model->state_dict(), file.views(), LoadOptions{});
+    io::load_state_dict(m.model->state_dict(), file.views(), io::LoadOptions{});
   } catch (const Error& e) {
     throw Error("checkpoint '" + checkpoint + "' does not fit the configured model " +
                 std::string(model_arch(cfg.model.name)) + " (model.in_chans " +
                 std::to_string(cfg.model.in_chans) + ", model.num_classes " +
-                std::to_string(cfg.model.num_classes) + ", model.head " + head_name(m.task.head) + "): " + e.what());
+                std::to_string(cfg.model.num_classes) + ", model.head " + io::head_name(m.task.head) + "): " + e.what());
   }
   if (auto it = file.metadata().find("epoch"); it != file.metadata().end()) {
     const auto v = parse_counts(it->second);
@@ -136,13 +136,13 @@ TrainingPrior training_prior(const Config& cfg, const std::string& checkpoint, b
   TrainingPrior p;
   std::vector<std::string> tried;
   auto from_state = [&] {
-    const std::string state = checkpoint.ends_with(".safetensors") ? state_path_for(checkpoint) : "";
+    const std::string state = checkpoint.ends_with(".safetensors") ? io::state_path_for(checkpoint) : "";
     if (state.empty() || !fs::exists(state)) {
       tried.push_back("no checkpoint state file");
       return;
     }
     try {
-      const SafeTensorsFile file = SafeTensorsFile::open(state);
+      const io::SafeTensorsFile file = io::SafeTensorsFile::open(state);
       const auto& meta = file.metadata();
       auto it = meta.find("class_counts");
       if (it != meta.end() && parse_counts(it->second).size() == size_t(K))
@@ -159,7 +159,7 @@ TrainingPrior training_prior(const Config& cfg, const std::string& checkpoint, b
       tried.push_back("no train cache " + train);
       return;
     }
-    p = {Cache::open(train).class_counts(K), "train cache " + train};
+    p = {io::Cache::open(train).class_counts(K), "train cache " + train};
   };
   if (cache_first) from_cache();
   if (p.counts.empty()) from_state();
@@ -181,14 +181,14 @@ TrainingPrior training_prior(const Config& cfg, const std::string& checkpoint, b
 
 CheckpointTemperature checkpoint_temperature(const std::string& checkpoint) {
   CheckpointTemperature t;
-  const std::string state = checkpoint.ends_with(".safetensors") ? state_path_for(checkpoint) : "";
+  const std::string state = checkpoint.ends_with(".safetensors") ? io::state_path_for(checkpoint) : "";
   if (state.empty() || !fs::exists(state)) return t;
-  const SafeTensorsFile file = SafeTensorsFile::open(state);
+  const io::SafeTensorsFile file = io::SafeTensorsFile::open(state);
   const auto& meta = file.metadata();
   auto number = [&](const char* key) -> std::optional<double> {
     auto it = meta.find(key);
     if (it == meta.end()) return std::nullopt;
-    const auto v = parse_double(it->second);
+    const auto v = io::parse_double(it->second);
     MC_CHECK(v && std::isfinite(*v), "checkpoint state '", state, "': '", key, "' = '", it->second,
              "' is not a number");
     return v;
@@ -204,8 +204,8 @@ CheckpointTemperature checkpoint_temperature(const std::string& checkpoint) {
   return t;
 }
 
-std::optional<Task> checkpoint_task(const std::string& checkpoint) {
-  return task_from_meta(SafeTensorsFile::open(checkpoint).metadata(), checkpoint);
+std::optional<io::Task> checkpoint_task(const std::string& checkpoint) {
+  return io::task_from_meta(io::SafeTensorsFile::open(checkpoint).metadata(), checkpoint);
 }
 
-}  // namespace mc
+}  // namespace mc::pipeline

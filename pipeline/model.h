@@ -12,7 +12,7 @@
 #include "engine/precision.h"
 #include "pipeline/config.h"
 
-namespace mc {
+namespace mc::pipeline {
 
 // train.device: cpu, cuda (an error without a usable GPU) or auto.
 Device resolve_device(Config::Train::Device d);
@@ -40,7 +40,7 @@ struct LoadedModel {
   std::string checkpoint;
   int64_t epoch = -1;  // from the weights' metadata when mc_train wrote them, else -1
   int64_t in_chans = 1, num_classes = 3;
-  Task task;         // the config's, checked against the checkpoint's own when it carries one
+  io::Task task;         // the config's, checked against the checkpoint's own when it carries one
   ComputeMode mode;  // set by load_model for `device`
 };
 // build_model(cfg) without its pretrained import (the checkpoint replaces every tensor), then a
@@ -74,6 +74,6 @@ CheckpointTemperature checkpoint_temperature(const std::string& checkpoint);
 
 // The task stored in a checkpoint's weights metadata (mc_train writes it); nullopt for weights
 // from elsewhere or from before tasks were data.
-std::optional<Task> checkpoint_task(const std::string& checkpoint);
+std::optional<io::Task> checkpoint_task(const std::string& checkpoint);
 
-}  // namespace mc
+}  // namespace mc::pipeline

@@ -22,7 +22,7 @@
 #include "eval/calibration.h"
 #include "losses/posthoc.h"
 
-namespace mc {
+namespace mc::pipeline {
 namespace fs = std::filesystem;
 namespace {
 
@@ -37,21 +37,21 @@ std::string stem_of(const std::string& path) {
 }  // namespace
 
 std::vector<ScanInput> folder_inputs(const std::string& ct_dir, const std::string& seg_dir,
-                                     const PreprocessOptions& opts) {
-  PrepOptions po;
+                                     const io::PreprocessOptions& opts) {
+  io::PrepOptions po;
   po.ct_dir = ct_dir;
   po.seg_dir = seg_dir;
   po.preprocess = opts;
   std::vector<ScanInput> v;
-  for (const std::string& id : list_ct_subjects(ct_dir)) {
-    const SubjectFiles f = find_subject_files(po, id);
+  for (const std::string& id : io::list_ct_subjects(ct_dir)) {
+    const io::SubjectFiles f = io::find_subject_files(po, id);
     v.push_back({id, f.ct, f.seg, f.binary_mask});
   }
   return v;
 }
 
-Preprocessed preprocess_input(const ScanInput& in, const PreprocessOptions& opts) {
-  PreprocessOptions o = opts;
+io::Preprocessed preprocess_input(const ScanInput& in, const io::PreprocessOptions& opts) {
+  io::PreprocessOptions o = opts;
   if (in.seg.empty()) {
     MC_CHECK(o.precropped, "subject '", in.id, "': no segmentation for ", in.ct,
              " (give a mask, or --crop for a scan that is already the L1 crop)");
@@ -60,7 +60,7 @@ Preprocessed preprocess_input(const ScanInput& in, const PreprocessOptions& opts
     if (in.binary_mask) o.label_id = -1;
   }
   try {
-    return preprocess_files(in.ct, in.seg, o);
+    return io::preprocess_files(in.ct, in.seg, o);
   } catch (const Error& e) {
     throw Error("subject '" + in.id + "' (" + in.ct + (in.seg.empty() ? "" : ", " + in.seg) +
                 "): " + e.what());
@@ -75,7 +75,7 @@ Tensor cube_model_input(const Tensor& c) {
   return cube.view(s);
 }
 
-Tensor prepare_input(const ScanInput& in, const PreprocessOptions& opts) {
+Tensor prepare_input(const ScanInput& in, const io::PreprocessOptions& opts) {
   return cube_model_input(preprocess_input(in, opts).cube);
 }
 
@@ -84,7 +84,7 @@ namespace {
 void check_finite_logits(const std::vector<double>& logits, const std::string& id) {
   for (size_t k = 0; k < logits.size(); ++k)
     MC_CHECK(std::isfinite(logits[k]), "subject '", id, "': the model gave a non-finite logit (",
-             shortest(logits[k]), " for class ", k, "): no prediction for this scan");
+             io::shortest(logits[k]), " for class ", k, "): no prediction for this scan");
 }
 }  // namespace
 
@@ -98,10 +98,10 @@ ScanPrediction prediction_from_logits(const std::vector<double>& logits, const s
   if (tau2 != 0 && prior.usable()) {
     p.tau2 = tau2;
   } else if (tau2 != 0) {
-    p.note = "no post-hoc adjustment (tau2 " + shortest(tau2) + " asked): training prior: " + prior.source;
+    p.note = "no post-hoc adjustment (tau2 " + io::shortest(tau2) + " asked): training prior: " + prior.source;
   }
   p.temperature = temperature;
-  p.probabilities = calibrated_probabilities(logits, K, std::vector<double>(prior.counts.begin(), prior.counts.end()),
+  p.probabilities = eval::calibrated_probabilities(logits, K, std::vector<double>(prior.counts.begin(), prior.counts.end()),
                                              p.tau2, temperature);
   p.cls = 0;
   for (size_t k = 1; k < p.probabilities.size(); ++k)
@@ -139,7 +139,7 @@ ScanPrediction predict_scan(LoadedModel& m, const Tensor& input, const std::stri
   return prediction_from_logits(l, id, prior, tau2, temperature);
 }
 
-ScanPrediction ensemble_prediction(const std::vector<ScanPrediction>& members, const Task& task) {
+ScanPrediction ensemble_prediction(const std::vector<ScanPrediction>& members, const io::Task& task) {
   MC_CHECK(!members.empty(), "ensemble: no members");
   if (members.size() == 1) return members[0];
   ScanPrediction e = members[0];
@@ -172,45 +172,45 @@ ScanPrediction ensemble_prediction(const std::vector<ScanPrediction>& members, c
 
 std::string prediction_json(const ScanPrediction& p, const std::vector<std::string>& names, bool raw) {
   if (std::isfinite(p.tscore)) {
-    Json j{{"id", p.id}, {"tscore", p.tscore}, {"class", p.cls}, {"class_name", names.at(size_t(p.cls))}};
-    return json_text(j);
+    io::Json j{{"id", p.id}, {"tscore", p.tscore}, {"class", p.cls}, {"class_name", names.at(size_t(p.cls))}};
+    return io::json_text(j);
   }
-  Json probabilities = Json::object();
+  io::Json probabilities = io::Json::object();
   for (size_t k = 0; k < p.probabilities.size(); ++k) probabilities[names.at(k)] = p.probabilities[k];
-  Json j{{"id", p.id}, {"class", p.cls}, {"class_name", names.at(size_t(p.cls))},
+  io::Json j{{"id", p.id}, {"class", p.cls}, {"class_name", names.at(size_t(p.cls))},
          {"probabilities", std::move(probabilities)}, {"tau2", p.tau2},
          {"temperature", p.temperature}};
   if (raw) j["logits"] = p.logits;
   if (!p.note.empty()) j["note"] = p.note;
-  return json_text(j);
+  return io::json_text(j);
 }
 
 std::string prediction_csv_header(const std::vector<std::string>& names, bool raw, bool regression) {
   if (regression) return "id,tscore,class,class_name\n";
   std::string s = "id,class,class_name";
-  for (const auto& n : names) s += "," + csv_field("p_" + n);
+  for (const auto& n : names) s += "," + io::csv_field("p_" + n);
   if (raw)
-    for (const auto& n : names) s += "," + csv_field("logit_" + n);
+    for (const auto& n : names) s += "," + io::csv_field("logit_" + n);
   return s + "\n";
 }
 
 std::string prediction_csv_row(const ScanPrediction& p, const std::vector<std::string>& names, bool raw) {
   if (std::isfinite(p.tscore))
-    return csv_field(p.id) + "," + shortest(p.tscore) + "," + std::to_string(p.cls) + "," + csv_field(names.at(size_t(p.cls))) + "\n";
-  std::string s = csv_field(p.id) + "," + std::to_string(p.cls) + "," + csv_field(names.at(size_t(p.cls)));
-  for (double v : p.probabilities) s += "," + shortest(v);
+    return io::csv_field(p.id) + "," + io::shortest(p.tscore) + "," + std::to_string(p.cls) + "," + io::csv_field(names.at(size_t(p.cls))) + "\n";
+  std::string s = io::csv_field(p.id) + "," + std::to_string(p.cls) + "," + io::csv_field(names.at(size_t(p.cls)));
+  for (double v : p.probabilities) s += "," + io::shortest(v);
   if (raw)
-    for (double v : p.logits) s += "," + shortest(v);
+    for (double v : p.logits) s += "," + io::shortest(v);
   return s + "\n";
 }
 
 Tensor read_model_tensor(const std::string& path) {
   Tensor t;
   if (path.ends_with(".npy")) {
-    t = read_npy(path);
+    t = io::read_npy(path);
   } else {
     MC_CHECK(path.ends_with(".safetensors"), "--tensor: '", path, "' is neither .npy nor .safetensors");
-    StateDict sd = load_safetensors(path);
+    StateDict sd = io::load_safetensors(path);
     MC_CHECK(sd.size() == 1, "--tensor: '", path, "' holds ", sd.size(), " tensors; it must hold exactly one, the input");
     t = sd[0].second.to(DType::F32);
   }
@@ -249,7 +249,7 @@ int run_predict(const PredictCommand& cmd, std::ostream& out, std::ostream& err)
   }
   for (const auto& [opt, path] : {std::pair{"--ct", cmd.ct}, {"--crop", cmd.crop}}) {
     MC_CHECK(path.empty() || fs::exists(path), opt, ": file '", path, "' not found");
-    MC_CHECK(path.empty() || is_ct_source(path), opt, ": '", path,
+    MC_CHECK(path.empty() || io::is_ct_source(path), opt, ": '", path,
              "' is neither a NIfTI file (.nii, .nii.gz) nor a folder (a DICOM series)");
   }
   for (const auto& [opt, path] : {std::pair{"--seg", cmd.seg}, {"--tensor", cmd.tensor}})
@@ -271,14 +271,14 @@ int run_predict(const PredictCommand& cmd, std::ostream& out, std::ostream& err)
   const std::string checkpoint = weights.front();
   const std::vector<std::string> ensemble(weights.begin() + 1, weights.end());
   const Config cfg = checkpoint_config(checkpoint, cmd.config, cmd.overrides);
-  PreprocessOptions opts = preprocess_options_from_config(cfg);
+  io::PreprocessOptions opts = preprocess_options_from_config(cfg);
   if (cmd.label_id) opts.label_id = *cmd.label_id;
   if (!cmd.crop.empty()) opts.precropped = true;
   LoadedModel m = load_model(cfg, checkpoint);
   const double tau2 = cmd.tau2.value_or(cfg.posthoc.tau2);
   const TrainingPrior prior = tau2 != 0 ? training_prior(cfg, checkpoint) : TrainingPrior{};
   if (tau2 != 0)
-    err << (prior.usable() ? "post-hoc adjustment tau2 = " + shortest(tau2) + ", training prior from " + prior.source
+    err << (prior.usable() ? "post-hoc adjustment tau2 = " + io::shortest(tau2) + ", training prior from " + prior.source
                            : "no post-hoc adjustment: training prior: " + prior.source)
         << "\n";
   // Temperature scaling calibrates class probabilities; a regression head has none.
@@ -287,12 +287,12 @@ int run_predict(const PredictCommand& cmd, std::ostream& out, std::ostream& err)
   const CheckpointTemperature fitted = m.task.regression() ? CheckpointTemperature{} : checkpoint_temperature(checkpoint);
   const double temperature = cmd.temperature.value_or(fitted.value);
   if (temperature != 1)
-    err << "temperature scaling T = " << shortest(temperature)
-        << (cmd.temperature ? " (--temperature)" : " (" + fitted.source + ", fitted at tau2 = " + shortest(fitted.tau2) + ")")
+    err << "temperature scaling T = " << io::shortest(temperature)
+        << (cmd.temperature ? " (--temperature)" : " (" + fitted.source + ", fitted at tau2 = " + io::shortest(fitted.tau2) + ")")
         << "\n";
   if (!cmd.temperature && fitted.present() && fitted.tau2 != tau2)
-    err << "note: the temperature was fitted at tau2 = " << shortest(fitted.tau2) << ", this run adjusts with tau2 = "
-        << shortest(tau2) << "\n";
+    err << "note: the temperature was fitted at tau2 = " << io::shortest(fitted.tau2) << ", this run adjusts with tau2 = "
+        << io::shortest(tau2) << "\n";
   const std::vector<Flip> flips = cmd.tta ? tta_flips(cfg) : std::vector<Flip>{};
   if (cmd.tta) err << "test-time augmentation: mean logits over " << flips_text(flips) << "\n";
   const auto& names = m.task.classes;
@@ -319,7 +319,7 @@ int run_predict(const PredictCommand& cmd, std::ostream& out, std::ostream& err)
   };
   auto emit = [&](const std::string& text) {
     if (cmd.out.empty()) out << text;
-    else write_atomic(cmd.out, text);
+    else io::write_atomic(cmd.out, text);
   };
 
   if (!cmd.tensor.empty()) {
@@ -361,8 +361,8 @@ int run_predict(const PredictCommand& cmd, std::ostream& out, std::ostream& err)
   MC_CHECK(!inputs.empty(), "--ct-dir: no CT scans (<id>.nii.gz, <id>/ct.nii.gz or a DICOM series folder <id>/) in '",
            cmd.ct_dir, "'");
   std::string csv = prediction_csv_header(names, cmd.raw, m.task.regression());
-  std::unique_ptr<Progress> bar;
-  if (cmd.progress) bar = std::make_unique<Progress>("predict", int64_t(inputs.size()));
+  std::unique_ptr<io::Progress> bar;
+  if (cmd.progress) bar = std::make_unique<io::Progress>("predict", int64_t(inputs.size()));
   int64_t failed = 0;
   for (const ScanInput& in : inputs) {
     try {
@@ -379,4 +379,4 @@ int run_predict(const PredictCommand& cmd, std::ostream& out, std::ostream& err)
   return failed ? 1 : 0;
 }
 
-}  // namespace mc
+}  // namespace mc::pipeline

@@ -14,7 +14,7 @@
 #include "pipeline/model.h"
 #include "pipeline/tta.h"
 
-namespace mc {
+namespace mc::pipeline {
 
 // ---- raw scans ----
 struct ScanInput {
@@ -24,13 +24,13 @@ struct ScanInput {
 // Subjects of a folder by mc_prep's pairing rule (io/prep.h); a subject without a mask comes
 // back with seg empty unless `precropped`.
 std::vector<ScanInput> folder_inputs(const std::string& ct_dir, const std::string& seg_dir,
-                                     const PreprocessOptions& opts);
+                                     const io::PreprocessOptions& opts);
 // The model input [1, C, V, V, V] f32, as the model saw it in training: preprocess_files(), then
 // rounded through f16 because mc_prep's caches store f16. Errors name the subject and its files.
-Tensor prepare_input(const ScanInput& in, const PreprocessOptions& opts);
+Tensor prepare_input(const ScanInput& in, const io::PreprocessOptions& opts);
 // The two halves of prepare_input: the preprocessed cube (with its affine to the scan's world)
 // and the model input made from it.
-Preprocessed preprocess_input(const ScanInput& in, const PreprocessOptions& opts);
+io::Preprocessed preprocess_input(const ScanInput& in, const io::PreprocessOptions& opts);
 Tensor cube_model_input(const Tensor& cube);
 
 struct ScanPrediction {
@@ -56,7 +56,7 @@ ScanPrediction prediction_from_logits(const std::vector<double>& logits, const s
 // scaled with its own prior and temperature), the class its arg-max; logits are the members'
 // mean (for --raw only). One member gives that member's prediction unchanged. For a regression
 // task: the mean T-score and the class it falls in.
-ScanPrediction ensemble_prediction(const std::vector<ScanPrediction>& members, const Task& task = Task::who());
+ScanPrediction ensemble_prediction(const std::vector<ScanPrediction>& members, const io::Task& task = io::Task::who());
 
 std::string prediction_json(const ScanPrediction& p, const std::vector<std::string>& names, bool raw);
 std::string prediction_csv_header(const std::vector<std::string>& names, bool raw, bool regression = false);
@@ -94,4 +94,4 @@ std::string predict_usage();
 // Problems with the run itself (missing files, bad checkpoint) throw mc::Error.
 int run_predict(const PredictCommand& cmd, std::ostream& out, std::ostream& err);
 
-}  // namespace mc
+}  // namespace mc::pipeline

@@ -5,7 +5,7 @@
 #include "pipeline/cli.h"
 #include "pipeline/predict.h"
 
-namespace mc {
+namespace mc::pipeline {
 namespace {
 
 const char* kUsage =
@@ -70,7 +70,7 @@ Options make_options(PredictCommand& c) {
 }
 
 double number(const char* opt, const std::string& s) {
-  const auto d = parse_double(s);
+  const auto d = io::parse_double(s);
   MC_CHECK(d && std::isfinite(*d), opt, ": '", s, "' is not a number");
   return *d;
 }
@@ -117,4 +117,4 @@ PredictCommand parse_predict_command(const std::vector<std::string>& args) {
   return c;
 }
 
-}  // namespace mc
+}  // namespace mc::pipeline

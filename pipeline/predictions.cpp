@@ -12,25 +12,25 @@
 #include "io/task.h"
 #include "pipeline/model.h"
 
-namespace mc {
+namespace mc::pipeline {
 namespace fs = std::filesystem;
 
-std::vector<std::string> cache_class_names(const Cache& cache, int64_t K) {
-  if (const auto t = task_from_meta(cache.meta(), cache.path()); t && t->num_outputs() == K && !t->regression())
+std::vector<std::string> cache_class_names(const io::Cache& cache, int64_t K) {
+  if (const auto t = io::task_from_meta(cache.meta(), cache.path()); t && t->num_outputs() == K && !t->regression())
     return t->classes;
   if (K == 1) return {"tscore"};
   // Caches from before tasks were data are WHO-banded: their three classes keep those names.
-  if (!cache.meta().count("task.classes") && K == Task::who().num_classes()) return Task::who().classes;
+  if (!cache.meta().count("task.classes") && K == io::Task::who().num_classes()) return io::Task::who().classes;
   std::vector<std::string> n;
   for (int64_t k = 0; k < K; ++k) n.push_back(std::to_string(k));
   return n;
 }
 
-PredictionTable predict_cache(nn::Module& model, const std::string& cache_path, int batch, Device dev,
+eval::PredictionTable predict_cache(nn::Module& model, const std::string& cache_path, int batch, Device dev,
                               const std::string& label, int rank, int world, const std::vector<Flip>& flips) {
-  LoaderOptions lo;
+  io::LoaderOptions lo;
   lo.batch = batch;
-  lo.sampling = Sampling::Sequential;
+  lo.sampling = io::Sampling::Sequential;
   lo.drop_last = false;
   lo.workers = 1;
   lo.device = dev;
@@ -38,15 +38,15 @@ PredictionTable predict_cache(nn::Module& model, const std::string& cache_path, 
   lo.world = world;
   // Sequential order needs no class counts, but the loader checks labels against a class count:
   // the cache's own (any task).
-  Cache cache = Cache::open(cache_path);
+  io::Cache cache = io::Cache::open(cache_path);
   for (int64_t y : cache.labels()) lo.num_classes = std::max<int>(lo.num_classes, int(y) + 1);
-  Loader loader(std::move(cache), lo);
+  io::Loader loader(std::move(cache), lo);
   const int64_t N = loader.cache().size();
-  PredictionTable p;
+  eval::PredictionTable p;
   p.source = cache_path;
-  p.kind = ScoreKind::Logits;
-  std::unique_ptr<Progress> bar;
-  if (!label.empty()) bar = std::make_unique<Progress>(label, loader.steps_per_epoch());
+  p.kind = eval::ScoreKind::Logits;
+  std::unique_ptr<io::Progress> bar;
+  if (!label.empty()) bar = std::make_unique<io::Progress>(label, loader.steps_per_epoch());
   model.eval();
   NoGradGuard ng;
   int64_t K = 0;
@@ -68,7 +68,7 @@ PredictionTable predict_cache(nn::Module& model, const std::string& cache_path, 
   return p;
 }
 
-PredictionTable gather_predictions(Communicator& comm, const PredictionTable& mine, int64_t N) {
+eval::PredictionTable gather_predictions(Communicator& comm, const eval::PredictionTable& mine, int64_t N) {
   const int64_t K = mine.num_classes();
   const auto scores = all_gather(comm, mine.scores);
   const auto labels = all_gather(comm, mine.labels);
@@ -79,7 +79,7 @@ PredictionTable gather_predictions(Communicator& comm, const PredictionTable& mi
            "gather_predictions: ranks disagree on the number of classes or rows");
   std::vector<int64_t> row_of(size_t(N), -1);
   for (size_t r = 0; r < indices.size(); ++r) row_of[size_t(indices[r])] = int64_t(r);
-  PredictionTable p;
+  eval::PredictionTable p;
   p.source = mine.source;
   p.class_names = mine.class_names;
   p.kind = mine.kind;
@@ -94,17 +94,17 @@ PredictionTable gather_predictions(Communicator& comm, const PredictionTable& mi
   return p;
 }
 
-PredictionTable predict_split(LoadedModel& m, const Config& cfg, const std::string& split, bool progress,
+eval::PredictionTable predict_split(LoadedModel& m, const Config& cfg, const std::string& split, bool progress,
                               const std::vector<Flip>& flips) {
   MC_CHECK(split == "test" || split == "val" || split == "train", "unknown split '", split,
            "' (allowed: test, val, train)");
   const std::string cache = split_cache_path(cfg.data, split);
   MC_CHECK(fs::exists(cache), "the ", split, " cache '", cache, "' not found: run mc_prep first (or set data.",
            split, "_cache)");
-  const int64_t chans = Cache::open(cache).volume_shape()[0];
+  const int64_t chans = io::Cache::open(cache).volume_shape()[0];
   MC_CHECK(chans == m.in_chans, "the ", split, " cache '", cache, "' holds ", chans,
            " channel(s) per volume but the model takes ", m.in_chans, " (model.in_chans)");
   return predict_cache(*m.model, cache, cfg.train.batch_size, m.device, progress ? "predict " + split : "", 0, 1, flips);
 }
 
-}  // namespace mc
+}  // namespace mc::pipeline

@@ -11,7 +11,7 @@
 #include "io/text.h"
 #include "pipeline/cli.h"
 
-namespace mc {
+namespace mc::pipeline {
 namespace {
 
 const char* kUsage =
@@ -42,7 +42,7 @@ Options make_options(PrepCommand& c) {
   o.app = cli::make_app("mc_prep", kUsage, kAbout,
                         "Exit status: 0 when at least one subject was prepared, 1 when none, 2 on a usage error.");
   CLI::App& a = *o.app;
-  PrepOptions& p = c.prep;
+  io::PrepOptions& p = c.prep;
   const auto integer = cli::integer('"'), number = cli::number('"');
   a.add_option("--ct-dir", p.ct_dir, "CT scans")->type_name("DIR")->group(kData);
   a.add_option("--seg-dir", p.seg_dir, "segmentations (default: the CT directory, per-subject layout)")->type_name("DIR")->group(kData);
@@ -106,7 +106,7 @@ std::string prep_usage() {
 
 PrepCommand parse_prep_command(const std::vector<std::string>& args) {
   PrepCommand c;
-  PrepOptions& o = c.prep;
+  io::PrepOptions& o = c.prep;
   o.workers = std::max(2, int(std::thread::hardware_concurrency()));
   Options opts = make_options(c);
   const cli::Parsed parsed = cli::parse(*opts.app, args);
@@ -138,25 +138,25 @@ PrepCommand parse_prep_command(const std::vector<std::string>& args) {
   if (!opts.body_map.empty()) {
     MC_CHECK(opts.body_map == "per_vertebra" || opts.body_map == "bodies", "--body-map: \"", opts.body_map,
              "\": expected per_vertebra or bodies");
-    o.hu.body_map = opts.body_map == "bodies" ? BodyMap::Bodies : BodyMap::PerVertebra;
+    o.hu.body_map = opts.body_map == "bodies" ? io::BodyMap::Bodies : io::BodyMap::PerVertebra;
   }
   if (!opts.calibration.empty()) {
-    const auto v = parse_numbers(opts.calibration);
+    const auto v = io::parse_numbers(opts.calibration);
     MC_CHECK(v && v->size() == 2, "--calibration: \"", opts.calibration, "\": expected SLOPE,INTERCEPT (e.g. 0.8,-2)");
     o.hu.calibration = *v;
   }
-  if (!opts.resize.empty()) o.preprocess.resize = parse_resize_mode(opts.resize);
+  if (!opts.resize.empty()) o.preprocess.resize = io::parse_resize_mode(opts.resize);
   if (!opts.windows.empty()) {
     o.preprocess.windows.clear();
-    for (const std::string& w : opts.windows) o.preprocess.windows.push_back(parse_window(w));
+    for (const std::string& w : opts.windows) o.preprocess.windows.push_back(io::parse_window(w));
   }
   if (!opts.bands.empty()) {
-    const auto v = parse_numbers(opts.bands);
+    const auto v = io::parse_numbers(opts.bands);
     MC_CHECK(v && v->size() == 2, "--tscore-bands: \"", opts.bands, "\": expected A,B (e.g. -2.5,-1)");
     MC_CHECK((*v)[0] < (*v)[1], "--tscore-bands: A must be below B");
     o.task.thresholds = *v;
   }
-  if (!opts.ratios.empty()) o.ratios = parse_split_ratios(opts.ratios);
+  if (!opts.ratios.empty()) o.ratios = io::parse_split_ratios(opts.ratios);
   MC_CHECK(!o.out_dir.empty(), "--out is required (see --help)");
   MC_CHECK(o.workers >= 1, "--workers must be at least 1");
   MC_CHECK(c.synthetic_binary.empty() || c.synthetic != 0, "--binary goes with --synthetic N");
@@ -180,33 +180,33 @@ PrepCommand parse_prep_command(const std::vector<std::string>& args) {
 }
 
 int run_prep_command(const PrepCommand& cmd, std::ostream& out) {
-  const PrepOptions& o = cmd.prep;
+  const io::PrepOptions& o = cmd.prep;
   if (!cmd.to_nifti_ct.empty()) {
     std::string summary;
-    const Volume ct = read_ct_for(cmd.to_nifti_ct, o.preprocess, &summary);
-    write_nifti(cmd.to_nifti_out, ct);
+    const io::Volume ct = io::read_ct_for(cmd.to_nifti_ct, o.preprocess, &summary);
+    io::write_nifti(cmd.to_nifti_out, ct);
     out << "read " << summary << "\nwrote " << cmd.to_nifti_out << " (" << ct.nx() << " x " << ct.ny() << " x "
-        << ct.nz() << ", spacing " << fixed(ct.spacing()[0], 3) << " x " << fixed(ct.spacing()[1], 3) << " x "
-        << fixed(ct.spacing()[2], 3) << " mm, HU as float32)\n";
+        << ct.nz() << ", spacing " << io::fixed(ct.spacing()[0], 3) << " x " << io::fixed(ct.spacing()[1], 3) << " x "
+        << io::fixed(ct.spacing()[2], 3) << " mm, HU as float32)\n";
     return 0;
   }
   if (cmd.synthetic > 0) {
-    SyntheticOptions s;
+    io::SyntheticOptions s;
     s.count = cmd.synthetic, s.size = cmd.synthetic_size, s.seed = o.seed, s.workers = o.workers;
     if (!cmd.synthetic_binary.empty()) {  // "A,B", checked by parse_prep_command
       const size_t comma = cmd.synthetic_binary.find(',');
       s.binary_classes = {cmd.synthetic_binary.substr(0, comma), cmd.synthetic_binary.substr(comma + 1)};
     }
-    std::optional<Progress> bar;
+    std::optional<io::Progress> bar;
     if (o.progress) bar.emplace("synthetic", s.count);
-    const auto subjects = write_synthetic_dataset(o.out_dir, s, bar ? &*bar : nullptr);
+    const auto subjects = io::write_synthetic_dataset(o.out_dir, s, bar ? &*bar : nullptr);
     if (bar) bar->finish();
-    out << synthetic_summary(subjects, o.out_dir);
+    out << io::synthetic_summary(subjects, o.out_dir);
     return 0;
   }
-  const PrepResult r = run_prep(o);
-  out << prep_summary(r, o.task);
+  const io::PrepResult r = io::run_prep(o);
+  out << io::prep_summary(r, o.task);
   return r.ok > 0 ? 0 : 1;
 }
 
-}  // namespace mc
+}  // namespace mc::pipeline

@@ -8,7 +8,7 @@
 
 #include "io/prep.h"
 
-namespace mc {
+namespace mc::pipeline {
 
 struct PrepCommand {
   bool help = false;
@@ -20,7 +20,7 @@ struct PrepCommand {
   // --to-nifti CT OUT.nii.gz: writes the CT as read (a DICOM series folder: HU as float32 on
   // the reader's grid, io/dicom.h) and nothing else. Empty: not asked.
   std::string to_nifti_ct, to_nifti_out;
-  PrepOptions prep;
+  io::PrepOptions prep;
 };
 // --opt VALUE or --opt=VALUE; unknown options and bad values are errors (mc::Error) naming them.
 PrepCommand parse_prep_command(const std::vector<std::string>& args);
@@ -30,4 +30,4 @@ std::string prep_usage();
 // (bad options, unreadable labels) throw mc::Error.
 int run_prep_command(const PrepCommand& cmd, std::ostream& out);
 
-}  // namespace mc
+}  // namespace mc::pipeline

@@ -2,18 +2,18 @@
 
 #include <algorithm>
 
-namespace mc {
+namespace mc::pipeline {
 
-PreprocessOptions preprocess_options_from_config(const Config& c) {
-  PreprocessOptions p = c.data.preprocess;
+io::PreprocessOptions preprocess_options_from_config(const Config& c) {
+  io::PreprocessOptions p = c.data.preprocess;
   if (c.data.raw.mask_mode == Config::Raw::MaskMode::Binary) p.label_id = -1;
   p.precropped = c.data.raw.mask_mode == Config::Raw::MaskMode::Precropped;
   return p;
 }
 
-PrepOptions prep_options_from_config(const Config& c) {
+io::PrepOptions prep_options_from_config(const Config& c) {
   const auto& d = c.data;
-  PrepOptions o;
+  io::PrepOptions o;
   o.ct_dir = d.raw.ct_dir;
   o.seg_dir = d.raw.seg_dir;
   o.labels_csv = d.raw.labels_csv;
@@ -25,7 +25,7 @@ PrepOptions prep_options_from_config(const Config& c) {
     case Config::Split::Mode::File: o.split_file = d.split.file; break;
     case Config::Split::Mode::KFold: o.folds = d.split.folds; break;
     case Config::Split::Mode::Ratio:
-      o.ratios = SplitRatios{d.split.ratios.at(0), d.split.ratios.at(1), d.split.ratios.at(2)};
+      o.ratios = io::SplitRatios{d.split.ratios.at(0), d.split.ratios.at(1), d.split.ratios.at(2)};
       break;
   }
   o.seed = uint64_t(c.train.seed);
@@ -33,4 +33,4 @@ PrepOptions prep_options_from_config(const Config& c) {
   return o;
 }
 
-}  // namespace mc
+}  // namespace mc::pipeline

@@ -4,10 +4,10 @@
 #include "pipeline/config.h"
 #include "io/prep.h"
 
-namespace mc {
+namespace mc::pipeline {
 // data.raw.* -> scans, masks, labels; data.{volume, spacing_mm, margin_mm, resize, windows,
 // mask_outside, tscore_thresholds, split} -> preprocessing and splits; caches go to
 // data.cache_dir (named as split_cache_path expects).
-PrepOptions prep_options_from_config(const Config& c);
-PreprocessOptions preprocess_options_from_config(const Config& c);
-}  // namespace mc
+io::PrepOptions prep_options_from_config(const Config& c);
+io::PreprocessOptions preprocess_options_from_config(const Config& c);
+}  // namespace mc::pipeline

@@ -5,16 +5,16 @@
 
 #include "engine/check.h"
 
-namespace mc {
+namespace mc::pipeline {
 
-Affine invert_affine(const Affine& a) {
+io::Affine invert_affine(const io::Affine& a) {
   // [R t; 0 1]^-1 = [R^-1, -R^-1 t; 0 1], R^-1 by the adjugate.
   const auto& m = a;
   const double det = m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1]) -
                      m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0]) +
                      m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0]);
-  MC_CHECK(std::isfinite(det) && std::abs(det) > 1e-12, "affine is singular:\n", affine_str(a));
-  Affine r = identity_affine();
+  MC_CHECK(std::isfinite(det) && std::abs(det) > 1e-12, "affine is singular:\n", io::affine_str(a));
+  io::Affine r = io::identity_affine();
   r[0][0] = (m[1][1] * m[2][2] - m[1][2] * m[2][1]) / det;
   r[0][1] = (m[0][2] * m[2][1] - m[0][1] * m[2][2]) / det;
   r[0][2] = (m[0][1] * m[1][2] - m[0][2] * m[1][1]) / det;
@@ -28,19 +28,19 @@ Affine invert_affine(const Affine& a) {
   return r;
 }
 
-Volume map_to_grid(const Tensor& cube_map, const Affine& cube_affine, const Volume& ref) {
+io::Volume map_to_grid(const Tensor& cube_map, const io::Affine& cube_affine, const io::Volume& ref) {
   MC_CHECK(cube_map.dim() == 3 && cube_map.dtype() == DType::F32 && cube_map.device().is_cpu(),
            "map_to_grid: a [D, H, W] f32 CPU map expected, got ", cube_map.str());
-  Volume out = make_volume(ref.nx(), ref.ny(), ref.nz(), ref.affine);
+  io::Volume out = io::make_volume(ref.nx(), ref.ny(), ref.nz(), ref.affine);
   const int64_t D = cube_map.size(0), H = cube_map.size(1), W = cube_map.size(2);
   const float* c = cube_map.data<float>();
   // scan voxel -> cube voxel (u along W, v along H, w along D)
-  const Affine to_cube = matmul(invert_affine(cube_affine), ref.affine);
+  const io::Affine to_cube = io::matmul(invert_affine(cube_affine), ref.affine);
   // Only the scan voxels whose cube position can be inside: the box around the cube's corners.
-  const Affine to_scan = invert_affine(to_cube);
+  const io::Affine to_scan = invert_affine(to_cube);
   std::array<double, 3> lo{1e300, 1e300, 1e300}, hi{-1e300, -1e300, -1e300};
   for (int corner = 0; corner < 8; ++corner) {
-    const auto p = apply_affine(to_scan, corner & 1 ? double(W) - 0.5 : -0.5, corner & 2 ? double(H) - 0.5 : -0.5,
+    const auto p = io::apply_affine(to_scan, corner & 1 ? double(W) - 0.5 : -0.5, corner & 2 ? double(H) - 0.5 : -0.5,
                                 corner & 4 ? double(D) - 0.5 : -0.5);
     for (int a = 0; a < 3; ++a) lo[size_t(a)] = std::min(lo[size_t(a)], p[size_t(a)]), hi[size_t(a)] = std::max(hi[size_t(a)], p[size_t(a)]);
   }
@@ -55,7 +55,7 @@ Volume map_to_grid(const Tensor& cube_map, const Affine& cube_affine, const Volu
   for (int64_t k = b0[2]; k < b1[2]; ++k)
     for (int64_t j = b0[1]; j < b1[1]; ++j)
       for (int64_t i = b0[0]; i < b1[0]; ++i) {
-        const auto p = apply_affine(to_cube, double(i), double(j), double(k));
+        const auto p = io::apply_affine(to_cube, double(i), double(j), double(k));
         const double x = p[0], y = p[1], z = p[2];
         if (x < -0.5 || y < -0.5 || z < -0.5 || x > double(W) - 0.5 || y > double(H) - 0.5 || z > double(D) - 0.5)
           continue;
@@ -89,14 +89,14 @@ std::array<double, 3> heat(double t) {
 
 }  // namespace
 
-RgbImage overlay_slices(const Tensor& ct, const Tensor& map, const std::array<int64_t, 3>& at, int scale) {
+io::RgbImage overlay_slices(const Tensor& ct, const Tensor& map, const std::array<int64_t, 3>& at, int scale) {
   MC_CHECK(ct.dim() == 3 && map.shape() == ct.shape() && ct.size(0) == ct.size(1) && ct.size(1) == ct.size(2),
            "overlay: CT and map must be the same [V, V, V] cube, got ", ct.str(), " and ", map.str());
   MC_CHECK(scale >= 1, "overlay: scale must be >= 1");
   const int64_t V = ct.size(0), gap = 4, P = V * scale;
   const float* pc = ct.data<float>();
   const float* pm = map.data<float>();
-  RgbImage img(3 * P + 2 * gap, 2 * P + gap, 255);  // top row: the CT alone; bottom row: with the map
+  io::RgbImage img(3 * P + 2 * gap, 2 * P + gap, 255);  // top row: the CT alone; bottom row: with the map
   // panel p, pixel (row r, col c) of the V x V slice -> cube voxel {d, h, w}
   auto voxel = [&](int p, int64_t r, int64_t c) -> std::array<int64_t, 3> {
     if (p == 0) return {at[0], V - 1 - r, V - 1 - c};  // axial: anterior up, radiological
@@ -131,11 +131,11 @@ std::string saliency_png_path(const std::string& nifti_path) {
   return nifti_path + ".png";
 }
 
-Saliency write_saliency(LoadedModel& m, const ScanInput& in, const PreprocessOptions& opts, int64_t cls,
+Saliency write_saliency(LoadedModel& m, const ScanInput& in, const io::PreprocessOptions& opts, int64_t cls,
                         const std::string& nifti_path, const std::string& png_path, int stage) {
   auto* resnet = dynamic_cast<models::ResNet3d*>(m.model.get());
   MC_CHECK(resnet, "--saliency: Grad-CAM needs a ResNet-3D model (its last convolutional stage); this model is not one");
-  const Preprocessed p = preprocess_input(in, opts);
+  const io::Preprocessed p = preprocess_input(in, opts);
   const Tensor x = cube_model_input(p.cube);
   MC_CHECK(x.size(1) == m.in_chans, "subject '", in.id, "': the preprocessed volume has ", x.size(1),
            " channel(s) but the model takes ", m.in_chans, " (model.in_chans)");
@@ -155,19 +155,19 @@ Saliency write_saliency(LoadedModel& m, const ScanInput& in, const PreprocessOpt
   if (peak > 0)
     for (int64_t i = 0; i < n; ++i) c[i] /= peak;
   s.peak = {top / (p.cube.size(2) * p.cube.size(3)), (top / p.cube.size(3)) % p.cube.size(2), top % p.cube.size(3)};
-  const Volume ref = read_volume(in.ct);
-  Volume out = map_to_grid(s.cube_map, p.cube_affine, ref);
+  const io::Volume ref = io::read_volume(in.ct);
+  io::Volume out = map_to_grid(s.cube_map, p.cube_affine, ref);
   out.path = nifti_path;
-  write_nifti(nifti_path, out);
+  io::write_nifti(nifti_path, out);
   s.nifti = nifti_path;
   if (!png_path.empty()) {
     const Tensor cube = p.cube.to(DType::F32);
     Tensor ct = Tensor::zeros({p.cube.size(1), p.cube.size(2), p.cube.size(3)});
     std::copy_n(cube.data<float>(), ct.numel(), ct.data<float>());  // channel 0: the first HU window
-    write_png(png_path, overlay_slices(ct, s.cube_map, s.peak, int(std::max<int64_t>(1, 256 / V))));
+    io::write_png(png_path, overlay_slices(ct, s.cube_map, s.peak, int(std::max<int64_t>(1, 256 / V))));
     s.png = png_path;
   }
   return s;
 }
 
-}  // namespace mc
+}  // namespace mc::pipeline

@@ -19,17 +19,17 @@
 #include "models/gradcam.h"
 #include "pipeline/predict.h"
 
-namespace mc {
+namespace mc::pipeline {
 
 // cube_map [D, H, W] on the cube grid (voxel (W, H, D index) -> world by cube_affine) sampled
 // trilinearly at the world position of every voxel of `ref`; 0 outside the cube (more than
 // half a voxel beyond its edge). Returns a volume with ref's dims and affine.
-Volume map_to_grid(const Tensor& cube_map, const Affine& cube_affine, const Volume& ref);
-Affine invert_affine(const Affine& a);
+io::Volume map_to_grid(const Tensor& cube_map, const io::Affine& cube_affine, const io::Volume& ref);
+io::Affine invert_affine(const io::Affine& a);
 
 // The three-slice overlay (see above) through voxel at = {d, h, w}; ct and map are [V, V, V]
 // f32 in [0, 1]; each cube voxel becomes scale x scale pixels.
-RgbImage overlay_slices(const Tensor& ct, const Tensor& map, const std::array<int64_t, 3>& at, int scale);
+io::RgbImage overlay_slices(const Tensor& ct, const Tensor& map, const std::array<int64_t, 3>& at, int scale);
 
 struct Saliency {
   models::GradCam cam;
@@ -41,9 +41,9 @@ struct Saliency {
 // Grad-CAM of `cls` (< 0: the predicted class) for one scan, written to nifti_path (and the
 // PNG to png_path when not empty). stage 1..4, or 0 = automatic (above). Needs a ResNet-3D
 // model (an error says so otherwise).
-Saliency write_saliency(LoadedModel& m, const ScanInput& in, const PreprocessOptions& opts, int64_t cls,
+Saliency write_saliency(LoadedModel& m, const ScanInput& in, const io::PreprocessOptions& opts, int64_t cls,
                         const std::string& nifti_path, const std::string& png_path, int stage = 0);
 // "OUT.nii.gz" -> "OUT.png" (also .nii).
 std::string saliency_png_path(const std::string& nifti_path);
 
-}  // namespace mc
+}  // namespace mc::pipeline

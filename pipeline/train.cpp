@@ -27,7 +27,7 @@
 #include "models/resnet3d.h"
 #include "pipeline/train_export.h"
 
-namespace mc {
+namespace mc::pipeline {
 namespace fs = std::filesystem;
 namespace {
 
@@ -53,13 +53,13 @@ double selection_score(const Config& cfg, const ClassificationMetrics& m, double
 struct Validation {
   ClassificationMetrics metrics;  // regression: of the classes derived from the predicted T
   double loss = NAN;
-  std::optional<TemperatureFit> temperature;  // fitted on this epoch's validation scores
+  std::optional<eval::TemperatureFit> temperature;  // fitted on this epoch's validation scores
   double mae = NAN;  // regression only
 };
 
 // One-hot rows of the classes the task's thresholds give the predicted T-scores: how a
 // regression model is scored on the classification metrics.
-std::vector<double> derived_onehot(const Task& task, const std::vector<double>& t_pred) {
+std::vector<double> derived_onehot(const io::Task& task, const std::vector<double>& t_pred) {
   const int64_t K = task.num_classes();
   std::vector<double> onehot(t_pred.size() * size_t(K), 0.0);
   for (size_t i = 0; i < t_pred.size(); ++i) onehot[i * size_t(K) + size_t(std::max<int64_t>(0, task.classify(t_pred[i])))] = 1;
@@ -85,13 +85,13 @@ class TrainRun {
   void begin_epoch(int64_t epoch);
   void finish_bar(const EpochResult& r);
   double validate(const EpochResult& r);
-  double validate_regression(const PredictionTable& val);
+  double validate_regression(const eval::PredictionTable& val);
   void end_epoch(const EpochResult& r);
   void log_epoch(const EpochResult& r);
   void save_checkpoints(const EpochResult& r);
 
   const Config& cfg_;
-  const Task task_;
+  const io::Task task_;
   const bool resume_;
   const TrainHooks& hooks_;
   Communicator& comm_;
@@ -103,17 +103,17 @@ class TrainRun {
   std::string train_path_, val_path_;
   std::unique_ptr<nn::Module> model_;
   std::unique_ptr<Optimizer> opt_;
-  std::unique_ptr<Loader> loader_;
+  std::unique_ptr<io::Loader> loader_;
   std::vector<int64_t> counts_;  // training class counts: the loss's and post-hoc's prior
-  std::unique_ptr<Loss> loss_;
+  std::unique_ptr<losses::Loss> loss_;
   std::unique_ptr<Trainer> trainer_;
-  TrainingState st_;
-  std::optional<RunLog> log_;
-  std::optional<Progress> bar_;
+  io::TrainingState st_;
+  std::optional<io::RunLog> log_;
+  std::optional<io::Progress> bar_;
   Validation val_;  // of the epoch being finished
   bool checked_start_ = false;  // the first step's feature check (forward) is done
   std::optional<StepExporter> steps_out_;
-  std::optional<Batch> last_batch_;  // kept for the step log only
+  std::optional<io::Batch> last_batch_;  // kept for the step log only
 };
 
 TrainRun::TrainRun(const Config& cfg, bool resume, const TrainHooks& hooks, Communicator& comm)
@@ -127,9 +127,9 @@ TrainRun::TrainRun(const Config& cfg, bool resume, const TrainHooks& hooks, Comm
   check_inputs();
   fs::create_directories(sum_.run_dir);  // only once the inputs are known to exist
   if (lead_) {  // what a kill -9 left behind: said, then removed
-    for (const std::string& f : remove_stale_temporaries(sum_.run_dir))
+    for (const std::string& f : io::remove_stale_temporaries(sum_.run_dir))
       out_ << "removed a stale temporary file " << f << "\n";
-    for (const std::string& f : remove_torn_checkpoints(sum_.run_dir))
+    for (const std::string& f : io::remove_torn_checkpoints(sum_.run_dir))
       out_ << "removed a torn checkpoint " << f << "\n";
   }
   build();
@@ -156,14 +156,14 @@ void TrainRun::build() {
   }
   model_->flatten_parameters(dev_);
   opt_ = build_optimizer(cfg_, *model_);
-  loader_ = std::make_unique<Loader>(train_path_,
+  loader_ = std::make_unique<io::Loader>(train_path_,
                                      train_loader_options(cfg_, dev_, comm_.rank(), comm_.world()));
-  const Cache& cache = loader_->cache();
+  const io::Cache& cache = loader_->cache();
   MC_CHECK(cache.volume_shape()[0] == cfg_.model.in_chans, "model.in_chans is ", cfg_.model.in_chans,
            " but the cache '", train_path_, "' holds ", cache.volume_shape()[0],
            " channel(s) (one per HU window)");
-  const Task task = task_;
-  if (auto own = task_from_meta(cache.meta(), train_path_)) {
+  const io::Task task = task_;
+  if (auto own = io::task_from_meta(cache.meta(), train_path_)) {
     own->head = task.head;  // the labels of a cache serve either head: the T-score is stored too
     const std::string d = own->difference(task);
     MC_CHECK(d.empty(), "the training cache '", train_path_, "' was prepared for another task: ", d,
@@ -179,22 +179,22 @@ void TrainRun::build() {
   }
   counts_ = cache.class_counts(cfg_.model.num_classes);
   if (task.regression())
-    for (const CacheRecord& r : cache.records())
+    for (const io::CacheRecord& r : cache.records())
       MC_CHECK(std::isfinite(r.tscore), "model.head regression learns the T-score, but subject '", r.id,
                "' of the training cache '", train_path_, "' has none (labels from a class column?)");
   // Every loss but plain CE takes a prior or a weight from each class's training count.
-  if (cfg_.loss.type != LossType::CE && !task.regression())
+  if (cfg_.loss.type != losses::LossType::CE && !task.regression())
     for (size_t k = 0; k < counts_.size(); ++k)
       MC_CHECK(counts_[k] > 0, "loss.type ", to_string(cfg_.loss.type), " needs every class in the training split, "
                "but class '", task.name(int64_t(k)), "' (", k, ") has no training subject in '", train_path_,
                "' (its log prior / class weight is undefined): use loss.type ce, or gather subjects of that class");
-  loss_ = std::make_unique<Loss>(cfg_.loss, counts_);
+  loss_ = std::make_unique<losses::Loss>(cfg_.loss, counts_);
   TrainerOptions topt = cfg_.trainer;
   if (!hooks_.export_steps.empty()) topt.sync_every = 1;  // each step's loss, as it is taken
   trainer_ = std::make_unique<Trainer>(
       *model_, *opt_,
       [this](const Tensor& out, const Tensor& target) {
-        return task_.regression() ? regression_loss(cfg_.loss, out, target) : (*loss_)(out, target);
+        return task_.regression() ? losses::regression_loss(cfg_.loss, out, target) : (*loss_)(out, target);
       },
       topt, &comm_);
   trainer_->set_forward([this](const Tensor& x) { return forward(x); });
@@ -216,7 +216,7 @@ Tensor TrainRun::forward(const Tensor& x) {
 void TrainRun::start_exports() {
   if (!lead_) return;
   if (!hooks_.export_init.empty()) {
-    save_safetensors(hooks_.export_init, model_->state_dict());
+    io::save_safetensors(hooks_.export_init, model_->state_dict());
     out_ << "exported the initial weights to " << hooks_.export_init << "\n";
   }
   if (!hooks_.export_steps.empty()) {
@@ -234,10 +234,10 @@ void TrainRun::start_or_resume() {
   const std::string last = (fs::path(sum_.run_dir) / "last.safetensors").string();
   if (resume_) {
     MC_CHECK(fs::exists(last), "--resume: no checkpoint '", last, "' to resume from");
-    st_ = load_training_state(state_path_for(last), last);
+    st_ = io::load_training_state(io::state_path_for(last), last);
     MC_CHECK(st_.optimizer == optimizer, "--resume: the checkpoint used optimizer '", st_.optimizer,
              "', the config says '", optimizer, "'");
-    load_state_dict(model_->state_dict(), load_safetensors(last), LoadOptions{});
+    io::load_state_dict(model_->state_dict(), io::load_safetensors(last), io::LoadOptions{});
     opt_->load_state(st_.optimizer_state);
     out_ << "resumed from " << last << " after epoch " << st_.epoch << "\n";
   } else if (lead_) {
@@ -248,7 +248,7 @@ void TrainRun::start_or_resume() {
   std::string counts_csv;
   for (size_t k = 0; k < counts_.size(); ++k) counts_csv += (k ? "," : "") + std::to_string(counts_[k]);
   st_.extra["class_counts"] = counts_csv;
-  for (const auto& [k, v] : task_meta(task_of(cfg_))) st_.extra[k] = v;
+  for (const auto& [k, v] : io::task_meta(task_of(cfg_))) st_.extra[k] = v;
   trainer_->state() = {st_.epoch, st_.global_step, st_.best_epoch, st_.best_value};
   checked_start_ = st_.global_step > 0;  // the start check is for a new run's first step
   if (lead_) log_.emplace(sum_.run_dir, resume_ ? st_.epoch : 0);
@@ -269,7 +269,7 @@ void TrainRun::join_ranks() {
 }
 
 void TrainRun::print_header() {
-  const Cache& cache = loader_->cache();
+  const io::Cache& cache = loader_->cache();
   out_ << "training " << model_arch(cfg_.model.name) << " on " << dev_.str() << " ("
        << precision_name(precision()) << "), " << cache.size() << " training volumes "
        << shape_str(cache.volume_shape()) << ", classes [";
@@ -283,7 +283,7 @@ void TrainRun::print_header() {
 FitCallbacks TrainRun::callbacks() {
   FitCallbacks cb;
   cb.next_batch = [this]() -> std::optional<TrainBatch> {
-    std::optional<Batch> b = loader_->next();
+    std::optional<io::Batch> b = loader_->next();
     if (!b) return std::nullopt;
     TrainBatch tb{b->images, task_.regression() ? b->tscores : b->labels, b->ids};
     if (steps_out_) {
@@ -330,11 +330,11 @@ void TrainRun::finish_bar(const EpochResult& r) {
 double TrainRun::validate(const EpochResult& r) {
   finish_bar(r);
   const int world = comm_.world();
-  PredictionTable val = predict_cache(*model_, val_path_, cfg_.train.batch_size, dev_, "", comm_.rank(), world);
-  if (world > 1) val = gather_predictions(comm_, val, Cache::open(val_path_).size());
+  eval::PredictionTable val = predict_cache(*model_, val_path_, cfg_.train.batch_size, dev_, "", comm_.rank(), world);
+  if (world > 1) val = gather_predictions(comm_, val, io::Cache::open(val_path_).size());
   if (task_.regression()) return validate_regression(val);
   const Tensor logits = val.scores_tensor(DType::F32), labels = val.labels_tensor();
-  Tensor probs = posthoc_probabilities(logits, std::vector<double>(counts_.begin(), counts_.end()),
+  Tensor probs = losses::posthoc_probabilities(logits, std::vector<double>(counts_.begin(), counts_.end()),
                                        cfg_.posthoc.tau2);
   val_.metrics = classification_metrics(labels, probs);
   // Temperature scaling on the adjusted scores at posthoc.tau2 (eval/calibration.h's order);
@@ -343,7 +343,7 @@ double TrainRun::validate(const EpochResult& r) {
     const int64_t K = val.num_classes();
     std::vector<double> adjusted = val.scores;
     if (cfg_.posthoc.tau2 != 0) {
-      const std::vector<double> f = normalize_prior(std::vector<double>(counts_.begin(), counts_.end()));
+      const std::vector<double> f = losses::normalize_prior(std::vector<double>(counts_.begin(), counts_.end()));
       for (size_t i = 0; i < adjusted.size(); ++i) adjusted[i] -= cfg_.posthoc.tau2 * std::log(f[i % size_t(K)]);
     }
     std::vector<double> rows;
@@ -353,7 +353,7 @@ double TrainRun::validate(const EpochResult& r) {
         known.push_back(val.labels[size_t(i)]);
         rows.insert(rows.end(), adjusted.begin() + i * K, adjusted.begin() + (i + 1) * K);
       }
-    if (!known.empty()) val_.temperature = fit_temperature(rows, known, K);
+    if (!known.empty()) val_.temperature = eval::fit_temperature(rows, known, K);
   }
   {
     NoGradGuard ng;
@@ -369,12 +369,12 @@ double TrainRun::validate(const EpochResult& r) {
 
 // The predicted T against the cache's, on the subjects that have one; the selection score is
 // -MAE (or -loss).
-double TrainRun::validate_regression(const PredictionTable& val) {
-  const Cache cache = Cache::open(val_path_);
+double TrainRun::validate_regression(const eval::PredictionTable& val) {
+  const io::Cache cache = io::Cache::open(val_path_);
   std::vector<double> pred, truth;
   std::vector<int64_t> labels;
   for (int64_t i = 0; i < val.size(); ++i) {
-    const CacheRecord& r = cache.record(val.indices[size_t(i)]);
+    const io::CacheRecord& r = cache.record(val.indices[size_t(i)]);
     if (!std::isfinite(r.tscore)) continue;
     pred.push_back(val.scores[size_t(i)]), truth.push_back(r.tscore), labels.push_back(task_.classify(r.tscore));
   }
@@ -385,7 +385,7 @@ double TrainRun::validate_regression(const PredictionTable& val) {
   val_.metrics = classification_metrics(labels, derived_onehot(task_, pred), task_.num_classes());
   {
     NoGradGuard ng;
-    val_.loss = regression_loss(cfg_.loss, Tensor::from(pred, {int64_t(pred.size())}),
+    val_.loss = losses::regression_loss(cfg_.loss, Tensor::from(pred, {int64_t(pred.size())}),
                                 Tensor::from(truth, {int64_t(truth.size())})).item();
   }
   return cfg_.eval.select_by == Config::Eval::SelectBy::Loss ? -val_.loss : -val_.mae;
@@ -402,10 +402,10 @@ void TrainRun::end_epoch(const EpochResult& r) {
   for (const char* k : {"temperature", "temperature_tau2", "temperature_nll_before", "temperature_nll_after"})
     st_.extra.erase(k);
   if (val_.temperature) {
-    st_.extra["temperature"] = shortest(val_.temperature->temperature);
-    st_.extra["temperature_tau2"] = shortest(cfg_.posthoc.tau2);
-    st_.extra["temperature_nll_before"] = shortest(val_.temperature->nll_before);
-    st_.extra["temperature_nll_after"] = shortest(val_.temperature->nll_after);
+    st_.extra["temperature"] = io::shortest(val_.temperature->temperature);
+    st_.extra["temperature_tau2"] = io::shortest(cfg_.posthoc.tau2);
+    st_.extra["temperature_nll_before"] = io::shortest(val_.temperature->nll_before);
+    st_.extra["temperature_nll_after"] = io::shortest(val_.temperature->nll_after);
   }
   log_epoch(r);
   save_checkpoints(r);
@@ -420,7 +420,7 @@ void TrainRun::log_epoch(const EpochResult& r) {
   const double nan = NAN;
   const double auc = r.validated && m.auc_macro.defined ? m.auc_macro.value : nan;
   if (log_) {
-    LogRow row = {{"epoch", double(r.epoch + 1)}, {"lr", r.lr}, {"train_loss", r.train_loss},
+    io::LogRow row = {{"epoch", double(r.epoch + 1)}, {"lr", r.lr}, {"train_loss", r.train_loss},
                   {"val_loss", val_.loss}, {"val_accuracy", r.validated ? m.accuracy.value : nan},
                   {"val_balanced_accuracy", r.validated ? m.balanced_accuracy.value : nan},
                   {"val_auc_macro", auc}, {"val_f1_weighted", r.validated ? m.f1_weighted.value : nan}};
@@ -448,15 +448,15 @@ void TrainRun::save_checkpoints(const EpochResult& r) {
   StateDict weights = model_->state_dict();
   sum_.last_weights = (fs::path(sum_.run_dir) / "last.safetensors").string();
   if (!lead_) return;
-  save_checkpoint(sum_.run_dir, "last", weights, st_);
-  if (r.best) save_checkpoint(sum_.run_dir, "best", weights, st_);
+  io::save_checkpoint(sum_.run_dir, "last", weights, st_);
+  if (r.best) io::save_checkpoint(sum_.run_dir, "best", weights, st_);
   const int every = cfg_.output.checkpoint_every;
   if (every <= 0 || (r.epoch + 1) % every != 0) return;
-  save_checkpoint(sum_.run_dir, "epoch" + std::to_string(r.epoch + 1), weights, st_);
+  io::save_checkpoint(sum_.run_dir, "epoch" + std::to_string(r.epoch + 1), weights, st_);
   if (!cfg_.output.keep_last) return;
   const fs::path before = fs::path(sum_.run_dir) / ("epoch" + std::to_string(r.epoch + 1 - every) + ".safetensors");
   fs::remove(before);  // weights first: a kill here leaves a state alone, removed at the next start
-  fs::remove(state_path_for(before.string()));
+  fs::remove(io::state_path_for(before.string()));
 }
 
 TrainSummary TrainRun::run() {
@@ -490,4 +490,4 @@ TrainSummary train(const Config& cfg, bool resume, const TrainHooks& hooks) {
   }
 }
 
-}  // namespace mc
+}  // namespace mc::pipeline

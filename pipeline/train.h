@@ -11,7 +11,7 @@
 #include "pipeline/config.h"
 #include "pipeline/train_setup.h"
 
-namespace mc {
+namespace mc::pipeline {
 
 struct TrainSummary {
   std::string run_dir, best_weights, last_weights;
@@ -40,4 +40,4 @@ struct TrainHooks {
 // (engine/dist.h). With `resume`, continues from <output.dir>/last.safetensors.
 TrainSummary train(const Config& cfg, bool resume, const TrainHooks& hooks = {});
 
-}  // namespace mc
+}  // namespace mc::pipeline

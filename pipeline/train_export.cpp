@@ -6,7 +6,7 @@
 
 #include "engine/check.h"
 
-namespace mc {
+namespace mc::pipeline {
 namespace {
 
 // The side of a ResNet's last feature map for an input side n: stem conv (k7 s2 p3), max pool
@@ -132,4 +132,4 @@ void StepExporter::line(const std::string& text) {
   MC_CHECK(out_.good(), "--export-steps: writing '", path_, "' failed");
 }
 
-}  // namespace mc
+}  // namespace mc::pipeline

@@ -31,7 +31,7 @@
 #include "kernels/augment.h"
 #include "pipeline/config.h"
 
-namespace mc {
+namespace mc::pipeline {
 
 // How much the rows of pooled [N, F] differ: the largest per-feature standard deviation over
 // the batch (biased), beside the mean absolute value for scale.
@@ -77,4 +77,4 @@ class StepExporter {
   std::ofstream out_;
 };
 
-}  // namespace mc
+}  // namespace mc::pipeline

@@ -9,16 +9,16 @@
 #include "io/state_dict_io.h"
 #include "models/resnet3d.h"
 
-namespace mc {
+namespace mc::pipeline {
 
 std::unique_ptr<Optimizer> build_optimizer(const Config& cfg, nn::Module& model) {
   return make_optimizer(model.parameters(), cfg.optim);
 }
 
-LoaderOptions train_loader_options(const Config& cfg, Device dev, int rank, int world) {
+io::LoaderOptions train_loader_options(const Config& cfg, Device dev, int rank, int world) {
   MC_CHECK(world >= 1 && cfg.train.batch_size % world == 0, "train.batch_size ", cfg.train.batch_size,
            " is the global batch and must divide evenly over ", world, " ranks");
-  LoaderOptions lo = cfg.loader;
+  io::LoaderOptions lo = cfg.loader;
   lo.batch = cfg.train.batch_size / world;
   lo.rank = rank;
   lo.world = world;
@@ -29,4 +29,4 @@ LoaderOptions train_loader_options(const Config& cfg, Device dev, int rank, int 
   return lo;
 }
 
-}  // namespace mc
+}  // namespace mc::pipeline

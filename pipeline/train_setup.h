@@ -10,7 +10,7 @@
 #include "pipeline/config.h"
 #include "pipeline/model.h"  // resolve_device, build_model
 
-namespace mc {
+namespace mc::pipeline {
 
 
 // optim.* over the model's parameters (flatten them first for one-launch steps).
@@ -18,6 +18,6 @@ std::unique_ptr<Optimizer> build_optimizer(const Config& cfg, nn::Module& model)
 
 // cfg.loader for this rank of `world`: its slice of the global train.batch_size, train.seed,
 // model.num_classes, `dev`, and drop_last (a batch of one breaks batch-norm statistics).
-LoaderOptions train_loader_options(const Config& cfg, Device dev, int rank = 0, int world = 1);
+io::LoaderOptions train_loader_options(const Config& cfg, Device dev, int rank = 0, int world = 1);
 
-}  // namespace mc
+}  // namespace mc::pipeline

@@ -4,10 +4,10 @@
 #include "engine/check.h"
 #include "pipeline/model.h"
 
-namespace mc {
+namespace mc::pipeline {
 
 std::vector<Flip> tta_flips(const Config& cfg) {
-  const LoaderOptions& lo = cfg.loader;
+  const io::LoaderOptions& lo = cfg.loader;
   std::vector<int> axes;
   if (lo.augment)
     for (int a = 0; a < 3; ++a)
@@ -74,4 +74,4 @@ Tensor tta_logits(nn::Module& model, const Tensor& x, Device dev, const std::vec
   return sum.to(DType::F32);
 }
 
-}  // namespace mc
+}  // namespace mc::pipeline

@@ -12,7 +12,7 @@
 #include "engine/nn.h"
 #include "pipeline/config.h"
 
-namespace mc {
+namespace mc::pipeline {
 
 using Flip = std::array<bool, 3>;  // along D, H, W
 
@@ -24,4 +24,4 @@ Tensor flip_volume(const Tensor& x, const Flip& f);
 // Mean over flips of model.forward(model_input(flip(x), dev)), f32 [N, K] on the CPU, no grad.
 Tensor tta_logits(nn::Module& model, const Tensor& x, Device dev, const std::vector<Flip>& flips);
 
-}  // namespace mc
+}  // namespace mc::pipeline

@@ -34,19 +34,19 @@ std::string slurp(const fs::path& p) {
 
 std::set<std::string> cache_ids(const std::string& path) {
   std::set<std::string> ids;
-  const Cache c = Cache::open(path);
-  for (const CacheRecord& r : c.records()) ids.insert(r.id);
+  const io::Cache c = io::Cache::open(path);
+  for (const io::CacheRecord& r : c.records()) ids.insert(r.id);
   return ids;
 }
 
 // 48 generated subjects prepared at 16^3 (ratio split: train, val, test) and the run config.
-Config small_run(const std::string& dir, const std::vector<std::string>& extra = {}) {
-  SyntheticOptions so;
+pipeline::Config small_run(const std::string& dir, const std::vector<std::string>& extra = {}) {
+  io::SyntheticOptions so;
   so.count = 48;
   so.class_mix = {0.3, 0.3, 0.4};  // every class in every fold's training split
   so.size = 32;
   so.seed = 21;
-  write_synthetic_dataset(dir + "/data", so, nullptr);
+  io::write_synthetic_dataset(dir + "/data", so, nullptr);
   std::vector<std::string> ov = {
       "data.raw.ct_dir=" + dir + "/data/ct", "data.raw.seg_dir=" + dir + "/data/seg",
       "data.raw.labels_csv=" + dir + "/data/labels.csv", "data.cache_dir=" + dir + "/data/cache",
@@ -54,37 +54,37 @@ Config small_run(const std::string& dir, const std::vector<std::string>& extra =
       "train.epochs=2", "schedule.warmup_epochs=0", "train.batch_size=8", "eval.bootstrap=50",
       "train.all_folds=true", "data.split.folds=3"};
   ov.insert(ov.end(), extra.begin(), extra.end());
-  const Config cfg = load_config(test::demo_config_path(), ov);
-  PrepOptions p = prep_options_from_config(cfg);
+  const pipeline::Config cfg = pipeline::load_config(test::demo_config_path(), ov);
+  io::PrepOptions p = pipeline::prep_options_from_config(cfg);
   p.progress = false;
-  if (run_prep(p).failed != 0) throw Error("small_run: subjects failed to prepare");
+  if (io::run_prep(p).failed != 0) throw Error("small_run: subjects failed to prepare");
   return cfg;
 }
 
 TEST(CrossValE2E, ThreeFoldsResumePoolEveryoneOnceAndEnsemble) {
   const std::string dir = test::temp_dir();
-  const Config cfg = small_run(dir);
+  const pipeline::Config cfg = small_run(dir);
 
   // 1. Stopped after one epoch of fold 0: no report yet, fold 0 resumable.
   std::ostringstream log;
-  TrainHooks hooks;
+  pipeline::TrainHooks hooks;
   hooks.out = &log;
   hooks.max_epochs_this_call = 1;
-  const CrossValSummary s1 = train_folds(cfg, hooks);
+  const pipeline::CrossValSummary s1 = pipeline::train_folds(cfg, hooks);
   EXPECT_TRUE(s1.interrupted);
   EXPECT_EQ(s1.trained, std::vector<int>{0});
   EXPECT_TRUE(fs::exists(dir + "/cv/fold_0/last.safetensors"));
   EXPECT_FALSE(fs::exists(dir + "/cv/fold_0/done.json"));
   EXPECT_FALSE(fs::exists(dir + "/cv/report/report.md"));
-  EXPECT_THROW(fold_checkpoints(dir + "/cv"), Error);  // not finished: no ensemble yet
+  EXPECT_THROW(pipeline::fold_checkpoints(dir + "/cv"), Error);  // not finished: no ensemble yet
 
   // 2. The rerun resumes fold 0 (to its second epoch), trains folds 1 and 2, and reports.
   hooks.max_epochs_this_call = -1;
-  const CrossValSummary s2 = train_folds(cfg, hooks);
+  const pipeline::CrossValSummary s2 = pipeline::train_folds(cfg, hooks);
   ASSERT_FALSE(s2.interrupted) << log.str();
   EXPECT_EQ(s2.resumed, std::vector<int>{0});
   EXPECT_EQ(s2.trained, (std::vector<int>{1, 2}));
-  EXPECT_EQ(load_training_state(dir + "/cv/fold_0/last.state.safetensors", dir + "/cv/fold_0/last.safetensors").epoch, 2);
+  EXPECT_EQ(io::load_training_state(dir + "/cv/fold_0/last.state.safetensors", dir + "/cv/fold_0/last.safetensors").epoch, 2);
   EXPECT_NE(log.str().find("fold 0: resuming"), std::string::npos) << log.str();
 
   // Every subject of the pooled train + val caches is out of fold exactly once, in the report's
@@ -92,7 +92,7 @@ TEST(CrossValE2E, ThreeFoldsResumePoolEveryoneOnceAndEnsemble) {
   std::set<std::string> pool = cache_ids(cfg.data.cache_dir + "/train.safetensors");
   const std::set<std::string> val = cache_ids(cfg.data.cache_dir + "/val.safetensors");
   pool.insert(val.begin(), val.end());
-  const PredictionTable pooled = read_predictions_csv(dir + "/cv/report/predictions.csv");
+  const eval::PredictionTable pooled = eval::read_predictions_csv(dir + "/cv/report/predictions.csv");
   EXPECT_EQ(pooled.size(), int64_t(pool.size()));
   EXPECT_EQ(std::set<std::string>(pooled.ids.begin(), pooled.ids.end()), pool);
   EXPECT_EQ(s2.pooled_subjects, int64_t(pool.size()));
@@ -103,7 +103,7 @@ TEST(CrossValE2E, ThreeFoldsResumePoolEveryoneOnceAndEnsemble) {
     oof_all.insert(oof.begin(), oof.end());
     for (const char* seen : {"train.safetensors", "val.safetensors"})
       for (const std::string& id : cache_ids(d + seen)) EXPECT_EQ(oof.count(id), 0u) << id << " fold " << k << " " << seen;
-    EXPECT_EQ(read_predictions_csv(dir + "/cv/fold_" + std::to_string(k) + "/oof_predictions.csv").size(),
+    EXPECT_EQ(eval::read_predictions_csv(dir + "/cv/fold_" + std::to_string(k) + "/oof_predictions.csv").size(),
               int64_t(oof.size()));
   }
   EXPECT_EQ(oof_all.size(), pool.size());
@@ -114,7 +114,7 @@ TEST(CrossValE2E, ThreeFoldsResumePoolEveryoneOnceAndEnsemble) {
   EXPECT_NE(md.find("[", md.find("balanced")), std::string::npos);  // bootstrap intervals
   ASSERT_TRUE(s2.report.run.crossval.has_value());
   int64_t fold_n = 0;
-  for (const FoldResult& f : s2.report.run.crossval->folds) fold_n += f.n;
+  for (const eval::FoldResult& f : s2.report.run.crossval->folds) fold_n += f.n;
   EXPECT_EQ(fold_n, int64_t(pool.size()));
 
   // 3. A finished run: nothing trained again, checkpoints untouched (an atomic rewrite would
@@ -127,7 +127,7 @@ TEST(CrossValE2E, ThreeFoldsResumePoolEveryoneOnceAndEnsemble) {
       before[q.string()] = fs::last_write_time(q);
     }
   const fs::file_time_type report_time = fs::last_write_time(dir + "/cv/report/report.json");
-  const CrossValSummary s3 = train_folds(cfg, hooks);
+  const pipeline::CrossValSummary s3 = pipeline::train_folds(cfg, hooks);
   EXPECT_EQ(s3.skipped, (std::vector<int>{0, 1, 2}));
   EXPECT_TRUE(s3.trained.empty() && s3.resumed.empty());
   EXPECT_EQ(s3.checkpoints.size(), 3u);
@@ -135,29 +135,29 @@ TEST(CrossValE2E, ThreeFoldsResumePoolEveryoneOnceAndEnsemble) {
   EXPECT_TRUE(fs::last_write_time(dir + "/cv/report/report.json") == report_time);
 
   // Another config in the same folder is refused, naming the key.
-  Config other = cfg;
+  pipeline::Config other = cfg;
   other.optim.lr *= 2;
-  test::expect_error([&] { train_folds(other, hooks); }, {"another config", "optim.lr"});
+  test::expect_error([&] { pipeline::train_folds(other, hooks); }, {"another config", "optim.lr"});
 
   // 4. The fold ensemble on the held-out test split (train.all_folds and no --checkpoint).
-  ReportOptions ro;
+  pipeline::ReportOptions ro;
   ro.progress = false;
-  const Report r = write_model_report(cfg, ro);
-  EXPECT_EQ(int64_t(r.headline.rows.at(0).metrics.num_samples), Cache::open(cfg.data.cache_dir + "/test.safetensors").size());
+  const eval::Report r = pipeline::write_model_report(cfg, ro);
+  EXPECT_EQ(int64_t(r.headline.rows.at(0).metrics.num_samples), io::Cache::open(cfg.data.cache_dir + "/test.safetensors").size());
   EXPECT_NE(r.run.title.find("ensemble of 3"), std::string::npos) << r.run.title;
   EXPECT_TRUE(fs::exists(dir + "/cv/report_ensemble_test/report.md"));
 
   // 5. mc_predict with the folder: the three fold models' mean equals the mean of the three.
   const std::string id = *pool.begin();
   auto predict = [&](const std::string& checkpoint, std::vector<std::string> ensemble) {
-    PredictCommand pc;
+    pipeline::PredictCommand pc;
     pc.checkpoint = checkpoint;
     pc.ensemble = std::move(ensemble);
     pc.ct = dir + "/data/ct/" + id + ".nii.gz";
     pc.seg = dir + "/data/seg/" + id + ".nii.gz";
     pc.progress = false;
     std::ostringstream out, err;
-    EXPECT_EQ(run_predict(pc, out, err), 0) << err.str();
+    EXPECT_EQ(pipeline::run_predict(pc, out, err), 0) << err.str();
     return std::make_pair(out.str(), err.str());
   };
   const auto folder = predict(dir + "/cv", {});
@@ -171,11 +171,11 @@ TEST(CrossValE2E, ThreeFoldsResumePoolEveryoneOnceAndEnsemble) {
 // classes), every pooled subject once; the ensemble averages the T-scores on the test split.
 TEST(CrossValE2E, RegressionHeadPoolsTScores) {
   const std::string dir = test::temp_dir();
-  const Config cfg = small_run(dir, {"model.head=regression", "eval.select_by=mae", "train.epochs=1"});
+  const pipeline::Config cfg = small_run(dir, {"model.head=regression", "eval.select_by=mae", "train.epochs=1"});
   std::ostringstream log;
-  TrainHooks hooks;
+  pipeline::TrainHooks hooks;
   hooks.out = &log;
-  const CrossValSummary s = train_folds(cfg, hooks);
+  const pipeline::CrossValSummary s = pipeline::train_folds(cfg, hooks);
   ASSERT_FALSE(s.interrupted) << log.str();
   ASSERT_TRUE(s.report.regression.has_value());
   const size_t pool = cache_ids(cfg.data.cache_dir + "/train.safetensors").size() +
@@ -184,14 +184,14 @@ TEST(CrossValE2E, RegressionHeadPoolsTScores) {
   EXPECT_EQ(s.pooled_subjects, int64_t(pool));
   EXPECT_TRUE(std::isfinite(s.report.regression->mae.value));
   ASSERT_TRUE(s.report.run.crossval.has_value());
-  for (const FoldResult& f : s.report.run.crossval->folds) EXPECT_TRUE(std::isfinite(f.mae)) << f.fold;
+  for (const eval::FoldResult& f : s.report.run.crossval->folds) EXPECT_TRUE(std::isfinite(f.mae)) << f.fold;
   EXPECT_FALSE(s.report.calibration.has_value());  // hard derived classes: nothing to calibrate
   EXPECT_NE(slurp(dir + "/cv/fold_0/oof_predictions.csv").rfind("id,tscore\n", 0), std::string::npos);
-  ReportOptions ro;
+  pipeline::ReportOptions ro;
   ro.progress = false;
-  const Report r = write_model_report(cfg, ro);
+  const eval::Report r = pipeline::write_model_report(cfg, ro);
   ASSERT_TRUE(r.regression.has_value());
-  EXPECT_EQ(r.regression->n, Cache::open(cfg.data.cache_dir + "/test.safetensors").size());
+  EXPECT_EQ(r.regression->n, io::Cache::open(cfg.data.cache_dir + "/test.safetensors").size());
 }
 
 }  // namespace

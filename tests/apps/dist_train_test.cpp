@@ -89,7 +89,7 @@ TEST(DistTrain, TwoRanksEqualOneProcessWithTheSameGlobalBatch) {
   // Weights within 1e-5 of the model's weight scale (a per-tensor ratio would measure the tiny
   // updates of tensors that start at zero, e.g. BN biases, instead of the weights); running
   // statistics within 1e-5 per tensor.
-  StateDict a = load_safetensors(dir + "/one/last.safetensors"), b = load_safetensors(dir + "/two/last.safetensors");
+  StateDict a = io::load_safetensors(dir + "/one/last.safetensors"), b = io::load_safetensors(dir + "/two/last.safetensors");
   ASSERT_EQ(a.size(), b.size());
   double scale = 0, worst_w = 0, worst_s = 0;
   for (auto& [k, t] : a)

@@ -21,11 +21,11 @@ inline const std::string& e2e_dataset() {
     const std::filesystem::path d = std::filesystem::path(process_temp_root()) / "e2e_data";
     std::filesystem::remove_all(d);
     remove_at_exit(d.string());
-    SyntheticOptions s;
+    io::SyntheticOptions s;
     s.count = 150;
     s.size = 48;
     s.seed = 11;
-    write_synthetic_dataset(d.string(), s, nullptr);
+    io::write_synthetic_dataset(d.string(), s, nullptr);
     return d.string();
   }();
   return dir;
@@ -41,18 +41,18 @@ inline std::vector<std::string> e2e_overrides(const std::string& out) {
 
 inline std::string demo_config_path() { return std::string(MC_SOURCE_DIR) + "/configs/demo.yaml"; }
 
-inline Config e2e_config(const std::string& out, const std::vector<std::string>& extra = {}) {
+inline pipeline::Config e2e_config(const std::string& out, const std::vector<std::string>& extra = {}) {
   std::vector<std::string> ov = e2e_overrides(out);
   ov.insert(ov.end(), extra.begin(), extra.end());
-  return load_config(demo_config_path(), ov);
+  return pipeline::load_config(demo_config_path(), ov);
 }
 
 // The caches depend only on the data section: prepared once.
 inline void e2e_prepare() {
   static const bool done = [] {
-    PrepOptions p = prep_options_from_config(e2e_config("unused"));
+    io::PrepOptions p = pipeline::prep_options_from_config(e2e_config("unused"));
     p.progress = false;
-    const PrepResult r = run_prep(p);
+    const io::PrepResult r = io::run_prep(p);
     if (r.failed != 0) throw Error("e2e data set: " + std::to_string(r.failed) + " subjects failed");
     return true;
   }();

@@ -37,9 +37,9 @@ std::string write_mass_dataset(const std::string& dir, int n) {
   std::string csv = "id,label\n";
   for (int s = 0; s < n; ++s) {
     const bool mass = s % 3 == 0;  // a third positive
-    Affine a = identity_affine();
+    io::Affine a = io::identity_affine();
     for (int r = 0; r < 3; ++r) a[size_t(r)][size_t(r)] = 1.5;
-    Volume v = make_volume(20, 20, 20, a);
+    io::Volume v = io::make_volume(20, 20, 20, a);
     const double cx = 7 + 6 * g.uniform(), cy = 7 + 6 * g.uniform(), cz = 7 + 6 * g.uniform(), rad = 3 + 2 * g.uniform();
     float* p = v.ptr();
     for (int64_t k = 0; k < 20; ++k)
@@ -51,7 +51,7 @@ std::string write_mass_dataset(const std::string& dir, int n) {
         }
     char id[16];
     std::snprintf(id, sizeof id, "m%03d", s);
-    write_nifti(dir + "/ct/" + id + ".nii.gz", v, NiftiType::I16);
+    io::write_nifti(dir + "/ct/" + id + ".nii.gz", v, io::NiftiType::I16);
     csv += std::string(id) + "," + (mass ? "mass" : "normal") + "\n";
   }
   std::ofstream(dir + "/labels.csv") << csv;
@@ -69,30 +69,30 @@ std::vector<std::string> binary_overrides(const std::string& data, const std::st
 TEST(TaskE2E, BinaryPrecroppedNormalMassReportsScreeningMetrics) {
   const std::string root = test::temp_dir();
   const std::string data = write_mass_dataset(root + "/mass", 72);
-  const Config cfg = load_config(test::demo_config_path(), binary_overrides(data, root + "/run"));
+  const pipeline::Config cfg = pipeline::load_config(test::demo_config_path(), binary_overrides(data, root + "/run"));
   EXPECT_EQ(cfg.model.num_classes, 2);
-  PrepOptions po = prep_options_from_config(cfg);
+  io::PrepOptions po = pipeline::prep_options_from_config(cfg);
   po.progress = false;
-  const PrepResult pr = run_prep(po);
+  const io::PrepResult pr = io::run_prep(po);
   ASSERT_EQ(pr.failed, 0);
   // Names flow into the manifest and the cache.
   EXPECT_HAS(slurp(pr.manifest), ",1,mass,");
-  EXPECT_EQ(Cache::open(pr.caches.at("train")).meta().at("task.classes"), "normal,mass");
-  EXPECT_HAS(prep_summary(pr, po.task), "normal ");
+  EXPECT_EQ(io::Cache::open(pr.caches.at("train")).meta().at("task.classes"), "normal,mass");
+  EXPECT_HAS(io::prep_summary(pr, po.task), "normal ");
 
   std::ostringstream log;
-  TrainHooks hooks;
+  pipeline::TrainHooks hooks;
   hooks.out = &log;
-  const TrainSummary s = train(cfg, false, hooks);
+  const pipeline::TrainSummary s = pipeline::train(cfg, false, hooks);
   std::printf("%s", log.str().c_str());
   // The checkpoint carries its task.
-  const SafeTensorsFile w = SafeTensorsFile::open(s.best_weights);
+  const io::SafeTensorsFile w = io::SafeTensorsFile::open(s.best_weights);
   EXPECT_EQ(w.metadata().at("task.classes"), "normal,mass");
 
-  ReportOptions ro;
-  const Report r = write_model_report(cfg, ro);
+  pipeline::ReportOptions ro;
+  const eval::Report r = pipeline::write_model_report(cfg, ro);
   ASSERT_TRUE(r.screening);
-  const ScreeningReport& sc = *r.screening;
+  const eval::ScreeningReport& sc = *r.screening;
   std::printf("binary test split: n %lld, ROC AUC %.3f [%.3f, %.3f], average precision %.3f\n", (long long)sc.n,
               sc.auc.value, sc.auc_ci.lo, sc.auc_ci.hi, sc.average_precision.value);
   EXPECT_EQ(sc.positive_name, "mass");
@@ -110,20 +110,20 @@ TEST(TaskE2E, BinaryPrecroppedNormalMassReportsScreeningMetrics) {
   EXPECT_HAS(slurp(r.json), "\"screening\"");
 
   // A checkpoint of this task under the WHO config is refused, naming both tasks.
-  Config who = load_config(test::demo_config_path(), {"output.dir=" + root + "/run", "train.device=cpu"});
+  pipeline::Config who = pipeline::load_config(test::demo_config_path(), {"output.dir=" + root + "/run", "train.device=cpu"});
   try {
-    write_model_report(who, ro);
+    pipeline::write_model_report(who, ro);
     ADD_FAILURE();
   } catch (const Error& e) {
     EXPECT_HAS(e.what(), "was trained for another task");
     EXPECT_HAS(e.what(), "classes normal,mass vs osteoporosis,osteopenia,normal");
   }
   // mc_predict on a prepared tensor: logits and probabilities named by the task.
-  Tensor x = Cache::open(pr.caches.at("test")).volume_f32(0);
-  save_safetensors(root + "/x.safetensors", {{"input", x}});
-  PredictCommand pc = parse_predict_command({"--checkpoint", s.best_weights, "--tensor", root + "/x.safetensors"});
+  Tensor x = io::Cache::open(pr.caches.at("test")).volume_f32(0);
+  io::save_safetensors(root + "/x.safetensors", {{"input", x}});
+  pipeline::PredictCommand pc = pipeline::parse_predict_command({"--checkpoint", s.best_weights, "--tensor", root + "/x.safetensors"});
   std::ostringstream out, err;
-  EXPECT_EQ(run_predict(pc, out, err), 0);
+  EXPECT_EQ(pipeline::run_predict(pc, out, err), 0);
   EXPECT_HAS(out.str(), "\"probabilities\": {\"normal\": ");
   EXPECT_HAS(out.str(), "\"logits\": [");
 }
@@ -131,18 +131,18 @@ TEST(TaskE2E, BinaryPrecroppedNormalMassReportsScreeningMetrics) {
 TEST(TaskE2E, FourClassesFromThreeThresholdsRunEndToEnd) {
   const std::string out = test::temp_dir() + "/four";
   const std::string cache = test::temp_dir() + "/four_cache";
-  Config cfg = test::e2e_config(out, {"data.cache_dir=" + cache, "data.classes=[severe, osteoporosis, osteopenia, normal]",
+  pipeline::Config cfg = test::e2e_config(out, {"data.cache_dir=" + cache, "data.classes=[severe, osteoporosis, osteopenia, normal]",
                                       "data.tscore_thresholds=[-3.2, -2.5, -1]", "train.epochs=2", "eval.bootstrap=20",
                                       "schedule.warmup_epochs=0", "loss.type=ce"});
   EXPECT_EQ(cfg.model.num_classes, 4);
-  PrepOptions po = prep_options_from_config(cfg);
+  io::PrepOptions po = pipeline::prep_options_from_config(cfg);
   po.progress = false;
-  ASSERT_EQ(run_prep(po).failed, 0);
+  ASSERT_EQ(io::run_prep(po).failed, 0);
   std::ostringstream log;
-  TrainHooks hooks;
+  pipeline::TrainHooks hooks;
   hooks.out = &log;
-  train(cfg, false, hooks);
-  const Report r = write_model_report(cfg, ReportOptions{});
+  pipeline::train(cfg, false, hooks);
+  const eval::Report r = pipeline::write_model_report(cfg, pipeline::ReportOptions{});
   EXPECT_EQ(r.headline.class_names, (std::vector<std::string>{"severe", "osteoporosis", "osteopenia", "normal"}));
   EXPECT_EQ(r.headline.rows.at(0).metrics.confusion.size(), 16u);
   EXPECT_FALSE(r.screening);
@@ -154,23 +154,23 @@ TEST(TaskE2E, FourClassesFromThreeThresholdsRunEndToEnd) {
 
 TEST(TaskE2E, RegressionReportsMaeAndDerivedClasses) {
   const std::string out = test::temp_dir() + "/reg";
-  Config cfg = test::e2e_config(out, {"model.head=regression", "eval.select_by=mae", "train.epochs=2", "eval.bootstrap=20",
+  pipeline::Config cfg = test::e2e_config(out, {"model.head=regression", "eval.select_by=mae", "train.epochs=2", "eval.bootstrap=20",
                                       "schedule.warmup_epochs=0"});
   test::e2e_prepare();
   std::ostringstream log;
-  TrainHooks hooks;
+  pipeline::TrainHooks hooks;
   hooks.out = &log;
-  train(cfg, false, hooks);
+  pipeline::train(cfg, false, hooks);
   std::printf("%s", log.str().c_str());
   EXPECT_HAS(log.str(), "MAE ");
   EXPECT_HAS(log.str(), "huber on the T-score");
-  const Report r = write_model_report(cfg, ReportOptions{});
+  const eval::Report r = pipeline::write_model_report(cfg, pipeline::ReportOptions{});
   ASSERT_TRUE(r.regression);
   std::printf("regression test split: MAE %.3f, RMSE %.3f, r %.3f, R2 %.3f\n", r.regression->mae.value,
               r.regression->rmse.value, r.regression->pearson.value, r.regression->r2.value);
   EXPECT_TRUE(std::isfinite(r.regression->mae.value));
   EXPECT_TRUE(r.regression->mae_ci.defined);
-  EXPECT_EQ(r.headline.class_names, Task::who().classes);  // the derived classes' table
+  EXPECT_EQ(r.headline.class_names, io::Task::who().classes);  // the derived classes' table
   EXPECT_TRUE(fs::exists(r.scatter));
   EXPECT_TRUE(fs::exists(r.bland_altman));
   const std::string md = slurp(r.markdown);
@@ -180,10 +180,10 @@ TEST(TaskE2E, RegressionReportsMaeAndDerivedClasses) {
   EXPECT_HAS(md, "## Per class");
   // mc_predict prints the T-score and its class.
   const std::string crop = test::e2e_dataset() + "/ct/syn00000.nii.gz";
-  PredictCommand pc = parse_predict_command({"--checkpoint", out + "/best.safetensors", "--ct", crop, "--seg",
+  pipeline::PredictCommand pc = pipeline::parse_predict_command({"--checkpoint", out + "/best.safetensors", "--ct", crop, "--seg",
                                              test::e2e_dataset() + "/seg/syn00000.nii.gz"});
   std::ostringstream o, e;
-  EXPECT_EQ(run_predict(pc, o, e), 0);
+  EXPECT_EQ(pipeline::run_predict(pc, o, e), 0);
   EXPECT_HAS(o.str(), "\"tscore\": ");
   EXPECT_HAS(o.str(), "\"class_name\": ");
 }
@@ -205,12 +205,12 @@ TEST(TaskE2E, ErrorsNameTheTaskAndTheData) {
   auto ov = binary_overrides(data, root + "/run");
   ov.push_back("data.classes=[normal, mass, tumour]");
   ov.push_back("loss.type=logit_adjusted");
-  const Config cfg = load_config(test::demo_config_path(), ov);
-  PrepOptions po = prep_options_from_config(cfg);
+  const pipeline::Config cfg = pipeline::load_config(test::demo_config_path(), ov);
+  io::PrepOptions po = pipeline::prep_options_from_config(cfg);
   po.progress = false;
-  run_prep(po);
+  io::run_prep(po);
   try {
-    train(cfg, false);
+    pipeline::train(cfg, false);
     ADD_FAILURE();
   } catch (const Error& e) {
     EXPECT_HAS(e.what(), "loss.type logit_adjusted needs every class in the training split");
@@ -219,11 +219,11 @@ TEST(TaskE2E, ErrorsNameTheTaskAndTheData) {
   // A class name in the CSV that is not in data.classes.
   std::ofstream(data + "/labels.csv") << "id,label\nm000,normal\nm001,tumour\n";
   auto two = binary_overrides(data, root + "/run2");
-  const Config c2 = load_config(test::demo_config_path(), two);
-  PrepOptions p2 = prep_options_from_config(c2);
+  const pipeline::Config c2 = pipeline::load_config(test::demo_config_path(), two);
+  io::PrepOptions p2 = pipeline::prep_options_from_config(c2);
   p2.progress = false;
   try {
-    run_prep(p2);
+    io::run_prep(p2);
     ADD_FAILURE();
   } catch (const Error& e) {
     EXPECT_HAS(e.what(), "labels.csv:3: class \"tumour\" of subject m001 is not one of the task's classes normal,mass");
@@ -233,11 +233,11 @@ TEST(TaskE2E, ErrorsNameTheTaskAndTheData) {
   reg.push_back("data.tscore_thresholds=[-2.5]");
   reg.push_back("model.head=regression");
   reg.push_back("eval.select_by=mae");
-  const Config c3 = load_config(test::demo_config_path(), reg);
-  PrepOptions p3 = prep_options_from_config(c3);
+  const pipeline::Config c3 = pipeline::load_config(test::demo_config_path(), reg);
+  io::PrepOptions p3 = pipeline::prep_options_from_config(c3);
   p3.progress = false;
   try {
-    run_prep(p3);
+    io::run_prep(p3);
     ADD_FAILURE();
   } catch (const Error& e) {
     EXPECT_HAS(e.what(), "missing column: a regression task");

@@ -31,12 +31,12 @@ using test::e2e_config;
 
 TEST(TrainE2E, DemoTrainsAndBeatsChanceOnHeldOutSplit) {
   const std::string out = test::temp_dir();
-  Config cfg = e2e_config(out);
+  pipeline::Config cfg = e2e_config(out);
   test::e2e_prepare();
   std::ostringstream log;
-  TrainHooks hooks;
+  pipeline::TrainHooks hooks;
   hooks.out = &log;
-  TrainSummary s = train(cfg, false, hooks);
+  pipeline::TrainSummary s = pipeline::train(cfg, false, hooks);
   std::printf("%s", log.str().c_str());
   EXPECT_EQ(s.epochs_done, cfg.train.epochs);
   ASSERT_TRUE(fs::exists(s.best_weights));
@@ -44,12 +44,12 @@ TEST(TrainE2E, DemoTrainsAndBeatsChanceOnHeldOutSplit) {
   EXPECT_TRUE(fs::exists(out + "/config.yaml"));
 
   // The best checkpoint on the test split, which neither training nor selection saw.
-  auto model = build_model(cfg);
-  load_state_dict(model->state_dict(), load_safetensors(s.best_weights));
-  const std::string train_cache = split_cache_path(cfg.data, "train");
-  PredictionTable p = predict_cache(*model, split_cache_path(cfg.data, "test"), 8, Device::cpu());
-  const std::vector<int64_t> counts = Cache::open(train_cache).class_counts(3);
-  Tensor probs = posthoc_probabilities(p.scores_tensor(DType::F32), std::vector<double>(counts.begin(), counts.end()),
+  auto model = pipeline::build_model(cfg);
+  io::load_state_dict(model->state_dict(), io::load_safetensors(s.best_weights));
+  const std::string train_cache = pipeline::split_cache_path(cfg.data, "train");
+  eval::PredictionTable p = pipeline::predict_cache(*model, pipeline::split_cache_path(cfg.data, "test"), 8, Device::cpu());
+  const std::vector<int64_t> counts = io::Cache::open(train_cache).class_counts(3);
+  Tensor probs = losses::posthoc_probabilities(p.scores_tensor(DType::F32), std::vector<double>(counts.begin(), counts.end()),
                                        cfg.posthoc.tau2);
   ClassificationMetrics m = classification_metrics(p.labels_tensor(), probs);
   std::printf("held-out test: n %lld, balanced accuracy %.3f, accuracy %.3f, macro AUC %.3f\n",
@@ -59,19 +59,19 @@ TEST(TrainE2E, DemoTrainsAndBeatsChanceOnHeldOutSplit) {
 
   // The best checkpoint carries the temperature fitted on its validation scores (adjusted at
   // posthoc.tau2): refitting here gives the same T, and it lowers the validation NLL.
-  const CheckpointTemperature t = checkpoint_temperature(s.best_weights);
+  const pipeline::CheckpointTemperature t = pipeline::checkpoint_temperature(s.best_weights);
   ASSERT_TRUE(t.present());
   EXPECT_EQ(t.tau2, cfg.posthoc.tau2);
-  PredictionTable v = predict_cache(*model, split_cache_path(cfg.data, "val"), 8, Device::cpu());
+  eval::PredictionTable v = pipeline::predict_cache(*model, pipeline::split_cache_path(cfg.data, "val"), 8, Device::cpu());
   const std::vector<double> prior(counts.begin(), counts.end());
   std::vector<double> adjusted = v.scores;
-  const std::vector<double> f = normalize_prior(prior);
+  const std::vector<double> f = losses::normalize_prior(prior);
   for (size_t i = 0; i < adjusted.size(); ++i) adjusted[i] -= cfg.posthoc.tau2 * std::log(f[i % 3]);
-  const TemperatureFit refit = fit_temperature(adjusted, v.labels, 3);
+  const eval::TemperatureFit refit = eval::fit_temperature(adjusted, v.labels, 3);
   EXPECT_NEAR(t.value, refit.temperature, 1e-6 * refit.temperature);
   EXPECT_LE(t.nll_after, t.nll_before);
-  const double nll1 = mean_nll(calibrated_probabilities(v.scores, 3, prior, cfg.posthoc.tau2, 1.0), v.labels, 3);
-  const double nllT = mean_nll(calibrated_probabilities(v.scores, 3, prior, cfg.posthoc.tau2, t.value), v.labels, 3);
+  const double nll1 = eval::mean_nll(eval::calibrated_probabilities(v.scores, 3, prior, cfg.posthoc.tau2, 1.0), v.labels, 3);
+  const double nllT = eval::mean_nll(eval::calibrated_probabilities(v.scores, 3, prior, cfg.posthoc.tau2, t.value), v.labels, 3);
   std::printf("validation NLL %.4f at T = 1, %.4f at the fitted T = %.3f\n", nll1, nllT, t.value);
   EXPECT_NEAR(nll1, t.nll_before, 1e-5);
   EXPECT_LE(nllT, nll1);
@@ -80,19 +80,19 @@ TEST(TrainE2E, DemoTrainsAndBeatsChanceOnHeldOutSplit) {
 TEST(TrainE2E, ResumeAfterInterruptionEqualsUninterruptedRun) {
   const std::string a = test::temp_dir() + "/straight", b = test::temp_dir() + "/interrupted";
   const std::vector<std::string> short_run = {"train.epochs=3"};
-  Config ca = e2e_config(a, short_run), cb = e2e_config(b, short_run);
+  pipeline::Config ca = e2e_config(a, short_run), cb = e2e_config(b, short_run);
   test::e2e_prepare();
   std::ostringstream sink;
-  TrainHooks quiet;
+  pipeline::TrainHooks quiet;
   quiet.out = &sink;
-  train(ca, false, quiet);
+  pipeline::train(ca, false, quiet);
 
-  TrainHooks one = quiet;
+  pipeline::TrainHooks one = quiet;
   one.max_epochs_this_call = 1;  // "interrupted" after epoch 1, leaving last.safetensors
-  EXPECT_EQ(train(cb, false, one).epochs_done, 1);
-  EXPECT_EQ(train(cb, true, quiet).epochs_done, 3);  // --resume: epochs 2 and 3
+  EXPECT_EQ(pipeline::train(cb, false, one).epochs_done, 1);
+  EXPECT_EQ(pipeline::train(cb, true, quiet).epochs_done, 3);  // --resume: epochs 2 and 3
 
-  StateDict wa = load_safetensors(a + "/last.safetensors"), wb = load_safetensors(b + "/last.safetensors");
+  StateDict wa = io::load_safetensors(a + "/last.safetensors"), wb = io::load_safetensors(b + "/last.safetensors");
   ASSERT_EQ(wa.size(), wb.size());
   for (size_t i = 0; i < wa.size(); ++i) {
     ASSERT_EQ(wa[i].first, wb[i].first);
@@ -106,18 +106,18 @@ TEST(TrainE2E, ValidationEveryNEpochsAndPeriodicCheckpoints) {
   test::e2e_prepare();
   for (bool keep_last : {true, false}) {
     const std::string out = test::temp_dir() + (keep_last ? "/keep" : "/all");
-    Config cfg = e2e_config(out, {"train.epochs=3", "train.epoch_samples=16", "schedule.warmup_epochs=0",
+    pipeline::Config cfg = e2e_config(out, {"train.epochs=3", "train.epoch_samples=16", "schedule.warmup_epochs=0",
                                   "eval.every_epochs=2", "output.checkpoint_every=1",
                                   std::string("output.keep_last=") + (keep_last ? "true" : "false")});
     std::ostringstream log;
-    TrainHooks hooks;
+    pipeline::TrainHooks hooks;
     hooks.out = &log;
-    TrainSummary s = train(cfg, false, hooks);
+    pipeline::TrainSummary s = pipeline::train(cfg, false, hooks);
     EXPECT_EQ(s.epochs_done, 3);
     EXPECT_TRUE(s.best_epoch == 2 || s.best_epoch == 3) << s.best_epoch;
-    const std::vector<LogRow> rows = RunLog::read_csv(out + "/metrics.csv");
+    const std::vector<io::LogRow> rows = io::RunLog::read_csv(out + "/metrics.csv");
     ASSERT_EQ(rows.size(), 3u);
-    auto value = [](const LogRow& r, const std::string& k) {
+    auto value = [](const io::LogRow& r, const std::string& k) {
       for (const auto& [name, v] : r)
         if (name == k) return v;
       ADD_FAILURE() << "no column " << k;
@@ -150,14 +150,14 @@ TEST(TrainE2E, ValidationEveryNEpochsAndPeriodicCheckpoints) {
 // weights never got written) is removed when the run is resumed, and the log says which files.
 TEST(TrainE2E, ResumeAfterAKillRemovesItsLeftoversAndSaysSo) {
   const std::string out = test::temp_dir();
-  Config cfg = e2e_config(out, {"train.epochs=2", "train.epoch_samples=16", "schedule.warmup_epochs=0",
+  pipeline::Config cfg = e2e_config(out, {"train.epochs=2", "train.epoch_samples=16", "schedule.warmup_epochs=0",
                                 "output.checkpoint_every=1", "output.keep_last=false"});
   test::e2e_prepare();
   std::ostringstream first;
-  TrainHooks one;
+  pipeline::TrainHooks one;
   one.out = &first;
   one.max_epochs_this_call = 1;
-  ASSERT_EQ(train(cfg, false, one).epochs_done, 1);
+  ASSERT_EQ(pipeline::train(cfg, false, one).epochs_done, 1);
   ASSERT_TRUE(fs::exists(out + "/epoch1.state.safetensors"));
 
   const pid_t gone = ::fork();  // a process id that is certainly not running any more
@@ -169,9 +169,9 @@ TEST(TrainE2E, ResumeAfterAKillRemovesItsLeftoversAndSaysSo) {
   fs::remove(out + "/epoch1.safetensors");  // killed between the state and the weights
 
   std::ostringstream log;
-  TrainHooks rest;
+  pipeline::TrainHooks rest;
   rest.out = &log;
-  EXPECT_EQ(train(cfg, true, rest).epochs_done, 2);
+  EXPECT_EQ(pipeline::train(cfg, true, rest).epochs_done, 2);
   const std::string text = log.str();
   EXPECT_NE(text.find("removed a stale temporary file " + temp), std::string::npos) << text;
   EXPECT_NE(text.find("from process " + std::to_string(gone)), std::string::npos) << text;
@@ -184,10 +184,10 @@ TEST(TrainE2E, ResumeAfterAKillRemovesItsLeftoversAndSaysSo) {
 }
 
 TEST(TrainE2E, ResumeWithoutCheckpointNamesTheFile) {
-  Config cfg = e2e_config(test::temp_dir());
+  pipeline::Config cfg = e2e_config(test::temp_dir());
   test::e2e_prepare();
   try {
-    train(cfg, true);
+    pipeline::train(cfg, true);
     FAIL();
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("last.safetensors"), std::string::npos) << e.what();

@@ -16,7 +16,7 @@
 namespace mc {
 namespace {
 
-double column(const LogRow& r, const std::string& k) {
+double column(const io::LogRow& r, const std::string& k) {
   for (const auto& [name, v] : r)
     if (name == k) return v;
   ADD_FAILURE() << "no column " << k;
@@ -31,22 +31,22 @@ void resume_equals_straight(const std::vector<std::string>& optim) {
                                  // (no zeroing) the loss of so short a run is not yet falling
                                  "model.zero_init_last=true"};
   ov.insert(ov.end(), optim.begin(), optim.end());
-  const Config ca = test::e2e_config(a, ov), cb = test::e2e_config(b, ov);
+  const pipeline::Config ca = test::e2e_config(a, ov), cb = test::e2e_config(b, ov);
   std::ostringstream sink;
-  TrainHooks quiet;
+  pipeline::TrainHooks quiet;
   quiet.out = &sink;
-  train(ca, false, quiet);
-  TrainHooks one = quiet;
+  pipeline::train(ca, false, quiet);
+  pipeline::TrainHooks one = quiet;
   one.max_epochs_this_call = 1;
-  EXPECT_EQ(train(cb, false, one).epochs_done, 1);
-  EXPECT_EQ(train(cb, true, quiet).epochs_done, 3);
-  const StateDict wa = load_safetensors(a + "/last.safetensors"), wb = load_safetensors(b + "/last.safetensors");
+  EXPECT_EQ(pipeline::train(cb, false, one).epochs_done, 1);
+  EXPECT_EQ(pipeline::train(cb, true, quiet).epochs_done, 3);
+  const StateDict wa = io::load_safetensors(a + "/last.safetensors"), wb = io::load_safetensors(b + "/last.safetensors");
   ASSERT_EQ(wa.size(), wb.size());
   for (size_t i = 0; i < wa.size(); ++i) {
     ASSERT_EQ(wa[i].first, wb[i].first);
     EXPECT_EQ(test::rel_error(wb[i].second, wa[i].second), 0.0) << wa[i].first;
   }
-  const std::vector<LogRow> rows = RunLog::read_csv(a + "/metrics.csv");
+  const std::vector<io::LogRow> rows = io::RunLog::read_csv(a + "/metrics.csv");
   ASSERT_EQ(rows.size(), 3u);
   const double first = column(rows[0], "train_loss"), last = column(rows[2], "train_loss");
   std::printf("%s: train loss %.4f -> %.4f, val AUC %.3f\n", optim[0].c_str(), first, last,

@@ -14,7 +14,7 @@
 #include "losses/posthoc.h"
 #include "test_util.h"
 
-namespace mc {
+namespace mc::eval {
 namespace {
 namespace fs = std::filesystem;
 
@@ -79,7 +79,7 @@ TEST(Calibration, TemperatureOneLeavesProbabilitiesUnchanged) {
   const std::vector<double> prior = {20, 110, 181};
   for (double tau2 : {0.0, 0.5}) {
     const std::vector<double> p = calibrated_probabilities(logits, 3, prior, tau2, 1.0);
-    const Tensor ref = posthoc_probabilities(Tensor::from(logits, {50, 3}), prior, tau2);
+    const Tensor ref = losses::posthoc_probabilities(Tensor::from(logits, {50, 3}), prior, tau2);
     const auto r = ref.to_vector<double>();
     ASSERT_EQ(p.size(), r.size());
     for (size_t i = 0; i < p.size(); ++i) EXPECT_NEAR(p[i], r[i], 1e-15) << "tau2 " << tau2 << " at " << i;
@@ -169,4 +169,4 @@ TEST(Calibration, ReportHasTheSectionBeforeAndAfterTemperature) {
 }
 
 }  // namespace
-}  // namespace mc
+}  // namespace mc::eval

@@ -10,7 +10,7 @@
 #include "eval/evaluation.h"
 #include "test_util.h"
 
-namespace mc {
+namespace mc::eval {
 namespace {
 
 PredictionTable fold_table(const std::vector<std::string>& ids, const std::vector<int64_t>& labels, double bias) {
@@ -83,7 +83,7 @@ TEST(CrossVal, SectionTabulatesEachFoldAndTheirMeanSd) {
   EXPECT_NE(md.find("## Cross-validation: 3 folds"), std::string::npos) << md;
   EXPECT_NE(md.find("| 1 | 4 |"), std::string::npos) << md;
   EXPECT_NE(md.find("75.00 +- 25.00"), std::string::npos) << md;  // mean 0.75, SD 0.25
-  const Json j = crossval_json(cv);
+  const io::Json j = crossval_json(cv);
   EXPECT_NEAR(j["mean_sd"]["accuracy"]["mean"].get<double>(), 0.75, 1e-12);
   EXPECT_NEAR(j["mean_sd"]["accuracy"]["sd"].get<double>(), 0.25, 1e-12);
   EXPECT_EQ(j["folds"].size(), 3u);
@@ -91,4 +91,4 @@ TEST(CrossVal, SectionTabulatesEachFoldAndTheirMeanSd) {
 }
 
 }  // namespace
-}  // namespace mc
+}  // namespace mc::eval

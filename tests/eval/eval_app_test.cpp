@@ -14,7 +14,7 @@
 #include "losses/fixtures.h"
 #include "test_util.h"
 
-namespace mc {
+namespace mc::eval {
 namespace {
 
 PredictionTable parse(const std::string& text, const std::string& name = "p.csv") {
@@ -222,4 +222,4 @@ TEST(EvalAppProgram, RunsAndReportsErrors) {
 }
 
 }  // namespace
-}  // namespace mc
+}  // namespace mc::eval

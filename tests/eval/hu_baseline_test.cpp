@@ -9,7 +9,7 @@
 #include "io/prep.h"
 #include "test_util.h"
 
-namespace mc {
+namespace mc::eval {
 namespace {
 
 struct Subject {
@@ -18,21 +18,21 @@ struct Subject {
   double body_median, roi_mean;  // NaN: L1 not found
 };
 
-ManifestRow row_of(const Subject& s, const RoiOptions& o) {
-  ManifestRow m;
+io::ManifestRow row_of(const Subject& s, const io::RoiOptions& o) {
+  io::ManifestRow m;
   m.id = s.id, m.split = s.split, m.label = s.label, m.status = "ok";
   const double whole = std::isnan(s.body_median) ? 150 : s.body_median + 30;  // higher than the body
   m.stats = {2000, 54.0, whole + 10, whole};
-  SpineHU hu;
-  VertebraHU v;
+  io::SpineHU hu;
+  io::VertebraHU v;
   v.name = "L1", v.label = 31;
   v.found = !std::isnan(s.roi_mean);
-  v.source = BodySource::Estimate;
+  v.source = io::BodySource::Estimate;
   if (v.found) {
     v.body = {1200, 32.4, s.body_median + 10, s.body_median, 60};
     v.roi = {700, 18.9, s.roi_mean, s.roi_mean - 2, 45};
     v.bmd = o.calibration->slope * s.roi_mean + o.calibration->intercept;
-    v.qct = qct_category(*v.bmd);
+    v.qct = io::qct_category(*v.bmd);
   } else {
     v.note = "label 31 (L1) is absent";
   }
@@ -49,10 +49,10 @@ const HuRule& rule(const HuBaseline& h, const std::string& key) {
 
 TEST(HuBaseline, RulesOnTheVertebralBodyAndItsTrabecularRoi) {
   const std::string dir = test::temp_dir();
-  HuOptions ho;
+  io::HuOptions ho;
   ho.vertebrae = "L1";
   ho.calibration = {1.0, 0.0};  // BMD = ROI mean: the QCT edges fall on the HU values below
-  const RoiOptions o = roi_options(ho, 31);
+  const io::RoiOptions o = io::roi_options(ho, 31);
   const double nan = std::nan("");
   const std::vector<Subject> subjects = {
       // train: classes apart in both features
@@ -66,9 +66,9 @@ TEST(HuBaseline, RulesOnTheVertebralBodyAndItsTrabecularRoi) {
       {"t4", "test", 2, 200, 80},   // QCT 80 is osteopenia (< 80 is osteoporosis)
       {"t5", "test", 2, nan, nan},  // no L1: left out of every vertebral rule
       {"t6", "test", 0, 60, 79}};   // QCT osteoporosis
-  std::vector<ManifestRow> rows;
+  std::vector<io::ManifestRow> rows;
   for (const auto& s : subjects) rows.push_back(row_of(s, o));
-  write_manifest(dir + "/manifest.csv", rows, Task::who(), o);
+  io::write_manifest(dir + "/manifest.csv", rows, io::Task::who(), o);
 
   const HuBaseline h = hu_baseline(dir + "/manifest.csv", "test", {50, 0, 0.95});
   ASSERT_TRUE(h.available) << h.note;
@@ -106,7 +106,7 @@ TEST(HuBaseline, RulesOnTheVertebralBodyAndItsTrabecularRoi) {
   EXPECT_EQ(threshold_class(120.001, qct.thresholds, qct.at_or_below), 2);
   EXPECT_EQ(threshold_class(80, qct.thresholds, qct.at_or_below), 1);
   EXPECT_EQ(threshold_class(79.999, qct.thresholds, qct.at_or_below), 0);
-  EXPECT_EQ(int64_t(qct_category(120)), threshold_class(120, qct.thresholds, qct.at_or_below));
+  EXPECT_EQ(int64_t(io::qct_category(120)), threshold_class(120, qct.thresholds, qct.at_or_below));
 
   // Fitted on train only: midway between the train classes (roi 90 | 130, 140 | 190).
   const HuRule& fit = rule(h, "fitted_L1_roi_mean_hu");
@@ -126,4 +126,4 @@ TEST(HuBaseline, ThresholdClassIsStrictUnlessAskedOtherwise) {
 }
 
 }  // namespace
-}  // namespace mc
+}  // namespace mc::eval

@@ -8,7 +8,7 @@
 #include "eval/regression.h"
 #include "eval/screening.h"
 
-namespace mc {
+namespace mc::eval {
 namespace {
 
 const std::vector<int64_t> kY = {0, 1, 1, 0, 1, 0, 0, 1, 1, 0, 1, 0};
@@ -101,4 +101,4 @@ TEST(Regression, MetricsEqualSklearn) {
 }
 
 }  // namespace
-}  // namespace mc
+}  // namespace mc::eval

@@ -7,7 +7,7 @@
 #include "losses/fixtures.h"
 #include "test_util.h"
 
-namespace mc {
+namespace mc::eval {
 namespace {
 
 std::vector<double> as_double(const std::vector<int64_t>& v) { return {v.begin(), v.end()}; }
@@ -56,4 +56,4 @@ TEST(EvalSweep, PaperGridAndIntervals) {
 }
 
 }  // namespace
-}  // namespace mc
+}  // namespace mc::eval

@@ -9,7 +9,7 @@
 
 #include "test_util.h"
 
-namespace mc {
+namespace mc::io {
 namespace {
 
 namespace fs = std::filesystem;
@@ -204,4 +204,4 @@ TEST(Cache, CorruptFilesAreErrorsNamingTheFile) {
 }
 
 }  // namespace
-}  // namespace mc
+}  // namespace mc::io

@@ -15,7 +15,7 @@
 #include "io/safetensors.h"
 #include "test_util.h"
 
-namespace mc {
+namespace mc::io {
 namespace {
 
 TEST(Checkpoint, TrainingStateRoundTripsExactly) {
@@ -87,4 +87,4 @@ TEST(Checkpoint, TornPairsAndStaleTemporariesAreRemovedAndNamed) {
 }
 
 }  // namespace
-}  // namespace mc
+}  // namespace mc::io

@@ -9,7 +9,7 @@
 #include "io/ct_source.h"
 #include "test_util.h"
 
-namespace mc {
+namespace mc::io {
 namespace {
 
 namespace fs = std::filesystem;
@@ -79,4 +79,4 @@ TEST(CtSource, ConformToUndoesAnyAxisPermutationAndFlip) {
 }
 
 }  // namespace
-}  // namespace mc
+}  // namespace mc::io

@@ -16,7 +16,7 @@
 #include "io/dicom.h"
 #include "test_util.h"
 
-namespace mc {
+namespace mc::io {
 namespace {
 
 namespace fs = std::filesystem;
@@ -549,4 +549,4 @@ TEST(DicomBuild, WithoutGdcmTheReaderSaysSo) {
 }
 
 }  // namespace
-}  // namespace mc
+}  // namespace mc::io

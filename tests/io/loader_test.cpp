@@ -8,7 +8,7 @@
 
 #include "test_util.h"
 
-namespace mc {
+namespace mc::io {
 namespace {
 
 // A cache of `counts[c]` subjects per class (plus `unknown` unlabelled ones), volumes [C, n, n, n].
@@ -299,4 +299,4 @@ TEST(Loader, GpuUploadsMatchCpuAndReturnTheSlots) {
 }
 
 }  // namespace
-}  // namespace mc
+}  // namespace mc::io

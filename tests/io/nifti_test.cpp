@@ -21,9 +21,9 @@
 #include "test_util.h"
 
 #define MC_SKIP_WITHOUT_NIFTI() \
-  if (!::mc::nifti_supported()) GTEST_SKIP() << "built without nifti_clib (MC_WITH_NIFTI=OFF)"
+  if (!::mc::io::nifti_supported()) GTEST_SKIP() << "built without nifti_clib (MC_WITH_NIFTI=OFF)"
 
-namespace mc {
+namespace mc::io {
 namespace {
 using test::expect_error;
 
@@ -531,4 +531,4 @@ TEST(NiftiOrientation, CanonicalKeepsEveryVoxelAtItsWorldPosition) {
 }
 
 }  // namespace
-}  // namespace mc
+}  // namespace mc::io

@@ -9,7 +9,7 @@
 #include "io/npy.h"
 #include "test_util.h"
 
-namespace mc {
+namespace mc::io {
 namespace {
 
 // numpy.save's layout: magic, version 1.0, u16 header length, the dict padded to 64 bytes.
@@ -62,4 +62,4 @@ TEST(Npy, ErrorsNameTheFile) {
 }
 
 }  // namespace
-}  // namespace mc
+}  // namespace mc::io

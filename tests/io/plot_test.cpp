@@ -9,7 +9,7 @@
 #include "test_util.h"
 #include "xml_check.h"
 
-namespace mc::plot {
+namespace mc::io::plot {
 namespace {
 using test::xml_problem;
 
@@ -130,4 +130,4 @@ TEST(Plot, ConfusionHeatmapShowsCountsAndRowPercentages) {
 }
 
 }  // namespace
-}  // namespace mc::plot
+}  // namespace mc::io::plot

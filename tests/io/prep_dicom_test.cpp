@@ -15,7 +15,7 @@
 #include "io/prep.h"
 #include "test_util.h"
 
-namespace mc {
+namespace mc::io {
 namespace {
 
 namespace fs = std::filesystem;
@@ -164,4 +164,4 @@ TEST(PrepDicom, RealSeriesGivesTheStatisticsOfItsNiftiConversion) {
 }
 
 }  // namespace
-}  // namespace mc
+}  // namespace mc::io

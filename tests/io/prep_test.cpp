@@ -22,7 +22,7 @@
 #include "io/text.h"
 #include "test_util.h"
 
-namespace mc {
+namespace mc::io {
 namespace {
 using test::expect_error;
 
@@ -466,4 +466,4 @@ TEST(PrepPairing, TotalSegmentatorLayouts) {
 }
 
 }  // namespace
-}  // namespace mc
+}  // namespace mc::io

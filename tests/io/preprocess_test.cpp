@@ -7,7 +7,7 @@
 #include "io/preprocess.h"
 #include "test_util.h"
 
-namespace mc {
+namespace mc::io {
 namespace {
 using test::expect_error;
 
@@ -253,4 +253,4 @@ TEST(PreprocessReal, L1StatisticsMatchNibabel) {
 }
 
 }  // namespace
-}  // namespace mc
+}  // namespace mc::io

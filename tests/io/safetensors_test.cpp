@@ -13,7 +13,7 @@
 #include "io/safetensors_format.h"
 #include "test_util.h"
 
-namespace mc {
+namespace mc::io {
 namespace {
 
 namespace fs = std::filesystem;
@@ -388,4 +388,4 @@ TEST_F(SafetensorsMalformed, TruncationsAndCorruptionsNeverCrash) {
 }
 
 }  // namespace
-}  // namespace mc
+}  // namespace mc::io

@@ -8,7 +8,7 @@
 #include "io/safetensors.h"
 #include "test_util.h"
 
-namespace mc {
+namespace mc::io {
 namespace {
 
 bool has(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
@@ -270,4 +270,4 @@ TEST(StateDictIO, DropKeysAndLoadWithAnotherHead) {
 }
 
 }  // namespace
-}  // namespace mc
+}  // namespace mc::io

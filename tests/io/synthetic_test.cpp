@@ -10,7 +10,7 @@
 #include "io/synthetic.h"
 #include "test_util.h"
 
-namespace mc {
+namespace mc::io {
 namespace {
 
 SyntheticOptions small(int64_t size = 32) {
@@ -121,4 +121,4 @@ TEST(Synthetic, WrittenDataSetReadsBackTheSameWhateverTheWorkers) {
 }
 
 }  // namespace
-}  // namespace mc
+}  // namespace mc::io

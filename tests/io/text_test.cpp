@@ -18,7 +18,7 @@
 #include "io/text.h"
 #include "test_util.h"
 
-namespace mc {
+namespace mc::io {
 namespace {
 namespace fs = std::filesystem;
 using test::expect_error;
@@ -214,4 +214,4 @@ TEST(AtomicFile, SymlinksFollowedDevicesAndFifosWrittenInPlace) {
 }
 
 }  // namespace
-}  // namespace mc
+}  // namespace mc::io

@@ -18,7 +18,7 @@
 #include "io/vertebra_roi.h"
 #include "test_util.h"
 
-namespace mc {
+namespace mc::io {
 namespace {
 
 using json = nlohmann::json;
@@ -441,4 +441,4 @@ TEST(VertebraRoiExampleCt, BodyEstimateOverlapsTheBodyLabels) {
 }
 
 }  // namespace
-}  // namespace mc
+}  // namespace mc::io

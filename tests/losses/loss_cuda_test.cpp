@@ -8,7 +8,7 @@
 #include "kernels/loss.h"
 #include "test_util.h"
 
-namespace mc {
+namespace mc::losses {
 namespace {
 
 struct CeResult {
@@ -160,4 +160,4 @@ TEST(LossCpu, BadLabelFlaggedLikeTheGpu) {
 }
 
 }  // namespace
-}  // namespace mc
+}  // namespace mc::losses

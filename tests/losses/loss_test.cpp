@@ -11,7 +11,7 @@
 #include "losses/losses.h"
 #include "test_util.h"
 
-namespace mc {
+namespace mc::losses {
 namespace {
 
 const char* kLossFixtures[] = {
@@ -198,4 +198,4 @@ TEST(RegressionLoss, HuberAndMseValuesAndGradient) {
 }
 
 }  // namespace
-}  // namespace mc
+}  // namespace mc::losses

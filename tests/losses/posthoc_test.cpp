@@ -7,7 +7,7 @@
 #include "losses/posthoc.h"
 #include "test_util.h"
 
-namespace mc {
+namespace mc::losses {
 namespace {
 
 TEST(LossPosthoc, FrequenciesAndCountsAreTheSamePrior) {
@@ -30,4 +30,4 @@ TEST(LossPosthoc, BadPriorsAreErrors) {
 }
 
 }  // namespace
-}  // namespace mc
+}  // namespace mc::losses

@@ -75,7 +75,7 @@ void check(const Case& c, DType dt) {
     GTEST_SKIP() << "no PyTorch fixtures (is Debian's python3-torch installed?)";
   }
   TensorMap e;
-  for (auto& [k, t] : load_safetensors(path)) e[k] = t;
+  for (auto& [k, t] : io::load_safetensors(path)) e[k] = t;
   Tiny m;
   m.to(dt);
   for (auto& [k, t] : m.state_dict()) t.copy_(e.at("init." + k));

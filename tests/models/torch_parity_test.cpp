@@ -40,7 +40,7 @@ std::string fixture_dir(const std::string& model) {
 
 TensorMap load_map(const std::string& path) {
   TensorMap m;
-  for (auto& [k, t] : load_safetensors(path)) m[k] = t;
+  for (auto& [k, t] : io::load_safetensors(path)) m[k] = t;
   return m;
 }
 
@@ -54,7 +54,7 @@ Run run_engine(const std::string& model, const StateDict& weights, const TensorM
                RecordObserver observe = {}) {
   auto m = models::create(model, 1, 3, 0);
   if (dt != DType::F32) m->to(dt);
-  load_state_dict(m->state_dict(), weights);
+  io::load_state_dict(m->state_dict(), weights);
   const Tensor x = e.at("input"), y = e.at("labels");
   Run r;
   m->eval();
@@ -166,14 +166,14 @@ void check_model(const std::string& model) {
       FAIL() << "PyTorch fixtures for " << model << " missing (MC_REQUIRE_TORCH_FIXTURES is set)";
     GTEST_SKIP() << "no PyTorch fixtures (is Debian's python3-torch installed?)";
   }
-  const StateDict weights = load_safetensors(dir + "/weights.safetensors");
+  const StateDict weights = io::load_safetensors(dir + "/weights.safetensors");
   // Every state-dict key and shape, in PyTorch's module order (the fixture's "order" metadata:
   // safetensors sorts by name), and the parameter count.
   {
     auto m = models::create(model, 1, 3, 0);
     const StateDict ours = m->state_dict();
     const TensorMap ref = load_map(dir + "/weights.safetensors");
-    const SafeTensorsFile file = SafeTensorsFile::open(dir + "/weights.safetensors");
+    const io::SafeTensorsFile file = io::SafeTensorsFile::open(dir + "/weights.safetensors");
     const auto order = file.metadata().find("order");
     ASSERT_NE(order, file.metadata().end()) << "fixture without key order: regenerate it";
     std::vector<std::string> keys;
@@ -290,7 +290,7 @@ void check_model(const std::string& model) {
 
   // ---- optimizers on PyTorch's gradients ----
   auto m = models::create(model, 1, 3, 0);
-  load_state_dict(m->state_dict(), weights);
+  io::load_state_dict(m->state_dict(), weights);
   std::vector<Tensor> before;
   for (auto& [k, p] : m->named_parameters()) {
     before.push_back(p->detach().clone());

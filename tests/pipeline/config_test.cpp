@@ -14,7 +14,7 @@
 #include "pipeline/prep_config.h"
 #include "test_util.h"
 
-namespace mc {
+namespace mc::pipeline {
 namespace {
 
 // The message of the mc::Error that parse_config throws ("" and a test failure if none).
@@ -41,10 +41,10 @@ TEST(ConfigDefaults, EmptyTextGivesTheDocumentedDefaults) {
   EXPECT_EQ(c, Config{});
   EXPECT_EQ(c.data.preprocess.volume, 96);
   EXPECT_DOUBLE_EQ(c.data.preprocess.spacing_mm, 1.25);
-  EXPECT_EQ(c.data.preprocess.resize, ResizeMode::Pad);
+  EXPECT_EQ(c.data.preprocess.resize, io::ResizeMode::Pad);
   EXPECT_EQ(c.data.preprocess.label_id, 31);
   ASSERT_EQ(c.data.preprocess.windows.size(), 1u);
-  EXPECT_EQ(c.data.preprocess.windows[0], (HUWindow{400, 2000}));
+  EXPECT_EQ(c.data.preprocess.windows[0], (io::HUWindow{400, 2000}));
   EXPECT_EQ(c.data.split.ratios, (std::vector<double>{0.7, 0.15, 0.15}));
   EXPECT_EQ(c.data.tscore_thresholds, (std::vector<double>{-2.5, -1.0}));
   EXPECT_EQ(c.optim.kind, OptimizerKind::AdamW);
@@ -53,7 +53,7 @@ TEST(ConfigDefaults, EmptyTextGivesTheDocumentedDefaults) {
   EXPECT_EQ(c.schedule.kind, LrSchedule::Kind::Cosine);
   EXPECT_EQ(c.train.epochs, 200);
   EXPECT_EQ(c.train.batch_size, 8);
-  EXPECT_EQ(c.loss.type, LossType::LogitAdjusted);
+  EXPECT_EQ(c.loss.type, losses::LossType::LogitAdjusted);
   EXPECT_DOUBLE_EQ(c.posthoc.tau2, 0.5);
   EXPECT_EQ(c.posthoc.sweep.size(), 10u);
   EXPECT_EQ(c.output.dir, "runs/medconv");
@@ -62,7 +62,7 @@ TEST(ConfigDefaults, EmptyTextGivesTheDocumentedDefaults) {
 }
 
 TEST(ConfigDefaults, EnumSpellings) {
-  EXPECT_EQ(to_string(LossType::BalancedSoftmax), "balanced_softmax");
+  EXPECT_EQ(to_string(losses::LossType::BalancedSoftmax), "balanced_softmax");
   EXPECT_EQ(to_string(Config::Train::Device::Auto), "auto");
   EXPECT_EQ(to_string(Config::Eval::SelectBy::MacroAUC), "macro_auc");
   // train.precision is the engine's enum, spelt as the engine spells it.
@@ -99,11 +99,11 @@ TEST(ConfigFiles, MedconvRecipe) {
   EXPECT_EQ(c.schedule.kind, LrSchedule::Kind::Cosine);
   EXPECT_EQ(c.train.epochs, 200);
   EXPECT_EQ(c.train.batch_size, 8);
-  EXPECT_EQ(c.loss.type, LossType::LogitAdjusted);
+  EXPECT_EQ(c.loss.type, losses::LossType::LogitAdjusted);
   EXPECT_DOUBLE_EQ(c.loss.tau1, 1.0);
   EXPECT_DOUBLE_EQ(c.posthoc.tau2, 0.5);
   EXPECT_EQ(c.data.preprocess.volume, 128);
-  EXPECT_EQ(c.data.preprocess.windows, (std::vector<HUWindow>{{400, 2000}}));
+  EXPECT_EQ(c.data.preprocess.windows, (std::vector<io::HUWindow>{{400, 2000}}));
   EXPECT_EQ(c.data.preprocess.label_id, 31);
 }
 
@@ -159,7 +159,7 @@ TEST(ConfigOverrides, ScalarListNestedAndOrder) {
                            "posthoc.sweep=[]", "model.pretrained_skip=[fc., head]"});
   EXPECT_DOUBLE_EQ(c.optim.lr, 3e-4);  // the command line beats the file
   EXPECT_EQ(c.train.epochs, 60);       // and later overrides beat earlier ones
-  EXPECT_EQ(c.data.preprocess.windows, (std::vector<HUWindow>{{400, 2000}, {40, 400}}));
+  EXPECT_EQ(c.data.preprocess.windows, (std::vector<io::HUWindow>{{400, 2000}, {40, 400}}));
   EXPECT_EQ(c.model.in_chans, 2);
   EXPECT_EQ(c.data.preprocess.label_id, 22);
   EXPECT_TRUE(c.train.deterministic);
@@ -334,12 +334,12 @@ TEST(ConfigErrors, VertebralHuKeys) {
   EXPECT_NO_THROW(parse_config("", "x", {"data.raw.label_id=40", "data.hu.enabled=false"}));
   const Config c = parse_config("", "x", {"data.hu.vertebrae=T12,L1", "data.hu.calibration=[0.8, -1.5]",
                                           "data.hu.body_seg=b/{id}.nii.gz", "data.raw.dicom_series=1.2.3"});
-  const PrepOptions o = prep_options_from_config(c);
+  const io::PrepOptions o = prep_options_from_config(c);
   EXPECT_EQ(o.hu.vertebrae, "T12,L1");
   EXPECT_EQ(o.hu.calibration, (std::vector<double>{0.8, -1.5}));
-  EXPECT_EQ(body_seg_path(o.hu, "s1"), "b/s1.nii.gz");
+  EXPECT_EQ(io::body_seg_path(o.hu, "s1"), "b/s1.nii.gz");
   EXPECT_EQ(o.preprocess.dicom_series, "1.2.3");
-  const RoiOptions ro = roi_options(o.hu, o.preprocess.label_id);
+  const io::RoiOptions ro = io::roi_options(o.hu, o.preprocess.label_id);
   EXPECT_EQ(ro.vertebrae, (std::vector<std::string>{"T12", "L1"}));
   EXPECT_EQ(ro.vertebra_labels.at("L1"), 31);  // auto from label 31: TotalSegmentator v2
   ASSERT_TRUE(ro.calibration);
@@ -406,9 +406,9 @@ TEST(ConfigHelp, ListsEveryKeyWithTypeDefaultAndChoices) {
 }
 
 }  // namespace
-}  // namespace mc
+}  // namespace mc::pipeline
 
-namespace mc {
+namespace mc::pipeline {
 namespace {
 
 // Keys that fill the library's own option structs reach them unchanged.
@@ -420,7 +420,7 @@ TEST(ConfigLibraryStructs, KeysFillTheLibrarysOptions) {
                            "data.num_workers=2", "train.epoch_samples=64", "train.sync_every=25",
                            "train.grad_clip=1.5", "eval.every_epochs=2", "optim.betas=[0.8, 0.99]",
                            "schedule.name=step", "schedule.gamma=0.5", "data.resize=fit"});
-  EXPECT_EQ(c.loss.type, LossType::Weighted);
+  EXPECT_EQ(c.loss.type, losses::LossType::Weighted);
   EXPECT_TRUE(c.loss.adjust);
   EXPECT_DOUBLE_EQ(c.loss.tau1, 0.65);
   EXPECT_TRUE(c.loader.balaug);
@@ -428,7 +428,7 @@ TEST(ConfigLibraryStructs, KeysFillTheLibrarysOptions) {
   EXPECT_DOUBLE_EQ(c.loader.balaug_cap, 3.0);
   for (float p : c.loader.aug.flip_p) EXPECT_EQ(p, 0.25f);  // every axis
   EXPECT_EQ(c.loader.aug.rotate_p, 0.3f);
-  EXPECT_EQ(c.loader.sampling, Sampling::ClassBalanced);
+  EXPECT_EQ(c.loader.sampling, io::Sampling::ClassBalanced);
   EXPECT_EQ(c.loader.workers, 2);
   EXPECT_EQ(c.loader.epoch_samples, 64);
   EXPECT_EQ(c.trainer.sync_every, 25);
@@ -437,14 +437,14 @@ TEST(ConfigLibraryStructs, KeysFillTheLibrarysOptions) {
   EXPECT_EQ(c.optim.betas, (std::array<double, 2>{0.8, 0.99}));
   EXPECT_EQ(c.schedule.kind, LrSchedule::Kind::Step);
   EXPECT_DOUBLE_EQ(c.schedule.gamma, 0.5);
-  EXPECT_EQ(c.data.preprocess.resize, ResizeMode::Fit);
+  EXPECT_EQ(c.data.preprocess.resize, io::ResizeMode::Fit);
   // loss.adjust is LossSpec::adjust: class weights and a logit offset together.
-  const ClassTerms t = class_terms(c.loss, {10, 20, 70});
+  const losses::ClassTerms t = losses::class_terms(c.loss, {10, 20, 70});
   EXPECT_EQ(t.weight.size(), 3u);
   ASSERT_EQ(t.offset.size(), 3u);
   EXPECT_DOUBLE_EQ(t.offset[0], 0.65 * std::log(0.1));
   // balaug's strengths: min(cap, (n_max / n_c)^power).
-  EXPECT_EQ(balaug_strengths({10, 20, 70}, c.loader.balaug_power, c.loader.balaug_cap),
+  EXPECT_EQ(io::balaug_strengths({10, 20, 70}, c.loader.balaug_power, c.loader.balaug_cap),
             (std::vector<float>{3.0f, 3.0f, 1.0f}));
   // Float fields show what was written, and read back equal.
   auto flat = config_flat(c);
@@ -470,12 +470,12 @@ TEST(ConfigLibraryStructs, DefaultsAreTheTrainingDefaults) {
   EXPECT_EQ(c.trainer.validate_every, 1);
   EXPECT_DOUBLE_EQ(c.optim.momentum, 0.9);
   // The config spells library enums as the libraries do.
-  for (LossType t : {LossType::CE, LossType::LogitAdjusted, LossType::Weighted, LossType::BalancedSoftmax,
-                     LossType::ClassBalanced})
-    EXPECT_EQ(to_string(t), loss_type_name(t));
+  for (losses::LossType t : {losses::LossType::CE, losses::LossType::LogitAdjusted, losses::LossType::Weighted, losses::LossType::BalancedSoftmax,
+                     losses::LossType::ClassBalanced})
+    EXPECT_EQ(to_string(t), losses::loss_type_name(t));
   for (OptimizerKind k : {OptimizerKind::AdamW, OptimizerKind::SGD, OptimizerKind::SAM, OptimizerKind::ScheduleFreeAdamW}) EXPECT_EQ(to_string(k), optimizer_name(k));
-  for (ResizeMode r : {ResizeMode::Pad, ResizeMode::Fit, ResizeMode::Stretch}) EXPECT_EQ(to_string(r), resize_mode_name(r));
-  EXPECT_THROW(to_string(Sampling::Sequential), Error);  // evaluation order: not a training choice
+  for (io::ResizeMode r : {io::ResizeMode::Pad, io::ResizeMode::Fit, io::ResizeMode::Stretch}) EXPECT_EQ(to_string(r), io::resize_mode_name(r));
+  EXPECT_THROW(to_string(io::Sampling::Sequential), Error);  // evaluation order: not a training choice
 }
 
 TEST(ConfigLibraryStructs, NewKeysRangesAndRules) {
@@ -498,17 +498,17 @@ TEST(ConfigLibraryStructs, NewKeysRangesAndRules) {
 TEST(PrepConfig, MaskModeAndPreprocessing) {
   Config c = parse_config("", "x", {"data.raw.label_id=22", "data.volume=64", "data.windows=[[400,2000],[40,400]]",
                                     "model.in_chans=2", "data.mask_outside=true", "data.num_workers=0"});
-  PreprocessOptions p = preprocess_options_from_config(c);
+  io::PreprocessOptions p = preprocess_options_from_config(c);
   EXPECT_EQ(p.label_id, 22);
   EXPECT_FALSE(p.precropped);
   EXPECT_EQ(p.volume, 64);
   EXPECT_TRUE(p.mask_outside);
-  EXPECT_EQ(p.windows, (std::vector<HUWindow>{{400, 2000}, {40, 400}}));
+  EXPECT_EQ(p.windows, (std::vector<io::HUWindow>{{400, 2000}, {40, 400}}));
   c.data.raw.mask_mode = Config::Raw::MaskMode::Binary;
   EXPECT_EQ(preprocess_options_from_config(c).label_id, -1);
   c.data.raw.mask_mode = Config::Raw::MaskMode::Precropped;
   EXPECT_TRUE(preprocess_options_from_config(c).precropped);
-  const PrepOptions o = prep_options_from_config(c);
+  const io::PrepOptions o = prep_options_from_config(c);
   EXPECT_EQ(o.workers, 2);  // preparation uses at least two threads
   EXPECT_EQ(o.preprocess.volume, 64);
   EXPECT_DOUBLE_EQ(o.task.thresholds.at(0), -2.5);
@@ -516,4 +516,4 @@ TEST(PrepConfig, MaskModeAndPreprocessing) {
 }
 
 }  // namespace
-}  // namespace mc
+}  // namespace mc::pipeline

@@ -11,20 +11,20 @@
 #include "pipeline/crossval.h"
 #include "test_util.h"
 
-namespace mc {
+namespace mc::pipeline {
 namespace {
 namespace fs = std::filesystem;
 
 // A cache of n tiny volumes, labels cycling 0, 1, 2 from `first`; ids <prefix><i>.
 void tiny_cache(const std::string& path, const std::string& prefix, int n, int first = 0) {
-  std::vector<CacheRecord> records;
+  std::vector<io::CacheRecord> records;
   std::vector<Tensor> volumes;
   for (int i = 0; i < n; ++i) {
     records.push_back({prefix + std::to_string(i), (first + i) % 3, NAN});
     volumes.push_back(test::uniform({1, 4, 4, 4}, uint64_t(i + 1), 0, 1));
   }
   fs::create_directories(fs::path(path).parent_path());
-  write_cache(path, records, volumes, {});
+  io::write_cache(path, records, volumes, {});
 }
 
 Config base(const std::string& dir) {
@@ -103,4 +103,4 @@ TEST(CrossValPlan, PoolsThatCannotBeSplitAreErrors) {
 }
 
 }  // namespace
-}  // namespace mc
+}  // namespace mc::pipeline

@@ -13,7 +13,7 @@
 #include "sparse_data.h"
 #include "test_util.h"
 
-namespace mc {
+namespace mc::pipeline {
 namespace {
 
 TEST(StartCheck, FeatureSpreadSeesConstantRows) {
@@ -67,7 +67,7 @@ SparseRun train_sparse(const std::string& dir, const std::vector<std::string>& e
   train(cfg, false, hooks);
   SparseRun r;
   r.log = log.str();
-  const std::vector<LogRow> rows = RunLog::read_csv(cfg.output.dir + "/metrics.csv");
+  const std::vector<io::LogRow> rows = io::RunLog::read_csv(cfg.output.dir + "/metrics.csv");
   auto col = [&](const std::string& k) {
     for (const auto& [name, v] : rows.at(0))
       if (name == k) return v;
@@ -88,7 +88,7 @@ TEST(DeadStart, DefaultInitLearnsInTheFirstEpochAndZeroInitLastIsNamed) {
   // A dead start predicts the prior for every volume: its loss stays at the prior's entropy
   // (macro AUC 0.5). The default init must learn the shapes within the first epoch (6 steps):
   // its mean loss over them, the first at the prior, falls well below that plateau.
-  const std::vector<int64_t> n = Cache::open(dir + "/cache/train.safetensors").class_counts(3);
+  const std::vector<int64_t> n = io::Cache::open(dir + "/cache/train.safetensors").class_counts(3);
   double entropy = 0;
   for (int64_t c : n) {
     const double p = double(c) / double(n[0] + n[1] + n[2]);
@@ -107,4 +107,4 @@ TEST(DeadStart, DefaultInitLearnsInTheFirstEpochAndZeroInitLastIsNamed) {
 }
 
 }  // namespace
-}  // namespace mc
+}  // namespace mc::pipeline

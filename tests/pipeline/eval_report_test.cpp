@@ -22,7 +22,7 @@
 #include "test_util.h"
 #include "xml_check.h"
 
-namespace mc {
+namespace mc::pipeline {
 namespace {
 namespace fs = std::filesystem;
 
@@ -66,25 +66,25 @@ TinyRun make_tiny_run(const std::string& dir, bool manifest = true) {
       {"train", {0, 0, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2}},  // counts 2 / 5 / 8
       {"val", {0, 1, 2, 1, 2, 2}},
       {"test", {0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 2}}};
-  std::vector<ManifestRow> rows;
+  std::vector<io::ManifestRow> rows;
   uint64_t seed = 1;
   for (const auto& [split, labels] : splits) {
-    std::vector<CacheRecord> records;
+    std::vector<io::CacheRecord> records;
     std::vector<Tensor> volumes;
     for (size_t i = 0; i < labels.size(); ++i) {
       records.push_back({split + std::to_string(i), labels[i]});
       volumes.push_back(test::uniform({1, 16, 16, 16}, seed++, 0, 1));
-      ManifestRow m;
+      io::ManifestRow m;
       m.id = records.back().id, m.label = labels[i], m.split = split, m.status = "ok";
       m.stats = {1000, 5.0, median_hu(labels[i], i) + 10, median_hu(labels[i], i)};
       rows.push_back(m);
     }
-    write_cache(cache + "/" + split + ".safetensors", records, volumes, {});
+    io::write_cache(cache + "/" + split + ".safetensors", records, volumes, {});
   }
-  ManifestRow failed;  // rows that are not "ok" never reach the baseline
+  io::ManifestRow failed;  // rows that are not "ok" never reach the baseline
   failed.id = "broken", failed.label = 0, failed.split = "test", failed.status = "failed";
   rows.push_back(failed);
-  if (manifest) write_manifest(cache + "/manifest.csv", rows);
+  if (manifest) io::write_manifest(cache + "/manifest.csv", rows);
 
   s.cfg = parse_config("data:\n  cache_dir: " + cache + "\n  volume: 16\n  num_workers: 0\n"
                        "model:\n  name: resnet10\n"
@@ -94,12 +94,12 @@ TinyRun make_tiny_run(const std::string& dir, bool manifest = true) {
                        "output:\n  dir: " + run + "\n",
                        "report_test.yaml");
   auto model = build_model(s.cfg);
-  TrainingState st;
+  io::TrainingState st;
   st.epoch = 3;
   st.optimizer = "adamw";
   st.config_yaml = to_yaml(s.cfg);
-  s.checkpoint = save_checkpoint(run, "best", model->state_dict(), st);
-  RunLog log(run);
+  s.checkpoint = io::save_checkpoint(run, "best", model->state_dict(), st);
+  io::RunLog log(run);
   for (int e = 1; e <= 4; ++e)
     log.append({{"epoch", e}, {"lr", 1e-3}, {"train_loss", 1.0 / e}, {"val_loss", 1.1 / e},
                 {"val_accuracy", 0.3 + 0.1 * e}, {"val_balanced_accuracy", 0.3 + 0.05 * e},
@@ -111,7 +111,7 @@ TEST(EvalReport, EndToEndMatchesEngineMetricsAndWritesEveryFile) {
   const TinyRun s = make_tiny_run(test::temp_dir());
   ReportOptions o;
   o.out_dir = s.dir + "/report";
-  const Report r = write_model_report(s.cfg, o);
+  const eval::Report r = write_model_report(s.cfg, o);
 
   for (const char* f : {"report.md", "report.json", "predictions.csv", "roc.svg", "confusion.svg",
                         "tau2_sweep.svg", "training_curves.svg"})
@@ -121,15 +121,15 @@ TEST(EvalReport, EndToEndMatchesEngineMetricsAndWritesEveryFile) {
   EXPECT_EQ(r.run.sweep, (std::vector<double>{1.0, 0.5, 0.0}));
 
   // predictions.csv reads back: the test cache's subjects in order, with their labels.
-  const PredictionTable p = read_predictions_csv(r.predictions);
+  const eval::PredictionTable p = eval::read_predictions_csv(r.predictions);
   ASSERT_EQ(p.size(), 12);
   EXPECT_EQ(p.ids.front(), "test0");
-  EXPECT_EQ(p.labels, Cache::open(s.dir + "/cache/test.safetensors").labels());
+  EXPECT_EQ(p.labels, io::Cache::open(s.dir + "/cache/test.safetensors").labels());
   EXPECT_EQ(p.num_classes(), 3);
 
   // Every number equals engine/metrics on those predictions, adjusted with the train prior.
   const Tensor labels = Tensor::from(p.labels, {p.size()});
-  const Tensor probs = posthoc_probabilities(Tensor::from(p.scores, {p.size(), 3}), {2, 5, 8}, 0.5);
+  const Tensor probs = losses::posthoc_probabilities(Tensor::from(p.scores, {p.size(), 3}), {2, 5, 8}, 0.5);
   const ClassificationMetrics want = classification_metrics(labels, probs);
   const auto got = r.headline.rows.at(0).metrics.named();
   const auto expected = want.named();
@@ -152,7 +152,7 @@ TEST(EvalReport, EndToEndMatchesEngineMetricsAndWritesEveryFile) {
   // The sweep: one row per tau2, each equal to the engine's numbers at that tau2.
   ASSERT_TRUE(r.sweep);
   ASSERT_EQ(r.sweep->rows.size(), 3u);
-  const Tensor raw = posthoc_probabilities(Tensor::from(p.scores, {p.size(), 3}), {2, 5, 8}, 0.0);
+  const Tensor raw = losses::posthoc_probabilities(Tensor::from(p.scores, {p.size(), 3}), {2, 5, 8}, 0.0);
   EXPECT_EQ(r.sweep->rows[2].metrics.balanced_accuracy.value,
             classification_metrics(labels, raw).balanced_accuracy.value);
 
@@ -179,12 +179,12 @@ TEST(EvalReport, EndToEndMatchesEngineMetricsAndWritesEveryFile) {
 
 TEST(EvalReport, HuBaselineFitsOnTrainAndScoresTheSplit) {
   const TinyRun s = make_tiny_run(test::temp_dir());
-  const HuBaseline h = hu_baseline(s.dir + "/cache/manifest.csv", "test", {20, 0, 0.95});
+  const eval::HuBaseline h = eval::hu_baseline(s.dir + "/cache/manifest.csv", "test", {20, 0, 0.95});
   ASSERT_TRUE(h.available) << h.note;
   EXPECT_EQ(h.n_train, 15);
   EXPECT_EQ(h.n_eval, 12);  // the failed row is left out
   ASSERT_EQ(h.rules.size(), 3u);
-  const HuRule& ts = h.rules[0];
+  const eval::HuRule& ts = h.rules[0];
   EXPECT_TRUE(ts.binary);
   EXPECT_EQ(ts.thresholds, (std::vector<double>{90.25}));
   EXPECT_EQ(ts.metrics.sensitivity[0].value, 1.0);  // osteoporosis medians are 30..40 HU
@@ -192,17 +192,17 @@ TEST(EvalReport, HuBaselineFitsOnTrainAndScoresTheSplit) {
   EXPECT_EQ(ts.auc_osteoporosis.value, 1.0);
   // The fitted pair sits midway between the train split's classes (medians 30-35 | 110-120 |
   // 190-200 there; the test split's osteoporosis medians reach 40).
-  const HuRule& median = h.rules[2];
+  const eval::HuRule& median = h.rules[2];
   EXPECT_EQ(median.feature, "median_hu");
   EXPECT_EQ(median.thresholds, (std::vector<double>{72.5, 155}));
   EXPECT_EQ(median.metrics.accuracy.value, 1.0);
   EXPECT_EQ(h.rules[1].thresholds, (std::vector<double>{82.5, 165}));  // mean = median + 10
   ASSERT_TRUE(median.ci);
 
-  const HuBaseline none = hu_baseline(s.dir + "/cache/missing.csv", "test", {});
+  const eval::HuBaseline none = eval::hu_baseline(s.dir + "/cache/missing.csv", "test", {});
   EXPECT_FALSE(none.available);
   EXPECT_HAS(none.note, "no manifest");
-  const HuBaseline empty = hu_baseline(s.dir + "/cache/manifest.csv", "fold3", {});
+  const eval::HuBaseline empty = eval::hu_baseline(s.dir + "/cache/manifest.csv", "fold3", {});
   EXPECT_FALSE(empty.available);
   EXPECT_HAS(empty.note, "fold3");
 }
@@ -211,15 +211,15 @@ TEST(EvalReport, FitThresholdsMaximisesBalancedAccuracy) {
   // Class 0 is rare: plain accuracy would sacrifice it, balanced accuracy must not.
   const std::vector<double> x = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
   const std::vector<int64_t> y = {0, 1, 1, 1, 1, 2, 2, 2, 2, 2};
-  EXPECT_EQ(fit_thresholds(x, y, 3), (std::vector<double>{1.5, 5.5}));
-  EXPECT_EQ(threshold_class(1.5, {1.5, 5.5}), 1);
-  EXPECT_EQ(threshold_class(-1, {1.5, 5.5}), 0);
-  EXPECT_EQ(threshold_class(9, {1.5, 5.5}), 2);
+  EXPECT_EQ(eval::fit_thresholds(x, y, 3), (std::vector<double>{1.5, 5.5}));
+  EXPECT_EQ(eval::threshold_class(1.5, {1.5, 5.5}), 1);
+  EXPECT_EQ(eval::threshold_class(-1, {1.5, 5.5}), 0);
+  EXPECT_EQ(eval::threshold_class(9, {1.5, 5.5}), 2);
   // An absent class gets an empty interval (+-infinity or two equal cuts), never a crash.
-  const auto t = fit_thresholds({1, 2, 3, 4}, {0, 0, 2, 2}, 3);
+  const auto t = eval::fit_thresholds({1, 2, 3, 4}, {0, 0, 2, 2}, 3);
   EXPECT_EQ(t[0], 2.5);
-  EXPECT_EQ(threshold_class(3, t), 2);
-  EXPECT_THROW(fit_thresholds({1}, {3}, 3), Error);
+  EXPECT_EQ(eval::threshold_class(3, t), 2);
+  EXPECT_THROW(eval::fit_thresholds({1}, {3}, 3), Error);
 }
 
 TEST(EvalReport, BadInputsAreNamed) {
@@ -248,7 +248,7 @@ TEST(EvalReport, BadInputsAreNamed) {
   EXPECT_HAS(error(other_model, o), "does not fit the configured model resnet18");
 
   // No manifest: the report is still written and says why the baseline is missing.
-  const Report r = write_model_report(s.cfg, o);
+  const eval::Report r = write_model_report(s.cfg, o);
   EXPECT_FALSE(r.hu.available);
   EXPECT_HAS(slurp(r.markdown), "no manifest at " + s.dir + "/cache/manifest.csv");
   EXPECT_HAS(slurp(r.json), "\"available\": false");
@@ -258,14 +258,14 @@ TEST(EvalReport, BadInputsAreNamed) {
 // mc_train refuses at start, naming the cache and the subjects.
 TEST(EvalReport, UnknownLabelInTheTrainingCacheIsRefusedNamingSubjects) {
   const TinyRun s = make_tiny_run(test::temp_dir(), false);
-  std::vector<CacheRecord> records;
+  std::vector<io::CacheRecord> records;
   std::vector<Tensor> volumes;
   for (int64_t i = 0; i < 6; ++i) {
     records.push_back({"train" + std::to_string(i), i == 4 ? -1 : i % 3});
     volumes.push_back(test::uniform({1, 16, 16, 16}, 50 + uint64_t(i), 0, 1));
   }
   const std::string train_cache = s.dir + "/cache/train.safetensors";
-  write_cache(train_cache, records, volumes, {});
+  io::write_cache(train_cache, records, volumes, {});
   test::expect_error([&] { train(s.cfg, false); }, {train_cache, "1 subject(s) have no label", "train4"});
 }
 
@@ -309,7 +309,7 @@ TEST(EvalReport, ProgramWritesTheReportAndExitsNonZeroOnErrors) {
 
 TEST(EvalReport, SavedPredictionsGetTheSameReport) {
   const std::string dir = test::temp_dir();
-  PredictionTable p;
+  eval::PredictionTable p;
   p.source = dir + "/scores.csv";
   p.class_names = {"osteoporosis", "osteopenia", "normal"};
   for (int i = 0; i < 9; ++i) {
@@ -317,11 +317,11 @@ TEST(EvalReport, SavedPredictionsGetTheSameReport) {
     p.labels.push_back(i % 3);
     p.scores.insert(p.scores.end(), {0.1 * i, (i % 3 == 1) ? 1.0 : 0.0, 0.2});
   }
-  EvalOptions o;
+  eval::EvalOptions o;
   o.tau2 = {0.5, 0.0};
   o.prior = {20, 110, 181};
   o.bootstrap.resamples = 30;
-  const Report r = write_predictions_report(p, o, dir + "/report");
+  const eval::Report r = eval::write_predictions_report(p, o, dir + "/report");
   EXPECT_TRUE(r.predictions.empty());  // the input already is the predictions file
   EXPECT_FALSE(r.hu.available);
   ASSERT_TRUE(r.sweep);
@@ -330,15 +330,15 @@ TEST(EvalReport, SavedPredictionsGetTheSameReport) {
   EXPECT_TRUE(r.training_curves.empty());
   EXPECT_HAS(slurp(r.markdown), "mc_eval --predictions " + p.source);
   // The CSV writer and reader agree, to the last bit.
-  std::istringstream in(predictions_csv(p));
-  const PredictionTable back = parse_predictions_csv(in, "roundtrip.csv");
+  std::istringstream in(eval::predictions_csv(p));
+  const eval::PredictionTable back = eval::parse_predictions_csv(in, "roundtrip.csv");
   EXPECT_EQ(back.ids, p.ids);
   EXPECT_EQ(back.labels, p.labels);
   EXPECT_EQ(back.scores, p.scores);
-  PredictionTable bad = p;
+  eval::PredictionTable bad = p;
   bad.ids[0] = "a,b";
-  EXPECT_THROW(predictions_csv(bad), Error);
+  EXPECT_THROW(eval::predictions_csv(bad), Error);
 }
 
 }  // namespace
-}  // namespace mc
+}  // namespace mc::pipeline

@@ -21,7 +21,7 @@
 #include "io/synthetic.h"
 #include "test_util.h"
 
-namespace mc {
+namespace mc::pipeline {
 namespace {
 namespace fs = std::filesystem;
 
@@ -55,11 +55,11 @@ TrainedRun make_run(const std::string& dir, const std::vector<std::string>& over
                        "predict_test.yaml", overrides);
   r.config = dir + "/run.yaml";
   std::ofstream(r.config) << to_yaml(r.cfg);
-  TrainingState st;
+  io::TrainingState st;
   st.optimizer = "adamw";
   st.config_yaml = to_yaml(r.cfg);
   if (!class_counts.empty()) st.extra["class_counts"] = class_counts;
-  r.checkpoint = save_checkpoint(dir + "/run", "best", build_model(r.cfg)->state_dict(), st);
+  r.checkpoint = io::save_checkpoint(dir + "/run", "best", build_model(r.cfg)->state_dict(), st);
   return r;
 }
 
@@ -82,9 +82,9 @@ std::string error_of(const std::vector<std::string>& args) {
 
 // An L1 crop as a NIfTI file: a bright block in soft tissue.
 std::string write_crop(const std::string& path) {
-  Volume v = make_volume(20, 18, 22);
+  io::Volume v = io::make_volume(20, 18, 22);
   for (int64_t i = 0; i < v.numel(); ++i) v.ptr()[i] = float(40 + (i * 37) % 300);
-  write_nifti(path, v, NiftiType::I16);
+  io::write_nifti(path, v, io::NiftiType::I16);
   return path;
 }
 
@@ -104,12 +104,12 @@ TEST(Predict, RealScanGivesThreeProbabilitiesAndTheModelsLogits) {
   EXPECT_HAS(json, "no post-hoc adjustment");  // ... and the JSON says so
 
   // --raw: exactly model.forward on the same preprocessed tensor.
-  PreprocessOptions opts = preprocess_options_from_config(r.cfg);
+  io::PreprocessOptions opts = preprocess_options_from_config(r.cfg);
   opts.label_id = 31;
   const Tensor input = prepare_input({"example_ct", ct, seg}, opts);
   ASSERT_EQ(input.shape(), (Shape{1, 1, 16, 16, 16}));
   auto model = build_model(r.cfg);
-  load_state_dict(model->state_dict(), load_safetensors(r.checkpoint));
+  io::load_state_dict(model->state_dict(), io::load_safetensors(r.checkpoint));
   model->eval();
   NoGradGuard ng;
   const auto want = model->forward(input).to_vector<float>();
@@ -117,7 +117,7 @@ TEST(Predict, RealScanGivesThreeProbabilitiesAndTheModelsLogits) {
   ASSERT_EQ(logits.size(), 3u);
   for (size_t k = 0; k < 3; ++k) EXPECT_EQ(logits[k], double(want[k])) << k;
   // The input is mc_prep's cube as its cache stores it (f16), within f16's rounding of [0, 1].
-  EXPECT_TRUE(test::all_close(input.view({1, 16, 16, 16}), preprocess_files(ct, seg, opts).cube, 0, 1.0 / 4096));
+  EXPECT_TRUE(test::all_close(input.view({1, 16, 16, 16}), io::preprocess_files(ct, seg, opts).cube, 0, 1.0 / 4096));
 }
 
 // --ct takes a DICOM series folder; its segmentation may be on dcm2niix's grid. The model sees
@@ -127,7 +127,7 @@ TEST(Predict, DicomFolderPredictsAsItsNiftiConversion) {
   const std::string nii = test::shared_data("totalsegmentator_example/example_ct_dicom_converted.nii.gz");
   const std::string seg = test::shared_data("totalsegmentator_example/example_seg_dicom.nii.gz");
   if (dicom.empty() || nii.empty() || seg.empty()) GTEST_SKIP() << "../shared/data not present";
-  if (!dicom_supported()) GTEST_SKIP() << "built without DICOM support (GDCM)";
+  if (!io::dicom_supported()) GTEST_SKIP() << "built without DICOM support (GDCM)";
   const TrainedRun r = make_run(test::temp_dir());
   auto run = [&](const std::string& ct) {
     return predict({"--checkpoint", r.checkpoint, "--config", r.config, "--ct", ct, "--seg", seg,
@@ -148,7 +148,7 @@ TEST(Predict, ModulePrefixedPyTorchCheckpointLoads) {
   StateDict prefixed;
   for (const auto& [k, t] : model->state_dict()) prefixed.emplace_back("module." + k, t);
   const std::string path = r.dir + "/dataparallel.safetensors";
-  save_safetensors(path, prefixed, {{"format", "pt"}});
+  io::save_safetensors(path, prefixed, {{"format", "pt"}});
   LoadedModel m = load_model(r.cfg, path);
   const Tensor x = test::uniform({1, 1, 16, 16, 16}, 3, 0, 1);
   model->eval();
@@ -184,11 +184,11 @@ TEST(Predict, ConfigAndPriorComeFromTheCheckpointState) {
 
 TEST(Predict, FolderGivesCsvAndNamesEveryFailure) {
   const TrainedRun r = make_run(test::temp_dir());
-  SyntheticOptions so;
+  io::SyntheticOptions so;
   so.count = 3, so.size = 24, so.workers = 1;
-  write_synthetic_dataset(r.dir + "/data", so);
+  io::write_synthetic_dataset(r.dir + "/data", so);
   std::ofstream(r.dir + "/data/ct/bad.nii.gz") << "not a nifti";
-  fs::copy_file(r.dir + "/data/seg/" + synthetic_id(0) + ".nii.gz", r.dir + "/data/seg/bad.nii.gz");
+  fs::copy_file(r.dir + "/data/seg/" + io::synthetic_id(0) + ".nii.gz", r.dir + "/data/seg/bad.nii.gz");
   std::string err;
   const std::string csv = predict({"--checkpoint", r.checkpoint, "--config", r.config, "--ct-dir", r.dir + "/data/ct",
                                    "--seg-dir", r.dir + "/data/seg", "--raw", "--no-progress", "--out", r.dir + "/out.csv"},
@@ -241,7 +241,7 @@ TEST(Predict, ErrorsNameTheProblem) {
   EXPECT_HAS(error_of({"--checkpoint", r.dir + "/missing.safetensors", "--config", r.config, "--crop", crop}),
              "missing.safetensors' not found");
   const std::string bare = r.dir + "/bare.safetensors";  // weights only: nothing to read a config from
-  save_safetensors(bare, build_model(r.cfg)->state_dict());
+  io::save_safetensors(bare, build_model(r.cfg)->state_dict());
   EXPECT_HAS(error_of({"--checkpoint", bare, "--crop", crop}), "pass --config FILE.yaml");
 }
 
@@ -265,7 +265,7 @@ TEST(Predict, NonFiniteWeightsAndLogitsAreErrorsNotClasses) {
       bad.emplace_back(k, c);
     }
     const std::string file = r.dir + "/poisoned.safetensors";
-    save_safetensors(file, bad);
+    io::save_safetensors(file, bad);
     const std::string e = error_of({"--checkpoint", file, "--config", r.config, "--crop", crop, "--no-progress"});
     EXPECT_HAS(e, "checkpoint '" + file + "'");
     EXPECT_HAS(e, "'" + name + "'");
@@ -298,9 +298,9 @@ TEST(Predict, ProgramExitCodes) {
 }
 
 }  // namespace
-}  // namespace mc
+}  // namespace mc::pipeline
 
-namespace mc {
+namespace mc::pipeline {
 namespace {
 
 // The fold ensemble of mc_predict: K copies of one model predict exactly what the model does.
@@ -323,4 +323,4 @@ TEST(Predict, EnsembleOfIdenticalModelsEqualsOne) {
 }
 
 }  // namespace
-}  // namespace mc
+}  // namespace mc::pipeline

@@ -12,7 +12,7 @@
 #include "pipeline/prep_cli.h"
 #include "test_util.h"
 
-namespace mc {
+namespace mc::pipeline {
 namespace {
 using test::expect_error;
 
@@ -27,7 +27,7 @@ TEST(PrepCommandLine, ParsesOptionsAndRejectsUnknownOnes) {
   ASSERT_EQ(c.prep.preprocess.windows.size(), 2u);
   EXPECT_EQ(c.prep.preprocess.windows[1].width, 400);
   EXPECT_EQ(c.prep.preprocess.volume, 64);
-  EXPECT_EQ(c.prep.preprocess.resize, ResizeMode::Fit);
+  EXPECT_EQ(c.prep.preprocess.resize, io::ResizeMode::Fit);
   EXPECT_EQ(c.prep.folds, 5);
   EXPECT_EQ(c.prep.workers, 3);
   EXPECT_TRUE(c.prep.preprocess.mask_outside);
@@ -47,8 +47,8 @@ TEST(PrepCommandLine, HuAndDicomOptions) {
        "--body-map", "bodies", "--roi-margin", "2", "--calibration", "0.8,-1.5"});
   EXPECT_EQ(c.prep.preprocess.dicom_series, "1.2.3");
   EXPECT_EQ(c.prep.hu.vertebrae, "T12,L1");
-  EXPECT_EQ(body_seg_path(c.prep.hu, "s7"), "b/s7.nii.gz");
-  EXPECT_EQ(c.prep.hu.body_map, BodyMap::Bodies);
+  EXPECT_EQ(io::body_seg_path(c.prep.hu, "s7"), "b/s7.nii.gz");
+  EXPECT_EQ(c.prep.hu.body_map, io::BodyMap::Bodies);
   EXPECT_EQ(c.prep.hu.margin_mm, 2);
   EXPECT_EQ(c.prep.hu.calibration, (std::vector<double>{0.8, -1.5}));
   EXPECT_FALSE(parse_prep_command({"--ct-dir", "c", "--out", "o", "--no-hu"}).prep.hu.enabled);
@@ -69,15 +69,15 @@ TEST(PrepCommandLine, ToNiftiWritesTheSeriesAsRead) {
   const std::string dicom = test::shared_data("totalsegmentator_example/example_ct_dicom");
   const std::string nii = test::shared_data("totalsegmentator_example/example_ct_dicom_converted.nii.gz");
   if (dicom.empty() || nii.empty()) GTEST_SKIP() << "no ../shared/data";
-  if (!dicom_supported()) GTEST_SKIP() << "built without DICOM support (GDCM)";
+  if (!io::dicom_supported()) GTEST_SKIP() << "built without DICOM support (GDCM)";
   const std::string out = test::temp_dir() + "/series.nii.gz";
   std::ostringstream said;
   EXPECT_EQ(run_prep_command(parse_prep_command({"--to-nifti", dicom, out}), said), 0);
   EXPECT_NE(said.str().find("512 x 512 x 20"), std::string::npos) << said.str();
-  const Volume v = read_volume(out), want = read_ct(dicom), ref = read_volume(nii);
+  const io::Volume v = io::read_volume(out), want = io::read_ct(dicom), ref = io::read_volume(nii);
   ASSERT_EQ(v.dims, want.dims);
   EXPECT_TRUE(test::all_close(v.data, want.data, 0, 0));
-  const Volume on_grid = conform_to(ref, v);
+  const io::Volume on_grid = io::conform_to(ref, v);
   double worst = 0;
   for (int r = 0; r < 3; ++r)
     for (int c = 0; c < 4; ++c) worst = std::max(worst, std::abs(on_grid.affine[r][c] - v.affine[r][c]));
@@ -94,10 +94,10 @@ TEST(PrepCommandLine, SyntheticBinaryTaskHasAClassColumn) {
                                             "--out", dir, "--no-progress"});
   std::ostringstream out;
   EXPECT_EQ(run_prep_command(c, out), 0);
-  Task t;
+  io::Task t;
   t.classes = {"osteoporosis", "other"};
   t.thresholds = {};
-  const LabelTable l = read_labels(dir + "/labels.csv", t);
+  const io::LabelTable l = io::read_labels(dir + "/labels.csv", t);
   ASSERT_EQ(l.entries.size(), 12u);
   for (const auto& e : l.entries) EXPECT_EQ(e.label, e.tscore <= -2.5 ? 0 : 1) << e.id << " " << e.tscore;
   std::ifstream f(dir + "/labels.csv");
@@ -109,4 +109,4 @@ TEST(PrepCommandLine, SyntheticBinaryTaskHasAClassColumn) {
 }
 
 }  // namespace
-}  // namespace mc
+}  // namespace mc::pipeline

@@ -21,19 +21,19 @@
 #include "pipeline/saliency.h"
 #include "test_util.h"
 
-namespace mc {
+namespace mc::pipeline {
 namespace {
 namespace fs = std::filesystem;
 
 // Trilinear interpolation reproduces a linear function exactly: a cube holding f(world) gives
 // f(world of the scan voxel) wherever the scan voxel falls inside the cube.
 TEST(Saliency, MapToGridFollowsWorldCoordinates) {
-  Affine ref_aff = identity_affine();  // LPS-like: i runs right -> left, j anterior -> posterior
+  io::Affine ref_aff = io::identity_affine();  // LPS-like: i runs right -> left, j anterior -> posterior
   ref_aff[0] = {-2, 0, 0, 40};
   ref_aff[1] = {0, -1.5, 0, 30};
   ref_aff[2] = {0, 0, 3, -10};
-  const Volume ref = make_volume(24, 30, 12, ref_aff);
-  Affine cube_aff = identity_affine();  // RAS cube of 8^3 voxels of 2.5 mm
+  const io::Volume ref = io::make_volume(24, 30, 12, ref_aff);
+  io::Affine cube_aff = io::identity_affine();  // RAS cube of 8^3 voxels of 2.5 mm
   cube_aff[0] = {2.5, 0, 0, -5};
   cube_aff[1] = {0, 2.5, 0, -8};
   cube_aff[2] = {0, 0, 2.5, 0};
@@ -43,28 +43,28 @@ TEST(Saliency, MapToGridFollowsWorldCoordinates) {
   float* c = cube.data<float>();
   for (int64_t d = 0; d < V; ++d)
     for (int64_t h = 0; h < V; ++h)
-      for (int64_t w = 0; w < V; ++w) c[(d * V + h) * V + w] = float(f(apply_affine(cube_aff, double(w), double(h), double(d))));
-  const Volume out = map_to_grid(cube, cube_aff, ref);
+      for (int64_t w = 0; w < V; ++w) c[(d * V + h) * V + w] = float(f(io::apply_affine(cube_aff, double(w), double(h), double(d))));
+  const io::Volume out = map_to_grid(cube, cube_aff, ref);
   ASSERT_EQ(out.dims, ref.dims);
   EXPECT_EQ(out.affine, ref.affine);
-  const Affine to_cube = matmul(invert_affine(cube_aff), ref_aff);
+  const io::Affine to_cube = io::matmul(invert_affine(cube_aff), ref_aff);
   int64_t inside = 0;
   for (int64_t k = 0; k < ref.nz(); ++k)
     for (int64_t j = 0; j < ref.ny(); ++j)
       for (int64_t i = 0; i < ref.nx(); ++i) {
-        const auto u = apply_affine(to_cube, double(i), double(j), double(k));
+        const auto u = io::apply_affine(to_cube, double(i), double(j), double(k));
         const bool in = u[0] >= 0 && u[1] >= 0 && u[2] >= 0 && u[0] <= V - 1 && u[1] <= V - 1 && u[2] <= V - 1;
         const bool out_far = u[0] < -0.5 || u[1] < -0.5 || u[2] < -0.5 || u[0] > V - 0.5 || u[1] > V - 0.5 || u[2] > V - 0.5;
         if (in) {
           ++inside;
-          EXPECT_NEAR(out.at(i, j, k), f(apply_affine(ref_aff, double(i), double(j), double(k))), 1e-5) << i << "," << j << "," << k;
+          EXPECT_NEAR(out.at(i, j, k), f(io::apply_affine(ref_aff, double(i), double(j), double(k))), 1e-5) << i << "," << j << "," << k;
         } else if (out_far) {
           EXPECT_EQ(out.at(i, j, k), 0.0f);
         }
       }
   EXPECT_GT(inside, 50);
   // invert_affine is an inverse
-  const Affine id = matmul(invert_affine(ref_aff), ref_aff);
+  const io::Affine id = io::matmul(invert_affine(ref_aff), ref_aff);
   for (int r = 0; r < 4; ++r)
     for (int q = 0; q < 4; ++q) EXPECT_NEAR(id[size_t(r)][size_t(q)], r == q ? 1.0 : 0.0, 1e-12);
 }
@@ -81,9 +81,9 @@ uint32_t be32(const std::string& s, size_t at) {
 }
 
 TEST(Saliency, PngIsAValidImage) {
-  RgbImage img(5, 3, 0);
+  io::RgbImage img(5, 3, 0);
   img.at(4, 2)[0] = 200;
-  const std::string b = png_bytes(img);
+  const std::string b = io::png_bytes(img);
   ASSERT_EQ(b.substr(0, 8), std::string("\x89PNG\r\n\x1a\n"));
   EXPECT_EQ(b.substr(12, 4), "IHDR");
   EXPECT_EQ(be32(b, 16), 5u);
@@ -113,31 +113,31 @@ SalRun make_run(const std::string& dir) {
                        "saliency_test.yaml", {});
   r.config = dir + "/run.yaml";
   std::ofstream(r.config) << to_yaml(r.cfg);
-  TrainingState st;
+  io::TrainingState st;
   st.optimizer = "adamw";
   st.config_yaml = to_yaml(r.cfg);
-  r.checkpoint = save_checkpoint(dir + "/run", "best", build_model(r.cfg)->state_dict(), st);
+  r.checkpoint = io::save_checkpoint(dir + "/run", "best", build_model(r.cfg)->state_dict(), st);
   return r;
 }
 
 TEST(Saliency, NiftiIsOnTheScansGridAndReadsBackWithNibabel) {
   const std::string dir = test::temp_dir() + "/saliency";
   fs::create_directories(dir);
-  SyntheticOptions so;
+  io::SyntheticOptions so;
   so.size = 48;
   // One subject stored LPS, so the map's grid is not the cube's RAS order.
-  SyntheticSubject subj;
+  io::SyntheticSubject subj;
   for (int64_t i = 0; i < 8; ++i) {
-    subj = make_synthetic_subject(17, i, so);
-    if (axcodes(subj.ct.affine) != "RAS") break;
+    subj = io::make_synthetic_subject(17, i, so);
+    if (io::axcodes(subj.ct.affine) != "RAS") break;
   }
-  ASSERT_NE(axcodes(subj.ct.affine), "RAS");
+  ASSERT_NE(io::axcodes(subj.ct.affine), "RAS");
   const std::string ct = dir + "/ct.nii.gz", seg = dir + "/seg.nii.gz", out = dir + "/map.nii.gz";
-  write_nifti(ct, subj.ct, NiftiType::I16);
-  write_nifti(seg, subj.seg, NiftiType::U8);
+  io::write_nifti(ct, subj.ct, io::NiftiType::I16);
+  io::write_nifti(seg, subj.seg, io::NiftiType::U8);
   const SalRun r = make_run(dir);
   LoadedModel m = load_model(r.cfg, r.checkpoint);
-  const PreprocessOptions opts = preprocess_options_from_config(r.cfg);
+  const io::PreprocessOptions opts = preprocess_options_from_config(r.cfg);
   const Saliency s = write_saliency(m, {"subj", ct, seg}, opts, 0, out, saliency_png_path(out));
   EXPECT_EQ(s.cam.cls, 0);
   EXPECT_EQ(s.cam.map.shape(), (Shape{2, 2, 2}));
@@ -147,22 +147,22 @@ TEST(Saliency, NiftiIsOnTheScansGridAndReadsBackWithNibabel) {
   EXPECT_EQ(be32(png, 16), uint32_t(3 * 64 * 4 + 8));  // three 64^3 slices at 4 px per voxel, 4 px gaps
   EXPECT_EQ(be32(png, 20), uint32_t(2 * 64 * 4 + 4));  // CT alone above, with the map below
 
-  const Volume back = read_volume(out);
-  const Volume scan = read_volume(ct);
+  const io::Volume back = io::read_volume(out);
+  const io::Volume scan = io::read_volume(ct);
   ASSERT_EQ(back.dims, scan.dims);
   for (int a = 0; a < 4; ++a)
     for (int b = 0; b < 4; ++b) EXPECT_NEAR(back.affine[size_t(a)][size_t(b)], scan.affine[size_t(a)][size_t(b)], 1e-4);
   // The scan map's maximum (1) lies where the cube map is at its maximum, in world coordinates
   // (a 2^3 map upsampled has a plateau at its peak, so compare values, not positions).
-  const Preprocessed p = preprocess_input({"subj", ct, seg}, opts);
+  const io::Preprocessed p = preprocess_input({"subj", ct, seg}, opts);
   int64_t best = 0;
   const float* v = back.ptr();
   for (int64_t i = 0; i < back.numel(); ++i)
     if (v[i] > v[best]) best = i;
   EXPECT_NEAR(v[best], 1.0, 0.02);
   const int64_t bi = best % back.nx(), bj = (best / back.nx()) % back.ny(), bk = best / (back.nx() * back.ny());
-  const auto best_world = apply_affine(back.affine, double(bi), double(bj), double(bk));
-  const auto u = apply_affine(invert_affine(p.cube_affine), best_world[0], best_world[1], best_world[2]);
+  const auto best_world = io::apply_affine(back.affine, double(bi), double(bj), double(bk));
+  const auto u = io::apply_affine(invert_affine(p.cube_affine), best_world[0], best_world[1], best_world[2]);
   const int64_t V = s.cube_map.size(0);
   auto idx = [&](double x) { return std::clamp<int64_t>(std::llround(x), 0, V - 1); };
   EXPECT_GT(s.cube_map.data<float>()[(idx(u[2]) * V + idx(u[1])) * V + idx(u[0])], 0.95f);
@@ -199,4 +199,4 @@ TEST(Saliency, CommandLineRules) {
 }
 
 }  // namespace
-}  // namespace mc
+}  // namespace mc::pipeline

@@ -18,7 +18,7 @@ namespace mc::test {
 
 inline void write_sparse_cache(const std::string& path, int64_t n, int64_t side, uint64_t seed) {
   Generator g(seed);
-  std::vector<CacheRecord> recs;
+  std::vector<io::CacheRecord> recs;
   std::vector<Tensor> vols;
   for (int64_t i = 0; i < n; ++i) {
     const double u = g.uniform();
@@ -42,12 +42,12 @@ inline void write_sparse_cache(const std::string& path, int64_t n, int64_t side,
     recs.push_back({"v" + std::to_string(i), label, NAN});
     vols.push_back(v);
   }
-  write_cache(path, recs, vols, {});
+  io::write_cache(path, recs, vols, {});
 }
 
 // train and val caches under dir (seeds apart), and the run config over them: resnet10,
 // plain cross-entropy, AdamW 1e-3 cosine, flips only, on the CPU.
-inline Config sparse_config(const std::string& dir, int64_t side, int64_t n_train, int64_t n_val,
+inline pipeline::Config sparse_config(const std::string& dir, int64_t side, int64_t n_train, int64_t n_val,
                             const std::vector<std::string>& extra = {}) {
   std::filesystem::create_directories(dir + "/cache");
   if (!std::filesystem::exists(dir + "/cache/train.safetensors")) {
@@ -62,7 +62,7 @@ inline Config sparse_config(const std::string& dir, int64_t side, int64_t n_trai
       "augment.intensity_prob=0", "augment.noise_prob=0", "eval.bootstrap=10",
       "posthoc.tau2=0", "posthoc.sweep=[]"};
   ov.insert(ov.end(), extra.begin(), extra.end());
-  return parse_config("", "sparse task", ov);
+  return pipeline::parse_config("", "sparse task", ov);
 }
 
 }  // namespace mc::test

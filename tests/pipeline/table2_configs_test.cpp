@@ -7,7 +7,7 @@
 #include "pipeline/config.h"
 #include "test_util.h"
 
-namespace mc {
+namespace mc::pipeline {
 namespace {
 namespace fs = std::filesystem;
 
@@ -39,10 +39,10 @@ TEST(Table2Configs, EveryRowLoadsWithTheVariantsItsNameLists) {
     const bool medconv = stem == "medconv";
     EXPECT_EQ(!c.model.pretrained.empty(), medconv || has(stem, "pretrain"));
     EXPECT_EQ(c.model.inflate_2d, !c.model.pretrained.empty());
-    EXPECT_EQ(c.loss.type == LossType::LogitAdjusted, medconv || has(stem, "balce"));
+    EXPECT_EQ(c.loss.type == losses::LossType::LogitAdjusted, medconv || has(stem, "balce"));
     EXPECT_EQ(c.loader.balaug, has(stem, "balaug"));
     EXPECT_EQ(c.model.in_chans, has(stem, "windows") ? 3 : 1);
-    EXPECT_EQ(c.loader.sampling == Sampling::ClassBalanced, has(stem, "resample"));
+    EXPECT_EQ(c.loader.sampling == io::Sampling::ClassBalanced, has(stem, "resample"));
     EXPECT_EQ(c.optim.kind == OptimizerKind::SAM, has(stem, "sam"));
     EXPECT_EQ(c.optim.kind == OptimizerKind::ScheduleFreeAdamW, has(stem, "schedulefree"));
     EXPECT_EQ(c.posthoc.tau2 != 0, medconv);  // only MedConv adjusts post hoc
@@ -54,4 +54,4 @@ TEST(Table2Configs, EveryRowLoadsWithTheVariantsItsNameLists) {
 }
 
 }  // namespace
-}  // namespace mc
+}  // namespace mc::pipeline

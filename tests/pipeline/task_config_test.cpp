@@ -10,7 +10,7 @@
 #include "pipeline/prep_config.h"
 #include "test_util.h"
 
-namespace mc {
+namespace mc::pipeline {
 namespace {
 
 std::string error_of(const std::string& yaml, const std::vector<std::string>& overrides = {}) {
@@ -27,10 +27,10 @@ std::string error_of(const std::string& yaml, const std::vector<std::string>& ov
 
 TEST(TaskConfig, DefaultIsWhoAndNumClassesIsDerived) {
   const Config c = parse_config("", "run.yaml");
-  EXPECT_EQ(task_of(c), Task::who());
+  EXPECT_EQ(task_of(c), io::Task::who());
   EXPECT_EQ(c.model.num_classes, 3);
   const Config b = parse_config("data:\n  classes: [normal, mass]\n  tscore_thresholds: []\n", "run.yaml");
-  const Task t = task_of(b);
+  const io::Task t = task_of(b);
   EXPECT_EQ(b.model.num_classes, 2);
   EXPECT_TRUE(t.binary());
   EXPECT_EQ(t.positive_class(), 1);  // class column: the second name
@@ -59,7 +59,7 @@ TEST(TaskConfig, ExampleConfigsOfTheReadme) {
   const Config r = load_config(std::string(MC_SOURCE_DIR) + "/configs/regression.yaml");
   EXPECT_TRUE(task_of(r).regression());
   EXPECT_EQ(r.eval.select_by, Config::Eval::SelectBy::MAE);
-  EXPECT_EQ(r.loss.regression, RegressionLoss::Huber);
+  EXPECT_EQ(r.loss.regression, losses::RegressionLoss::Huber);
 }
 
 TEST(TaskConfig, BadTasksNameTheKeys) {
@@ -86,11 +86,11 @@ TEST(TaskConfig, BadTasksNameTheKeys) {
 }
 
 TEST(TaskLabels, NamesFromTheTaskAndClearErrors) {
-  Task t;
+  io::Task t;
   t.classes = {"normal", "mass"};
   t.thresholds = {};
   std::istringstream ok("id,label\na,normal\nb,MASS\nc,1\nd,\n");
-  const LabelTable l = parse_labels(ok, "labels.csv", t);
+  const io::LabelTable l = io::parse_labels(ok, "labels.csv", t);
   ASSERT_EQ(l.entries.size(), 4u);
   EXPECT_EQ(l.entries[0].label, 0);
   EXPECT_EQ(l.entries[1].label, 1);
@@ -98,59 +98,59 @@ TEST(TaskLabels, NamesFromTheTaskAndClearErrors) {
   EXPECT_EQ(l.entries[3].label, -1);
   std::istringstream bad("id,label\na,normal\nb,tumour\n");
   try {
-    parse_labels(bad, "labels.csv", t);
+    io::parse_labels(bad, "labels.csv", t);
     ADD_FAILURE();
   } catch (const Error& e) {
     EXPECT_HAS(e.what(), "labels.csv:3: class \"tumour\" of subject b is not one of the task's classes normal,mass");
   }
   std::istringstream tonly("id,tscore\na,-3\n");
   try {
-    parse_labels(tonly, "labels.csv", t);
+    io::parse_labels(tonly, "labels.csv", t);
     ADD_FAILURE();
   } catch (const Error& e) {
     EXPECT_HAS(e.what(), "come from a class column");
   }
-  Task reg = Task::who();
-  reg.head = Task::Head::Regression;
+  io::Task reg = io::Task::who();
+  reg.head = io::Task::Head::Regression;
   std::istringstream classes_only("id,class\na,normal\n");
   try {
-    parse_labels(classes_only, "labels.csv", reg);
+    io::parse_labels(classes_only, "labels.csv", reg);
     ADD_FAILURE();
   } catch (const Error& e) {
     EXPECT_HAS(e.what(), "labels.csv: missing column: a regression task");
   }
   // A binary T-score task: T <= -1 is class 0 (DXA referral).
-  Task dxa;
+  io::Task dxa;
   dxa.classes = {"refer", "no_referral"};
   dxa.thresholds = {-1.0};
   std::istringstream ts("id,tscore\na,-1\nb,-0.9\n");
-  const LabelTable d = parse_labels(ts, "labels.csv", dxa);
+  const io::LabelTable d = io::parse_labels(ts, "labels.csv", dxa);
   EXPECT_EQ(d.entries[0].label, 0);
   EXPECT_EQ(d.entries[1].label, 1);
   EXPECT_EQ(dxa.positive_class(), 0);
 }
 
 TEST(TaskMeta, RoundTripsAndRejectsMalformed) {
-  Task t;
+  io::Task t;
   t.classes = {"severe", "osteoporosis", "osteopenia", "normal"};
   t.thresholds = {-3.5, -2.5, -1};
-  t.head = Task::Head::Regression;
-  const auto m = task_meta(t);
-  const auto back = task_from_meta(m, "x.safetensors");
+  t.head = io::Task::Head::Regression;
+  const auto m = io::task_meta(t);
+  const auto back = io::task_from_meta(m, "x.safetensors");
   ASSERT_TRUE(back);
   EXPECT_EQ(*back, t);
-  EXPECT_FALSE(task_from_meta({}, "old.safetensors"));
+  EXPECT_FALSE(io::task_from_meta({}, "old.safetensors"));
   auto broken = m;
   broken["task.thresholds"] = "-1,abc";
   try {
-    task_from_meta(broken, "x.safetensors");
+    io::task_from_meta(broken, "x.safetensors");
     ADD_FAILURE();
   } catch (const Error& e) {
     EXPECT_HAS(e.what(), "x.safetensors: metadata task.thresholds");
   }
-  Task other = Task::who();
+  io::Task other = io::Task::who();
   EXPECT_HAS(t.difference(other), "classes severe,osteoporosis,osteopenia,normal vs osteoporosis,osteopenia,normal");
 }
 
 }  // namespace
-}  // namespace mc
+}  // namespace mc::pipeline

@@ -11,15 +11,15 @@
 #include "pipeline/predict.h"
 #include "test_util.h"
 
-namespace mc {
+namespace mc::pipeline {
 namespace {
 
 std::string save(const std::string& dir, const std::map<std::string, std::string>& extra) {
   nn::Linear lin(2, 3);
-  TrainingState st;
+  io::TrainingState st;
   st.optimizer = "adamw";
   st.extra = extra;
-  return save_checkpoint(dir, "best", lin.state_dict(), st);
+  return io::save_checkpoint(dir, "best", lin.state_dict(), st);
 }
 
 TEST(Temperature, ReadFromTheCheckpointState) {
@@ -55,7 +55,7 @@ TEST(Temperature, PredictionAdjustsThenScales) {
   EXPECT_EQ(p.tau2, tau2);
   // T = 1 is the plain post-hoc adjustment.
   const ScanPrediction q = prediction_from_logits(logits, "s", prior, tau2, 1.0);
-  const auto ref = posthoc_probabilities(Tensor::from(logits, {1, 3}), {20, 110, 181}, tau2).to_vector<double>();
+  const auto ref = losses::posthoc_probabilities(Tensor::from(logits, {1, 3}), {20, 110, 181}, tau2).to_vector<double>();
   for (size_t k = 0; k < 3; ++k) EXPECT_NEAR(q.probabilities[k], ref[k], 1e-15);
   // No usable prior: no adjustment (noted), the temperature still applies.
   const ScanPrediction r = prediction_from_logits(logits, "s", TrainingPrior{{}, "none"}, tau2, T);
@@ -66,9 +66,9 @@ TEST(Temperature, PredictionAdjustsThenScales) {
 }
 
 }  // namespace
-}  // namespace mc
+}  // namespace mc::pipeline
 
-namespace mc {
+namespace mc::pipeline {
 namespace {
 
 TEST(Ensemble, IdenticalMembersEqualOneAndMembersAverage) {
@@ -89,8 +89,8 @@ TEST(Ensemble, IdenticalMembersEqualOneAndMembersAverage) {
 
 // A regression task's ensemble: the mean predicted T-score and the WHO band it falls in.
 TEST(Ensemble, RegressionMembersAverageTheTScore) {
-  Task task;
-  task.head = Task::Head::Regression;
+  io::Task task;
+  task.head = io::Task::Head::Regression;
   ScanPrediction a, b;
   a.tscore = -3.0, a.logits = {-3.0}, a.cls = 0;
   b.tscore = -1.5, b.logits = {-1.5}, b.cls = 1;
@@ -106,4 +106,4 @@ TEST(Ensemble, RegressionMembersAverageTheTScore) {
 }
 
 }  // namespace
-}  // namespace mc
+}  // namespace mc::pipeline

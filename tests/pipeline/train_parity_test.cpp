@@ -13,7 +13,7 @@
 #include "sparse_data.h"
 #include "test_util.h"
 
-namespace mc {
+namespace mc::pipeline {
 namespace {
 
 bool have_torch() {
@@ -138,4 +138,4 @@ TEST(TrainParity, Float32StepsMatchPyTorchWithinItsOwnFloat32Error) {
 }
 
 }  // namespace
-}  // namespace mc
+}  // namespace mc::pipeline

@@ -6,7 +6,7 @@
 
 #include "test_util.h"
 
-namespace mc {
+namespace mc::pipeline {
 namespace {
 
 TEST(TrainSetup, LoaderOptionsAreTheConfigsWithThisRanksShare) {
@@ -14,14 +14,14 @@ TEST(TrainSetup, LoaderOptionsAreTheConfigsWithThisRanksShare) {
                           {"train.batch_size=12", "train.seed=77", "train.sampling=balanced",
                            "data.num_workers=3", "augment.balaug=true", "augment.balaug_cap=4",
                            "augment.noise_std=0.05", "train.epoch_samples=40"});
-  LoaderOptions lo = train_loader_options(c, Device::cpu(), 2, 3);
+  io::LoaderOptions lo = train_loader_options(c, Device::cpu(), 2, 3);
   EXPECT_EQ(lo.batch, 4);  // the global batch over three ranks
   EXPECT_EQ(lo.rank, 2);
   EXPECT_EQ(lo.world, 3);
   EXPECT_EQ(lo.seed, 77u);
   EXPECT_EQ(lo.num_classes, 3);
   EXPECT_TRUE(lo.drop_last);
-  EXPECT_EQ(lo.sampling, Sampling::ClassBalanced);
+  EXPECT_EQ(lo.sampling, io::Sampling::ClassBalanced);
   EXPECT_EQ(lo.workers, 3);
   EXPECT_EQ(lo.epoch_samples, 40);
   EXPECT_TRUE(lo.augment);
@@ -50,4 +50,4 @@ TEST(TrainSetup, OptimiserAndModelFromTheConfig) {
 }
 
 }  // namespace
-}  // namespace mc
+}  // namespace mc::pipeline

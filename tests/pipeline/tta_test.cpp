@@ -7,7 +7,7 @@
 #include "pipeline/tta.h"
 #include "test_util.h"
 
-namespace mc {
+namespace mc::pipeline {
 namespace {
 
 Config small_config(const std::vector<std::string>& overrides = {}) {
@@ -55,4 +55,4 @@ TEST(Tta, LogitsAreInvariantUnderTheFlipGroup) {
 }
 
 }  // namespace
-}  // namespace mc
+}  // namespace mc::pipeline
