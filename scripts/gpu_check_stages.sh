@@ -7,13 +7,13 @@ GPU_TARGETS=(test_engine test_losses test_kernels test_io test_models mc_bench m
 
 # GPU tests: "binary filter", one process each. Every CUDA parity test in each precision, the
 # allocator/runtime checks, NCCL on one rank, the loss/metric/augmentation kernels, and resnet50's
-# training step against the CPU.
+# training step and Grad-CAM against the CPU.
 GPU_TESTS=(
   "test_engine Cuda*:MetricsCuda*:DistNccl*:TrainerCuda*"
   "test_losses LossCuda*"
   "test_kernels Augment.Cuda*"
   "test_io Loader.Gpu*"
-  "test_models ResNetCuda*"
+  "test_models ResNetCuda*:GradCam.Cuda*"
 )
 # compute-sanitizer on our own kernels (loss, metrics, elementwise, pool, softmax, optim,
 # augment) at the tests' small sizes; no cuDNN/cuBLAS tests (memcheck over cuDNN's Find costs
