@@ -258,37 +258,38 @@ void cast(const void* x, int xdt, void* y, int ydt, int64_t n, Stream s) {
 
 size_t sum_workspace(int64_t) { return sizeof(double) * kSumBlocks; }
 
-void sum(const void* x, int xdt, int64_t n, double scale, void* y, int ydt, void* work,
-         size_t work_bytes, Stream s) {
-  MC_CHECK(work && work_bytes >= sum_workspace(n), "kernels/elementwise.cu: sum needs ",
+namespace {
+
+// The two-pass deterministic reduction behind sum and sum_squares (Square: each value squared
+// in double before it is added). The caller checks the launch (MC_LAUNCHED takes a literal).
+template <bool Square>
+void reduce_sum(const char* what, const void* x, int xdt, int64_t n, double scale, void* y, int ydt,
+                void* work, size_t work_bytes, Stream s) {
+  MC_CHECK(work && work_bytes >= sum_workspace(n), "kernels/elementwise.cu: ", what, " needs ",
            sum_workspace(n), " bytes of workspace, got ", work_bytes);
   const int blocks = grid_for(n, 1, kSumBlocks);
   auto* partial = static_cast<double*>(work);
-  f32_or_bf16(xdt, "sum", [&](auto xt) {
+  f32_or_bf16(xdt, what, [&](auto xt) {
     using X = decltype(xt);
-    sum_partial_kernel<X><<<blocks, kThreads, 0, s>>>(static_cast<const X*>(x), n, partial);
+    sum_partial_kernel<X, Square><<<blocks, kThreads, 0, s>>>(static_cast<const X*>(x), n, partial);
   });
-  f32_or_bf16(ydt, "sum", [&](auto yt) {
+  f32_or_bf16(ydt, what, [&](auto yt) {
     using Y = decltype(yt);
     sum_final_kernel<Y><<<1, kThreads, 0, s>>>(partial, blocks, scale, static_cast<Y*>(y));
   });
+}
+
+}  // namespace
+
+void sum(const void* x, int xdt, int64_t n, double scale, void* y, int ydt, void* work,
+         size_t work_bytes, Stream s) {
+  reduce_sum<false>("sum", x, xdt, n, scale, y, ydt, work, work_bytes, s);
   MC_LAUNCHED("sum");
 }
 
 void sum_squares(const void* x, int xdt, int64_t n, void* y, int ydt, void* work,
                  size_t work_bytes, Stream s) {
-  MC_CHECK(work && work_bytes >= sum_workspace(n), "kernels/elementwise.cu: sum_squares needs ",
-           sum_workspace(n), " bytes of workspace, got ", work_bytes);
-  const int blocks = grid_for(n, 1, kSumBlocks);
-  auto* partial = static_cast<double*>(work);
-  f32_or_bf16(xdt, "sum_squares", [&](auto xt) {
-    using X = decltype(xt);
-    sum_partial_kernel<X, true><<<blocks, kThreads, 0, s>>>(static_cast<const X*>(x), n, partial);
-  });
-  f32_or_bf16(ydt, "sum_squares", [&](auto yt) {
-    using Y = decltype(yt);
-    sum_final_kernel<Y><<<1, kThreads, 0, s>>>(partial, blocks, 1.0, static_cast<Y*>(y));
-  });
+  reduce_sum<true>("sum_squares", x, xdt, n, 1.0, y, ydt, work, work_bytes, s);
   MC_LAUNCHED("sum_squares");
 }
 

@@ -334,14 +334,8 @@ CrossValSummary train_folds(const Config& cfg, const TrainHooks& hooks) {
     run.regression = eval::regression_report(truth, pred, b);
     run.regression->thresholds = task.thresholds;
   }
-  if (task.binary() && !task.regression()) {
-    eval::ScreeningOptions so;
-    so.positive = task.positive_class();
-    so.positive_name = task.name(so.positive);
-    so.target_sensitivity = cfg.eval.target_sensitivity;
-    so.validation_note = "no single validation split for the pooled folds";
-    run.screening = so;
-  }
+  if (task.binary() && !task.regression())
+    run.screening = screening_without_validation(task, cfg, "no single validation split for the pooled folds");
   if (unlabelled) run.notes.push_back(std::to_string(unlabelled) + " out-of-fold subjects have no label and were left out");
   eval::HuBaseline hu;
   hu.note = "No HU baseline in the pooled out-of-fold report (mc_eval's report on a split has one).";

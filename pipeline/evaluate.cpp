@@ -37,13 +37,23 @@ eval::PredictionTable labelled(const eval::PredictionTable& s, int64_t* unlabell
   return t;
 }
 
+}  // namespace
+
+eval::ScreeningOptions screening_without_validation(const io::Task& task, const Config& cfg, std::string note) {
+  eval::ScreeningOptions so;
+  so.positive = task.positive_class();
+  so.positive_name = task.name(so.positive);
+  so.target_sensitivity = cfg.eval.target_sensitivity;
+  so.validation_note = std::move(note);
+  return so;
+}
+
+namespace {
+
 // The binary report's operating point chosen on the validation split: the highest threshold on
 // p(positive) (after the same post-hoc adjustment) reaching eval.target_sensitivity there.
 eval::ScreeningOptions screening_options(LoadedModel& m, const Config& cfg, const ReportOptions& o, const TrainingPrior& prior) {
-  eval::ScreeningOptions so;
-  so.positive = m.task.positive_class();
-  so.positive_name = m.task.name(so.positive);
-  so.target_sensitivity = cfg.eval.target_sensitivity;
+  eval::ScreeningOptions so = screening_without_validation(m.task, cfg, "");
   const std::string val = split_cache_path(cfg.data, "val");
   if (!fs::exists(val)) {
     so.validation_note = "no validation cache '" + val + "'";
@@ -199,14 +209,8 @@ eval::Report ensemble_report(const Config& cfg, const ReportOptions& o, const st
     if (no_prior)
       run.notes.push_back(std::to_string(no_prior) + " members have no usable training prior: no post-hoc adjustment for them");
   }
-  if (task.binary() && !task.regression()) {
-    eval::ScreeningOptions so;
-    so.positive = task.positive_class();
-    so.positive_name = task.name(so.positive);
-    so.target_sensitivity = cfg.eval.target_sensitivity;
-    so.validation_note = "an ensemble: no validation-chosen threshold";
-    run.screening = so;
-  }
+  if (task.binary() && !task.regression())
+    run.screening = screening_without_validation(task, cfg, "an ensemble: no validation-chosen threshold");
   eval::HuBaseline hu;
   if (K == task.num_classes()) hu = eval::hu_baseline((fs::path(cfg.data.cache_dir) / "manifest.csv").string(), o.split, b, task);
   if (unlabelled) run.notes.push_back(std::to_string(unlabelled) + " subjects of the cache have no label and were left out");

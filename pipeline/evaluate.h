@@ -36,4 +36,8 @@ eval::Report write_model_report(const Config& cfg, const ReportOptions& o);
 eval::PredictionTable regression_derived_classes(const io::Task& task, const eval::PredictionTable& s, const BootstrapOptions& b,
                                            eval::RegressionReport& report, int64_t& unlabelled);
 
+// A binary task's screening section without an operating point from validation: the positive
+// class, its name and eval.target_sensitivity, with `note` saying why no threshold was chosen.
+eval::ScreeningOptions screening_without_validation(const io::Task& task, const Config& cfg, std::string note);
+
 }  // namespace mc::pipeline
