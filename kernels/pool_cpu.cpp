@@ -17,43 +17,50 @@ template <bool CL> int64_t at(int64_t n, int64_t c, int64_t p, int64_t C, int64_
   return CL ? (n * P + p) * C + c : (n * C + c) * P + p;
 }
 
-template <class T, bool CL>
-void maxpool_forward(const PoolGeom& g, const T* x, T* y, int32_t* argmax) {
-  const int64_t oD = g.out(0), oH = g.out(1), oW = g.out(2), inS = g.D * g.H * g.W;
-  const int64_t oS = oD * oH * oW;
+// Calls f(n, c, od, oh, ow, o) for every output element, o its flat index in layout CL; the
+// N x C planes are split across threads, so each output is written by one thread.
+template <bool CL, class F>
+void for_each_output(const PoolGeom& g, F&& f) {
+  const int64_t oD = g.out(0), oH = g.out(1), oW = g.out(2), oS = oD * oH * oW;
 #pragma omp parallel for schedule(static)
   for (int64_t nc = 0; nc < g.N * g.C; ++nc) {
     const int64_t n = nc / g.C, c = nc % g.C;
     for (int64_t od = 0; od < oD; ++od)
       for (int64_t oh = 0; oh < oH; ++oh)
-        for (int64_t ow = 0; ow < oW; ++ow) {
-          T best = -std::numeric_limits<T>::infinity();
-          int64_t arg = -1;
-          for (int64_t a = 0; a < g.k[0]; ++a) {
-            const int64_t id = od * g.stride[0] - g.pad[0] + a;
-            if (id < 0 || id >= g.D) continue;
-            for (int64_t b = 0; b < g.k[1]; ++b) {
-              const int64_t ih = oh * g.stride[1] - g.pad[1] + b;
-              if (ih < 0 || ih >= g.H) continue;
-              for (int64_t e = 0; e < g.k[2]; ++e) {
-                const int64_t iw = ow * g.stride[2] - g.pad[2] + e;
-                if (iw < 0 || iw >= g.W) continue;
-                const int64_t idx = (id * g.H + ih) * g.W + iw;
-                const T v = x[at<CL>(n, c, idx, g.C, inS)];
-                if (arg < 0 || v > best || std::isnan(v)) {
-                  best = v;
-                  arg = idx;
-                  if (std::isnan(v)) goto done;
-                }
-              }
+        for (int64_t ow = 0; ow < oW; ++ow) f(n, c, od, oh, ow, at<CL>(n, c, (od * oH + oh) * oW + ow, g.C, oS));
+  }
+}
+
+template <class T, bool CL>
+void maxpool_forward(const PoolGeom& g, const T* x, T* y, int32_t* argmax) {
+  const int64_t inS = g.D * g.H * g.W;
+  for_each_output<CL>(g, [&](int64_t n, int64_t c, int64_t od, int64_t oh, int64_t ow, int64_t o) {
+    T best = -std::numeric_limits<T>::infinity();
+    int64_t arg = -1;
+    [&] {  // returns at the first NaN: it is the window's maximum, as in PyTorch
+      for (int64_t a = 0; a < g.k[0]; ++a) {
+        const int64_t id = od * g.stride[0] - g.pad[0] + a;
+        if (id < 0 || id >= g.D) continue;
+        for (int64_t b = 0; b < g.k[1]; ++b) {
+          const int64_t ih = oh * g.stride[1] - g.pad[1] + b;
+          if (ih < 0 || ih >= g.H) continue;
+          for (int64_t e = 0; e < g.k[2]; ++e) {
+            const int64_t iw = ow * g.stride[2] - g.pad[2] + e;
+            if (iw < 0 || iw >= g.W) continue;
+            const int64_t idx = (id * g.H + ih) * g.W + iw;
+            const T v = x[at<CL>(n, c, idx, g.C, inS)];
+            if (arg < 0 || v > best || std::isnan(v)) {
+              best = v;
+              arg = idx;
+              if (std::isnan(v)) return;
             }
           }
-        done:
-          const int64_t o = at<CL>(n, c, (od * oH + oh) * oW + ow, g.C, oS);
-          y[o] = best;
-          argmax[o] = int32_t(arg);
         }
-  }
+      }
+    }();
+    y[o] = best;
+    argmax[o] = int32_t(arg);
+  });
 }
 
 template <class T, bool CL>
@@ -80,24 +87,16 @@ inline void window(const PoolGeom& g, int a, int64_t o, int64_t& lo, int64_t& hi
 
 template <class T, bool CL>
 void avgpool_forward(const PoolGeom& g, const T* x, T* y) {
-  const int64_t oD = g.out(0), oH = g.out(1), oW = g.out(2), inS = g.D * g.H * g.W;
-  const int64_t oS = oD * oH * oW;
-#pragma omp parallel for schedule(static)
-  for (int64_t nc = 0; nc < g.N * g.C; ++nc) {
-    const int64_t n = nc / g.C, c = nc % g.C;
-    for (int64_t od = 0; od < oD; ++od)
-      for (int64_t oh = 0; oh < oH; ++oh)
-        for (int64_t ow = 0; ow < oW; ++ow) {
-          int64_t d0, d1, h0, h1, w0, w1;
-          window(g, 0, od, d0, d1), window(g, 1, oh, h0, h1), window(g, 2, ow, w0, w1);
-          T acc = T(0);
-          for (int64_t d = d0; d < d1; ++d)
-            for (int64_t h = h0; h < h1; ++h)
-              for (int64_t w = w0; w < w1; ++w) acc += x[at<CL>(n, c, (d * g.H + h) * g.W + w, g.C, inS)];
-          const int64_t cnt = (d1 - d0) * (h1 - h0) * (w1 - w0);
-          y[at<CL>(n, c, (od * oH + oh) * oW + ow, g.C, oS)] = acc / T(cnt);
-        }
-  }
+  const int64_t inS = g.D * g.H * g.W;
+  for_each_output<CL>(g, [&](int64_t n, int64_t c, int64_t od, int64_t oh, int64_t ow, int64_t o) {
+    int64_t d0, d1, h0, h1, w0, w1;
+    window(g, 0, od, d0, d1), window(g, 1, oh, h0, h1), window(g, 2, ow, w0, w1);
+    T acc = T(0);
+    for (int64_t d = d0; d < d1; ++d)
+      for (int64_t h = h0; h < h1; ++h)
+        for (int64_t w = w0; w < w1; ++w) acc += x[at<CL>(n, c, (d * g.H + h) * g.W + w, g.C, inS)];
+    y[o] = acc / T((d1 - d0) * (h1 - h0) * (w1 - w0));
+  });
 }
 
 // Output windows covering input index i along axis a: [first, last].
