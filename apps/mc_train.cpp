@@ -30,7 +30,7 @@ static int run_main(int argc, char** argv) {
                "finishes the running epoch and leaves a resumable checkpoint; --resume continues\n"
                "from <output.dir>/last.safetensors. --folds K trains K cross-validation folds into\n"
                "<output.dir>/fold_<k>/ (resuming any unfinished one) and writes one report of the pooled\n"
-               "out-of-fold predictions to <output.dir>/report/.",
+               "out-of-fold predictions to <output.dir>/report/; add --fold k to train one fold per process.",
                "mc_train");
   std::string config;
   std::vector<std::string> overrides;
@@ -41,6 +41,12 @@ static int run_main(int argc, char** argv) {
   app.add_option("--folds", folds, "cross-validation as one run: train.all_folds=true data.split.folds=K")
       ->option_text("K")
       ->check(CLI::Range(3, 100));
+  int only_fold = -1;
+  app.add_option("--fold", only_fold,
+                 "with --folds K: train fold k alone, so that K processes (one per GPU: "
+                 "CUDA_VISIBLE_DEVICES=k) train the folds at once into the same output.dir; the "
+                 "one that finishes the last fold writes the pooled report")
+      ->option_text("k");
   std::string export_init, export_steps;
   app.add_option("--export-init", export_init,
                  "write the weights training starts from (after init or model.pretrained) to FILE: "
@@ -82,10 +88,13 @@ static int run_main(int argc, char** argv) {
     if (cfg.train.all_folds) {
       if (!export_init.empty() || !export_steps.empty())
         return usage_error("--export-init / --export-steps are for one run, not a cross-validation");
-      const mc::pipeline::CrossValSummary cv = mc::pipeline::train_folds(cfg, hooks);
+      const mc::pipeline::CrossValSummary cv = mc::pipeline::train_folds(cfg, hooks, only_fold);
       std::cout << "run folder: " << cv.run_dir << "\n";
       return cv.interrupted ? 130 : 0;
     }
+    if (only_fold != -1)
+      return usage_error("--fold k needs --folds K (or train.all_folds: true); to train on fold k of mc_prep's "
+                         "kfold caches as a single run, set data.split.fold=k");
     mc::pipeline::TrainSummary s = mc::pipeline::train(cfg, resume, hooks);
     std::cout << "best epoch " << s.best_epoch << " (score " << s.best_value << "): " << s.best_weights
               << "\nrun folder: " << s.run_dir << "\n";

@@ -1,5 +1,6 @@
 #include "pipeline/crossval.h"
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -201,11 +202,13 @@ Config fold_config(const Config& cfg, int k) {
   return c;
 }
 
-CrossValSummary train_folds(const Config& cfg, const TrainHooks& hooks) {
+CrossValSummary train_folds(const Config& cfg, const TrainHooks& hooks, int only_fold) {
   std::ostream& out = hooks.out ? *hooks.out : std::cout;
   CrossValSummary sum;
   sum.run_dir = cfg.output.dir;
   const FoldPlan plan = plan_folds(cfg);
+  MC_CHECK(only_fold >= -1 && only_fold < plan.folds, "cross-validation: fold ", only_fold,
+           " asked for (--fold), but the run has ", plan.folds, " folds: 0 to ", plan.folds - 1);
   fs::create_directories(sum.run_dir);
   const fs::path stored = fs::path(sum.run_dir) / "config.yaml";
   if (fs::exists(stored)) {
@@ -232,10 +235,11 @@ CrossValSummary train_folds(const Config& cfg, const TrainHooks& hooks) {
     const fs::path dir = fc.output.dir;
     const fs::path done = dir / "done.json", last = dir / "last.safetensors";
     if (fs::exists(done)) {
-      out << "fold " << k << ": finished earlier, not trained again\n";
+      if (only_fold < 0 || k == only_fold) out << "fold " << k << ": finished earlier, not trained again\n";
       sum.skipped.push_back(k);
       continue;
     }
+    if (only_fold >= 0 && k != only_fold) continue;  // looked at once fold only_fold is done
     for (const char* which : {"train", "val", "oof"})
       write_part(plan, k, which, split_cache_path(fc.data, std::string(which) == "oof" ? "test" : which));
     const bool resume = fs::exists(last);
@@ -260,6 +264,21 @@ CrossValSummary train_folds(const Config& cfg, const TrainHooks& hooks) {
     io::write_atomic(done.string(), io::json_text(io::Json{{"fold", k}, {"epochs", fc.train.epochs}}) + "\n");
   }
 
+  // Another process may have finished a fold meanwhile: the last to finish writes the report.
+  if (only_fold >= 0) {
+    for (int k = 0; k < plan.folds; ++k)
+      if (k != only_fold && std::find(sum.skipped.begin(), sum.skipped.end(), k) == sum.skipped.end())
+        (fs::exists(fs::path(fold_dir(cfg, k)) / "done.json") ? sum.skipped : sum.waiting).push_back(k);
+    std::sort(sum.skipped.begin(), sum.skipped.end());
+  }
+  if (!sum.waiting.empty()) {
+    std::string w;
+    for (int k : sum.waiting) w += (w.empty() ? "" : ", ") + std::to_string(k);
+    out << "fold " << only_fold << " is finished; fold(s) " << w << " are not (another process may be training "
+        << "them): the pooled report is written by whichever run finishes the last fold, or by mc_train --folds "
+        << plan.folds << " without --fold once all are done\n";
+    return sum;
+  }
   sum.report_dir = (fs::path(sum.run_dir) / "report").string();
   if (int(sum.skipped.size()) == plan.folds && fs::exists(fs::path(sum.report_dir) / "report.json")) {
     // Same config (checked above), same fold models: the report there is this run's.

@@ -13,7 +13,12 @@
 //
 // Resumable per fold: a fold with fold_<k>/done.json is finished and not trained again; one
 // with a last.safetensors resumes from it; a rerun with another config in the same output.dir
-// is an error, and a rerun of a finished run with its report in place does nothing. The K best checkpoints are an ensemble: fold_checkpoints() lists them for
+// is an error, and a rerun of a finished run with its report in place does nothing.
+//
+// One fold per process (or GPU): with only_fold = k just fold k is trained, so K processes can
+// train the K folds at once into the same output.dir (each fold writes only into its own
+// fold_<k>/; the run's config.yaml and crossval.json are the same bytes from every process,
+// written atomically). The process that finds every fold finished writes the pooled report. The K best checkpoints are an ensemble: fold_checkpoints() lists them for
 // mc_predict --checkpoint DIR and mc_eval (which evaluates the ensemble on a held-out split).
 #pragma once
 #include <map>
@@ -48,13 +53,16 @@ struct CrossValSummary {
   std::string run_dir, report_dir;
   std::vector<std::string> checkpoints;  // best.safetensors of each finished fold
   std::vector<int> trained, resumed, skipped;  // folds by what this call did with them
+  std::vector<int> waiting;  // with only_fold: the other folds not finished yet (no report yet)
   bool interrupted = false;  // a fold stopped early: no report yet, rerun to continue
   int64_t pooled_subjects = 0;
   // The pooled out-of-fold report, when this call wrote it: not when interrupted, nor when every
   // fold was finished before and report/report.json is there (a rerun is then a no-op).
   eval::Report report;
 };
-CrossValSummary train_folds(const Config& cfg, const TrainHooks& hooks = {});
+// only_fold: -1 trains every unfinished fold in turn; k in [0, K) trains fold k alone (an error
+// names the range otherwise).
+CrossValSummary train_folds(const Config& cfg, const TrainHooks& hooks = {}, int only_fold = -1);
 
 // Is `dir` a cross-validation run folder (it has crossval.json)?
 bool is_crossval_dir(const std::string& dir);

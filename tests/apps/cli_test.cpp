@@ -46,6 +46,13 @@ TEST(Cli, TrainUnknownArgument) {
   EXPECT_HAS(r, "unknown argument '--epochs'");
 }
 
+TEST(Cli, TrainFoldNeedsFolds) {
+  Outcome r = run("mc_train", "--config " + demo + " --fold 1");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_HAS(r, "--fold k needs --folds K");
+  EXPECT_HAS(r, "data.split.fold=k");
+}
+
 TEST(Cli, TrainHelpListsEveryKeyGroup) {
   Outcome r = run("mc_train", "--help");
   EXPECT_EQ(r.code, 0);

@@ -3,14 +3,20 @@
 // out-of-fold report covers every pooled subject exactly once and each by the fold that never
 // saw it, a rerun of a finished run trains nothing and leaves the checkpoints as they were,
 // and the fold ensemble is evaluated on the held-out test split and predicts raw scans.
+#include <sys/wait.h>
+
+#include <array>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <regex>
 #include <set>
 #include <sstream>
 
 #include "eval/predictions.h"
+#include "io/atomic_file.h"
 #include "io/cache.h"
 #include "io/checkpoint.h"
 #include "io/synthetic.h"
@@ -165,6 +171,58 @@ TEST(CrossValE2E, ThreeFoldsResumePoolEveryoneOnceAndEnsemble) {
   const auto listed = predict(s3.checkpoints[0], {s3.checkpoints[1], s3.checkpoints[2]});
   EXPECT_EQ(folder.first, listed.first);
   EXPECT_NE(folder.first.find("\"id\": \"" + id + "\""), std::string::npos) << folder.first;
+}
+
+// One fold per process: two mc_train processes train folds 2 and 0 at the same time into one
+// output.dir; neither writes a report (fold 1 is not done) and each says which folds it waits
+// for; the call that finishes fold 1 writes the pooled report over every subject once.
+TEST(CrossValE2E, OneFoldPerProcessAtOnceThenTheLastWritesTheReport) {
+  const std::string dir = test::temp_dir();
+  const pipeline::Config cfg = small_run(dir);
+  const std::string yaml = dir + "/run.yaml";
+  io::write_atomic(yaml, pipeline::to_yaml(cfg));
+  struct Proc {
+    FILE* pipe;
+    std::string out;
+    int code = -1;
+  };
+  std::vector<Proc> procs;
+  for (int k : {2, 0}) {
+    const std::string cmd = std::string(MC_BINARY_DIR) + "/apps/mc_train --config " + yaml + " --folds 3 --fold " +
+                            std::to_string(k) + " 2>&1";
+    procs.push_back({popen(cmd.c_str(), "r")});  // both run from here on
+    ASSERT_NE(procs.back().pipe, nullptr);
+  }
+  for (Proc& p : procs) {
+    std::array<char, 4096> buf;
+    while (size_t n = fread(buf.data(), 1, buf.size(), p.pipe)) p.out.append(buf.data(), n);
+    const int status = pclose(p.pipe);
+    p.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  }
+  for (const Proc& p : procs) {  // each waits for fold 1 at least, and names it
+    EXPECT_EQ(p.code, 0) << p.out;
+    EXPECT_TRUE(std::regex_search(p.out, std::regex("is finished; fold\\(s\\) [0-9, ]*1"))) << p.out;
+  }
+  EXPECT_FALSE(fs::exists(dir + "/cv/report/report.md"));
+  for (int k : {0, 2}) EXPECT_TRUE(fs::exists(dir + "/cv/fold_" + std::to_string(k) + "/done.json")) << k;
+  EXPECT_FALSE(fs::exists(dir + "/cv/fold_1/last.safetensors"));  // nobody touched fold 1
+
+  std::ostringstream log;
+  pipeline::TrainHooks hooks;
+  hooks.out = &log;
+  test::expect_error([&] { pipeline::train_folds(cfg, hooks, 3); }, {"fold 3", "3 folds", "0 to 2"});
+  const pipeline::CrossValSummary s = pipeline::train_folds(cfg, hooks, 1);
+  ASSERT_FALSE(s.interrupted) << log.str();
+  EXPECT_EQ(s.trained, std::vector<int>{1});
+  EXPECT_EQ(s.skipped, (std::vector<int>{0, 2}));
+  EXPECT_TRUE(s.waiting.empty());
+  std::set<std::string> pool = cache_ids(cfg.data.cache_dir + "/train.safetensors");
+  const std::set<std::string> val = cache_ids(cfg.data.cache_dir + "/val.safetensors");
+  pool.insert(val.begin(), val.end());
+  const eval::PredictionTable pooled = eval::read_predictions_csv(dir + "/cv/report/predictions.csv");
+  EXPECT_EQ(pooled.size(), int64_t(pool.size()));
+  EXPECT_EQ(std::set<std::string>(pooled.ids.begin(), pooled.ids.end()), pool);
+  EXPECT_EQ(s.checkpoints.size(), 3u);
 }
 
 // A regression head: the pooled report scores the predicted T-scores (MAE and the derived
