@@ -45,6 +45,17 @@ std::set<std::string> cache_ids(const std::string& path) {
   return ids;
 }
 
+// The pooled report's table holds the train + val caches' subjects, each once; returns them.
+std::set<std::string> expect_report_pools_train_and_val(const pipeline::Config& cfg, const std::string& dir) {
+  std::set<std::string> pool = cache_ids(cfg.data.cache_dir + "/train.safetensors");
+  const std::set<std::string> val = cache_ids(cfg.data.cache_dir + "/val.safetensors");
+  pool.insert(val.begin(), val.end());
+  const eval::PredictionTable pooled = eval::read_predictions_csv(dir + "/cv/report/predictions.csv");
+  EXPECT_EQ(pooled.size(), int64_t(pool.size()));
+  EXPECT_EQ(std::set<std::string>(pooled.ids.begin(), pooled.ids.end()), pool);
+  return pool;
+}
+
 // 48 generated subjects prepared at 16^3 (ratio split: train, val, test) and the run config.
 pipeline::Config small_run(const std::string& dir, const std::vector<std::string>& extra = {}) {
   io::SyntheticOptions so;
@@ -95,12 +106,7 @@ TEST(CrossValE2E, ThreeFoldsResumePoolEveryoneOnceAndEnsemble) {
 
   // Every subject of the pooled train + val caches is out of fold exactly once, in the report's
   // table, and never in the train or val cache of the fold that predicted it.
-  std::set<std::string> pool = cache_ids(cfg.data.cache_dir + "/train.safetensors");
-  const std::set<std::string> val = cache_ids(cfg.data.cache_dir + "/val.safetensors");
-  pool.insert(val.begin(), val.end());
-  const eval::PredictionTable pooled = eval::read_predictions_csv(dir + "/cv/report/predictions.csv");
-  EXPECT_EQ(pooled.size(), int64_t(pool.size()));
-  EXPECT_EQ(std::set<std::string>(pooled.ids.begin(), pooled.ids.end()), pool);
+  const std::set<std::string> pool = expect_report_pools_train_and_val(cfg, dir);
   EXPECT_EQ(s2.pooled_subjects, int64_t(pool.size()));
   std::multiset<std::string> oof_all;
   for (int k = 0; k < 3; ++k) {
@@ -216,12 +222,7 @@ TEST(CrossValE2E, OneFoldPerProcessAtOnceThenTheLastWritesTheReport) {
   EXPECT_EQ(s.trained, std::vector<int>{1});
   EXPECT_EQ(s.skipped, (std::vector<int>{0, 2}));
   EXPECT_TRUE(s.waiting.empty());
-  std::set<std::string> pool = cache_ids(cfg.data.cache_dir + "/train.safetensors");
-  const std::set<std::string> val = cache_ids(cfg.data.cache_dir + "/val.safetensors");
-  pool.insert(val.begin(), val.end());
-  const eval::PredictionTable pooled = eval::read_predictions_csv(dir + "/cv/report/predictions.csv");
-  EXPECT_EQ(pooled.size(), int64_t(pool.size()));
-  EXPECT_EQ(std::set<std::string>(pooled.ids.begin(), pooled.ids.end()), pool);
+  const std::set<std::string> pool = expect_report_pools_train_and_val(cfg, dir);
   EXPECT_EQ(s.checkpoints.size(), 3u);
 }
 
