@@ -72,72 +72,72 @@ void col2vol(const ConvGeom& g, int64_t Cg, const T* col, T* dx) {
   }
 }
 
+// Per-group GEMM sizes: Cg input and Og output channels, K taps, S output and inS input voxels.
+struct GroupDims {
+  int64_t Cg, Og, K, S, inS;
+  bool pw;  // pointwise: the input is its own column matrix
+  explicit GroupDims(const ConvGeom& g)
+      : Cg(g.C / g.groups), Og(g.O / g.groups), K(g.k[0] * g.k[1] * g.k[2]), S(g.oD() * g.oH() * g.oW()),
+        inS(g.D * g.H * g.W), pw(is_pointwise(g)) {}
+};
+
+// A group's input as the GEMM's [Cg * K, S] right-hand side: xg itself when pointwise, else its
+// vol2col columns in `col`.
+template <class T>
+const T* columns(const ConvGeom& g, const GroupDims& d, const T* xg, std::vector<T>& col) {
+  if (d.pw) return xg;
+  col.resize(size_t(d.Cg * d.K * d.S));
+  vol2col(g, d.Cg, xg, col.data());
+  return col.data();
+}
+
 template <class T>
 void forward(const ConvGeom& g, const T* x, const T* w, const T* b, T* y) {
-  const int64_t Cg = g.C / g.groups, Og = g.O / g.groups, K = g.k[0] * g.k[1] * g.k[2];
-  const int64_t S = g.oD() * g.oH() * g.oW(), inS = g.D * g.H * g.W;
-  const bool pw = is_pointwise(g);
-  std::vector<T> col(pw ? 0 : size_t(Cg * K * S));
+  const GroupDims d(g);
+  std::vector<T> col;
   for (int64_t n = 0; n < g.N; ++n) {
-    for (int64_t gr = 0; gr < g.groups; ++gr) {
-      const T* xg = x + (n * g.C + gr * Cg) * inS;
-      const T* src = xg;
-      if (!pw) {
-        vol2col(g, Cg, xg, col.data());
-        src = col.data();
-      }
-      gemm<T>(false, false, Og, S, Cg * K, T(1), w + gr * Og * Cg * K, Cg * K, src, S, T(0),
-              y + (n * g.O + gr * Og) * S, S);
-    }
+    for (int64_t gr = 0; gr < g.groups; ++gr)
+      gemm<T>(false, false, d.Og, d.S, d.Cg * d.K, T(1), w + gr * d.Og * d.Cg * d.K, d.Cg * d.K,
+              columns(g, d, x + (n * g.C + gr * d.Cg) * d.inS, col), d.S, T(0), y + (n * g.O + gr * d.Og) * d.S, d.S);
     if (b) {
-      T* yn = y + n * g.O * S;
+      T* yn = y + n * g.O * d.S;
 #pragma omp parallel for schedule(static)
       for (int64_t o = 0; o < g.O; ++o)
-        for (int64_t s = 0; s < S; ++s) yn[o * S + s] += b[o];
+        for (int64_t s = 0; s < d.S; ++s) yn[o * d.S + s] += b[o];
     }
   }
 }
 
 template <class T>
 void backward_data(const ConvGeom& g, const T* dy, const T* w, T* dx) {
-  const int64_t Cg = g.C / g.groups, Og = g.O / g.groups, K = g.k[0] * g.k[1] * g.k[2];
-  const int64_t S = g.oD() * g.oH() * g.oW(), inS = g.D * g.H * g.W;
-  const bool pw = is_pointwise(g);
-  std::vector<T> col(pw ? 0 : size_t(Cg * K * S));
+  const GroupDims d(g);
+  std::vector<T> col(d.pw ? 0 : size_t(d.Cg * d.K * d.S));
   for (int64_t n = 0; n < g.N; ++n) {
     for (int64_t gr = 0; gr < g.groups; ++gr) {
-      T* dxg = dx + (n * g.C + gr * Cg) * inS;
-      const T* dyg = dy + (n * g.O + gr * Og) * S;
-      const T* wg = w + gr * Og * Cg * K;
-      if (pw) {
-        gemm<T>(true, false, Cg, S, Og, T(1), wg, Cg, dyg, S, T(0), dxg, S);
+      T* dxg = dx + (n * g.C + gr * d.Cg) * d.inS;
+      const T* dyg = dy + (n * g.O + gr * d.Og) * d.S;
+      const T* wg = w + gr * d.Og * d.Cg * d.K;
+      if (d.pw) {
+        gemm<T>(true, false, d.Cg, d.S, d.Og, T(1), wg, d.Cg, dyg, d.S, T(0), dxg, d.S);
         continue;
       }
-      gemm<T>(true, false, Cg * K, S, Og, T(1), wg, Cg * K, dyg, S, T(0), col.data(), S);
-      std::fill(dxg, dxg + Cg * inS, T(0));
-      col2vol(g, Cg, col.data(), dxg);
+      gemm<T>(true, false, d.Cg * d.K, d.S, d.Og, T(1), wg, d.Cg * d.K, dyg, d.S, T(0), col.data(), d.S);
+      std::fill(dxg, dxg + d.Cg * d.inS, T(0));
+      col2vol(g, d.Cg, col.data(), dxg);
     }
   }
 }
 
 template <class T>
 void backward_weight(const ConvGeom& g, const T* x, const T* dy, T* dw, T* db) {
-  const int64_t Cg = g.C / g.groups, Og = g.O / g.groups, K = g.k[0] * g.k[1] * g.k[2];
-  const int64_t S = g.oD() * g.oH() * g.oW(), inS = g.D * g.H * g.W;
-  const bool pw = is_pointwise(g);
-  std::vector<T> col(pw ? 0 : size_t(Cg * K * S));
-  for (int64_t n = 0; n < g.N; ++n) {
-    for (int64_t gr = 0; gr < g.groups; ++gr) {
-      const T* xg = x + (n * g.C + gr * Cg) * inS;
-      const T* src = xg;
-      if (!pw) {
-        vol2col(g, Cg, xg, col.data());
-        src = col.data();
-      }
-      gemm<T>(false, true, Og, Cg * K, S, T(1), dy + (n * g.O + gr * Og) * S, S, src, S,
-              n == 0 ? T(0) : T(1), dw + gr * Og * Cg * K, Cg * K);
-    }
-  }
+  const GroupDims d(g);
+  const int64_t S = d.S;
+  std::vector<T> col;
+  for (int64_t n = 0; n < g.N; ++n)
+    for (int64_t gr = 0; gr < g.groups; ++gr)
+      gemm<T>(false, true, d.Og, d.Cg * d.K, S, T(1), dy + (n * g.O + gr * d.Og) * S, S,
+              columns(g, d, x + (n * g.C + gr * d.Cg) * d.inS, col), S, n == 0 ? T(0) : T(1),
+              dw + gr * d.Og * d.Cg * d.K, d.Cg * d.K);
   if (db) {
 #pragma omp parallel for schedule(static)
     for (int64_t o = 0; o < g.O; ++o) {
