@@ -1,6 +1,7 @@
 // Tasks other than the three WHO bands, end to end on the CPU: a binary task on pre-cropped
 // volumes with class names (normal, mass), a 4-class task from three T-score thresholds, and a
 // T-score regression head; and the errors of a task that does not fit its data.
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -166,6 +167,31 @@ TEST(TaskE2E, BinaryPrecroppedNormalMassReportsScreeningMetrics) {
   EXPECT_EQ(pipeline::run_predict(pc, out, err), 0);
   EXPECT_HAS(out.str(), "\"probabilities\": {\"normal\": ");
   EXPECT_HAS(out.str(), "\"logits\": [");
+  // A batch [N, C, D, H, W] as numpy.save writes it: one JSON line per sample.
+  {
+    const io::Cache tc = io::Cache::open(pr.caches.at("test"));
+    std::string data_bytes;
+    for (int64_t i = 0; i < 2; ++i) {
+      const std::vector<float> v = tc.volume_f32(i).to_vector<float>();
+      data_bytes.append(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(float));
+    }
+    std::string shape = "(2";
+    for (int64_t d : x.shape()) shape += ", " + std::to_string(d);
+    std::string h = "{'descr': '<f4', 'fortran_order': False, 'shape': " + shape + "), }";
+    while ((10 + h.size() + 1) % 64) h += ' ';
+    h += '\n';
+    std::string npy = "\x93NUMPY";
+    npy += char(1), npy += char(0), npy += char(h.size() & 0xff), npy += char(h.size() >> 8);
+    std::ofstream(root + "/x.npy", std::ios::binary) << npy + h + data_bytes;
+    pc = pipeline::parse_predict_command({"--checkpoint", s.best_weights, "--tensor", root + "/x.npy"});
+    std::ostringstream batch, eb;
+    EXPECT_EQ(pipeline::run_predict(pc, batch, eb), 0) << eb.str();
+    const std::string b = batch.str();
+    EXPECT_EQ(std::count(b.begin(), b.end(), '\n'), 2) << b;
+    size_t n = 0;
+    for (size_t at = b.find("\"probabilities\": {\"normal\": "); at != std::string::npos; at = b.find("\"probabilities\": {\"normal\": ", at + 1)) ++n;
+    EXPECT_EQ(n, 2u) << b;
+  }
   // ... and on a pre-cropped scan (JSON) and a folder of them (CSV).
   pc = pipeline::parse_predict_command({"--checkpoint", s.best_weights, "--crop", data + "/ct/m000.nii.gz"});
   std::ostringstream one, e1;
