@@ -226,6 +226,9 @@ TEST(TaskE2E, FourClassesFromThreeThresholdsRunEndToEnd) {
   const eval::Report r = pipeline::write_model_report(cfg, pipeline::ReportOptions{});
   EXPECT_EQ(r.headline.class_names, (std::vector<std::string>{"severe", "osteoporosis", "osteopenia", "normal"}));
   EXPECT_EQ(r.headline.rows.at(0).metrics.confusion.size(), 16u);
+  const ClassificationMetrics& m4 = r.headline.rows.at(0).metrics;
+  std::printf("4-class test split: n %lld, accuracy %.3f, balanced accuracy %.3f, macro AUC %.3f\n", (long long)m4.num_samples,
+              m4.accuracy.value, m4.balanced_accuracy.value, m4.auc_macro.value);
   EXPECT_FALSE(r.screening);
   const std::string md = slurp(r.markdown);
   EXPECT_HAS(md, "| severe |");
