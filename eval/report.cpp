@@ -32,16 +32,13 @@ Report write_report(const PredictionTable& table, ReportRun run, const Bootstrap
   }
   add_calibration(r, table, bootstrap);
   if (table.num_classes() == 2) {
-    ScreeningOptions so;
-    if (r.run.screening) so = *r.run.screening;
-    else so.positive_name = table.class_names.at(1), so.validation_note = "no validation split given";
+    ScreeningOptions so = r.run.screening ? *r.run.screening : saved_screening_options(table, {}, nullptr, "", 0.9);
     so.bootstrap = bootstrap;
     const EvalRow& h = r.headline.rows.at(0);
     const std::vector<double> probs = h.probabilities.to_vector<double>();
     std::vector<double> p;
-    std::vector<int64_t> y;
-    for (int64_t i = 0; i < table.size(); ++i) p.push_back(probs[size_t(2 * i + so.positive)]), y.push_back(table.labels[size_t(i)]);
-    r.screening = screening_report(y, p, so);
+    for (int64_t i = 0; i < table.size(); ++i) p.push_back(probs[size_t(2 * i + so.positive)]);
+    r.screening = screening_report(table.labels, p, so);
   }
   if (r.hu.available &&
       std::set<std::string>(r.hu.eval_ids.begin(), r.hu.eval_ids.end()) != std::set<std::string>(table.ids.begin(), table.ids.end()))
@@ -81,7 +78,7 @@ Report write_report(const PredictionTable& table, ReportRun run, const Bootstrap
                   ", Pearson r " + (r.regression->pearson.defined ? io::fixed(r.regression->pearson.value, 3) : "n/a") + ", R^2 " +
                   (r.regression->r2.defined ? io::fixed(r.regression->r2.value, 3) : "n/a") + " (n = " + std::to_string(r.regression->n) +
                   "); the metrics above are of the classes derived from the predicted T\n";
-  if (r.screening) r.terminal += "\nscreening (" + r.screening->positive_name + " positive)\n" + screening_table(r);
+  if (r.screening) r.terminal += "\n" + format_screening(*r.screening);
   if (r.run.crossval) r.terminal += "\n" + crossval_terminal(*r.run.crossval);
   if (r.sweep) r.terminal += "\npost-hoc adjustment sweep\n" + sweep_table(r);
   if (r.calibration) r.terminal += "\n" + calibration_terminal(r);
@@ -90,7 +87,8 @@ Report write_report(const PredictionTable& table, ReportRun run, const Bootstrap
   return r;
 }
 
-Report write_predictions_report(const PredictionTable& p, const EvalOptions& o, const std::string& out_dir) {
+Report write_predictions_report(const PredictionTable& p, const EvalOptions& o, const std::string& out_dir,
+                                std::optional<ScreeningOptions> screening) {
   ReportRun run;
   run.title = fs::path(p.source).filename().string();
   run.source = p.source;
@@ -99,6 +97,7 @@ Report write_predictions_report(const PredictionTable& p, const EvalOptions& o, 
   MC_CHECK(!o.tau2.empty(), "evaluation: no tau2 values");
   run.tau2 = o.tau2[0];
   if (o.tau2.size() > 1) run.sweep = o.tau2;
+  run.screening = std::move(screening);
   HuBaseline hu;
   hu.note = "no HU baseline for saved predictions: it needs the run's config and mc_prep's manifest (mc_eval --config)";
   return write_report(p, run, o.bootstrap, hu, out_dir, false);

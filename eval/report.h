@@ -44,7 +44,7 @@ struct ReportRun {  // what was evaluated, for the summary
   std::string tta, tta_validation;
   std::vector<std::string> notes;  // caveats found while gathering the above
   // Binary tasks: the screening section's positive class and validation-chosen threshold;
-  // unset for a binary table: positive class 1, no validation threshold.
+  // unset for a binary table: saved_screening_options without validation (the second class).
   std::optional<ScreeningOptions> screening;
   // Regression heads: the T-score report; the table then holds the derived classes.
   std::optional<RegressionReport> regression;
@@ -76,7 +76,14 @@ Report write_report(const PredictionTable& table, ReportRun run, const Bootstrap
                     HuBaseline hu, const std::string& out_dir, bool write_predictions);
 
 // mc_eval --predictions ... --out DIR: the report for saved scores (no HU baseline and no
-// training curves; several --tau2 values make the sweep, the first is the headline).
-Report write_predictions_report(const PredictionTable& p, const EvalOptions& o, const std::string& out_dir);
+// training curves; several --tau2 values make the sweep, the first is the headline). A binary
+// table's screening section follows `screening` (eval/screening.h's saved_screening_options;
+// unset: its defaults, no validation threshold).
+Report write_predictions_report(const PredictionTable& p, const EvalOptions& o, const std::string& out_dir,
+                                std::optional<ScreeningOptions> screening = std::nullopt);
+
+// The screening section as mc_eval prints it: positive class, ROC and PR AUC with intervals, the
+// operating points and the notes (why a point is missing).
+std::string format_screening(const ScreeningReport& s);
 
 }  // namespace mc::eval

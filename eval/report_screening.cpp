@@ -8,8 +8,9 @@
 
 namespace mc::eval::report_text {
 
-std::string screening_table(const Report& r) {
-  const ScreeningReport& s = *r.screening;
+namespace {
+
+std::string points_table(const ScreeningReport& s) {
   std::string t = row({"operating point", "TP / FP / TN / FN", "sensitivity", "specificity", "PPV", "NPV"}) + rule(6);
   for (const OperatingPoint& o : s.points)
     t += row({o.name,
@@ -19,13 +20,19 @@ std::string screening_table(const Report& r) {
   return t;
 }
 
+}  // namespace
+
+std::string screening_table(const Report& r) { return points_table(*r.screening); }
+
 std::string screening_section(const Report& r) {
   const ScreeningReport& s = *r.screening;
   std::string md = "\n## Screening (" + s.positive_name + " positive)\n\n";
   md += std::to_string(s.n_positive) + " of " + std::to_string(s.n) + " subjects are " + s.positive_name +
         " (prevalence " + pct(s.n ? double(s.n_positive) / double(s.n) : 0.0) + "%). Thresholds are on the "
         "model's probability of " + s.positive_name + " (after the post-hoc adjustment above); a subject is called "
-        "positive when it reaches the threshold. The intervals resample subjects with the thresholds held fixed.\n\n";
+        "positive when it reaches the threshold. The intervals resample subjects with the thresholds held fixed.";
+  if (!s.positive_reason.empty()) md += " The positive class is " + s.positive_name + ": " + s.positive_reason + ".";
+  md += "\n\n";
   md += row({"", "value", "95% CI"}) + rule(3);
   md += row({"ROC AUC", pct(s.auc), interval(s.auc_ci)});
   md += row({"PR AUC (average precision)", pct(s.average_precision), interval(s.average_precision_ci)});
@@ -73,10 +80,26 @@ io::Json screening_json(const ScreeningReport& s) {
                       {"counts", {{"tp", o.tp}, {"fp", o.fp}, {"tn", o.tn}, {"fn", o.fn}}},
                       {"sensitivity", vc(o.sensitivity, o.sensitivity_ci)}, {"specificity", vc(o.specificity, o.specificity_ci)},
                       {"ppv", vc(o.ppv, o.ppv_ci)}, {"npv", vc(o.npv, o.npv_ci)}});
-  return {{"positive", s.positive}, {"positive_name", s.positive_name}, {"n", s.n}, {"n_positive", s.n_positive},
+  return {{"positive", s.positive}, {"positive_name", s.positive_name},
+          {"positive_reason", s.positive_reason}, {"n", s.n}, {"n_positive", s.n_positive},
           {"auc", vc(s.auc, s.auc_ci)}, {"average_precision", vc(s.average_precision, s.average_precision_ci)},
           {"pr_curve", {{"recall", s.pr.recall}, {"precision", s.pr.precision}, {"thresholds", s.pr.thresholds}}},
           {"points", std::move(points)}, {"notes", s.notes}};
 }
 
 }  // namespace mc::eval::report_text
+
+namespace mc::eval {
+
+std::string format_screening(const ScreeningReport& s) {
+  using namespace report_text;
+  std::string t = "screening (" + s.positive_name + " positive" + (s.positive_reason.empty() ? "" : ": " + s.positive_reason) +
+                  "; " + std::to_string(s.n_positive) + " of " + std::to_string(s.n) + " subjects)\n";
+  t += "ROC AUC " + pct(s.auc) + " " + interval(s.auc_ci) + ", PR AUC (average precision) " + pct(s.average_precision) + " " +
+       interval(s.average_precision_ci) + "\n";
+  t += points_table(s);
+  for (const auto& n : s.notes) t += "note: " + n + "\n";
+  return t;
+}
+
+}  // namespace mc::eval

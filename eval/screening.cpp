@@ -72,6 +72,12 @@ void fill_point(OperatingPoint& o) {
   o.npv = ratio(o.tn, o.tn + o.fn);
 }
 
+std::string names_of(const std::vector<std::string>& v) {
+  std::string s;
+  for (const auto& n : v) s += (s.empty() ? "" : ",") + n;
+  return s;
+}
+
 Interval percentile(std::vector<double> v, double level) {
   Interval iv;
   iv.defined_in = int64_t(v.size());
@@ -140,6 +146,7 @@ ScreeningReport screening_report(const std::vector<int64_t>& y, const std::vecto
   ScreeningReport r;
   r.positive = o.positive;
   r.positive_name = o.positive_name;
+  r.positive_reason = o.positive_reason;
   r.n = int64_t(y.size());
   for (int64_t v : y) r.n_positive += v == o.positive;
   const Sorted s = sort_scores(y, p, o.positive);
@@ -197,6 +204,61 @@ ScreeningReport screening_report(const std::vector<int64_t>& y, const std::vecto
     }
   }
   return r;
+}
+
+std::vector<double> positive_probabilities(const PredictionTable& t, double tau2, const std::vector<double>& prior,
+                                           int64_t positive) {
+  MC_CHECK(t.num_classes() == 2, t.source, ": screening needs a binary table, this one has ", t.num_classes(), " classes");
+  MC_CHECK(positive == 0 || positive == 1, t.source, ": positive class ", positive, " outside [0, 2)");
+  EvalOptions eo;
+  eo.tau2 = {tau2};
+  eo.prior = prior;
+  eo.bootstrap.resamples = 0;
+  eo.roc = false;
+  const std::vector<double> probs = evaluate(t, eo).rows.at(0).probabilities.to_vector<double>();
+  std::vector<double> p;
+  for (int64_t i = 0; i < t.size(); ++i) p.push_back(probs[size_t(2 * i + positive)]);
+  return p;
+}
+
+void choose_validation_threshold(const PredictionTable& val, double tau2, const std::vector<double>& prior,
+                                 const std::string& what, ScreeningOptions& o) {
+  const std::vector<double> p = positive_probabilities(val, tau2, prior, o.positive);
+  o.validation_threshold = threshold_for_sensitivity(val.labels, p, o.positive, o.target_sensitivity);
+  o.validation_source = what + " (n = " + std::to_string(val.size()) + ")";
+  if (!o.validation_threshold) o.validation_note = what + " has no " + o.positive_name + " subject";
+}
+
+ScreeningOptions saved_screening_options(const PredictionTable& p, const EvalOptions& o, const PredictionTable* val,
+                                         const std::string& positive, double target_sensitivity) {
+  MC_CHECK(p.num_classes() == 2, p.source, ": screening options are for a binary table; this one has ", p.num_classes(),
+           " classes");
+  MC_CHECK(target_sensitivity > 0 && target_sensitivity <= 1, "target sensitivity ", target_sensitivity, " outside (0, 1]");
+  ScreeningOptions so;
+  so.target_sensitivity = target_sensitivity;
+  if (positive.empty()) {
+    so.positive = 1;
+    so.positive_reason = "the second class of " + p.source + " (the table names no task; --positive picks another)";
+  } else {
+    so.positive = -1;
+    for (int64_t k = 0; k < 2; ++k)
+      if (io::lower(positive) == io::lower(p.class_names[size_t(k)]) || positive == std::to_string(k)) so.positive = int(k);
+    MC_CHECK(so.positive >= 0, "--positive '", positive, "' is not a class of ", p.source, " (", p.class_names[0], ", ",
+             p.class_names[1], ", or the index 0 / 1)");
+    so.positive_reason = "--positive " + positive;
+  }
+  so.positive_name = p.class_names[size_t(so.positive)];
+  if (!val) {
+    so.validation_note = "no validation threshold was available: no validation predictions were given "
+                         "(mc_eval --val-predictions FILE chooses one on them)";
+    return so;
+  }
+  MC_CHECK(val->class_names == p.class_names, val->source, ": validation predictions of classes ",
+           names_of(val->class_names), ", but ", p.source, " has ", names_of(p.class_names),
+           ": both tables must come from the same task");
+  MC_CHECK(!o.tau2.empty(), "evaluation: no tau2 values");
+  choose_validation_threshold(*val, o.tau2[0], o.prior, val->source, so);
+  return so;
 }
 
 }  // namespace mc::eval

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "engine/metrics.h"
+#include "eval/evaluation.h"
 
 namespace mc::eval {
 
@@ -32,7 +33,7 @@ struct PrCurve {
 
 struct ScreeningReport {
   int64_t positive = 1;
-  std::string positive_name;
+  std::string positive_name, positive_reason;  // reason: ScreeningOptions's
   int64_t n = 0, n_positive = 0;
   MetricValue auc, average_precision;
   Interval auc_ci, average_precision_ci;
@@ -65,8 +66,31 @@ struct ScreeningOptions {
   double target_sensitivity = 0.9;
   std::string validation_source;  // "val split (n = 36)"
   std::string validation_note;
+  // Why this class is the positive one, for the report ("" = the task says so: no sentence).
+  std::string positive_reason;
   BootstrapOptions bootstrap;
 };
+
+// p(positive) per row of a binary table, as evaluate() scores it: softmax(logits - tau2 log
+// prior), probabilities as given when tau2 = 0. Every label must be a class index.
+std::vector<double> positive_probabilities(const PredictionTable& t, double tau2, const std::vector<double>& prior,
+                                           int64_t positive);
+// The operating point chosen on validation: the highest threshold on p(positive) of `val`
+// (scored with the same tau2 and prior as the evaluated table) reaching o.target_sensitivity
+// there. Sets o.validation_threshold and o.validation_source ("<what> (n = N)"), or
+// o.validation_note when `val` has no positive subject. The one rule behind the checkpoint
+// report's threshold and mc_eval --val-predictions.
+void choose_validation_threshold(const PredictionTable& val, double tau2, const std::vector<double>& prior,
+                                 const std::string& what, ScreeningOptions& o);
+
+// Saved predictions (mc_eval --predictions): a binary table knows no task, so its positive class
+// is `positive` (a class name or index of the table) or, when "", the second class (score column
+// 2: "mass" of normal,mass), and the report says which. With `val` (a validation table of the same
+// classes, mc_eval --val-predictions) the threshold is chosen on it as above, with the table's
+// tau2 (o.tau2[0]) and prior; without, the note says that no validation threshold was available.
+// Errors name the files: not binary, other classes in `val`, an unknown `positive`.
+ScreeningOptions saved_screening_options(const PredictionTable& p, const EvalOptions& o, const PredictionTable* val,
+                                         const std::string& positive, double target_sensitivity);
 ScreeningReport screening_report(const std::vector<int64_t>& labels, const std::vector<double>& p,
                                  const ScreeningOptions& o);
 

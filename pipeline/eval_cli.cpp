@@ -3,6 +3,7 @@
 
 #include <ostream>
 
+#include "eval/screening.h"
 #include "io/atomic_file.h"
 #include "pipeline/config.h"
 #include "pipeline/cli.h"
@@ -13,7 +14,7 @@ namespace {
 const char* kUsage =
     "usage: mc_eval --config FILE.yaml [section.key=value ...] [--checkpoint W.safetensors|CV_DIR]\n"
     "               [--ensemble W2|CV_DIR ...] [--split test|val|train] [--tta] [--out DIR] [--no-progress]\n"
-    "       mc_eval --predictions FILE.csv [options]\n";
+    "       mc_eval --predictions FILE.csv [--val-predictions VAL.csv] [options]\n";
 
 const char* kAbout =
     "A model (--config): predicts the split's cache with the checkpoint (default\n"
@@ -32,10 +33,16 @@ const char* kAbout =
     "An ensemble (--ensemble, a cross-validation folder from mc_train --folds K as --checkpoint,\n"
     "or a config with train.all_folds and no --checkpoint) is scored on the mean of its members'\n"
     "probabilities, each after its own adjustment and temperature, into\n"
-    "<output.dir>/report_ensemble_<split> by default.";
+    "<output.dir>/report_ensemble_<split> by default.\n"
+    "Saved predictions (--predictions) of a binary table get the same screening section; its\n"
+    "positive class is the table's second class (--positive picks the other), and the threshold\n"
+    "for --target-sensitivity is chosen on --val-predictions (the same task's validation\n"
+    "predictions, scored with the same --tau2 and --prior) and applied to the table, as the\n"
+    "checkpoint report does with its val split.";
 
 // Options that belong to --predictions only (with --config they are config keys).
-const char* kPredictionOnly[] = {"--json", "--tau2", "--prior", "--bootstrap", "--seed", "--level", "--scores", "--no-roc"};
+const char* kPredictionOnly[] = {"--json",   "--tau2",   "--prior",           "--bootstrap",         "--seed", "--level",
+                                 "--scores", "--no-roc", "--val-predictions", "--target-sensitivity", "--positive"};
 
 struct Options {
   std::unique_ptr<CLI::App> app;
@@ -70,6 +77,13 @@ Options make_options(EvalCommand& c) {
   a.add_option("--seed", c.eval.bootstrap.seed, "bootstrap seed (default 0)")->type_name("S")->check(cli::count())->group(saved);
   a.add_option("--level", c.eval.bootstrap.level, "interval level (default 0.95)")->type_name("L")->check(cli::number())->group(saved);
   a.add_flag_callback("--no-roc", [&c] { c.eval.roc = false; }, "leave ROC curve points out of the JSON")->group(saved);
+  a.add_option("--val-predictions", c.val_predictions, "binary tables: validation predictions of the same task (same\n"
+               "header); the threshold reaching --target-sensitivity on them is applied to the table")
+      ->type_name("VAL.csv")->group(saved);
+  a.add_option("--target-sensitivity", c.target_sensitivity, "binary tables: the sensitivity the validation threshold aims at\n"
+               "(default 0.9)")->type_name("S")->check(CLI::Range(0.0, 1.0))->group(saved);
+  a.add_option("--positive", c.positive, "binary tables: the positive class, a name or index of the\n"
+               "table (default: its second class)")->type_name("CLASS")->group(saved);
   a.add_option("--json", c.json, "also write every number as JSON")->type_name("OUT.json")->group(saved);
   a.add_option("--out", c.out, "also write the report (report.md, report.json, pictures) there")->type_name("DIR");
   return o;
@@ -120,13 +134,35 @@ void run_eval(const EvalCommand& cmd, std::ostream& out) {
   }
   eval::PredictionTable p = eval::read_predictions_csv(cmd.predictions);
   if (cmd.scores) p.kind = *cmd.scores;
+  std::optional<eval::ScreeningOptions> so;
+  if (p.num_classes() == 2) {
+    std::optional<eval::PredictionTable> val;
+    if (!cmd.val_predictions.empty()) {
+      val = eval::read_predictions_csv(cmd.val_predictions);
+      if (cmd.scores) val->kind = *cmd.scores;
+    }
+    so = eval::saved_screening_options(p, cmd.eval, val ? &*val : nullptr, cmd.positive, cmd.target_sensitivity);
+    so->bootstrap = cmd.eval.bootstrap;
+  } else {
+    MC_CHECK(cmd.val_predictions.empty() && cmd.positive.empty(), "--val-predictions and --positive are for binary tables; ",
+             cmd.predictions, " has ", p.num_classes(), " classes");
+  }
   const eval::Evaluation e = eval::evaluate(p, cmd.eval);
   out << eval::format_report(e);
+  std::optional<eval::Report> report;
+  std::optional<eval::ScreeningReport> screening;
+  if (!cmd.out.empty()) {
+    report = eval::write_predictions_report(p, cmd.eval, cmd.out, so);
+    screening = report->screening;
+  } else if (so) {
+    screening = eval::screening_report(p.labels, eval::positive_probabilities(p, cmd.eval.tau2.at(0), cmd.eval.prior, so->positive), *so);
+  }
+  if (screening) out << "\n" << eval::format_screening(*screening);
   if (!cmd.json.empty()) {
     io::write_atomic(cmd.json, eval::to_json(e));
     out << "\nwrote " << cmd.json << "\n";
   }
-  if (!cmd.out.empty()) out << "\nreport: " << eval::write_predictions_report(p, cmd.eval, cmd.out).markdown << "\n";
+  if (report) out << "\nreport: " << report->markdown << "\n";
 }
 
 }  // namespace mc::pipeline

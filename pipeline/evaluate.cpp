@@ -43,6 +43,9 @@ eval::ScreeningOptions screening_without_validation(const io::Task& task, const 
   eval::ScreeningOptions so;
   so.positive = task.positive_class();
   so.positive_name = task.name(so.positive);
+  so.positive_reason = task.positive >= 0        ? "data.positive_class of the task"
+                       : task.from_tscores() ? "the lowest T-score band, the task's default (data.positive_class picks another)"
+                                             : "the second class of the task, its default (data.positive_class picks another)";
   so.target_sensitivity = cfg.eval.target_sensitivity;
   so.validation_note = std::move(note);
   return so;
@@ -64,17 +67,8 @@ eval::ScreeningOptions screening_options(LoadedModel& m, const Config& cfg, cons
     so.validation_note = "the validation cache '" + val + "' has no labelled subjects";
     return so;
   }
-  eval::EvalOptions eo;
-  eo.tau2 = {prior.usable() ? cfg.posthoc.tau2 : 0.0};
-  eo.prior.assign(prior.counts.begin(), prior.counts.end());
-  eo.bootstrap.resamples = 0;
-  eo.roc = false;
-  const std::vector<double> probs = eval::evaluate(v, eo).rows.at(0).probabilities.to_vector<double>();
-  std::vector<double> p;
-  for (int64_t i = 0; i < v.size(); ++i) p.push_back(probs[size_t(2 * i + so.positive)]);
-  so.validation_threshold = eval::threshold_for_sensitivity(v.labels, p, so.positive, so.target_sensitivity);
-  so.validation_source = "the val split (n = " + std::to_string(v.size()) + ")";
-  if (!so.validation_threshold) so.validation_note = "the validation split has no " + so.positive_name + " subject";
+  eval::choose_validation_threshold(v, prior.usable() ? cfg.posthoc.tau2 : 0.0,
+                                    std::vector<double>(prior.counts.begin(), prior.counts.end()), "the val split", so);
   if (o.split == "val") so.validation_source += ", the split evaluated here: optimistic";
   return so;
 }

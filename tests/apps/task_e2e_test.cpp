@@ -1,6 +1,7 @@
 // Tasks other than the three WHO bands, end to end on the CPU: a binary task on pre-cropped
 // volumes with class names (normal, mass), a 4-class task from three T-score thresholds, and a
 // T-score regression head; and the errors of a task that does not fit its data.
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -10,6 +11,9 @@
 #include "io/cache.h"
 #include "io/nifti.h"
 #include "io/safetensors.h"
+#include "io/text.h"
+#include "eval/screening.h"
+#include "pipeline/eval_cli.h"
 #include "pipeline/evaluate.h"
 #include "pipeline/predict.h"
 #include "pipeline/prep_config.h"
@@ -108,6 +112,43 @@ TEST(TaskE2E, BinaryPrecroppedNormalMassReportsScreeningMetrics) {
   EXPECT_HAS(md, "| normal |");
   EXPECT_HAS(slurp(r.predictions).substr(0, 40), "id,label,");
   EXPECT_HAS(slurp(r.json), "\"screening\"");
+  // The validation-chosen point is in the report's table with its sensitivity and specificity.
+  EXPECT_HAS(md, "| p(mass) >= " + io::general(sc.points[2].threshold) + " (chosen on the val split (n = ");
+  EXPECT_HAS(md, "The positive class is mass: the second class of the task");
+  // Class names reach every picture.
+  const std::string roc = slurp(r.roc), confusion = slurp(r.confusion), reliability = slurp(r.reliability), pr_svg = slurp(r.pr);
+  EXPECT_HAS(roc, "normal  AUC");
+  EXPECT_HAS(roc, "mass  AUC");
+  EXPECT_HAS(confusion, ">normal<");
+  EXPECT_HAS(confusion, ">mass<");
+  EXPECT_HAS(reliability, "normal vs rest");
+  EXPECT_HAS(reliability, "mass vs rest");
+  EXPECT_HAS(pr_svg, "Precision-recall, mass positive");
+  EXPECT_EQ(slurp(r.predictions).substr(0, 21), "id,label,normal,mass\n");
+
+  // mc_eval --predictions on the saved tables gives the checkpoint report's validation point:
+  // the val split's predictions choose the same threshold, applied to the same test table.
+  pipeline::ReportOptions rv;
+  rv.split = "val";
+  rv.out_dir = root + "/report_val";
+  const eval::Report val_report = pipeline::write_model_report(cfg, rv);
+  pipeline::EvalCommand ec = pipeline::parse_eval_command(
+      {"--predictions", r.predictions, "--val-predictions", val_report.predictions, "--tau2", "0", "--bootstrap", "0"});
+  const eval::PredictionTable test_csv = eval::read_predictions_csv(r.predictions), val_csv = eval::read_predictions_csv(val_report.predictions);
+  const eval::ScreeningOptions saved = eval::saved_screening_options(test_csv, ec.eval, &val_csv, "", 0.9);
+  EXPECT_EQ(saved.positive, sc.positive);
+  ASSERT_TRUE(saved.validation_threshold);
+  EXPECT_EQ(*saved.validation_threshold, sc.points[2].threshold);
+  std::ostringstream cli;
+  pipeline::run_eval(ec, cli);
+  const eval::OperatingPoint& vp = sc.points[2];
+  EXPECT_HAS(cli.str(), "screening (mass positive: the second class of " + r.predictions);
+  EXPECT_HAS(cli.str(), "| p(mass) >= " + io::general(vp.threshold) + " (chosen on " + val_report.predictions + " (n = ");
+  EXPECT_HAS(cli.str(), std::to_string(vp.tp) + " / " + std::to_string(vp.fp) + " / " + std::to_string(vp.tn) + " / " +
+                            std::to_string(vp.fn));
+  std::printf("binary test split, threshold chosen on val: p(mass) >= %.4f, sensitivity %.3f, specificity %.3f (TP %lld FP %lld TN %lld FN %lld)\n",
+              vp.threshold, vp.sensitivity.value, vp.specificity.value, (long long)vp.tp, (long long)vp.fp, (long long)vp.tn,
+              (long long)vp.fn);
 
   // A checkpoint of this task under the WHO config is refused, naming both tasks.
   pipeline::Config who = pipeline::load_config(test::demo_config_path(), {"output.dir=" + root + "/run", "train.device=cpu"});
@@ -126,11 +167,51 @@ TEST(TaskE2E, BinaryPrecroppedNormalMassReportsScreeningMetrics) {
   EXPECT_EQ(pipeline::run_predict(pc, out, err), 0);
   EXPECT_HAS(out.str(), "\"probabilities\": {\"normal\": ");
   EXPECT_HAS(out.str(), "\"logits\": [");
+  // A batch [N, C, D, H, W] as numpy.save writes it: one JSON line per sample.
+  {
+    const io::Cache tc = io::Cache::open(pr.caches.at("test"));
+    std::string data_bytes;
+    for (int64_t i = 0; i < 2; ++i) {
+      const std::vector<float> v = tc.volume_f32(i).to_vector<float>();
+      data_bytes.append(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(float));
+    }
+    std::string shape = "(2";
+    for (int64_t d : x.shape()) shape += ", " + std::to_string(d);
+    std::string h = "{'descr': '<f4', 'fortran_order': False, 'shape': " + shape + "), }";
+    while ((10 + h.size() + 1) % 64) h += ' ';
+    h += '\n';
+    std::string npy = "\x93NUMPY";
+    npy += char(1), npy += char(0), npy += char(h.size() & 0xff), npy += char(h.size() >> 8);
+    std::ofstream(root + "/x.npy", std::ios::binary) << npy + h + data_bytes;
+    pc = pipeline::parse_predict_command({"--checkpoint", s.best_weights, "--tensor", root + "/x.npy"});
+    std::ostringstream batch, eb;
+    EXPECT_EQ(pipeline::run_predict(pc, batch, eb), 0) << eb.str();
+    const std::string b = batch.str();
+    EXPECT_EQ(std::count(b.begin(), b.end(), '\n'), 2) << b;
+    size_t n = 0;
+    for (size_t at = b.find("\"probabilities\": {\"normal\": "); at != std::string::npos; at = b.find("\"probabilities\": {\"normal\": ", at + 1)) ++n;
+    EXPECT_EQ(n, 2u) << b;
+  }
+  // ... and on a pre-cropped scan (JSON) and a folder of them (CSV).
+  pc = pipeline::parse_predict_command({"--checkpoint", s.best_weights, "--crop", data + "/ct/m000.nii.gz"});
+  std::ostringstream one, e1;
+  EXPECT_EQ(pipeline::run_predict(pc, one, e1), 0) << e1.str();
+  EXPECT_HAS(one.str(), "\"probabilities\": {\"normal\": ");
+  EXPECT_HAS(one.str(), ", \"mass\": ");
+  EXPECT_TRUE(one.str().find("\"class_name\": \"normal\"") != std::string::npos ||
+              one.str().find("\"class_name\": \"mass\"") != std::string::npos) << one.str();
+  fs::create_directories(root + "/few");
+  for (const char* id : {"m000", "m001"}) fs::copy_file(data + "/ct/" + id + ".nii.gz", root + "/few/" + id + ".nii.gz");
+  pc = pipeline::parse_predict_command({"--checkpoint", s.best_weights, "--ct-dir", root + "/few", "--raw", "--no-progress"});
+  std::ostringstream folder, e2;
+  EXPECT_EQ(pipeline::run_predict(pc, folder, e2), 0) << e2.str();
+  EXPECT_EQ(folder.str().substr(0, folder.str().find('\n')), "id,class,class_name,p_normal,p_mass,logit_normal,logit_mass");
 }
 
 TEST(TaskE2E, FourClassesFromThreeThresholdsRunEndToEnd) {
-  const std::string out = test::temp_dir() + "/four";
-  const std::string cache = test::temp_dir() + "/four_cache";
+  const std::string root = test::temp_dir();  // once: each call wipes the test's folder
+  const std::string out = root + "/four";
+  const std::string cache = root + "/four_cache";
   pipeline::Config cfg = test::e2e_config(out, {"data.cache_dir=" + cache, "data.classes=[severe, osteoporosis, osteopenia, normal]",
                                       "data.tscore_thresholds=[-3.2, -2.5, -1]", "train.epochs=2", "eval.bootstrap=20",
                                       "schedule.warmup_epochs=0", "loss.type=ce"});
@@ -145,11 +226,37 @@ TEST(TaskE2E, FourClassesFromThreeThresholdsRunEndToEnd) {
   const eval::Report r = pipeline::write_model_report(cfg, pipeline::ReportOptions{});
   EXPECT_EQ(r.headline.class_names, (std::vector<std::string>{"severe", "osteoporosis", "osteopenia", "normal"}));
   EXPECT_EQ(r.headline.rows.at(0).metrics.confusion.size(), 16u);
+  const ClassificationMetrics& m4 = r.headline.rows.at(0).metrics;
+  std::printf("4-class test split: n %lld, accuracy %.3f, balanced accuracy %.3f, macro AUC %.3f\n", (long long)m4.num_samples,
+              m4.accuracy.value, m4.balanced_accuracy.value, m4.auc_macro.value);
   EXPECT_FALSE(r.screening);
   const std::string md = slurp(r.markdown);
   EXPECT_HAS(md, "| severe |");
   EXPECT_HAS(md, "severe sensitivity");  // the HU baseline for 4 classes
   EXPECT_TRUE(r.hu.available) << r.hu.note;
+  // Class names reach every picture and mc_predict's JSON and CSV.
+  for (const std::string& name : r.headline.class_names) {
+    EXPECT_HAS(slurp(r.roc), name + "  AUC");
+    EXPECT_HAS(slurp(r.confusion), ">" + name + "<");
+    EXPECT_HAS(slurp(r.reliability), name + " vs rest");
+  }
+  const std::string d = test::e2e_dataset();
+  pipeline::PredictCommand pc = pipeline::parse_predict_command(
+      {"--checkpoint", out + "/best.safetensors", "--ct", d + "/ct/syn00000.nii.gz", "--seg", d + "/seg/syn00000.nii.gz"});
+  std::ostringstream o, e;
+  EXPECT_EQ(pipeline::run_predict(pc, o, e), 0) << e.str();
+  EXPECT_HAS(o.str(), "\"probabilities\": {\"severe\": ");
+  EXPECT_HAS(o.str(), ", \"normal\": ");
+  const std::string few = root + "/few4";
+  fs::create_directories(few + "/ct");
+  fs::create_directories(few + "/seg");
+  for (const char* f : {"/ct/syn00000.nii.gz", "/ct/syn00001.nii.gz", "/seg/syn00000.nii.gz", "/seg/syn00001.nii.gz"})
+    fs::copy_file(d + f, few + f);
+  pc = pipeline::parse_predict_command(
+      {"--checkpoint", out + "/best.safetensors", "--ct-dir", few + "/ct", "--seg-dir", few + "/seg", "--no-progress"});
+  std::ostringstream csv, e2;
+  EXPECT_EQ(pipeline::run_predict(pc, csv, e2), 0) << e2.str();
+  EXPECT_EQ(csv.str().substr(0, csv.str().find('\n')), "id,class,class_name,p_severe,p_osteoporosis,p_osteopenia,p_normal");
 }
 
 TEST(TaskE2E, RegressionReportsMaeAndDerivedClasses) {

@@ -117,6 +117,54 @@ TEST(HuBaseline, RulesOnTheVertebralBodyAndItsTrabecularRoi) {
   EXPECT_EQ(rule(h, "fitted_median_hu").metrics.num_samples, 7);  // the whole mask of t5 was measured
 }
 
+// Binary tasks: one threshold (osteoporosis vs other from T <= -2.5) keeps the fixed screening
+// cut-offs and fits one threshold per feature; a class-column task (normal, mass) has only the
+// fitted rules. No QCT categories: they are the three WHO bands.
+TEST(HuBaseline, BinaryTasksFitOneThreshold) {
+  io::HuOptions ho;
+  ho.vertebrae = "L1";
+  ho.calibration = {1.0, 0.0};
+  const io::RoiOptions o = io::roi_options(ho, 31);
+  const std::vector<Subject> subjects = {
+      {"a0", "train", 0, 60, 70},  {"a1", "train", 0, 70, 90},  {"a2", "train", 1, 110, 130},
+      {"a3", "train", 1, 120, 140}, {"a4", "train", 1, 170, 190}, {"a5", "train", 1, 180, 210},
+      {"t0", "test", 0, 80, 100},  {"t1", "test", 0, 95, 115},  {"t2", "test", 1, 120, 160},
+      {"t3", "test", 1, 150, 120}, {"t4", "test", 1, 200, 105}};
+  std::vector<io::ManifestRow> rows;
+  for (const auto& s : subjects) rows.push_back(row_of(s, o));
+  io::Task screening;
+  screening.classes = {"osteoporosis", "other"};
+  screening.thresholds = {-2.5};
+  io::Task column;
+  column.classes = {"normal", "mass"};
+  column.thresholds = {};
+  for (const io::Task& task : {screening, column}) {
+    SCOPED_TRACE(task.names_csv());
+    const std::string dir = test::temp_dir();
+    io::write_manifest(dir + "/manifest.csv", rows, task, o);
+    const HuBaseline h = hu_baseline(dir + "/manifest.csv", "test", {20, 0, 0.95}, task);
+    ASSERT_TRUE(h.available) << h.note;
+    std::vector<std::string> keys;
+    for (const auto& r : h.rules) keys.push_back(r.key);
+    const std::vector<std::string> fitted = {"fitted_L1_roi_mean_hu", "fitted_L1_body_median_hu", "fitted_median_hu"};
+    std::vector<std::string> want = task.from_tscores() ? std::vector<std::string>{"totalsegmentator_body_median_hu",
+                                                                                  "pickhardt_160_roi_mean_hu", "pickhardt_110_roi_mean_hu"}
+                                                        : std::vector<std::string>{};
+    want.insert(want.end(), fitted.begin(), fitted.end());
+    EXPECT_EQ(keys, want);
+    for (const auto& r : h.rules) {
+      EXPECT_EQ(r.metrics.confusion.size(), 4u) << r.key;  // 2 x 2
+      EXPECT_TRUE(r.ci) << r.key;
+    }
+    const HuRule& fit = rule(h, "fitted_L1_roi_mean_hu");
+    EXPECT_EQ(fit.thresholds, (std::vector<double>{110}));  // midway 90 | 130
+    EXPECT_EQ(fit.name, "L1 trabecular mean HU < 110 " + task.classes[0] + ", else " + task.classes[1] + " (fitted on train)");
+    // test: t0 100 and t4 105 fall below 110, t1 115 does not: 1 of 2 positives, 2 of 3 negatives.
+    EXPECT_NEAR(fit.metrics.sensitivity[0].value, 0.5, 1e-12);
+    EXPECT_NEAR(fit.metrics.specificity[0].value, 2.0 / 3, 1e-12);
+  }
+}
+
 TEST(HuBaseline, ThresholdClassIsStrictUnlessAskedOtherwise) {
   EXPECT_EQ(threshold_class(90.25, {90.25}), 1);
   EXPECT_EQ(threshold_class(90.2, {90.25}), 0);

@@ -40,6 +40,24 @@ TEST(EvalSweep, SweepMatchesSklearn) {
   EXPECT_GT(rows[0].metrics.sensitivity[0].value, rows[2].metrics.sensitivity[0].value);
 }
 
+// A binary task (fixture "posthoc_binary"): the same sweep with two classes.
+TEST(EvalSweep, BinarySweepMatchesSklearn) {
+  const auto f = test::load_fixture("posthoc_binary");
+  const int64_t N = f.integer("N"), K = f.integer("K");
+  ASSERT_EQ(K, 2);
+  Tensor y = Tensor::from(f.ints("labels"), {N});
+  Tensor logits = Tensor::from(f["logits"], {N, K});
+  const auto rows = tau2_sweep(y, logits, as_double(f.ints("counts")), f["taus"], {0, 0, 0.95});
+  ASSERT_EQ(rows.size(), f["taus"].size());
+  for (size_t j = 0; j < rows.size(); ++j) {
+    SCOPED_TRACE(j);
+    EXPECT_EQ(rows[j].tau2, f["taus"][j]);
+    expect_row(rows[j].metrics, f, "t" + std::to_string(j) + "_");
+  }
+  // The rare class 0 gains sensitivity as tau2 grows.
+  EXPECT_GT(rows[0].metrics.sensitivity[0].value, rows[2].metrics.sensitivity[0].value);
+}
+
 TEST(EvalSweep, PaperGridAndIntervals) {
   const auto g = paper_tau2_grid();
   ASSERT_EQ(g.size(), 10u);

@@ -108,6 +108,29 @@ TEST(Loader, ClassBalancedSamplingIsUniform) {
   EXPECT_EQ(seen_rare.size(), 2u);
 }
 
+// A binary task: the rare class (3 of 16) is drawn half the time, every one of its subjects.
+TEST(Loader, ClassBalancedSamplingIsUniformWithTwoClasses) {
+  const std::string path = make_cache(test::temp_dir(), {3, 13}, 2);
+  LoaderOptions o;
+  o.sampling = Sampling::ClassBalanced;
+  o.batch = 4;
+  Loader l(path, o);
+  ASSERT_EQ(l.steps_per_epoch(), 4);  // 16 labelled samples
+  std::map<int64_t, int64_t> count;
+  std::set<int64_t> seen_rare;
+  for (int epoch = 0; epoch < 60; ++epoch)
+    for (const Batch& b : one_epoch(l))
+      for (size_t i = 0; i < b.indices.size(); ++i) {
+        const int64_t y = b.labels.to_vector<int64_t>()[i];
+        ++count[y];
+        if (y == 0) seen_rare.insert(b.indices[i]);
+      }
+  const double total = 60 * 16;
+  for (int64_t y = 0; y < 2; ++y) EXPECT_NEAR(count[y] / total, 0.5, 0.03) << "class " << y;
+  EXPECT_EQ(count.count(-1), 0u) << "unknown labels are never drawn";
+  EXPECT_EQ(seen_rare.size(), 3u);
+}
+
 TEST(Loader, SequentialAndShuffleOrders) {
   const std::vector<int64_t> labels(10, 0);
   const auto seq = epoch_order(labels, 1, Sampling::Sequential, 1, 0);

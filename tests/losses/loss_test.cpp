@@ -17,7 +17,10 @@ namespace {
 const char* kLossFixtures[] = {
     "loss_ce_c3", "loss_logit_adjusted_c3", "loss_weighted_c3", "loss_balanced_softmax_c3",
     "loss_class_balanced_c3", "loss_weighted_adjust_c3", "loss_class_balanced_adjust_c3",
-    "loss_logit_adjusted_c7"};
+    "loss_logit_adjusted_c7",
+    // binary tasks: every loss with two classes
+    "loss_ce_c2", "loss_logit_adjusted_c2", "loss_weighted_c2", "loss_balanced_softmax_c2",
+    "loss_class_balanced_c2", "loss_weighted_adjust_c2", "loss_class_balanced_adjust_c2"};
 
 LossSpec spec_of(const test::Fixture& f) {
   LossSpec s;

@@ -287,6 +287,37 @@ TEST(EvalReport, EnsembleOptionGoesWithConfig) {
                      {"--ensemble", "need --config"});
 }
 
+// mc_eval --predictions of a binary table: --val-predictions, --positive, --target-sensitivity;
+// they are --predictions options, and a table that is not binary refuses them.
+TEST(EvalReport, ValidationPredictionsGoWithBinaryTables) {
+  const EvalCommand c = parse_eval_command(
+      {"--predictions", "t.csv", "--val-predictions", "v.csv", "--positive", "mass", "--target-sensitivity", "0.8"});
+  EXPECT_EQ(c.val_predictions, "v.csv");
+  EXPECT_EQ(c.positive, "mass");
+  EXPECT_EQ(c.target_sensitivity, 0.8);
+  EXPECT_EQ(parse_eval_command({"--predictions", "t.csv"}).target_sensitivity, 0.9);
+  test::expect_error([] { parse_eval_command({"--config", "r.yaml", "--val-predictions", "v.csv"}); },
+                     {"--val-predictions is for --predictions"});
+  EXPECT_THROW(parse_eval_command({"--predictions", "t.csv", "--target-sensitivity", "1.5"}), Error);
+  const std::string dir = test::temp_dir();
+  std::ofstream(dir + "/three.csv") << "id,label,a,b,c\ns0,0,0.7,0.2,0.1\ns1,1,0.2,0.7,0.1\ns2,2,0.1,0.2,0.7\n";
+  std::ofstream(dir + "/two.csv") << "id,label,normal,mass\ns0,0,0.8,0.2\ns1,1,0.3,0.7\ns2,1,0.6,0.4\ns3,0,0.9,0.1\n";
+  std::ostringstream out;
+  test::expect_error([&] { run_eval(parse_eval_command({"--predictions", dir + "/three.csv", "--val-predictions", dir + "/two.csv"}), out); },
+                     {"--val-predictions and --positive are for binary tables", "three.csv has 3 classes"});
+  // A binary table alone: the screening section, and the plain statement that no validation
+  // threshold was available.
+  std::ostringstream two;
+  run_eval(parse_eval_command({"--predictions", dir + "/two.csv", "--bootstrap", "0"}), two);
+  EXPECT_HAS(two.str(), "screening (mass positive: the second class of " + dir + "/two.csv");
+  EXPECT_HAS(two.str(), "no validation threshold was available");
+  // With the validation table (here the same file): the point is there, chosen on it.
+  std::ostringstream with;
+  run_eval(parse_eval_command({"--predictions", dir + "/two.csv", "--val-predictions", dir + "/two.csv", "--bootstrap", "0"}), with);
+  EXPECT_HAS(with.str(), "| p(mass) >= 0.4 (chosen on " + dir + "/two.csv (n = 4) for sensitivity >= 90%) | 2 / 0 / 2 / 0 |");
+  EXPECT_EQ(with.str().find("no validation threshold"), std::string::npos) << with.str();
+}
+
 TEST(EvalReport, ProgramWritesTheReportAndExitsNonZeroOnErrors) {
   const std::string exe = std::string(MC_BINARY_DIR) + "/apps/mc_eval";
   if (!fs::exists(exe)) GTEST_SKIP() << "mc_eval not built";
