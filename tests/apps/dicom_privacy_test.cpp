@@ -140,6 +140,7 @@ TEST(DicomPrivacy, ProgramsNeverPrintOrWritePatientAttributes) {
                                         "/b.json --saliency " + out + "/b_saliency.nii.gz", logs)});
   runs.push_back({"mc_predict --ct (missing slice)",
                   run("mc_predict", predict + "--ct " + in + "/ct/d --seg " + in + "/seg/d.nii.gz", logs)});
+  runs.push_back({"mc_predict --crop", run("mc_predict", predict + "--crop " + in + "/ct/a", logs)});
   runs.push_back({"mc_predict --ct-dir",
                   run("mc_predict", predict + "--ct-dir " + in + "/ct --seg-dir " + in + "/seg --out " + out + "/all.csv", logs)});
 
@@ -158,7 +159,11 @@ TEST(DicomPrivacy, ProgramsNeverPrintOrWritePatientAttributes) {
   EXPECT_NE(runs[4].second.err.find("saliency"), std::string::npos) << runs[4].second.err;
   EXPECT_EQ(runs[5].second.code, 1);
   EXPECT_NE(runs[5].second.err.find("missing"), std::string::npos) << runs[5].second.err;
-  EXPECT_NE(runs[6].second.err.find("failed"), std::string::npos) << runs[6].second.err;
+  EXPECT_EQ(runs[6].second.code, 0) << runs[6].second.err;  // a DICOM folder as the L1 crop
+  EXPECT_NE(runs[6].second.out.find("\"id\": \"a\""), std::string::npos) << runs[6].second.out;
+  EXPECT_NE(runs[7].second.err.find("3 of 5 scans failed"), std::string::npos) << runs[7].second.err;
+  const std::string csv = slurp(out + "/all.csv");
+  for (const char* row : {"\na,", "\nb,"}) EXPECT_NE(csv.find(row), std::string::npos) << row << " not in:\n" << csv;
   if (fs::exists(out + "/b_saliency.nii.gz")) {  // the map lies on the series' grid, as read
     const io::Volume map = io::read_volume(out + "/b_saliency.nii.gz");
     EXPECT_EQ(map.dims, b.dims);
