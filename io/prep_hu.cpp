@@ -66,6 +66,7 @@ std::vector<std::string> hu_columns(const RoiOptions& o) {
     for (const char* s : kStats) c.push_back(v + "_body_" + s);
     for (const char* s : kStats) c.push_back(v + "_roi_" + s);
     c.push_back(v + "_roi_sd_hu");
+    for (const char* s : kStats) c.push_back(v + "_ts_" + s);
     if (o.calibration) c.push_back(v + "_bmd"), c.push_back(v + "_qct");
   }
   c.push_back("roi_margin_mm");
@@ -94,6 +95,7 @@ std::vector<std::string> hu_cells(const std::optional<SpineHU>& hu, const RoiOpt
     stats(found ? v->body : HUStats{}, found);
     stats(found ? v->roi : HUStats{}, found);
     c.push_back(found && v->roi.voxels > 1 ? num(v->roi.sd, 2) : "");
+    stats(found ? v->ts : HUStats{}, found);
     if (o.calibration) {
       c.push_back(found && v->bmd ? num(*v->bmd, 2) : "");
       c.push_back(found && v->qct ? qct_category_name(*v->qct) : "");

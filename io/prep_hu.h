@@ -6,6 +6,9 @@
 //   V_body_voxels, V_body_ml, V_body_mean_hu, V_body_median_hu      the whole body
 //   V_roi_voxels, V_roi_ml, V_roi_mean_hu, V_roi_median_hu, V_roi_sd_hu
 //                   its trabecular ROI (the body eroded by roi_margin_mm)
+//   V_ts_voxels, V_ts_ml, V_ts_mean_hu, V_ts_median_hu
+//                   the body as TotalSegmentator's spine report erodes it (4 mm, its kernel):
+//                   the figures of its spine_report.json (intensity, intensity_median)
 //   V_bmd, V_qct    with a calibration: mg/cm^3 of the ROI mean and its ACR QCT category
 // then roi_margin_mm, bmd_l1_l2 and qct_l1_l2 (with a calibration), and hu_note (why a
 // vertebra has no figures). Empty cells: not measured.

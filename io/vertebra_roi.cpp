@@ -120,6 +120,61 @@ std::string fmt(double x) {
   return s.str();
 }
 
+// TotalSegmentator's spine-report ROI (io/vertebra_roi.h): scipy.ndimage.binary_erosion of the
+// body by get_erosion_struct_elem's kernel, on the canonical (RAS) grid. Output voxel p is kept
+// when body[p + d] holds for every kernel offset d; voxels outside the crop are outside the body
+// (scipy's border_value 0 on the whole scan gives the same, since the crop holds the body).
+Mask erode_totalsegmentator(const Mask& body, const Affine& affine, const std::array<double, 3>& spacing) {
+  const AxisMap canon = canonical_axes(affine);  // canonical axis a reads our axis src[a]
+  std::array<std::vector<double>, 3> grid;       // np.ogrid[-r:r+1] per canonical axis
+  std::array<std::vector<int64_t>, 3> shift;     // our-axis offset of each grid entry
+  std::array<double, 3> r{};
+  for (size_t a = 0; a < 3; ++a) {
+    const int b = canon.src[a];
+    r[a] = kTotalSegmentatorErosionMm / spacing[size_t(b)];
+    const auto n = int64_t(std::ceil((r[a] + 1) - (-r[a])));  // numpy's length of [-r, r + 1)
+    for (int64_t t = 0; t < n; ++t) {
+      grid[a].push_back(double(t) + (-r[a]));
+      const int64_t d = t - n / 2;  // scipy centres the kernel at index n // 2
+      shift[a].push_back(canon.flip[a] ? -d : d);
+    }
+  }
+  std::vector<std::array<int64_t, 3>> offsets;  // in our axes i, j, k
+  bool has_zero = false;
+  for (size_t x = 0; x < grid[0].size(); ++x)
+    for (size_t y = 0; y < grid[1].size(); ++y)
+      for (size_t z = 0; z < grid[2].size(); ++z) {
+        const double gx = grid[0][x], gy = grid[1][y], gz = grid[2][z];
+        if (!(gx * gx / (r[0] * r[0]) + gy * gy / (r[1] * r[1]) + gz * gz / (r[2] * r[2]) <= 1)) continue;
+        std::array<int64_t, 3> o{};
+        o[size_t(canon.src[0])] = shift[0][x];
+        o[size_t(canon.src[1])] = shift[1][y];
+        o[size_t(canon.src[2])] = shift[2][z];
+        has_zero = has_zero || (o[0] == 0 && o[1] == 0 && o[2] == 0);
+        offsets.push_back(o);
+      }
+  Mask out(body.dims);
+  if (offsets.empty()) return out;  // scipy erodes everything away with an empty kernel
+  const auto& n = body.dims;
+  for (int64_t k = 0; k < n[2]; ++k)
+    for (int64_t j = 0; j < n[1]; ++j)
+      for (int64_t i = 0; i < n[0]; ++i) {
+        const int64_t at = body.index(i, j, k);
+        if (has_zero && !body.v[size_t(at)]) continue;
+        bool keep = true;
+        for (const auto& o : offsets) {
+          const int64_t x = i + o[0], y = j + o[1], z = k + o[2];
+          if (x < 0 || y < 0 || z < 0 || x >= n[0] || y >= n[1] || z >= n[2] ||
+              !body.v[size_t(body.index(x, y, z))]) {
+            keep = false;
+            break;
+          }
+        }
+        out.v[size_t(at)] = keep ? 1 : 0;
+      }
+  return out;
+}
+
 }  // namespace
 
 LabelScheme label_scheme(const std::string& name) {
@@ -278,6 +333,7 @@ SpineHU measure_vertebrae(const Volume& ct, const Volume* vertebrae, const Volum
     const auto body_voxels = voxels_of(ct, c, body), roi_voxels = voxels_of(ct, c, roi);
     r.body = hu_stats(ct, body_voxels);
     r.roi = hu_stats(ct, roi_voxels);
+    r.ts = hu_stats(ct, voxels_of(ct, c, erode_totalsegmentator(body, ct.affine, spacing)));
     if (masks) {
       for (int64_t g : body_voxels) masks->body.ptr()[g] = float(n + 1);
       for (int64_t g : roi_voxels) masks->roi.ptr()[g] = float(n + 1);

@@ -17,6 +17,14 @@
 //   exceeds margin_mm: erosion by a closed ball, exact over anisotropic voxels (io/morphology.h).
 //   It leaves the cortex and the partial-volume rim out. Voxels beyond the scan's edge do not
 //   count as outside (a body cut by the scan is flagged in touches_edge).
+// TotalSegmentator's ROI, to compare with its spine report (totalseg_spine_report, whose
+//   90.25 HU rule reads this median): the body eroded by scipy.ndimage.binary_erosion with
+//   get_erosion_struct_elem(4 mm), on the CT turned to RAS (nibabel's as_closest_canonical).
+//   That kernel is the offsets of np.ogrid[-r:r+1] (r = 4 mm / spacing per axis, kernel centre
+//   at index n // 2) inside the ellipsoid sum (g / r)^2 <= 1: not symmetric when r is not an
+//   integer (3 mm voxels: offsets {-1, 0} along each RAS axis, a 2 x 2 x 2 cube). Here it is
+//   built the same way and mapped onto the CT's own axes. On example_ct with the vertebrae_pp
+//   bodies it gives spine_report.json's intensity and intensity_median of L1-L5 exactly.
 // Statistics on the CT's own grid: voxels, volume (ml), mean, median (numpy's: the mean of the
 //   two middle values for an even count) and SD (sample, n - 1) of HU.
 // BMD (mg/cm^3) = slope * HU + intercept of the ROI mean, when a calibration is configured;
@@ -63,6 +71,9 @@ struct RoiOptions {
   double grid_tol_mm = 1e-3;         // CT and segmentations must share a grid
 };
 
+// TotalSegmentator's spine report erodes each body by this much before its HU statistics.
+inline constexpr double kTotalSegmentatorErosionMm = 4.0;
+
 struct HUStats {
   int64_t voxels = 0;
   double volume_ml = 0;
@@ -75,6 +86,7 @@ struct VertebraHU {
   bool found = false;        // the label is present
   BodySource source = BodySource::Estimate;
   HUStats body, roi;         // the whole body; its trabecular ROI
+  HUStats ts;                // the body as TotalSegmentator's spine report erodes it (above)
   bool touches_edge = false; // the body reaches the scan's edge: it may be cut off
   std::optional<double> bmd; // mg/cm^3 of the ROI mean (with a calibration)
   std::optional<QctCategory> qct;

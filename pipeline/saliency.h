@@ -3,7 +3,8 @@
 // cubes under 64^3, the last stage with at least 2 voxels per axis, said on stderr; or the
 // stage asked for), upsampled to the preprocessed L1 cube, then resampled onto the
 // scan's own voxel grid through the cube's affine so it overlays on the CT in any viewer
-// (3D Slicer, ITK-SNAP): same dims, same affine (sform) as the CT file; 0 outside the crop;
+// (3D Slicer, ITK-SNAP): same dims, same affine (sform) as the CT file (or the DICOM series as
+// io/ct_source.h reads it); 0 outside the crop;
 // values in [0, 1] (the map divided by its maximum). Beside it a PNG of three orthogonal
 // slices of the cube through the map's peak, the CT (channel 0, the first HU window) in grey
 // (top row) and with the map over it in a heat colour scale (bottom row; values under 0.2 are

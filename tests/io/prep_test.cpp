@@ -244,8 +244,9 @@ TEST(PrepReal, ManifestOfTheTotalSegmentatorExample) {
   std::getline(manifest, header);
   EXPECT_EQ(header.rfind("id,label,class,tscore,split,voxels,volume_ml,mean_hu,median_hu,L1_body_source,L1_body_voxels,"
                          "L1_body_ml,L1_body_mean_hu,L1_body_median_hu,L1_roi_voxels,L1_roi_ml,L1_roi_mean_hu,"
-                         "L1_roi_median_hu,L1_roi_sd_hu,L2_body_source,", 0), 0u) << header;
-  EXPECT_TRUE(header.ends_with(",L5_roi_sd_hu,roi_margin_mm,hu_note,status,reason")) << header;
+                         "L1_roi_median_hu,L1_roi_sd_hu,L1_ts_voxels,L1_ts_ml,L1_ts_mean_hu,L1_ts_median_hu,"
+                         "L2_body_source,", 0), 0u) << header;
+  EXPECT_TRUE(header.ends_with(",L5_ts_median_hu,roi_margin_mm,hu_note,status,reason")) << header;
   while (std::getline(manifest, line))
     if (line.rfind("ex,", 0) == 0) ex_line = line;
   EXPECT_EQ(ex_line.rfind("ex,1,osteopenia,-1.50," + ex.split + ",2143,57.861,195.78,157.0,", 0), 0u) << ex_line;
@@ -278,7 +279,12 @@ TEST(PrepReal, ManifestOfTheTotalSegmentatorExample) {
     EXPECT_EQ(cell(v.name + "_roi_median_hu"), fixed(v.roi.median, 2));
     EXPECT_EQ(cell(v.name + "_roi_sd_hu"), fixed(v.roi.sd, 2));
     EXPECT_EQ(cell(v.name + "_body_median_hu"), fixed(v.body.median, 2));
+    // TotalSegmentator's own ROI: the intensity figures of its spine report, to its 2 decimals.
+    EXPECT_EQ(cell(v.name + "_ts_mean_hu"), fixed(report["vertebrae_" + v.name + "_intensity"].as<double>(), 2));
+    EXPECT_EQ(cell(v.name + "_ts_median_hu"), fixed(report["vertebrae_" + v.name + "_intensity_median"].as<double>(), 2));
   }
+  EXPECT_EQ(cell("L1_ts_mean_hu"), "132.62");
+  EXPECT_EQ(cell("L1_ts_median_hu"), "110.00");
   EXPECT_EQ(cell("L1_body_voxels"), "1319");
   EXPECT_EQ(cell("L1_body_ml"), "35.613");
   EXPECT_EQ(cell("L1_body_median_hu"), "125.00");  // numpy on the body labels (REFERENCE.md)

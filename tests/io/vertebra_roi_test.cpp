@@ -188,6 +188,36 @@ TEST(VertebraRoi, TheRoiOfAGivenBodyLeavesTheCortexOut) {
   EXPECT_EQ(w.roi.mean, 100.0);
 }
 
+// TotalSegmentator's 4 mm kernel on 3 mm voxels is the offsets {-1, 0} along each RAS axis:
+// a voxel stays when it and its neighbours towards L, P and I are body. On a 4 x 4 x 4 cube of
+// HU = i + 10 j + 100 k that keeps the 3 x 3 x 3 corner away from L, P, I: which corner that is
+// in our voxels depends on how the axes run, so the mean HU tells whether it was mapped right.
+TEST(VertebraRoi, TotalSegmentatorErosionFollowsTheRasAxes) {
+  for (const bool lps : {false, true}) {
+    SCOPED_TRACE(lps ? "LPS" : "RAS");
+    Affine a = identity_affine();
+    for (int r = 0; r < 3; ++r) a[size_t(r)][size_t(r)] = 3.0;
+    if (lps) a[0][0] = a[1][1] = -3.0;  // i runs to L, j to P (as DICOM is read)
+    Volume ct = make_volume(8, 8, 8, a), pp = make_volume(8, 8, 8, a);
+    for (int64_t k = 0; k < 8; ++k)
+      for (int64_t j = 0; j < 8; ++j)
+        for (int64_t i = 0; i < 8; ++i) {
+          const int64_t at = (k * 8 + j) * 8 + i;
+          ct.ptr()[at] = float(i + 10 * j + 100 * k);
+          if (i >= 2 && i < 6 && j >= 2 && j < 6 && k >= 2 && k < 6) pp.ptr()[at] = 20;
+        }
+    RoiOptions o;
+    o.vertebrae = {"L1"};
+    const VertebraHU v = measure_vertebrae(ct, nullptr, &pp, o).vertebrae[0];
+    EXPECT_EQ(v.body.voxels, 64);
+    ASSERT_EQ(v.ts.voxels, 27);
+    // RAS: i, j, k in 3..5 (their L/P/I neighbours i-1.. are body); LPS: i, j in 2..4, k in 3..5.
+    const double want = lps ? 3 + 30 + 400 : 4 + 40 + 400;
+    EXPECT_DOUBLE_EQ(v.ts.mean, want);
+    EXPECT_DOUBLE_EQ(v.ts.median, want);
+  }
+}
+
 TEST(VertebraRoi, EstimateFindsTheBodyWithoutThePosteriorElements) {
   const Phantom p = phantom();
   RoiOptions o;
@@ -376,6 +406,38 @@ TEST(VertebraRoiExampleCt, BodyVolumesEqualTheSpineReport) {
   EXPECT_NEAR(r.vertebrae[0].body.volume_ml, 35.613, 1e-9);
 }
 
+// TotalSegmentator's own ROI gives its spine report's HU figures, and, measured as it is on
+// the RAS grid, the same figures whatever order the voxels are stored in.
+TEST(VertebraRoiExampleCt, TotalSegmentatorRoiGivesTheSpineReportIntensity) {
+  const ExampleCt* e = example_ct();
+  if (!e) GTEST_SKIP() << "no ../shared/data";
+  std::ifstream in(test::shared_data("totalsegmentator_example/spine_report/spine_report.json"));
+  const json report = json::parse(in)["results"];
+  RoiOptions o;
+  const SpineHU r = measure_vertebrae(e->ct, nullptr, &e->pp, o);
+  AxisMap m;  // stored as (k, i, j) with k and i reversed: "ILA"
+  m.src = {2, 0, 1};
+  m.flip = {true, true, false};
+  const Volume ct2 = reorient(e->ct, m), pp2 = reorient(e->pp, m);
+  ASSERT_EQ(axcodes(ct2.affine), "ILA");
+  const SpineHU q = measure_vertebrae(ct2, nullptr, &pp2, o);
+  std::ostringstream figures;
+  for (size_t n = 0; n < r.vertebrae.size(); ++n) {
+    const VertebraHU& v = r.vertebrae[n];
+    SCOPED_TRACE(v.name);
+    EXPECT_EQ(q.vertebrae[n].ts.voxels, v.ts.voxels);
+    EXPECT_NEAR(q.vertebrae[n].ts.mean, v.ts.mean, 1e-9);
+    EXPECT_EQ(q.vertebrae[n].ts.median, v.ts.median);
+    const std::string k = "vertebrae_" + v.name + "_intensity";
+    EXPECT_NEAR(v.ts.mean, report[k].get<double>(), 0.005 + 1e-9);
+    EXPECT_EQ(v.ts.median, report[k + "_median"].get<double>());
+    EXPECT_LT(v.ts.voxels, v.body.voxels);
+    figures << " " << v.name << " " << v.ts.voxels << " voxels mean " << v.ts.mean << " median " << v.ts.median << ";";
+  }
+  EXPECT_EQ(r.vertebrae[0].ts.voxels, 877);
+  std::cout << "[ figures  ] example_ct TotalSegmentator ROI (vertebrae_pp body, 4 mm):" << figures.str() << "\n";
+}
+
 TEST(VertebraRoiExampleCt, StatisticsEqualNumpyOnTheDocumentedRoi) {
   const ExampleCt* e = example_ct();
   if (!e) GTEST_SKIP() << "no ../shared/data";
@@ -395,7 +457,7 @@ TEST(VertebraRoiExampleCt, StatisticsEqualNumpyOnTheDocumentedRoi) {
     for (const auto& v : r.vertebrae) {
       SCOPED_TRACE(v.name);
       const json& want = c["vertebrae"][v.name];
-      for (const auto& [part, got] : {std::pair{"body", v.body}, std::pair{"roi", v.roi}}) {
+      for (const auto& [part, got] : {std::pair{"body", v.body}, std::pair{"roi", v.roi}, std::pair{"ts", v.ts}}) {
         const json& w = want[part];
         ASSERT_EQ(got.voxels, w["voxels"].get<int64_t>()) << part;
         EXPECT_NEAR(got.volume_ml, w["volume_ml"].get<double>(), 1e-9) << part;
@@ -406,7 +468,7 @@ TEST(VertebraRoiExampleCt, StatisticsEqualNumpyOnTheDocumentedRoi) {
       }
     }
   }
-  EXPECT_EQ(compared, 5 * 5 * 2);
+  EXPECT_EQ(compared, 5 * 5 * 3);
 }
 
 TEST(VertebraRoiExampleCt, BodyEstimateOverlapsTheBodyLabels) {
