@@ -59,6 +59,15 @@ TEST(Cli, TrainHelpListsEveryKeyGroup) {
   for (const char* k : {"optim.lr", "loss.tau1", "posthoc.tau2", "data.windows", "train.precision"}) EXPECT_HAS(r, k);
 }
 
+// Issue 14: the export hooks for checking a run against PyTorch are documented where users look.
+TEST(Cli, TrainHelpDocumentsTheExportHooks) {
+  Outcome r = run("mc_train", "--help");
+  EXPECT_EQ(r.code, 0);
+  for (const char* k : {"--export-init", "--export-steps", "--float64", "train_parity.py", "off by default",
+                        "model.zero_init_last", "CosineAnnealingLR"})
+    EXPECT_HAS(r, k);
+}
+
 TEST(Cli, MissingConfigFileIsNamed) {
   Outcome r = run("mc_train", "--config /nonexistent/run.yaml");
   EXPECT_EQ(r.code, 1);
