@@ -39,12 +39,6 @@ std::vector<Column> columns(const CrossValidation& cv) {
   return c;
 }
 
-std::string joined(const std::vector<std::string>& v) {
-  std::string s;
-  for (const auto& x : v) s += (s.empty() ? "" : ",") + x;
-  return s;
-}
-
 std::string shown(double v, double scale) { return std::isfinite(v) ? io::fixed(v * scale, scale == 1 ? 3 : 2) : "n/a"; }
 
 }  // namespace
@@ -59,7 +53,7 @@ PredictionTable pool_fold_tables(const std::vector<PredictionTable>& folds) {
   for (size_t f = 0; f < folds.size(); ++f) {
     const PredictionTable& t = folds[f];
     MC_CHECK(t.class_names == p.class_names, "cross-validation: fold ", f, " (", t.source, ") has classes ",
-             joined(t.class_names), ", fold 0 ", joined(p.class_names));
+             io::joined(t.class_names), ", fold 0 ", io::joined(p.class_names));
     MC_CHECK(t.kind == p.kind, "cross-validation: fold ", f, " has another kind of scores than fold 0");
     const int64_t K = t.num_classes();
     MC_CHECK(int64_t(t.scores.size()) == t.size() * K && int64_t(t.ids.size()) == t.size(), "cross-validation: fold ",

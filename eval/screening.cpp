@@ -72,12 +72,6 @@ void fill_point(OperatingPoint& o) {
   o.npv = ratio(o.tn, o.tn + o.fn);
 }
 
-std::string names_of(const std::vector<std::string>& v) {
-  std::string s;
-  for (const auto& n : v) s += (s.empty() ? "" : ",") + n;
-  return s;
-}
-
 Interval percentile(std::vector<double> v, double level) {
   Interval iv;
   iv.defined_in = int64_t(v.size());
@@ -254,7 +248,7 @@ ScreeningOptions saved_screening_options(const PredictionTable& p, const EvalOpt
     return so;
   }
   MC_CHECK(val->class_names == p.class_names, val->source, ": validation predictions of classes ",
-           names_of(val->class_names), ", but ", p.source, " has ", names_of(p.class_names),
+           io::joined(val->class_names), ", but ", p.source, " has ", io::joined(p.class_names),
            ": both tables must come from the same task");
   MC_CHECK(!o.tau2.empty(), "evaluation: no tau2 values");
   choose_validation_threshold(*val, o.tau2[0], o.prior, val->source, so);

@@ -52,6 +52,12 @@ std::optional<std::vector<double>> parse_numbers(std::string_view s, char sep) {
   }
 }
 
+std::string joined(const std::vector<std::string>& v, std::string_view sep) {
+  std::string s;
+  for (size_t i = 0; i < v.size(); ++i) (s += i ? sep : "") += v[i];
+  return s;
+}
+
 std::string lower(std::string_view s) {
   std::string o(s);
   for (char& c : o)

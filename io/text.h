@@ -34,5 +34,6 @@ std::optional<std::vector<double>> parse_numbers(std::string_view s, char sep = 
 
 std::string lower(std::string_view s);           // ASCII only
 std::string_view trim(std::string_view s);       // spaces, tabs, CR, LF at both ends
+std::string joined(const std::vector<std::string>& v, std::string_view sep = ",");  // "a,b,c"
 
 }  // namespace mc::io
