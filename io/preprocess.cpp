@@ -289,6 +289,8 @@ Preprocessed preprocess(const Volume& ct, const Volume* seg, const PreprocessOpt
     check_same_grid(ct, *seg, o.grid_tol_mm);
   }
   Preprocessed r;
+  r.scan_dims = ct.dims;
+  r.scan_affine = ct.affine;
   Box found;
   std::tie(r.stats, found) = masked_stats(ct, o.precropped ? nullptr : seg->ptr(), o.label_id);
   if (r.stats.voxels == 0) {

@@ -74,6 +74,9 @@ struct Preprocessed {
   Affine cube_affine = identity_affine();  // cube voxel (W, H, D index) -> world mm
   SubjectStats stats;
   std::string note;  // e.g. "crop 130 mm > field 120 mm: centre-cropped"
+  // The CT's own grid as read (dims nx, ny, nz and voxel -> world), for maps written back onto it.
+  std::vector<int64_t> scan_dims;
+  Affine scan_affine = identity_affine();
 };
 
 // seg may be null only with opts.precropped.

@@ -155,8 +155,10 @@ Saliency write_saliency(LoadedModel& m, const ScanInput& in, const io::Preproces
   if (peak > 0)
     for (int64_t i = 0; i < n; ++i) c[i] /= peak;
   s.peak = {top / (p.cube.size(2) * p.cube.size(3)), (top / p.cube.size(3)) % p.cube.size(2), top % p.cube.size(3)};
-  // The scan's own grid: a NIfTI file, or a DICOM series folder as read_ct reads it.
-  const io::Volume ref = io::read_ct_for(in.ct, opts);
+  // The scan's own grid, as preprocessing read it (a NIfTI file or a DICOM series): not read again.
+  io::Volume ref;
+  ref.dims = p.scan_dims;
+  ref.affine = p.scan_affine;
   io::Volume out = map_to_grid(s.cube_map, p.cube_affine, ref);
   out.path = nifti_path;
   io::write_nifti(nifti_path, out);

@@ -24,7 +24,8 @@ namespace mc::pipeline {
 
 // cube_map [D, H, W] on the cube grid (voxel (W, H, D index) -> world by cube_affine) sampled
 // trilinearly at the world position of every voxel of `ref`; 0 outside the cube (more than
-// half a voxel beyond its edge). Returns a volume with ref's dims and affine.
+// half a voxel beyond its edge). Returns a volume with ref's dims and affine (only those of ref
+// are read: its data may be empty).
 io::Volume map_to_grid(const Tensor& cube_map, const io::Affine& cube_affine, const io::Volume& ref);
 io::Affine invert_affine(const io::Affine& a);
 
