@@ -34,11 +34,7 @@ Report write_report(const PredictionTable& table, ReportRun run, const Bootstrap
   if (table.num_classes() == 2) {
     ScreeningOptions so = r.run.screening ? *r.run.screening : saved_screening_options(table, {}, nullptr, "", 0.9);
     so.bootstrap = bootstrap;
-    const EvalRow& h = r.headline.rows.at(0);
-    const std::vector<double> probs = h.probabilities.to_vector<double>();
-    std::vector<double> p;
-    for (int64_t i = 0; i < table.size(); ++i) p.push_back(probs[size_t(2 * i + so.positive)]);
-    r.screening = screening_report(table.labels, p, so);
+    r.screening = screening_report(table.labels, positive_column(r.headline.rows.at(0), so.positive), so);
   }
   if (r.hu.available &&
       std::set<std::string>(r.hu.eval_ids.begin(), r.hu.eval_ids.end()) != std::set<std::string>(table.ids.begin(), table.ids.end()))

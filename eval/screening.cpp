@@ -200,6 +200,13 @@ ScreeningReport screening_report(const std::vector<int64_t>& y, const std::vecto
   return r;
 }
 
+std::vector<double> positive_column(const EvalRow& row, int64_t positive) {
+  const std::vector<double> probs = row.probabilities.to_vector<double>();
+  std::vector<double> p;
+  for (size_t i = 0; 2 * i < probs.size(); ++i) p.push_back(probs[2 * i + size_t(positive)]);
+  return p;
+}
+
 std::vector<double> positive_probabilities(const PredictionTable& t, double tau2, const std::vector<double>& prior,
                                            int64_t positive) {
   MC_CHECK(t.num_classes() == 2, t.source, ": screening needs a binary table, this one has ", t.num_classes(), " classes");
@@ -209,10 +216,7 @@ std::vector<double> positive_probabilities(const PredictionTable& t, double tau2
   eo.prior = prior;
   eo.bootstrap.resamples = 0;
   eo.roc = false;
-  const std::vector<double> probs = evaluate(t, eo).rows.at(0).probabilities.to_vector<double>();
-  std::vector<double> p;
-  for (int64_t i = 0; i < t.size(); ++i) p.push_back(probs[size_t(2 * i + positive)]);
-  return p;
+  return positive_column(evaluate(t, eo).rows.at(0), positive);
 }
 
 void choose_validation_threshold(const PredictionTable& val, double tau2, const std::vector<double>& prior,

@@ -73,6 +73,8 @@ struct ScreeningOptions {
 
 // p(positive) per row of a binary table, as evaluate() scores it: softmax(logits - tau2 log
 // prior), probabilities as given when tau2 = 0. Every label must be a class index.
+// Column `positive` of a binary evaluation row's [N, 2] probabilities.
+std::vector<double> positive_column(const EvalRow& row, int64_t positive);
 std::vector<double> positive_probabilities(const PredictionTable& t, double tau2, const std::vector<double>& prior,
                                            int64_t positive);
 // The operating point chosen on validation: the highest threshold on p(positive) of `val`

@@ -155,7 +155,7 @@ void run_eval(const EvalCommand& cmd, std::ostream& out) {
     report = eval::write_predictions_report(p, cmd.eval, cmd.out, so);
     screening = report->screening;
   } else if (so) {
-    screening = eval::screening_report(p.labels, eval::positive_probabilities(p, cmd.eval.tau2.at(0), cmd.eval.prior, so->positive), *so);
+    screening = eval::screening_report(p.labels, eval::positive_column(e.rows.at(0), so->positive), *so);  // e: at tau2[0]
   }
   if (screening) out << "\n" << eval::format_screening(*screening);
   if (!cmd.json.empty()) {
