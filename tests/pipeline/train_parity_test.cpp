@@ -41,6 +41,23 @@ struct Parity {
   double lr0 = 0;
 };
 
+#define MC_REQUIRE_TORCH()                                                                     \
+  if (!have_torch()) {                                                                         \
+    if (std::getenv("MC_REQUIRE_TORCH_FIXTURES")) FAIL() << MC_TORCH_PYTHON << " cannot import torch"; \
+    GTEST_SKIP() << "no PyTorch for " << MC_TORCH_PYTHON;                                      \
+  }
+
+// train_parity.py's replay of an exported step log into `out` (dtype "": the log's own); its
+// steps.csv rows.
+std::vector<std::vector<std::string>> torch_replay(const std::string& steps, const std::string& out,
+                                                   const std::string& dtype = "") {
+  const std::string cmd = std::string(MC_TORCH_PYTHON) + " " + MC_SOURCE_DIR +
+                          "/benchmarks/pytorch/train_parity.py --threads 1" + (dtype.empty() ? "" : " --dtype " + dtype) +
+                          " --steps " + steps + " --out " + out;
+  EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  return read_rows(out + "/steps.csv");
+}
+
 // Our run (16^3, batch 8, 80 volumes: 10 steps an epoch, 5 epochs = 50 steps, flips on, cosine
 // per step), exported, then replayed by train_parity.py.
 // extra: overrides after those; run: the run folder's name under dir (default f64 / f32).
@@ -58,11 +75,7 @@ Parity run_parity(const std::string& dir, bool float64, const std::vector<std::s
   hooks.export_steps = cfg.output.dir + "/steps.jsonl";
   train(cfg, false, hooks);
   const std::string out = cfg.output.dir + "/torch";
-  const std::string cmd = std::string(MC_TORCH_PYTHON) + " " + MC_SOURCE_DIR +
-                          "/benchmarks/pytorch/train_parity.py --threads 1 --steps " + hooks.export_steps +
-                          " --out " + out;
-  EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
-  return {read_rows(out + "/steps.csv"), read_rows(out + "/epochs.csv"), cfg.optim.lr};
+  return {torch_replay(hooks.export_steps, out), read_rows(out + "/epochs.csv"), cfg.optim.lr};
 }
 
 // Returns the largest relative loss difference of the first n steps, checking the schedule.
@@ -82,10 +95,7 @@ double compare_steps(const Parity& p, size_t n, const char* what) {
 }
 
 TEST(TrainParity, FiftyStepsMatchPyTorchInFloat64) {
-  if (!have_torch()) {
-    if (std::getenv("MC_REQUIRE_TORCH_FIXTURES")) FAIL() << MC_TORCH_PYTHON << " cannot import torch";
-    GTEST_SKIP() << "no PyTorch for " << MC_TORCH_PYTHON;
-  }
+  MC_REQUIRE_TORCH();
   const Parity p = run_parity(test::temp_dir(), true);
   EXPECT_LE(compare_steps(p, 50, "float64"), 1e-4);
   // The per-epoch validation curves stay within a band: loss within 1% relative, accuracy
@@ -109,18 +119,11 @@ TEST(TrainParity, FiftyStepsMatchPyTorchInFloat64) {
 // its own f64 as much as we do. Over all 50 steps ours must stay within twice PyTorch's own
 // float32 error (the rule of tests/models/torch_parity_test.cpp) of the float64 reference.
 TEST(TrainParity, Float32StepsMatchPyTorchWithinItsOwnFloat32Error) {
-  if (!have_torch()) {
-    if (std::getenv("MC_REQUIRE_TORCH_FIXTURES")) FAIL() << MC_TORCH_PYTHON << " cannot import torch";
-    GTEST_SKIP() << "no PyTorch for " << MC_TORCH_PYTHON;
-  }
+  MC_REQUIRE_TORCH();
   const std::string dir = test::temp_dir();
   const Parity p = run_parity(dir, false);
   compare_steps(p, 50, "float32");
-  const std::string cmd = std::string(MC_TORCH_PYTHON) + " " + MC_SOURCE_DIR +
-                          "/benchmarks/pytorch/train_parity.py --threads 1 --dtype float64 --steps " + dir +
-                          "/f32/steps.jsonl --out " + dir + "/f32/torch64";
-  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
-  const auto ref = read_rows(dir + "/f32/torch64/steps.csv");
+  const auto ref = torch_replay(dir + "/f32/steps.jsonl", dir + "/f32/torch64", "float64");
   ASSERT_EQ(ref.size(), 51u);
   size_t well_conditioned = 0;  // leading steps where PyTorch's own f32 error is below 1e-4
   double ours_worst = 0, torch_worst = 0;
@@ -155,18 +158,11 @@ TEST(TrainParity, Float32StepsMatchPyTorchWithinItsOwnFloat32Error) {
 // float32 against PyTorch's float32 and float64 replays of our batches within 1e-3, and
 // PyTorch's own float32 within 1e-3 of its float64 (the setting is well-posed on its side too).
 TEST(TrainParity, Float32MatchesPyTorchWhereRoundingIsNotAmplified) {
-  if (!have_torch()) {
-    if (std::getenv("MC_REQUIRE_TORCH_FIXTURES")) FAIL() << MC_TORCH_PYTHON << " cannot import torch";
-    GTEST_SKIP() << "no PyTorch for " << MC_TORCH_PYTHON;
-  }
+  MC_REQUIRE_TORCH();
   const std::string dir = test::temp_dir();
   const Parity p = run_parity(dir, false, {"optim.lr=1.0e-5"}, "small_lr");
   compare_steps(p, 50, "float32, AdamW lr 1e-5");
-  const std::string cmd = std::string(MC_TORCH_PYTHON) + " " + MC_SOURCE_DIR +
-                          "/benchmarks/pytorch/train_parity.py --threads 1 --dtype float64 --steps " + dir +
-                          "/small_lr/steps.jsonl --out " + dir + "/small_lr/torch64";
-  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
-  const auto ref = read_rows(dir + "/small_lr/torch64/steps.csv");
+  const auto ref = torch_replay(dir + "/small_lr/steps.jsonl", dir + "/small_lr/torch64", "float64");
   ASSERT_EQ(ref.size(), 51u);
   ASSERT_EQ(p.steps.size(), 51u);
   double w32 = 0, w64 = 0, wt = 0;
