@@ -234,12 +234,12 @@ CrossValSummary train_folds(const Config& cfg, const TrainHooks& hooks, int only
     const Config fc = fold_config(cfg, k);
     const fs::path dir = fc.output.dir;
     const fs::path done = dir / "done.json", last = dir / "last.safetensors";
+    if (only_fold >= 0 && k != only_fold) continue;  // looked at once fold only_fold is done
     if (fs::exists(done)) {
-      if (only_fold < 0 || k == only_fold) out << "fold " << k << ": finished earlier, not trained again\n";
+      out << "fold " << k << ": finished earlier, not trained again\n";
       sum.skipped.push_back(k);
       continue;
     }
-    if (only_fold >= 0 && k != only_fold) continue;  // looked at once fold only_fold is done
     for (const char* which : {"train", "val", "oof"})
       write_part(plan, k, which, split_cache_path(fc.data, std::string(which) == "oof" ? "test" : which));
     const bool resume = fs::exists(last);
@@ -267,7 +267,7 @@ CrossValSummary train_folds(const Config& cfg, const TrainHooks& hooks, int only
   // Another process may have finished a fold meanwhile: the last to finish writes the report.
   if (only_fold >= 0) {
     for (int k = 0; k < plan.folds; ++k)
-      if (k != only_fold && std::find(sum.skipped.begin(), sum.skipped.end(), k) == sum.skipped.end())
+      if (k != only_fold)
         (fs::exists(fs::path(fold_dir(cfg, k)) / "done.json") ? sum.skipped : sum.waiting).push_back(k);
     std::sort(sum.skipped.begin(), sum.skipped.end());
   }
